@@ -1,0 +1,217 @@
+//! The command line: parses arguments, loads the config, calls the library.
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config, ConfigError, LogFormat};
+use crate::notice::Status;
+use crate::store::{NoticeFilter, Store};
+
+#[derive(Parser)]
+#[command(name = "interim", version, about = "Keeps waiting customers informed: interim notices for tickets that wait too long")]
+struct Cli {
+    /// Config file [default: $INTERIM_CONFIG, else config/interim.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon
+    Run,
+    /// Validate config, templates, cron expressions and calendars
+    CheckConfig,
+    /// Poll once and show the notices that would go out; sends nothing
+    Plan {
+        /// Evaluate as if now were this instant (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Also show notices due up to this long after --at (e.g. 3d)
+        #[arg(long, value_name = "DURATION")]
+        horizon: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Render the notice a ticket would get, as it would go out
+    Preview {
+        #[arg(long, value_name = "ID")]
+        ticket: String,
+        #[arg(long, value_name = "NAME")]
+        policy: Option<String>,
+    },
+    /// Show the ledger
+    Notices {
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        #[arg(long, value_name = "ID")]
+        ticket: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Put dead notices back to pending
+    Retry {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Apply store migrations
+    Migrate,
+    /// A self-contained demo: sample helpdesk, accelerated thresholds, notices into a folder
+    Demo {
+        /// How long the demo daemon runs, in seconds
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Where the demo puts its helpdesk, ledger and outbox
+        #[arg(long, default_value = "var/demo")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// A failure with its exit code.
+enum Failure {
+    Usage(String),
+    Config(ConfigError),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = !matches!(cli.command, Command::Run | Command::Demo { .. });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli, quiet)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(cli_config: Option<&std::path::Path>, quiet: bool) -> Result<Config, Failure> {
+    let path = config::resolve_path(cli_config);
+    let loaded = config::load(&path);
+    let format = loaded.as_ref().map(|c| c.settings.daemon.log_format).unwrap_or(LogFormat::Auto);
+    if quiet && std::env::var_os("INTERIM_LOG").is_none() {
+        // One-shot commands print results on stdout; only problems on stderr.
+        crate::logging::init_with_default(format, "warn");
+    } else {
+        crate::logging::init(format);
+    }
+    Ok(loaded?)
+}
+
+async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
+    let config_flag = cli.config.as_deref();
+    match cli.command {
+        Command::Run => {
+            let config = load(config_flag, quiet)?;
+            let shutdown = crate::daemon::shutdown_on_signals();
+            crate::daemon::run(config, shutdown).await?;
+        }
+        Command::CheckConfig => {
+            let config = load(config_flag, quiet)?;
+            print!("{}", crate::report::config_summary(&config));
+        }
+        Command::Plan { at, horizon, format } => {
+            let config = load(config_flag, quiet)?;
+            let at = match at {
+                Some(text) => parse_instant(&text).map_err(Failure::Usage)?,
+                None => Utc::now(),
+            };
+            let horizon = match horizon {
+                Some(text) => config::parse_duration(&text).map_err(|e| Failure::Usage(format!("--horizon: {e}")))?,
+                None => std::time::Duration::ZERO,
+            };
+            let rows = crate::report::plan_rows(&config, at, horizon).await?;
+            crate::report::print_plan(&rows, format);
+        }
+        Command::Preview { ticket, policy } => {
+            let config = load(config_flag, quiet)?;
+            let text = crate::report::preview(&config, &ticket, policy.as_deref()).await.map_err(|e| match e {
+                crate::report::PreviewError::NotFound(m) => Failure::Usage(m),
+                crate::report::PreviewError::Other(e) => Failure::Runtime(e),
+            })?;
+            print!("{text}");
+        }
+        Command::Notices { status, ticket, format } => {
+            let config = load(config_flag, quiet)?;
+            let status = match status {
+                Some(s) => Some(Status::parse(&s).ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "--status: \"{s}\" is not one of {}",
+                        Status::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                })?),
+                None => None,
+            };
+            let store = Store::open(&config.settings.store.url).await?;
+            let rows = store.list(&NoticeFilter { status, ticket }).await?;
+            crate::report::print_notices(&rows, format);
+        }
+        Command::Retry { ids } => {
+            let config = load(config_flag, quiet)?;
+            let store = Store::open(&config.settings.store.url).await?;
+            let refused = store.retry(&ids, Utc::now()).await?;
+            let retried = ids.len() - refused.len();
+            println!("{retried} notice(s) put back to pending");
+            if !refused.is_empty() {
+                return Err(Failure::Runtime(anyhow::anyhow!("not dead (or unknown), left as they are: {}", refused.join(", "))));
+            }
+        }
+        Command::Migrate => {
+            let config = load(config_flag, quiet)?;
+            let store = Store::open(&config.settings.store.url).await.context("migration failed")?;
+            println!("store {} is migrated", config.settings.store.url);
+            store.close().await;
+        }
+        Command::Demo { seconds, dir } => {
+            crate::logging::init_with_default(LogFormat::Text, "warn");
+            crate::demo::run(&dir, std::time::Duration::from_secs(seconds)).await?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("--at: \"{text}\" is not an RFC 3339 time like 2026-12-07T09:00:00+01:00"))
+}

@@ -1,0 +1,80 @@
+//! Loading the configuration: one TOML file plus `INTERIM__SECTION__KEY`
+//! environment overrides, validated into [`Settings`] and compiled
+//! [`Templates`].
+
+mod raw;
+mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use settings::{
+    ChannelKind, ChannelSettings, DEFAULT_CONFIG_PATH, DaemonSettings, EmailSettings, FileFormat, FileSettings, LogFormat,
+    RetryPolicy, Settings, SourceSettings, TlsMode, WebhookSettings, parse_duration,
+};
+
+use crate::templates::Templates;
+
+/// A configuration that failed validation: one `key.path: reason` per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration in {path}:\n  {}", lines.join("\n  "))]
+pub struct ConfigError {
+    pub path: String,
+    pub lines: Vec<String>,
+}
+
+/// Settings and the templates they refer to, validated together.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub settings: Arc<Settings>,
+    pub templates: Arc<Templates>,
+}
+
+/// `--config`, else `$INTERIM_CONFIG`, else `config/interim.toml`.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_owned)
+        .or_else(|| std::env::var_os("INTERIM_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let fail = |lines: Vec<String>| ConfigError {
+        path: path.display().to_string(),
+        lines,
+    };
+    if !path.exists() {
+        return Err(fail(vec![format!(
+            "file not found (give --config PATH or set INTERIM_CONFIG; the working directory is {})",
+            std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+        )]));
+    }
+    let builder = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("INTERIM")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+    let merged = builder.build().map_err(|e| fail(vec![describe_config_error(&e)]))?;
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = describe_config_error(e.inner());
+        fail(vec![if key.is_empty() || key == "." { inner } else { format!("{key}: {inner}") }])
+    })?;
+    let settings = Settings::from_raw(raw).map_err(fail)?;
+    let templates = Templates::load(&settings).map_err(fail)?;
+    Ok(Config {
+        path: path.to_owned(),
+        settings: Arc::new(settings),
+        templates,
+    })
+}
+
+fn describe_config_error(e: &config::ConfigError) -> String {
+    // The config crate appends "for key `x`" and the file path; the message
+    // itself is what ops need, the key path we add ourselves.
+    let text = e.to_string();
+    text.split(" in ").next().unwrap_or(&text).to_owned()
+}

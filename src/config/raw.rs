@@ -1,0 +1,140 @@
+//! The config file as written by ops: plain serde structs, every table
+//! `deny_unknown_fields` so a typo is an error, not a silently ignored key.
+//! `settings.rs` turns this into typed values.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub http: RawHttp,
+    pub source: RawSource,
+    #[serde(default)]
+    pub wording: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub calendars: BTreeMap<String, RawCalendar>,
+    #[serde(default)]
+    pub policies: Vec<RawPolicy>,
+    #[serde(default)]
+    pub channels: BTreeMap<String, RawChannel>,
+    #[serde(default)]
+    pub templates: RawTemplates,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub timezone: Option<String>,
+    pub default_language: Option<String>,
+    pub poll_interval: Option<String>,
+    pub max_snapshot_age: Option<String>,
+    pub dry_run: Option<bool>,
+    pub shutdown_timeout: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub url: Option<String>,
+    pub claim_lease: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub kind: String,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<String>,
+    pub query: Option<String>,
+    pub timezone: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCalendar {
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub hours: BTreeMap<String, String>,
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    pub holidays_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: String,
+    #[serde(default, rename = "match")]
+    pub matcher: BTreeMap<String, MatchValue>,
+    pub after: String,
+    pub repeat_every: Option<String>,
+    pub max_notices: Option<i64>,
+    pub calendar: Option<String>,
+    pub send_at: Option<String>,
+    pub channel: String,
+    pub template: String,
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+}
+
+/// `state = "open"`, `state = ["open", "new"]` or `extra = { product = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MatchValue {
+    One(String),
+    Many(Vec<String>),
+    Nested(BTreeMap<String, MatchValue>),
+}
+
+/// One flat table for every channel kind; `settings.rs` rejects the keys a
+/// kind does not use, naming them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    pub kind: String,
+    // email
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    // webhook
+    pub url: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    // file
+    pub path: Option<String>,
+    pub format: Option<String>,
+    // every kind
+    pub timeout: Option<String>,
+    pub concurrency: Option<i64>,
+    pub retry_initial: Option<String>,
+    pub retry_max: Option<String>,
+    pub retry_for: Option<String>,
+    pub max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplates {
+    pub dir: Option<String>,
+}

@@ -1,0 +1,26 @@
+//! interim: keeps waiting customers informed.
+//!
+//! The modules follow the data flow: `source` polls tickets, `planner`
+//! turns them and the `policy` rules into planned notices in the `store`
+//! (the ledger), `dispatch` sends due notices through `channels`, rendered
+//! by `templates`; `daemon` runs the loop, `cli` is the command line.
+
+pub mod calendar;
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod dispatch;
+pub mod logging;
+pub mod notice;
+pub mod planner;
+pub mod policy;
+pub mod report;
+pub mod retry;
+pub mod schedule;
+pub mod secret;
+pub mod source;
+pub mod store;
+pub mod templates;
+pub mod ticket;

@@ -1,0 +1,181 @@
+//! Planning: from a snapshot of waiting tickets, the policies and the
+//! ledger's series, decide which notice each series should have pending
+//! next and which pending notices must be cancelled. Pure: time is an
+//! argument, the store applies the result.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+
+use crate::config::{ChannelKind, Settings};
+use crate::notice::{SeriesKey, Status};
+use crate::policy::Policy;
+use crate::source::RowError;
+use crate::ticket::Ticket;
+
+/// What the ledger knows of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesState {
+    pub key: SeriesKey,
+    /// The number of the last notice that reached an end (sent, dead,
+    /// suppressed, dry run); 0 before the first.
+    pub done: u32,
+    /// When the last done notice's final attempt started: the reference for
+    /// spacing the next one by `repeat_every`.
+    pub last_ref_at: Option<DateTime<Utc>>,
+    /// The notice after `done`, if the ledger has it.
+    pub next: Option<NextNotice>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextNotice {
+    pub id: String,
+    pub number: u32,
+    pub status: Status,
+    pub due_at: DateTime<Utc>,
+    pub send_at: DateTime<Utc>,
+    pub ticket_json: String,
+}
+
+/// The notice a series should have pending now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedNotice {
+    pub id: String,
+    pub key: SeriesKey,
+    pub number: u32,
+    pub max_notices: u32,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub due_at: DateTime<Utc>,
+    pub send_at: DateTime<Utc>,
+    pub ticket: Ticket,
+    pub ticket_json: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// New or changed pending notices (also revivals of cancelled ones).
+    pub upserts: Vec<PlannedNotice>,
+    /// Every notice a series should have pending, changed or not (for
+    /// `plan` output).
+    pub wanted: Vec<PlannedNotice>,
+    /// Pending notices to cancel, with the reason.
+    pub cancels: Vec<(String, String)>,
+    /// Series to create in the ledger.
+    pub new_series: Vec<SeriesKey>,
+    /// Series whose ticket is gone or whose wait restarted.
+    pub ended_series: Vec<SeriesKey>,
+    /// Tickets that could not be planned for a policy (bad address).
+    pub skipped: Vec<(String, RowError)>,
+}
+
+/// Plans every series for `tickets` (a full snapshot: a ticket missing from
+/// it is no longer waiting).
+pub fn plan(settings: &Settings, tickets: &[Ticket], series: &[SeriesState], dry_run: bool) -> Plan {
+    let mut out = Plan::default();
+    let known: HashMap<&SeriesKey, &SeriesState> = series.iter().map(|s| (&s.key, s)).collect();
+    let mut wanted_keys: HashSet<SeriesKey> = HashSet::new();
+    let mut episodes: HashMap<&str, DateTime<Utc>> = HashMap::new();
+
+    for ticket in tickets {
+        episodes.insert(&ticket.id, crate::notice::truncate_millis(ticket.waiting_since));
+        let mut ticket_json: Option<String> = None;
+        for policy in Policy::applicable(&settings.policies, ticket) {
+            let recipient = match recipient_for(settings, policy, ticket) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.skipped.push((policy.name.clone(), e));
+                    continue;
+                }
+            };
+            let key = SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
+            wanted_keys.insert(key.clone());
+            let state = known.get(&key);
+            if state.is_none() {
+                out.new_series.push(key.clone());
+            }
+            let done = state.map_or(0, |s| s.done);
+            if done >= policy.max_notices {
+                continue;
+            }
+            let number = done + 1;
+            let Some(due_at) = policy.due_at(ticket.waiting_since, number, state.and_then(|s| s.last_ref_at)) else {
+                continue;
+            };
+            let Some(send_at) = policy.window.first_send_instant(due_at) else {
+                continue;
+            };
+            let json = ticket_json.get_or_insert_with(|| serde_json::to_string(ticket).unwrap_or_default()).clone();
+            let planned = PlannedNotice {
+                id: key.notice_id(number, dry_run),
+                key: key.clone(),
+                number,
+                max_notices: policy.max_notices,
+                channel: policy.channel.clone(),
+                recipient,
+                due_at,
+                send_at,
+                ticket: ticket.clone(),
+                ticket_json: json,
+            };
+            let unchanged = state.and_then(|s| s.next.as_ref()).is_some_and(|next| {
+                next.id == planned.id
+                    && next.status == Status::Pending
+                    && next.due_at == planned.due_at
+                    && next.send_at == planned.send_at
+                    && next.ticket_json == planned.ticket_json
+            });
+            if !unchanged {
+                out.upserts.push(planned.clone());
+            }
+            out.wanted.push(planned);
+        }
+    }
+
+    for state in series {
+        if wanted_keys.contains(&state.key) {
+            continue;
+        }
+        let same_episode = episodes.get(state.key.ticket_id.as_str()) == Some(&state.key.episode);
+        let reason = if !episodes.contains_key(state.key.ticket_id.as_str()) {
+            "the ticket is no longer waiting"
+        } else if !same_episode {
+            "the wait restarted (waiting_since changed)"
+        } else {
+            "the ticket no longer matches the policy"
+        };
+        if let Some(next) = state.next.as_ref().filter(|n| n.status == Status::Pending) {
+            out.cancels.push((next.id.clone(), reason.to_owned()));
+        }
+        if !same_episode {
+            out.ended_series.push(state.key.clone());
+        }
+    }
+    out
+}
+
+/// Who a notice goes to. An email policy needs a valid customer address;
+/// a ticket without one is skipped for that policy, never fatal.
+pub fn recipient_for(settings: &Settings, policy: &Policy, ticket: &Ticket) -> Result<Option<String>, RowError> {
+    let Some(channel) = settings.channels.get(&policy.channel) else {
+        return Ok(None);
+    };
+    match &channel.kind {
+        ChannelKind::Email(_) => {
+            let fail = |reason: String| RowError {
+                ticket_id: Some(ticket.id.clone()),
+                column: "customer_email".into(),
+                reason,
+            };
+            let raw = ticket
+                .customer_email
+                .as_deref()
+                .ok_or_else(|| fail(format!("missing, but policy \"{}\" sends email", policy.name)))?;
+            let mailbox: Mailbox = raw.parse().map_err(|_| fail(format!("\"{}\" is not a valid email address", crate::templates::single_line(raw))))?;
+            Ok(Some(mailbox.email.to_string()))
+        }
+        ChannelKind::Webhook(w) => Ok(Some(w.url.redacted())),
+        ChannelKind::File(f) => Ok(Some(f.path.display().to_string())),
+    }
+}

@@ -1,0 +1,283 @@
+//! What the one-shot commands show: the config summary, the plan, a
+//! preview, the ledger. Tables for people, JSON (RFC 3339 times) for tools.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::channels::rfc3339;
+use crate::cli::Format;
+use crate::config::{ChannelKind, Config};
+use crate::planner;
+use crate::policy::Policy;
+use crate::source::Source;
+use crate::store::{NoticeRow, Store};
+use crate::templates::NoticeFacts;
+
+pub fn config_summary(config: &Config) -> String {
+    let s = &config.settings;
+    let mut out = String::new();
+    let _ = writeln!(out, "configuration OK: {}", config.path.display());
+    let _ = writeln!(out, "  source:    sql {} (poll every {})", s.source.url, humantime::format_duration(s.daemon.poll_interval));
+    let _ = writeln!(out, "  store:     {}", s.store.url);
+    let _ = writeln!(out, "  policies:  {}", s.policies.len());
+    for p in &s.policies {
+        let repeat = match p.repeat_every {
+            Some(r) => format!(", every {} up to {} notices", humantime::format_duration(r), p.max_notices),
+            None => ", one notice".into(),
+        };
+        let window = match (&p.window.calendar, &p.window.send_at) {
+            (Some(c), Some(cron)) => format!(", in calendar {} at \"{}\"", c.name, cron.expression),
+            (Some(c), None) => format!(", in calendar {}", c.name),
+            (None, Some(cron)) => format!(", at \"{}\" ({})", cron.expression, cron.timezone),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "    {:<24} after {}{repeat}{window} -> {} / {}{}",
+            p.name,
+            humantime::format_duration(p.after),
+            p.channel,
+            p.template,
+            if p.continue_matching { " (continue)" } else { "" }
+        );
+    }
+    let _ = writeln!(out, "  channels:  {}", s.channels.len());
+    for (name, c) in &s.channels {
+        let target = match &c.kind {
+            ChannelKind::Email(e) => format!("{}:{}", e.host, e.port),
+            ChannelKind::Webhook(w) => w.url.redacted(),
+            ChannelKind::File(f) => f.path.display().to_string(),
+        };
+        let _ = writeln!(out, "    {:<24} {} {} (concurrency {})", name, c.kind.name(), target, c.concurrency);
+    }
+    let mut templates: Vec<&str> = s.policies.iter().map(|p| p.template.as_str()).collect();
+    templates.sort_unstable();
+    templates.dedup();
+    let _ = writeln!(out, "  templates: {}", s.templates_dir.display());
+    for t in templates {
+        let _ = writeln!(out, "    {:<24} languages: {}", t, config.templates.languages(t).join(", "));
+    }
+    let _ = writeln!(out, "  default language: {}, time zone: {}", s.daemon.default_language, s.daemon.timezone);
+    if s.daemon.dry_run {
+        let _ = writeln!(out, "  DRY RUN: notices are recorded, nothing is sent");
+    }
+    for w in &s.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanRow {
+    pub ticket_id: String,
+    pub policy: String,
+    pub number: u32,
+    pub max: u32,
+    pub due_at: String,
+    pub send_at: String,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub notice_id: String,
+    pub why: String,
+}
+
+/// The notices that would go out at or before `at + horizon`, evaluated on
+/// the tickets polled now, without the staleness rule.
+pub async fn plan_rows(config: &Config, at: DateTime<Utc>, horizon: Duration) -> anyhow::Result<Vec<PlanRow>> {
+    let settings = &config.settings;
+    let source = Source::new(&settings.source)?;
+    let snapshot = source.poll(Utc::now()).await?;
+    source.close().await;
+    for e in &snapshot.skipped {
+        tracing::warn!("row skipped: {e}");
+    }
+    let store = Store::open(&settings.store.url).await?;
+    let series = store.load_series(settings.daemon.dry_run).await?;
+    store.close().await;
+    let plan = planner::plan(settings, &snapshot.tickets, &series, settings.daemon.dry_run);
+    let until = at + chrono::Duration::from_std(horizon).unwrap_or_default();
+    let mut rows: Vec<PlanRow> = plan
+        .wanted
+        .into_iter()
+        .filter(|n| n.send_at <= until)
+        .map(|n| {
+            let policy = settings.policies.iter().find(|p| p.name == n.key.policy);
+            PlanRow {
+                why: policy.map(|p| explain(p, n.due_at, n.send_at)).unwrap_or_default(),
+                ticket_id: n.key.ticket_id,
+                policy: n.key.policy,
+                number: n.number,
+                max: n.max_notices,
+                due_at: rfc3339(n.due_at),
+                send_at: rfc3339(n.send_at),
+                channel: n.channel,
+                recipient: n.recipient,
+                notice_id: n.id,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.send_at, &a.ticket_id).cmp(&(&b.send_at, &b.ticket_id)));
+    Ok(rows)
+}
+
+fn explain(policy: &Policy, due: DateTime<Utc>, send: DateTime<Utc>) -> String {
+    if send == due {
+        return "at once when due".into();
+    }
+    match (&policy.window.calendar, &policy.window.send_at) {
+        (Some(c), Some(s)) => format!("next \"{}\" slot inside calendar {}", s.expression, c.name),
+        (Some(c), None) => format!("next opening of calendar {}", c.name),
+        (None, Some(s)) => format!("next \"{}\" slot", s.expression),
+        (None, None) => String::new(),
+    }
+}
+
+pub fn print_plan(rows: &[PlanRow], format: Format) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())),
+        Format::Table => {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.send_at.clone(),
+                        r.ticket_id.clone(),
+                        r.policy.clone(),
+                        format!("{}/{}", r.number, r.max),
+                        r.channel.clone(),
+                        r.recipient.clone().unwrap_or_default(),
+                        r.why.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", render_table(&["SEND AT", "TICKET", "POLICY", "NO.", "CHANNEL", "RECIPIENT", "WHY THEN"], &table));
+            println!("{} notice(s)", rows.len());
+        }
+    }
+}
+
+pub fn print_notices(rows: &[NoticeRow], format: Format) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())),
+        Format::Table => {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.ticket_id.clone(),
+                        r.policy.clone(),
+                        format!("{}/{}", r.number, r.max_notices),
+                        r.status.to_string(),
+                        r.attempts.to_string(),
+                        rfc3339(r.send_at),
+                        r.sent_at.map(rfc3339).unwrap_or_default(),
+                        r.recipient.clone().unwrap_or_default(),
+                        r.last_error.clone().or_else(|| r.cancel_reason.clone()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(&["ID", "TICKET", "POLICY", "NO.", "STATUS", "TRIES", "PLANNED", "SENT", "RECIPIENT", "NOTE"], &table)
+            );
+        }
+    }
+}
+
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let text: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(headers.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+pub enum PreviewError {
+    NotFound(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for PreviewError {
+    fn from(e: anyhow::Error) -> Self {
+        PreviewError::Other(e)
+    }
+}
+
+/// Renders the next notice of a ticket for each policy that applies (or the
+/// one named), exactly as it would go out now.
+pub async fn preview(config: &Config, ticket_id: &str, policy_name: Option<&str>) -> Result<String, PreviewError> {
+    let settings = &config.settings;
+    let source = Source::new(&settings.source)?;
+    let snapshot = source.poll(Utc::now()).await?;
+    source.close().await;
+    let Some(ticket) = snapshot.tickets.iter().find(|t| t.id == ticket_id) else {
+        let skipped = snapshot.skipped.iter().find(|e| e.ticket_id.as_deref() == Some(ticket_id));
+        return Err(PreviewError::NotFound(match skipped {
+            Some(e) => format!("ticket {ticket_id} is skipped: {e}"),
+            None => format!("ticket {ticket_id} is not among the waiting tickets the source query returns"),
+        }));
+    };
+    let policies: Vec<&Policy> = match policy_name {
+        Some(name) => vec![settings.policies.iter().find(|p| p.name == name).ok_or_else(|| PreviewError::NotFound(format!("no policy \"{name}\"")))?],
+        None => Policy::applicable(&settings.policies, ticket),
+    };
+    if policies.is_empty() {
+        return Err(PreviewError::NotFound(format!("no policy applies to ticket {ticket_id} (state \"{}\")", ticket.state)));
+    }
+    let store = Store::open(&settings.store.url).await?;
+    let series = store.load_series(settings.daemon.dry_run).await?;
+    store.close().await;
+    let now = Utc::now();
+    let mut out = String::new();
+    for policy in policies {
+        let key = crate::notice::SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
+        let state = series.iter().find(|s| s.key == key);
+        let number = state.map_or(1, |s| s.done + 1).min(policy.max_notices);
+        let due_at = policy.due_at(ticket.waiting_since, number, state.and_then(|s| s.last_ref_at)).unwrap_or(now);
+        let next_notice_at = (number < policy.max_notices)
+            .then(|| policy.due_at(ticket.waiting_since, number + 1, Some(now)).and_then(|d| policy.window.first_send_instant(d)))
+            .flatten();
+        let id = key.notice_id(number, settings.daemon.dry_run);
+        let facts = NoticeFacts {
+            ticket,
+            policy,
+            notice_id: &id,
+            number,
+            now,
+            due_at,
+            next_notice_at,
+        };
+        let message = config
+            .templates
+            .render(settings, &facts)
+            .map_err(|e| PreviewError::Other(anyhow::anyhow!("template {} failed to render: {e}", policy.template)))?;
+        let recipient = planner::recipient_for(settings, policy, ticket).map_err(|e| PreviewError::NotFound(e.to_string()))?;
+        let _ = writeln!(out, "policy:    {} (notice {number} of {})", policy.name, policy.max_notices);
+        let _ = writeln!(out, "channel:   {}", policy.channel);
+        let _ = writeln!(out, "recipient: {}", recipient.unwrap_or_default());
+        let _ = writeln!(out, "language:  {}", message.language);
+        let _ = writeln!(out, "due at:    {}", rfc3339(due_at));
+        let _ = writeln!(out, "subject:   {}", message.subject);
+        let _ = writeln!(out, "\n{}", message.text.trim_end());
+        if let Some(html) = &message.html {
+            let _ = writeln!(out, "\n--- html ---\n{}", html.trim_end());
+        }
+        let _ = writeln!(out);
+    }
+    Ok(out)
+}

@@ -1,0 +1,156 @@
+//! When a due notice may actually go out: the policy's calendar (working
+//! hours, holidays) and its `send_at` cron slots.
+//!
+//! Cron slots are evaluated on local wall-clock time, not by the cron crate's
+//! own time-zone iteration: in Europe/Berlin that skips a 02:30 slot on the
+//! spring-forward day and fires it twice on the fall-back day. Here a slot in
+//! the skipped hour fires at the first instant after the gap, and a slot in
+//! the repeated hour fires once (at its earlier occurrence).
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::calendar::{Calendar, local_to_utc};
+
+/// How many cron slots / calendar openings we try before giving up on
+/// finding one that satisfies both.
+const MAX_STEPS: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct SendAt {
+    pub expression: String,
+    schedule: cron::Schedule,
+    pub timezone: Tz,
+}
+
+impl SendAt {
+    pub fn parse(expression: &str, timezone: Tz) -> Result<Self, String> {
+        let fields = expression.split_whitespace().count();
+        if !expression.trim_start().starts_with('@') && fields == 5 {
+            return Err(format!(
+                "invalid cron expression \"{expression}\": 5-field crontab is not supported; \
+                 add a seconds field first, e.g. \"0 {expression}\""
+            ));
+        }
+        let schedule = cron::Schedule::from_str(expression).map_err(|e| {
+            let reason = e.to_string();
+            if reason.trim().is_empty() {
+                format!("invalid cron expression \"{expression}\": expected 6 or 7 fields (sec min hour day-of-month month day-of-week [year])")
+            } else {
+                format!("invalid cron expression \"{expression}\": {reason}")
+            }
+        })?;
+        Ok(Self {
+            expression: expression.to_owned(),
+            schedule,
+            timezone,
+        })
+    }
+
+    /// True when the day-of-week field uses numbers: the cron crate counts
+    /// 1 = Sunday, unlike crontab's 1 = Monday, a classic trap.
+    pub fn has_numeric_weekday(&self) -> bool {
+        self.expression
+            .split_whitespace()
+            .nth(5)
+            .is_some_and(|field| field.chars().any(|c| c.is_ascii_digit()))
+    }
+
+    /// The first slot instant at or after `at`.
+    pub fn next_slot(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = at.with_timezone(&self.timezone).naive_local();
+        // Evaluate cron on naive wall-clock time (as if it were UTC), starting
+        // one second before `at` so a slot exactly at `at` counts.
+        let start = (local - chrono::Duration::seconds(1)).and_utc();
+        for slot in self.schedule.after(&start).take(MAX_STEPS) {
+            let instant = local_to_utc(self.timezone, slot.naive_utc());
+            // A slot in the repeated autumn hour maps to its earlier
+            // occurrence; when that lies before `at`, the slot has fired
+            // today and the next one is tomorrow's, never the repeat.
+            if instant >= at {
+                return Some(instant);
+            }
+        }
+        None
+    }
+}
+
+/// A policy's send window: calendar and/or cron slots. Without either, a
+/// due notice goes out at once.
+#[derive(Debug, Clone, Default)]
+pub struct SendWindow {
+    pub calendar: Option<Arc<Calendar>>,
+    pub send_at: Option<SendAt>,
+}
+
+impl SendWindow {
+    /// The first instant at or after `due` when a notice may be sent, or
+    /// `None` when the window never opens (a configuration mistake that
+    /// `check-config` reports).
+    pub fn first_send_instant(&self, due: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut at = due;
+        for _ in 0..MAX_STEPS {
+            if let Some(calendar) = &self.calendar {
+                at = calendar.next_open(at)?;
+            }
+            let Some(send_at) = &self.send_at else {
+                return Some(at);
+            };
+            let slot = send_at.next_slot(at)?;
+            match &self.calendar {
+                Some(calendar) if !calendar.is_open(slot) => {
+                    at = slot + chrono::Duration::seconds(1);
+                }
+                _ => return Some(slot),
+            }
+        }
+        None
+    }
+
+    /// Whether `at` is an acceptable send instant (inside hours; the exact
+    /// slot is not required: a claimed notice was planned on one).
+    pub fn allows(&self, at: DateTime<Utc>) -> bool {
+        self.calendar.as_ref().is_none_or(|c| c.is_open(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    #[test]
+    fn five_field_crontab_gets_a_helpful_error() {
+        let err = SendAt::parse("0 9 * * Mon-Fri", chrono_tz::UTC).err().unwrap_or_default();
+        assert!(err.contains("seconds field"), "{err}");
+        let err = SendAt::parse("0 0 25 * * *", chrono_tz::UTC).err().unwrap_or_default();
+        assert!(err.contains("0 0 25 * * *"), "{err}");
+    }
+
+    #[test]
+    fn a_slot_in_the_spring_gap_fires_once_right_after_it() {
+        let send_at = SendAt::parse("0 30 2 * * *", chrono_tz::Europe::Berlin).ok();
+        let send_at = send_at.as_ref();
+        let from = utc("2026-03-28T12:00:00Z");
+        let first = send_at.and_then(|s| s.next_slot(from));
+        assert_eq!(first, Some(utc("2026-03-29T01:00:00Z"))); // 03:00 CEST
+        let second = send_at.and_then(|s| s.next_slot(utc("2026-03-29T01:00:01Z")));
+        assert_eq!(second, Some(utc("2026-03-30T00:30:00Z"))); // 02:30 CEST next day
+    }
+
+    #[test]
+    fn a_slot_in_the_repeated_autumn_hour_fires_once() {
+        let send_at = SendAt::parse("0 30 2 * * *", chrono_tz::Europe::Berlin).ok();
+        let send_at = send_at.as_ref();
+        let first = send_at.and_then(|s| s.next_slot(utc("2026-10-24T12:00:00Z")));
+        assert_eq!(first, Some(utc("2026-10-25T00:30:00Z"))); // 02:30 CEST
+        let next = send_at.and_then(|s| s.next_slot(utc("2026-10-25T00:30:01Z")));
+        assert_eq!(next, Some(utc("2026-10-26T01:30:00Z"))); // 02:30 CET the next day, not the repeat
+    }
+}

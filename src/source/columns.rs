@@ -1,0 +1,266 @@
+//! The ticket column contract: turns one source row (column name → value)
+//! into a [`Ticket`], or says exactly which column of which ticket broke it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::ticket::Ticket;
+
+/// One cell, as read from any SQL backend or JSON API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+    Timestamp(DateTime<Utc>),
+    Naive(NaiveDateTime),
+    Date(NaiveDate),
+    /// A type we cannot read; carries the SQL type name for the error.
+    Unsupported(String),
+}
+
+/// A row that breaks the contract: skipped, logged once, counted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("ticket {}: column {column}: {reason}", ticket_id.as_deref().unwrap_or("(no id)"))]
+pub struct RowError {
+    pub ticket_id: Option<String>,
+    pub column: String,
+    pub reason: String,
+}
+
+const CONTRACT: &[&str] = &[
+    "id",
+    "number",
+    "subject",
+    "state",
+    "priority",
+    "queue",
+    "origin",
+    "customer_email",
+    "customer_name",
+    "language",
+    "timezone",
+    "waiting_since",
+    "updated_at",
+    "thread_message_id",
+];
+
+/// Applies the column contract. Column names are matched case-insensitively.
+/// `warnings` receives non-fatal findings (an unknown time zone).
+pub fn ticket_from_row(cells: Vec<(String, Cell)>, zone: Tz, warnings: &mut Vec<RowError>) -> Result<Ticket, RowError> {
+    let mut row: BTreeMap<String, Cell> = cells.into_iter().map(|(name, cell)| (name.to_lowercase(), cell)).collect();
+    let id = match row.remove("id") {
+        None => return Err(error(None, "id", "missing: the query must select an id column")),
+        Some(cell) => text_of(&cell).filter(|s| !s.trim().is_empty()),
+    };
+    let Some(id) = id else {
+        return Err(error(None, "id", "empty or NULL"));
+    };
+    let fail = |column: &str, reason: String| error(Some(id.clone()), column, reason);
+
+    let mut text = |name: &str| -> Result<Option<String>, RowError> {
+        match row.remove(name) {
+            None | Some(Cell::Null) => Ok(None),
+            Some(Cell::Unsupported(ty)) => Err(fail(name, format!("unsupported SQL type {ty}; cast it to text in the query"))),
+            Some(cell) => Ok(text_of(&cell)),
+        }
+    };
+    let number = text("number")?;
+    let subject = text("subject")?;
+    let state = text("state")?.ok_or_else(|| fail("state", "missing or NULL".into()))?;
+    let priority = text("priority")?;
+    let queue = text("queue")?;
+    let origin = text("origin")?;
+    let customer_email = text("customer_email")?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let customer_name = text("customer_name")?;
+    let language = text("language")?;
+    let mut timezone = text("timezone")?.filter(|s| !s.trim().is_empty());
+    let thread_message_id = text("thread_message_id")?;
+    if let Some(zone_name) = &timezone
+        && zone_name.trim().parse::<Tz>().is_err()
+    {
+        warnings.push(fail("timezone", format!("unknown time zone \"{zone_name}\"; dates are shown in the default zone")));
+        timezone = None;
+    }
+
+    let waiting_since = match row.remove("waiting_since") {
+        None => return Err(fail("waiting_since", "missing: the query must select waiting_since".into())),
+        Some(cell) => timestamp_of(&cell, zone).map_err(|reason| fail("waiting_since", reason))?,
+    };
+    let Some(waiting_since) = waiting_since else {
+        return Err(fail("waiting_since", "NULL: the ticket is not waiting".into()));
+    };
+    let updated_at = match row.remove("updated_at") {
+        None => None,
+        Some(cell) => timestamp_of(&cell, zone).map_err(|reason| fail("updated_at", reason))?,
+    };
+
+    let extra = row
+        .into_iter()
+        .filter(|(name, _)| !CONTRACT.contains(&name.as_str()))
+        .map(|(name, cell)| (name, json_of(cell)))
+        .collect();
+
+    Ok(Ticket {
+        id,
+        number,
+        subject,
+        state,
+        priority,
+        queue,
+        origin,
+        customer_email,
+        customer_name,
+        language,
+        timezone,
+        waiting_since,
+        updated_at,
+        thread_message_id,
+        extra,
+    })
+}
+
+fn error(ticket_id: Option<String>, column: &str, reason: impl Into<String>) -> RowError {
+    RowError {
+        ticket_id,
+        column: column.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn text_of(cell: &Cell) -> Option<String> {
+    match cell {
+        Cell::Null | Cell::Unsupported(_) => None,
+        Cell::Int(i) => Some(i.to_string()),
+        Cell::Float(f) => Some(f.to_string()),
+        Cell::Bool(b) => Some(b.to_string()),
+        Cell::Text(s) => Some(s.clone()),
+        Cell::Timestamp(t) => Some(t.to_rfc3339()),
+        Cell::Naive(t) => Some(t.to_string()),
+        Cell::Date(d) => Some(d.to_string()),
+    }
+}
+
+fn json_of(cell: Cell) -> serde_json::Value {
+    match cell {
+        Cell::Null | Cell::Unsupported(_) => serde_json::Value::Null,
+        Cell::Int(i) => i.into(),
+        Cell::Float(f) => f.into(),
+        Cell::Bool(b) => b.into(),
+        Cell::Text(s) => s.into(),
+        Cell::Timestamp(t) => t.to_rfc3339().into(),
+        Cell::Naive(t) => t.to_string().into(),
+        Cell::Date(d) => d.to_string().into(),
+    }
+}
+
+/// Reads the timestamp forms of the contract: SQL timestamp types, RFC 3339
+/// text, `YYYY-MM-DD HH:MM:SS[.fff]` text (naive, in the source zone) and
+/// integer Unix seconds.
+pub fn timestamp_of(cell: &Cell, zone: Tz) -> Result<Option<DateTime<Utc>>, String> {
+    match cell {
+        Cell::Null => Ok(None),
+        Cell::Timestamp(t) => Ok(Some(*t)),
+        Cell::Naive(n) => Ok(Some(naive_in(*n, zone))),
+        Cell::Date(d) => Ok(d.and_hms_opt(0, 0, 0).map(|n| naive_in(n, zone))),
+        Cell::Int(secs) => Utc
+            .timestamp_opt(*secs, 0)
+            .single()
+            .map(Some)
+            .ok_or_else(|| format!("{secs} is not a Unix timestamp in seconds")),
+        Cell::Float(secs) if secs.is_finite() => Utc
+            .timestamp_millis_opt((secs * 1000.0) as i64)
+            .single()
+            .map(Some)
+            .ok_or_else(|| format!("{secs} is not a Unix timestamp in seconds")),
+        Cell::Text(text) => parse_timestamp_text(text, zone).map(Some),
+        other => Err(format!("cannot read {other:?} as a timestamp")),
+    }
+}
+
+pub fn parse_timestamp_text(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(parsed) = DateTime::parse_from_rfc3339(t) {
+        return Ok(parsed.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
+            return Ok(naive_in(naive, zone));
+        }
+    }
+    if let Ok(parsed) = DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z") {
+        return Ok(parsed.with_timezone(&Utc));
+    }
+    if let Ok(secs) = t.parse::<i64>() {
+        return timestamp_of(&Cell::Int(secs), zone).map(|o| o.unwrap_or_default());
+    }
+    Err(format!("\"{}\" is not a timestamp (RFC 3339, YYYY-MM-DD HH:MM:SS or Unix seconds)", truncate(t, 40)))
+}
+
+fn naive_in(naive: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
+    crate::calendar::local_to_utc(zone, naive)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cells: &[(&str, Cell)]) -> Vec<(String, Cell)> {
+        cells.iter().map(|(n, c)| ((*n).to_owned(), c.clone())).collect()
+    }
+
+    #[test]
+    fn all_three_timestamp_forms_are_read() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let expected = Utc.with_ymd_and_hms(2026, 12, 3, 13, 0, 0).single();
+        assert_eq!(parse_timestamp_text("2026-12-03T14:00:00+01:00", berlin).ok(), expected);
+        assert_eq!(parse_timestamp_text("2026-12-03 14:00:00", berlin).ok(), expected);
+        assert_eq!(parse_timestamp_text("2026-12-03 14:00:00.000", berlin).ok(), expected);
+        assert_eq!(timestamp_of(&Cell::Int(1_796_302_800), berlin).ok().flatten(), expected);
+        assert!(parse_timestamp_text("yesterday", berlin).is_err());
+    }
+
+    #[test]
+    fn extra_columns_land_in_extra_and_names_are_case_insensitive() {
+        let mut warnings = Vec::new();
+        let ticket = ticket_from_row(
+            row(&[
+                ("ID", Cell::Int(7)),
+                ("State", Cell::Text("open".into())),
+                ("WAITING_SINCE", Cell::Text("2026-01-01 00:00:00".into())),
+                ("product", Cell::Text("router".into())),
+                ("timezone", Cell::Text("Mars/Olympus".into())),
+            ]),
+            chrono_tz::UTC,
+            &mut warnings,
+        );
+        let ticket = ticket.ok();
+        assert_eq!(ticket.as_ref().map(|t| t.id.as_str()), Some("7"));
+        assert_eq!(ticket.as_ref().and_then(|t| t.extra.get("product")), Some(&serde_json::json!("router")));
+        assert_eq!(ticket.and_then(|t| t.timezone), None);
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_broken_row_names_ticket_and_column() {
+        let err = ticket_from_row(
+            row(&[("id", Cell::Text("T-1".into())), ("state", Cell::Text("open".into())), ("waiting_since", Cell::Text("soon".into()))]),
+            chrono_tz::UTC,
+            &mut Vec::new(),
+        )
+        .err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.starts_with("ticket T-1: column waiting_since:"), "{text}");
+    }
+}

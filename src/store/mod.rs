@@ -1,0 +1,408 @@
+//! The ledger store. Every state of every notice is a row, so a restart
+//! (even after `kill -9`) loses nothing and sends nothing twice by its own
+//! choice. Transactions are short and never span a send.
+
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow};
+
+use crate::notice::{SeriesKey, Status};
+use crate::planner::{NextNotice, Plan, SeriesState};
+use crate::secret::SecretUrl;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// Held by the one daemon that may use a SQLite store.
+pub struct DaemonLock {
+    _file: std::fs::File,
+}
+
+impl Store {
+    /// Opens the store, creating and migrating a missing SQLite file.
+    pub async fn open(url: &SecretUrl) -> anyhow::Result<Store> {
+        let raw = url.expose();
+        let Some(rest) = raw.strip_prefix("sqlite:") else {
+            bail!("unsupported store URL {url}: use sqlite://PATH");
+        };
+        let path = PathBuf::from(rest.trim_start_matches("//").split('?').next().unwrap_or(""));
+        if path.as_os_str().is_empty() {
+            bail!("store.url {url} names no file");
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("failed to create the store's folder {}", dir.display()))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .with_context(|| format!("invalid store URL {url}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("failed to open the store {url}"))?;
+        MIGRATIONS
+            .run(&pool)
+            .await
+            .with_context(|| format!("failed to migrate the store {url}"))?;
+        Ok(Store { pool, path })
+    }
+
+    /// Only one daemon may use a SQLite store at a time.
+    pub fn lock_for_daemon(&self) -> anyhow::Result<DaemonLock> {
+        let lock_path = self.path.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("failed to open {}", lock_path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DaemonLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another interim daemon is using the store {} (lock {} is held); one daemon per SQLite store",
+                self.path.display(),
+                lock_path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("failed to lock {}", lock_path.display())),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A restarted daemon takes back its unfinished claims at once: with
+    /// SQLite it is the only daemon, so every claim was its own.
+    pub async fn release_all_claims(&self) -> anyhow::Result<u64> {
+        let done = sqlx::query("UPDATE notices SET claimed_by = NULL, claim_until = NULL WHERE claimed_by IS NOT NULL")
+            .execute(&self.pool)
+            .await
+            .context("failed to release claims")?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn last_poll_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = 'last_poll_at'")
+            .fetch_optional(&self.pool)
+            .await
+            .context("failed to read the last poll time")?;
+        Ok(row.and_then(|r| r.get::<String, _>(0).parse::<i64>().ok()).map(from_ms))
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.context("store unreachable")?;
+        Ok(())
+    }
+
+    /// The ledger's view of every current series (for one mode: live or dry run).
+    pub async fn load_series(&self, dry_run: bool) -> anyhow::Result<Vec<SeriesState>> {
+        let rows = sqlx::query(
+            "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_ref_at,
+                    n.id, n.number, n.status, n.due_at, n.send_at, n.ticket
+             FROM series s LEFT JOIN notices n ON n.id = s.next_id
+             WHERE s.dry_run = ?1",
+        )
+        .bind(dry_run)
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to load series")?;
+        rows.iter()
+            .map(|r| {
+                let next = match r.try_get::<Option<String>, _>(5)? {
+                    Some(id) => Some(NextNotice {
+                        id,
+                        number: r.try_get::<i64, _>(6)? as u32,
+                        status: Status::parse(&r.try_get::<String, _>(7)?).unwrap_or(Status::Pending),
+                        due_at: from_ms(r.try_get(8)?),
+                        send_at: from_ms(r.try_get(9)?),
+                        ticket_json: r.try_get(10)?,
+                    }),
+                    None => None,
+                };
+                Ok(SeriesState {
+                    key: SeriesKey {
+                        ticket_id: r.try_get(0)?,
+                        policy: r.try_get(1)?,
+                        episode: from_ms(r.try_get(2)?),
+                    },
+                    done: r.try_get::<i64, _>(3)? as u32,
+                    last_ref_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+                    next,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .context("failed to read series")
+    }
+
+    /// Applies a plan in one transaction and records the poll time.
+    pub async fn apply_plan(&self, plan: &Plan, dry_run: bool, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await.context("failed to begin the plan transaction")?;
+        let now_ms = ms(now);
+        for key in &plan.new_series {
+            sqlx::query("INSERT OR IGNORE INTO series (ticket_id, policy, episode, dry_run) VALUES (?1, ?2, ?3, ?4)")
+                .bind(&key.ticket_id)
+                .bind(&key.policy)
+                .bind(ms(key.episode))
+                .bind(dry_run)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (id, reason) in &plan.cancels {
+            sqlx::query(
+                "UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
+                        claimed_by = NULL, claim_until = NULL
+                 WHERE id = ?1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(reason)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for key in &plan.ended_series {
+            sqlx::query("DELETE FROM series WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4")
+                .bind(&key.ticket_id)
+                .bind(&key.policy)
+                .bind(ms(key.episode))
+                .bind(dry_run)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for n in &plan.upserts {
+            // A pending notice follows the plan (a changed threshold moves
+            // it) unless a retry is scheduled; a cancelled one comes back
+            // when its ticket matches again. Ended notices never change.
+            sqlx::query(
+                "INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices, status, channel,
+                                      recipient, due_at, send_at, next_attempt_at, ticket, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?13)
+                 ON CONFLICT (id) DO UPDATE SET
+                    max_notices = excluded.max_notices, channel = excluded.channel, recipient = excluded.recipient,
+                    due_at = excluded.due_at, send_at = excluded.send_at, ticket = excluded.ticket,
+                    next_attempt_at = CASE WHEN notices.status = 'cancelled' OR notices.attempts = 0
+                                           THEN excluded.next_attempt_at ELSE notices.next_attempt_at END,
+                    attempts = CASE WHEN notices.status = 'cancelled' THEN 0 ELSE notices.attempts END,
+                    first_attempt_at = CASE WHEN notices.status = 'cancelled' THEN NULL ELSE notices.first_attempt_at END,
+                    cancel_reason = NULL, finished_at = NULL,
+                    status = 'pending', updated_at = excluded.updated_at
+                 WHERE notices.status IN ('pending', 'cancelled')",
+            )
+            .bind(&n.id)
+            .bind(&n.key.ticket_id)
+            .bind(&n.key.policy)
+            .bind(ms(n.key.episode))
+            .bind(dry_run)
+            .bind(n.number as i64)
+            .bind(n.max_notices as i64)
+            .bind(&n.channel)
+            .bind(&n.recipient)
+            .bind(ms(n.due_at))
+            .bind(ms(n.send_at))
+            .bind(&n.ticket_json)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE series SET next_id = ?5 WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4")
+                .bind(&n.key.ticket_id)
+                .bind(&n.key.policy)
+                .bind(ms(n.key.episode))
+                .bind(dry_run)
+                .bind(&n.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('last_poll_at', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(now_ms.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await.context("failed to commit the plan")?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due notices of a channel with a lease, in one
+    /// short statement. The send happens outside any transaction.
+    pub async fn claim_due(&self, channel: &str, now: DateTime<Utc>, limit: usize, lease: Duration, instance: &str) -> anyhow::Result<Vec<ClaimedNotice>> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let rows = sqlx::query(
+            "UPDATE notices SET claimed_by = ?1, claim_until = ?2
+             WHERE id IN (SELECT id FROM notices
+                          WHERE status = 'pending' AND channel = ?3 AND next_attempt_at <= ?4
+                            AND (claim_until IS NULL OR claim_until < ?4)
+                          ORDER BY next_attempt_at LIMIT ?5)
+             RETURNING id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
+                       due_at, send_at, attempts, first_attempt_at, ticket",
+        )
+        .bind(instance)
+        .bind(ms(until))
+        .bind(channel)
+        .bind(ms(now))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(|| format!("failed to claim due notices of channel {channel}"))?;
+        rows.iter().map(ClaimedNotice::from_row).collect::<Result<_, _>>().context("failed to read claimed notices")
+    }
+
+    /// The earliest next attempt among pending notices, to sleep until it.
+    pub async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM notices WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await
+            .context("failed to read the next due time")?;
+        Ok(v.map(from_ms))
+    }
+
+    /// The notice's status as the latest plan left it (the pre-send check).
+    pub async fn status_of(&self, id: &str) -> anyhow::Result<Option<Status>> {
+        let v: Option<String> = sqlx::query_scalar("SELECT status FROM notices WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("failed to read a notice's status")?;
+        Ok(v.as_deref().and_then(Status::parse))
+    }
+
+    /// Records a delivered (or dry-run) notice and advances its series.
+    pub async fn record_done(
+        &self,
+        n: &ClaimedNotice,
+        status: Status,
+        attempt_started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+        next_notice_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let sent_at = matches!(status, Status::Sent | Status::DryRun).then_some(ms(finished));
+        sqlx::query(
+            "UPDATE notices SET status = ?2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?3),
+                    last_attempt_at = ?3, sent_at = ?4, finished_at = ?5, next_notice_at = ?6, last_error = COALESCE(?7, last_error),
+                    claimed_by = NULL, claim_until = NULL, updated_at = ?5
+             WHERE id = ?1",
+        )
+        .bind(&n.id)
+        .bind(status.as_str())
+        .bind(ms(attempt_started))
+        .bind(sent_at)
+        .bind(ms(finished))
+        .bind(next_notice_at.map(ms))
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        // The next notice is spaced from when this one's final attempt began.
+        sqlx::query(
+            "UPDATE series SET done = ?5, last_ref_at = ?6, next_id = NULL
+             WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4 AND done < ?5",
+        )
+        .bind(&n.ticket_id)
+        .bind(&n.policy)
+        .bind(ms(n.episode))
+        .bind(n.dry_run)
+        .bind(n.number as i64)
+        .bind(ms(attempt_started))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.with_context(|| format!("failed to record notice {}", n.id))?;
+        Ok(())
+    }
+
+    /// Records a failed attempt that will be retried at `next_attempt`.
+    pub async fn record_retry(&self, n: &ClaimedNotice, attempt_started: DateTime<Utc>, next_attempt: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE notices SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?2), last_attempt_at = ?2,
+                    next_attempt_at = ?3, last_error = ?4, claimed_by = NULL, claim_until = NULL, updated_at = ?2
+             WHERE id = ?1 AND status = 'pending'",
+        )
+        .bind(&n.id)
+        .bind(ms(attempt_started))
+        .bind(ms(next_attempt))
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("failed to record a retry of notice {}", n.id))?;
+        Ok(())
+    }
+
+    /// Gives a claim back without an attempt (e.g. outside the send window,
+    /// or shutting down before the send began).
+    pub async fn release(&self, id: &str, next_attempt: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE notices SET claimed_by = NULL, claim_until = NULL, next_attempt_at = COALESCE(?2, next_attempt_at)
+             WHERE id = ?1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(next_attempt.map(ms))
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("failed to release notice {id}"))?;
+        Ok(())
+    }
+
+    pub async fn list(&self, filter: &NoticeFilter) -> anyhow::Result<Vec<NoticeRow>> {
+        let rows = sqlx::query(
+            "SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at, next_attempt_at,
+                    sent_at, last_error, channel, recipient, dry_run, next_notice_at, cancel_reason, episode, ticket
+             FROM notices
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR ticket_id = ?2)
+             ORDER BY created_at, ticket_id, policy, number",
+        )
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.ticket.as_deref())
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to list notices")?;
+        rows.iter().map(NoticeRow::from_row).collect::<Result<_, _>>().context("failed to read notices")
+    }
+
+    /// Puts dead notices back to pending, due now, with a fresh retry window.
+    /// Returns the ids that were not dead (unknown or in another status).
+    pub async fn retry(&self, ids: &[String], now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        let mut refused = Vec::new();
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE notices SET status = 'pending', next_attempt_at = ?2, first_attempt_at = NULL, finished_at = NULL,
+                        updated_at = ?2
+                 WHERE id = ?1 AND status = 'dead'",
+            )
+            .bind(id)
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("failed to retry notice {id}"))?;
+            if done.rows_affected() == 0 {
+                refused.push(id.clone());
+            }
+        }
+        Ok(refused)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,110 @@
+//! Typed rows read from the ledger.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::from_ms;
+use crate::notice::Status;
+use crate::ticket::Ticket;
+
+/// A due notice this instance has claimed and may now send.
+#[derive(Debug, Clone)]
+pub struct ClaimedNotice {
+    pub id: String,
+    pub ticket_id: String,
+    pub policy: String,
+    pub episode: DateTime<Utc>,
+    pub dry_run: bool,
+    pub number: u32,
+    pub max_notices: u32,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub due_at: DateTime<Utc>,
+    pub send_at: DateTime<Utc>,
+    /// Attempts before this one.
+    pub attempts: u32,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// The ticket as last polled; `None` when the stored JSON is unreadable.
+    pub ticket: Result<Ticket, String>,
+}
+
+impl ClaimedNotice {
+    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+        let ticket_json: String = r.try_get("ticket")?;
+        Ok(ClaimedNotice {
+            id: r.try_get("id")?,
+            ticket_id: r.try_get("ticket_id")?,
+            policy: r.try_get("policy")?,
+            episode: from_ms(r.try_get("episode")?),
+            dry_run: r.try_get("dry_run")?,
+            number: r.try_get::<i64, _>("number")? as u32,
+            max_notices: r.try_get::<i64, _>("max_notices")? as u32,
+            channel: r.try_get("channel")?,
+            recipient: r.try_get("recipient")?,
+            due_at: from_ms(r.try_get("due_at")?),
+            send_at: from_ms(r.try_get("send_at")?),
+            attempts: r.try_get::<i64, _>("attempts")? as u32,
+            first_attempt_at: r.try_get::<Option<i64>, _>("first_attempt_at")?.map(from_ms),
+            ticket: serde_json::from_str(&ticket_json).map_err(|e| e.to_string()),
+        })
+    }
+}
+
+/// One ledger row as `interim notices` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub policy: String,
+    pub number: u32,
+    pub max_notices: u32,
+    pub status: Status,
+    pub attempts: u32,
+    pub due_at: DateTime<Utc>,
+    pub send_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub dry_run: bool,
+    pub next_notice_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub waiting_since: DateTime<Utc>,
+    #[serde(skip)]
+    pub ticket_json: String,
+}
+
+impl NoticeRow {
+    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(NoticeRow {
+            id: r.try_get("id")?,
+            ticket_id: r.try_get("ticket_id")?,
+            policy: r.try_get("policy")?,
+            number: r.try_get::<i64, _>("number")? as u32,
+            max_notices: r.try_get::<i64, _>("max_notices")? as u32,
+            status: Status::parse(&r.try_get::<String, _>("status")?).unwrap_or(Status::Pending),
+            attempts: r.try_get::<i64, _>("attempts")? as u32,
+            due_at: from_ms(r.try_get("due_at")?),
+            send_at: from_ms(r.try_get("send_at")?),
+            next_attempt_at: from_ms(r.try_get("next_attempt_at")?),
+            sent_at: r.try_get::<Option<i64>, _>("sent_at")?.map(from_ms),
+            last_error: r.try_get("last_error")?,
+            channel: r.try_get("channel")?,
+            recipient: r.try_get("recipient")?,
+            dry_run: r.try_get("dry_run")?,
+            next_notice_at: r.try_get::<Option<i64>, _>("next_notice_at")?.map(from_ms),
+            cancel_reason: r.try_get("cancel_reason")?,
+            waiting_since: from_ms(r.try_get("episode")?),
+            ticket_json: r.try_get("ticket")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NoticeFilter {
+    pub status: Option<Status>,
+    pub ticket: Option<String>,
+}

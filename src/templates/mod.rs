@@ -1,0 +1,232 @@
+//! Notice templates: minijinja files `NAME.LANG.subject|txt|html` that ops
+//! edit, with the shipped examples embedded as a fallback so a slim
+//! container works without a templates folder.
+
+pub mod locale;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use minijinja::{Environment, UndefinedBehavior, context};
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::policy::Policy;
+use crate::ticket::Ticket;
+
+/// The example templates from `config/templates/`, compiled in.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("interim.de.subject", include_str!("../../config/templates/interim.de.subject")),
+    ("interim.de.txt", include_str!("../../config/templates/interim.de.txt")),
+    ("interim.de.html", include_str!("../../config/templates/interim.de.html")),
+    ("interim.en.subject", include_str!("../../config/templates/interim.en.subject")),
+    ("interim.en.txt", include_str!("../../config/templates/interim.en.txt")),
+    ("interim.en.html", include_str!("../../config/templates/interim.en.html")),
+];
+
+const PARTS: [&str; 3] = ["subject", "txt", "html"];
+
+pub struct Templates {
+    env: Environment<'static>,
+    /// Every template file name available (folder and embedded).
+    names: BTreeSet<String>,
+    default_language: String,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").field("names", &self.names).finish()
+    }
+}
+
+/// A rendered notice, ready for a channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub language: String,
+}
+
+/// Everything a template may show, computed by the dispatcher.
+pub struct NoticeFacts<'a> {
+    pub ticket: &'a Ticket,
+    pub policy: &'a Policy,
+    pub notice_id: &'a str,
+    pub number: u32,
+    pub now: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub next_notice_at: Option<DateTime<Utc>>,
+}
+
+impl Templates {
+    /// Loads and compiles every template in `dir` (if it exists) plus the
+    /// embedded examples, and checks that every policy's template exists in
+    /// the default language. Errors name the file or the policy.
+    pub fn load(settings: &Settings) -> Result<Arc<Templates>, Vec<String>> {
+        let dir = settings.templates_dir.clone();
+        let mut problems = Vec::new();
+        let mut names: BTreeSet<String> = EMBEDDED.iter().map(|(n, _)| (*n).to_owned()).collect();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if PARTS.iter().any(|part| name.ends_with(&format!(".{part}"))) {
+                        names.insert(name);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("templates.dir: cannot read {}: {e}", dir.display())),
+        }
+
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_keep_trailing_newline(true);
+        let loader_dir = dir.clone();
+        env.set_loader(move |name| load_source(&loader_dir, name));
+
+        for name in &names {
+            if let Err(e) = env.get_template(name) {
+                problems.push(format!("templates.dir: {}: {}", template_path(&dir, name), describe(&e)));
+            }
+        }
+
+        let default_language = settings.daemon.default_language.clone();
+        for (index, policy) in settings.policies.iter().enumerate() {
+            for part in ["subject", "txt"] {
+                let name = format!("{}.{}.{}", policy.template, default_language, part);
+                if !names.contains(&name) {
+                    problems.push(format!(
+                        "policies[{index}].template: no template {name} in {} (every template needs the default language {default_language} as fallback)",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Arc::new(Templates {
+            env,
+            names,
+            default_language,
+        }))
+    }
+
+    /// Languages that have a subject for this template.
+    pub fn languages(&self, template: &str) -> Vec<String> {
+        self.names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&format!("{template}.")).and_then(|rest| rest.strip_suffix(".subject")).map(str::to_owned))
+            .collect()
+    }
+
+    /// Renders a notice in the ticket's language, falling back to the
+    /// default language when the template has no version for it.
+    pub fn render(&self, settings: &Settings, facts: &NoticeFacts<'_>) -> Result<Message, minijinja::Error> {
+        let wanted = facts.ticket.language_or(&self.default_language);
+        let template = &facts.policy.template;
+        let language = if self.names.contains(&format!("{template}.{wanted}.subject")) {
+            wanted
+        } else {
+            self.default_language.clone()
+        };
+        let zone = customer_zone(settings, facts.ticket, facts.policy);
+        let state_for_customer = settings
+            .wording
+            .get(&language)
+            .and_then(|w| w.get(&facts.ticket.state.to_lowercase()))
+            .or_else(|| settings.wording.get(&self.default_language).and_then(|w| w.get(&facts.ticket.state.to_lowercase())))
+            .cloned()
+            .unwrap_or_else(|| facts.ticket.state.clone());
+        let waited = (facts.now - facts.ticket.waiting_since).to_std().unwrap_or_default();
+        let ctx = context! {
+            ticket => ticket_value(facts.ticket, &state_for_customer),
+            notice => context! {
+                id => facts.notice_id,
+                number => facts.number,
+                max => facts.policy.max_notices,
+                is_last => facts.next_notice_at.is_none(),
+                due_at => locale::format_date_time(facts.due_at, zone, &language),
+            },
+            policy => context! { name => &facts.policy.name },
+            waited => locale::format_waited(waited, &language),
+            waited_seconds => waited.as_secs(),
+            waiting_since => locale::format_date_time(facts.ticket.waiting_since, zone, &language),
+            next_notice_at => facts.next_notice_at.map(|t| locale::format_date_time(t, zone, &language)),
+            language => &language,
+        };
+        let render = |part: &str| -> Result<Option<String>, minijinja::Error> {
+            let name = format!("{template}.{language}.{part}");
+            if !self.names.contains(&name) {
+                return Ok(None);
+            }
+            self.env.get_template(&name)?.render(&ctx).map(Some)
+        };
+        let subject = render("subject")?.unwrap_or_default();
+        Ok(Message {
+            subject: single_line(&subject),
+            text: render("txt")?.unwrap_or_default(),
+            html: render("html")?,
+            language,
+        })
+    }
+}
+
+/// The zone dates are shown in: the customer's, else the policy calendar's,
+/// else the daemon's. An invalid customer zone falls back silently here;
+/// the source already warned about it.
+pub fn customer_zone(settings: &Settings, ticket: &Ticket, policy: &Policy) -> Tz {
+    ticket
+        .timezone
+        .as_deref()
+        .and_then(|z| z.parse::<Tz>().ok())
+        .or_else(|| policy.window.calendar.as_ref().map(|c| c.timezone))
+        .unwrap_or(settings.daemon.timezone)
+}
+
+fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
+    let mut value = serde_json::to_value(ticket).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("state_for_customer".into(), state_for_customer.into());
+        // Absent optional columns are empty, not undefined, in templates.
+        for key in ["number", "subject", "priority", "queue", "origin", "customer_email", "customer_name", "language", "timezone"] {
+            map.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    minijinja::Value::from_serialize(&value)
+}
+
+/// A subject is one line: CR, LF and other control characters (which ticket
+/// data may carry) become spaces, so nothing can start a new header.
+pub fn single_line(text: &str) -> String {
+    let replaced: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    replaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn load_source(dir: &Path, name: &str) -> Result<Option<String>, minijinja::Error> {
+    if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+        return Ok(None);
+    }
+    match std::fs::read_to_string(dir.join(name)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, t)| (*t).to_owned())),
+        Err(e) => Err(minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, format!("cannot read {}: {e}", dir.join(name).display()))),
+    }
+}
+
+fn template_path(dir: &Path, name: &str) -> String {
+    let path: PathBuf = dir.join(name);
+    if path.exists() { path.display().to_string() } else { format!("{name} (embedded)") }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(line) => format!("line {line}: {}", e.detail().unwrap_or(&e.to_string())),
+        None => e.to_string(),
+    }
+}
