@@ -98,27 +98,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "interim started"
     );
 
+    // The first poll runs before any dispatch, so a restart acts on fresh
+    // data and never warns about a snapshot it has not tried to take.
+    let mut problems = ProblemLog::default();
+    poll_logged(&source, &store, &settings, &mut problems).await;
+
     let poller = {
         let (store, settings, wake, shutdown) = (store.clone(), settings.clone(), wake.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let mut problems = ProblemLog::default();
             let mut ticker = tokio::time::interval(settings.daemon.poll_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = ticker.tick() => {}
                 }
                 // Polls never overlap: the next tick waits for this one.
-                match poll_and_plan(&source, &store, &settings, Utc::now(), &mut problems).await {
-                    Ok(summary) => {
-                        debug!(?summary, "poll done");
-                        wake.notify_one();
-                    }
-                    Err(e) => {
-                        metrics::counter!("interim_source_poll_failures_total").increment(1);
-                        error!(error = format!("{e:#}"), "poll failed; keeping the previous plan and retrying next interval");
-                    }
+                if poll_logged(&source, &store, &settings, &mut problems).await {
+                    wake.notify_one();
                 }
             }
             source.close().await;
@@ -148,6 +146,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     store.close().await;
     info!("interim stopped");
     Ok(())
+}
+
+/// One poll with its outcome logged; true when it succeeded.
+async fn poll_logged(source: &Source, store: &Store, settings: &Settings, problems: &mut ProblemLog) -> bool {
+    match poll_and_plan(source, store, settings, Utc::now(), problems).await {
+        Ok(summary) => {
+            debug!(?summary, "poll done");
+            true
+        }
+        Err(e) => {
+            metrics::counter!("interim_source_poll_failures_total").increment(1);
+            error!(error = format!("{e:#}"), "poll failed; keeping the previous plan and retrying next interval");
+            false
+        }
+    }
 }
 
 fn hostname() -> String {

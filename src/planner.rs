@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 
-use crate::config::{ChannelKind, Settings};
+use crate::config::{ChannelKind, FileFormat, FileSettings, Settings};
 use crate::notice::{SeriesKey, Status};
 use crate::policy::Policy;
 use crate::source::RowError;
@@ -162,7 +162,8 @@ pub fn recipient_for(settings: &Settings, policy: &Policy, ticket: &Ticket) -> R
         return Ok(None);
     };
     match &channel.kind {
-        ChannelKind::Email(_) => {
+        // An .eml outbox stands in for email: it needs the same recipient.
+        ChannelKind::Email(_) | ChannelKind::File(FileSettings { format: FileFormat::Eml, .. }) => {
             let fail = |reason: String| RowError {
                 ticket_id: Some(ticket.id.clone()),
                 column: "customer_email".into(),
