@@ -36,8 +36,11 @@ impl SendAt {
             ));
         }
         let schedule = cron::Schedule::from_str(expression).map_err(|e| {
-            let reason = e.to_string();
-            if reason.trim().is_empty() {
+            // The cron crate repeats the expression with a caret line; its
+            // last line is the reason.
+            let text = e.to_string();
+            let reason = text.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_owned();
+            if reason.is_empty() {
                 format!("invalid cron expression \"{expression}\": expected 6 or 7 fields (sec min hour day-of-month month day-of-week [year])")
             } else {
                 format!("invalid cron expression \"{expression}\": {reason}")

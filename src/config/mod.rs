@@ -76,5 +76,6 @@ fn describe_config_error(e: &config::ConfigError) -> String {
     // The config crate appends "for key `x`" and the file path; the message
     // itself is what ops need, the key path we add ourselves.
     let text = e.to_string();
-    text.split(" in ").next().unwrap_or(&text).to_owned()
+    let text = text.split(" for key `").next().unwrap_or(&text);
+    text.split(" in ").next().unwrap_or(text).to_owned()
 }

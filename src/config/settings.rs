@@ -234,7 +234,7 @@ impl Settings {
                 .unwrap_or_default()
         };
         let poll_interval = duration(&mut p, "daemon.poll_interval", &d.poll_interval, "30s");
-        if poll_interval.is_zero() {
+        if poll_interval.is_zero() && parse_duration(d.poll_interval.as_deref().unwrap_or("30s")).is_ok() {
             p.add("daemon.poll_interval", "must be longer than zero");
         }
         let max_snapshot_age = duration(&mut p, "daemon.max_snapshot_age", &d.max_snapshot_age, "5m");
