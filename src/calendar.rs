@@ -72,7 +72,11 @@ impl Calendar {
     /// The instant when `amount` of working time has passed since `from`.
     /// A zero amount from outside working hours yields `from` itself: the
     /// wait is measured, the send window is applied separately.
-    pub fn add_business_time(&self, from: DateTime<Utc>, amount: Duration) -> Option<DateTime<Utc>> {
+    pub fn add_business_time(
+        &self,
+        from: DateTime<Utc>,
+        amount: Duration,
+    ) -> Option<DateTime<Utc>> {
         let mut left = chrono::Duration::from_std(amount).ok()?;
         if left.is_zero() {
             return Some(from);
@@ -163,8 +167,19 @@ mod tests {
         Calendar {
             name: "office".into(),
             timezone: chrono_tz::Europe::Berlin,
-            hours: [day.clone(), day.clone(), day.clone(), day.clone(), day, vec![], vec![]],
-            holidays: [NaiveDate::from_ymd_opt(2026, 12, 24)].into_iter().flatten().collect(),
+            hours: [
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day,
+                vec![],
+                vec![],
+            ],
+            holidays: [NaiveDate::from_ymd_opt(2026, 12, 24)]
+                .into_iter()
+                .flatten()
+                .collect(),
         }
     }
 
@@ -186,17 +201,22 @@ mod tests {
 
     #[test]
     fn business_time_skips_lunch_and_holidays() {
-        let due = office().add_business_time(berlin(2026, 12, 23, 16, 0), Duration::from_secs(3 * 3600));
+        let due =
+            office().add_business_time(berlin(2026, 12, 23, 16, 0), Duration::from_secs(3 * 3600));
         // 1h on the 23rd, the 24th is a holiday, the 25th (Fri) 08:00 + 2h.
         assert_eq!(due, Some(berlin(2026, 12, 25, 10, 0)));
-        let due = office().add_business_time(berlin(2026, 12, 1, 11, 0), Duration::from_secs(2 * 3600));
+        let due =
+            office().add_business_time(berlin(2026, 12, 1, 11, 0), Duration::from_secs(2 * 3600));
         assert_eq!(due, Some(berlin(2026, 12, 1, 14, 0)));
     }
 
     #[test]
     fn closing_time_is_not_open() {
         assert!(!office().is_open(berlin(2026, 12, 1, 17, 0)));
-        assert_eq!(office().next_open(berlin(2026, 12, 1, 17, 0)), Some(berlin(2026, 12, 2, 8, 0)));
+        assert_eq!(
+            office().next_open(berlin(2026, 12, 1, 17, 0)),
+            Some(berlin(2026, 12, 2, 8, 0))
+        );
     }
 
     #[test]

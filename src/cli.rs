@@ -13,7 +13,11 @@ use crate::notice::Status;
 use crate::store::{NoticeFilter, Store};
 
 #[derive(Parser)]
-#[command(name = "interim", version, about = "Keeps waiting customers informed: interim notices for tickets that wait too long")]
+#[command(
+    name = "interim",
+    version,
+    about = "Keeps waiting customers informed: interim notices for tickets that wait too long"
+)]
 struct Cli {
     /// Config file [default: $INTERIM_CONFIG, else config/interim.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -101,7 +105,10 @@ impl From<ConfigError> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = !matches!(cli.command, Command::Run | Command::Demo { .. });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");
@@ -128,7 +135,10 @@ pub fn main() -> ExitCode {
 fn load(cli_config: Option<&std::path::Path>, quiet: bool) -> Result<Config, Failure> {
     let path = config::resolve_path(cli_config);
     let loaded = config::load(&path);
-    let format = loaded.as_ref().map(|c| c.settings.daemon.log_format).unwrap_or(LogFormat::Auto);
+    let format = loaded
+        .as_ref()
+        .map(|c| c.settings.daemon.log_format)
+        .unwrap_or(LogFormat::Auto);
     if quiet && std::env::var_os("INTERIM_LOG").is_none() {
         // One-shot commands print results on stdout; only problems on stderr.
         crate::logging::init_with_default(format, "warn");
@@ -150,14 +160,19 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             let config = load(config_flag, quiet)?;
             print!("{}", crate::report::config_summary(&config));
         }
-        Command::Plan { at, horizon, format } => {
+        Command::Plan {
+            at,
+            horizon,
+            format,
+        } => {
             let config = load(config_flag, quiet)?;
             let at = match at {
                 Some(text) => parse_instant(&text).map_err(Failure::Usage)?,
                 None => Utc::now(),
             };
             let horizon = match horizon {
-                Some(text) => config::parse_duration(&text).map_err(|e| Failure::Usage(format!("--horizon: {e}")))?,
+                Some(text) => config::parse_duration(&text)
+                    .map_err(|e| Failure::Usage(format!("--horizon: {e}")))?,
                 None => std::time::Duration::ZERO,
             };
             let rows = crate::report::plan_rows(&config, at, horizon).await?;
@@ -165,19 +180,29 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         }
         Command::Preview { ticket, policy } => {
             let config = load(config_flag, quiet)?;
-            let text = crate::report::preview(&config, &ticket, policy.as_deref()).await.map_err(|e| match e {
-                crate::report::PreviewError::NotFound(m) => Failure::Usage(m),
-                crate::report::PreviewError::Other(e) => Failure::Runtime(e),
-            })?;
+            let text = crate::report::preview(&config, &ticket, policy.as_deref())
+                .await
+                .map_err(|e| match e {
+                    crate::report::PreviewError::NotFound(m) => Failure::Usage(m),
+                    crate::report::PreviewError::Other(e) => Failure::Runtime(e),
+                })?;
             print!("{text}");
         }
-        Command::Notices { status, ticket, format } => {
+        Command::Notices {
+            status,
+            ticket,
+            format,
+        } => {
             let config = load(config_flag, quiet)?;
             let status = match status {
                 Some(s) => Some(Status::parse(&s).ok_or_else(|| {
                     Failure::Usage(format!(
                         "--status: \"{s}\" is not one of {}",
-                        Status::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        Status::ALL
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?),
                 None => None,
@@ -193,12 +218,17 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             let retried = ids.len() - refused.len();
             println!("{retried} notice(s) put back to pending");
             if !refused.is_empty() {
-                return Err(Failure::Runtime(anyhow::anyhow!("not dead (or unknown), left as they are: {}", refused.join(", "))));
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "not dead (or unknown), left as they are: {}",
+                    refused.join(", ")
+                )));
             }
         }
         Command::Migrate => {
             let config = load(config_flag, quiet)?;
-            let store = Store::open(&config.settings.store.url).await.context("migration failed")?;
+            let store = Store::open(&config.settings.store.url)
+                .await
+                .context("migration failed")?;
             println!("store {} is migrated", config.settings.store.url);
             store.close().await;
         }
@@ -213,5 +243,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("--at: \"{text}\" is not an RFC 3339 time like 2026-12-07T09:00:00+01:00"))
+        .map_err(|_| {
+            format!("--at: \"{text}\" is not an RFC 3339 time like 2026-12-07T09:00:00+01:00")
+        })
 }

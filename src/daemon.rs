@@ -47,11 +47,24 @@ impl ProblemLog {
 }
 
 /// Polls the source once and applies the plan to the ledger.
-pub async fn poll_and_plan(source: &Source, store: &Store, settings: &Settings, now: DateTime<Utc>, problems: &mut ProblemLog) -> anyhow::Result<PollSummary> {
+pub async fn poll_and_plan(
+    source: &Source,
+    store: &Store,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    problems: &mut ProblemLog,
+) -> anyhow::Result<PollSummary> {
     let snapshot = source.poll(now).await?;
     let series = store.load_series(settings.daemon.dry_run).await?;
-    let plan = planner::plan(settings, &snapshot.tickets, &series, settings.daemon.dry_run);
-    store.apply_plan(&plan, settings.daemon.dry_run, now).await?;
+    let plan = planner::plan(
+        settings,
+        &snapshot.tickets,
+        &series,
+        settings.daemon.dry_run,
+    );
+    store
+        .apply_plan(&plan, settings.daemon.dry_run, now)
+        .await?;
 
     let skipped = snapshot.skipped.len() + plan.skipped.len();
     metrics::counter!("interim_source_rows_skipped_total").increment(skipped as u64);
@@ -62,7 +75,11 @@ pub async fn poll_and_plan(source: &Source, store: &Store, settings: &Settings, 
             .skipped
             .iter()
             .map(|e| e.to_string())
-            .chain(plan.skipped.iter().map(|(policy, e)| format!("{e} (policy {policy})")))
+            .chain(
+                plan.skipped
+                    .iter()
+                    .map(|(policy, e)| format!("{e} (policy {policy})")),
+            )
             .chain(snapshot.warnings.iter().map(|e| e.to_string())),
         "row skipped or corrected: it breaks the column contract",
     );
@@ -104,7 +121,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     poll_logged(&source, &store, &settings, &mut problems).await;
 
     let poller = {
-        let (store, settings, wake, shutdown) = (store.clone(), settings.clone(), wake.clone(), shutdown.clone());
+        let (store, settings, wake, shutdown) = (
+            store.clone(),
+            settings.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(settings.daemon.poll_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,10 +156,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
 
-    info!(in_flight = dispatcher.tracker().len(), "shutting down: no new claims; waiting for sends in flight");
+    info!(
+        in_flight = dispatcher.tracker().len(),
+        "shutting down: no new claims; waiting for sends in flight"
+    );
     let _ = poller.await;
     dispatcher.tracker().close();
-    if tokio::time::timeout(settings.daemon.shutdown_timeout, dispatcher.tracker().wait()).await.is_err() {
+    if tokio::time::timeout(
+        settings.daemon.shutdown_timeout,
+        dispatcher.tracker().wait(),
+    )
+    .await
+    .is_err()
+    {
         warn!(
             unfinished = dispatcher.tracker().len(),
             "shutdown_timeout reached; unfinished sends stay claimed and are taken back at the next start"
@@ -149,7 +180,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// One poll with its outcome logged; true when it succeeded.
-async fn poll_logged(source: &Source, store: &Store, settings: &Settings, problems: &mut ProblemLog) -> bool {
+async fn poll_logged(
+    source: &Source,
+    store: &Store,
+    settings: &Settings,
+    problems: &mut ProblemLog,
+) -> bool {
     match poll_and_plan(source, store, settings, Utc::now(), problems).await {
         Ok(summary) => {
             debug!(?summary, "poll done");
@@ -157,14 +193,21 @@ async fn poll_logged(source: &Source, store: &Store, settings: &Settings, proble
         }
         Err(e) => {
             metrics::counter!("interim_source_poll_failures_total").increment(1);
-            error!(error = format!("{e:#}"), "poll failed; keeping the previous plan and retrying next interval");
+            error!(
+                error = format!("{e:#}"),
+                "poll failed; keeping the previous plan and retrying next interval"
+            );
             false
         }
     }
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "interim".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "interim".into())
 }
 
 /// SIGTERM / SIGINT cancel the token; a second signal exits at once.
@@ -177,7 +220,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
             wait_for_stop_signal().await;
             count += 1;
             if count == 1 {
-                info!("stop signal received: finishing sends in flight (signal again to exit at once)");
+                info!(
+                    "stop signal received: finishing sends in flight (signal again to exit at once)"
+                );
                 trigger.cancel();
             } else {
                 warn!("second stop signal: exiting now");
@@ -190,7 +235,10 @@ pub fn shutdown_on_signals() -> CancellationToken {
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnectOptions;
 use tokio_util::sync::CancellationToken;
 
 use crate::notice::Status;
@@ -30,6 +30,7 @@ struct Sample {
     waited: i64,
 }
 
+#[allow(clippy::too_many_arguments)] // a table row, read positionally
 const fn t(
     number: u32,
     subject: &'static str,
@@ -53,34 +54,254 @@ const fn t(
 }
 
 const TICKETS: &[Sample] = &[
-    t(10421, "Router verliert nachts die Verbindung", "in_progress", "normal", "Anna Becker", "anna.becker@example.de", "de", 30),
-    t(10422, "Rechnung doppelt abgebucht", "in_progress", "high", "Jonas Wolf", "jonas.wolf@example.de", "de", 25),
-    t(10423, "Ersatzteil für Kaffeemaschine", "waiting_for_supplier", "normal", "Petra Schulz", "p.schulz@example.de", "de", 40),
-    t(10424, "Login funktioniert nicht", "open", "urgent", "Mehmet Yilmaz", "m.yilmaz@example.de", "de", 12),
-    t(10425, "Lieferung unvollständig", "in_progress", "low", "Sabine Krause", "sabine.krause@example.de", "de", 2),
-    t(10426, "Vertrag kündigen", "pending_customer", "normal", "Uwe Braun", "uwe.braun@example.de", "de", 50),
-    t(10427, "Kundenkonto zusammenführen", "in_progress", "normal", "Lena Hoffmann", "lena.hoffmann@example.de", "de", 9),
-    t(10428, "Garantiefall Waschmaschine", "waiting_for_supplier", "high", "Tobias Neumann", "tobias.neumann@example.de", "de", 33),
-    t(10429, "Adresse ändern", "closed", "low", "Karin Fischer", "karin.fischer@example.de", "de", 90),
-    t(10430, "Passwort-Reset kommt nicht an", "open", "normal", "Felix Richter", "felix.richter(at)example.de", "de", 20),
-    t(10431, "Falscher Artikel geliefert", "in_progress", "normal", "Julia Zimmermann", "julia.z@example.de", "de", 7),
-    t(10432, "Ticket ohne Eile", "in_progress", "normal", "Stefan Koch", "stefan.koch@example.de", "de", -30),
-    t(20511, "Refund still not received", "in_progress", "normal", "Emily Carter", "emily.carter@example.com", "en", 28),
-    t(20512, "App crashes on start", "open", "urgent", "James Miller", "james.miller@example.com", "en", 15),
-    t(20513, "Replacement part on back order", "waiting_for_supplier", "normal", "Olivia Brown", "olivia.brown@example.co.uk", "en", 45),
-    t(20514, "Invoice address wrong", "in_progress", "low", "Liam Wilson", "liam.wilson@example.com", "en", 4),
-    t(20515, "Cannot change my plan", "pending_customer", "normal", "Sophia Taylor", "sophia.taylor@example.com", "en", 60),
-    t(20516, "Shipment tracking stuck", "in_progress", "high", "Noah Davis", "noah.davis@example.com", "en", 22),
-    t(20517, "Account locked after update", "open", "normal", "Ava Thomas", "ava.thomas@example.com", "en", 11),
-    t(20518, "Data export request", "in_progress", "normal", "Lucas Martin", "lucas.martin@example.com", "en", 8),
-    t(20519, "Broken screen on delivery", "waiting_for_supplier", "high", "Mia Anderson", "mia.anderson@example.com", "en", 36),
-    t(20520, "Old ticket, already solved", "closed", "normal", "Ethan White", "ethan.white@example.com", "en", 120),
-    t(20521, "Question about warranty terms", "new", "normal", "Chloe Harris", "chloe.harris@example.com", "fr", 14),
-    t(20522, "Two-factor codes arrive late", "in_progress", "normal", "Henry Clark", "henry.clark@example.com", "en", 1),
+    t(
+        10421,
+        "Router verliert nachts die Verbindung",
+        "in_progress",
+        "normal",
+        "Anna Becker",
+        "anna.becker@example.de",
+        "de",
+        30,
+    ),
+    t(
+        10422,
+        "Rechnung doppelt abgebucht",
+        "in_progress",
+        "high",
+        "Jonas Wolf",
+        "jonas.wolf@example.de",
+        "de",
+        25,
+    ),
+    t(
+        10423,
+        "Ersatzteil für Kaffeemaschine",
+        "waiting_for_supplier",
+        "normal",
+        "Petra Schulz",
+        "p.schulz@example.de",
+        "de",
+        40,
+    ),
+    t(
+        10424,
+        "Login funktioniert nicht",
+        "open",
+        "urgent",
+        "Mehmet Yilmaz",
+        "m.yilmaz@example.de",
+        "de",
+        12,
+    ),
+    t(
+        10425,
+        "Lieferung unvollständig",
+        "in_progress",
+        "low",
+        "Sabine Krause",
+        "sabine.krause@example.de",
+        "de",
+        2,
+    ),
+    t(
+        10426,
+        "Vertrag kündigen",
+        "pending_customer",
+        "normal",
+        "Uwe Braun",
+        "uwe.braun@example.de",
+        "de",
+        50,
+    ),
+    t(
+        10427,
+        "Kundenkonto zusammenführen",
+        "in_progress",
+        "normal",
+        "Lena Hoffmann",
+        "lena.hoffmann@example.de",
+        "de",
+        9,
+    ),
+    t(
+        10428,
+        "Garantiefall Waschmaschine",
+        "waiting_for_supplier",
+        "high",
+        "Tobias Neumann",
+        "tobias.neumann@example.de",
+        "de",
+        33,
+    ),
+    t(
+        10429,
+        "Adresse ändern",
+        "closed",
+        "low",
+        "Karin Fischer",
+        "karin.fischer@example.de",
+        "de",
+        90,
+    ),
+    t(
+        10430,
+        "Passwort-Reset kommt nicht an",
+        "open",
+        "normal",
+        "Felix Richter",
+        "felix.richter(at)example.de",
+        "de",
+        20,
+    ),
+    t(
+        10431,
+        "Falscher Artikel geliefert",
+        "in_progress",
+        "normal",
+        "Julia Zimmermann",
+        "julia.z@example.de",
+        "de",
+        7,
+    ),
+    t(
+        10432,
+        "Ticket ohne Eile",
+        "in_progress",
+        "normal",
+        "Stefan Koch",
+        "stefan.koch@example.de",
+        "de",
+        -30,
+    ),
+    t(
+        20511,
+        "Refund still not received",
+        "in_progress",
+        "normal",
+        "Emily Carter",
+        "emily.carter@example.com",
+        "en",
+        28,
+    ),
+    t(
+        20512,
+        "App crashes on start",
+        "open",
+        "urgent",
+        "James Miller",
+        "james.miller@example.com",
+        "en",
+        15,
+    ),
+    t(
+        20513,
+        "Replacement part on back order",
+        "waiting_for_supplier",
+        "normal",
+        "Olivia Brown",
+        "olivia.brown@example.co.uk",
+        "en",
+        45,
+    ),
+    t(
+        20514,
+        "Invoice address wrong",
+        "in_progress",
+        "low",
+        "Liam Wilson",
+        "liam.wilson@example.com",
+        "en",
+        4,
+    ),
+    t(
+        20515,
+        "Cannot change my plan",
+        "pending_customer",
+        "normal",
+        "Sophia Taylor",
+        "sophia.taylor@example.com",
+        "en",
+        60,
+    ),
+    t(
+        20516,
+        "Shipment tracking stuck",
+        "in_progress",
+        "high",
+        "Noah Davis",
+        "noah.davis@example.com",
+        "en",
+        22,
+    ),
+    t(
+        20517,
+        "Account locked after update",
+        "open",
+        "normal",
+        "Ava Thomas",
+        "ava.thomas@example.com",
+        "en",
+        11,
+    ),
+    t(
+        20518,
+        "Data export request",
+        "in_progress",
+        "normal",
+        "Lucas Martin",
+        "lucas.martin@example.com",
+        "en",
+        8,
+    ),
+    t(
+        20519,
+        "Broken screen on delivery",
+        "waiting_for_supplier",
+        "high",
+        "Mia Anderson",
+        "mia.anderson@example.com",
+        "en",
+        36,
+    ),
+    t(
+        20520,
+        "Old ticket, already solved",
+        "closed",
+        "normal",
+        "Ethan White",
+        "ethan.white@example.com",
+        "en",
+        120,
+    ),
+    t(
+        20521,
+        "Question about warranty terms",
+        "new",
+        "normal",
+        "Chloe Harris",
+        "chloe.harris@example.com",
+        "fr",
+        14,
+    ),
+    t(
+        20522,
+        "Two-factor codes arrive late",
+        "in_progress",
+        "normal",
+        "Henry Clark",
+        "henry.clark@example.com",
+        "en",
+        1,
+    ),
 ];
 
 /// Scripted helpdesk events during the demo: (second, ticket number, what).
-const EVENTS: &[(u64, u32, Event)] = &[(7, 10421, Event::Close), (9, 20511, Event::CustomerWrote), (11, 10431, Event::AgentParked)];
+const EVENTS: &[(u64, u32, Event)] = &[
+    (7, 10421, Event::Close),
+    (9, 20511, Event::CustomerWrote),
+    (11, 10431, Event::AgentParked),
+];
 
 #[derive(Clone, Copy)]
 enum Event {
@@ -182,17 +403,29 @@ dir = "config/templates"
 pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
     prepare_dir(dir)?;
     let config_path = dir.join("interim.toml");
-    std::fs::write(&config_path, config_text(dir)).with_context(|| format!("failed to write {}", config_path.display()))?;
+    std::fs::write(&config_path, config_text(dir))
+        .with_context(|| format!("failed to write {}", config_path.display()))?;
     let helpdesk = create_helpdesk(&dir.join("helpdesk.db")).await?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    println!("interim demo: a sample helpdesk with {} tickets (German, English and one French customer)", TICKETS.len());
+    println!(
+        "interim demo: a sample helpdesk with {} tickets (German, English and one French customer)",
+        TICKETS.len()
+    );
     println!("and three policies, with seconds where a service team would configure hours:");
-    println!("  team-escalation  urgent priority: one JSON notice to the team after 15s (continue = true: the next rules apply too)");
-    println!("  urgent           high/urgent priority: first notice after 10s, then every 6s, at most 2");
+    println!(
+        "  team-escalation  urgent priority: one JSON notice to the team after 15s (continue = true: the next rules apply too)"
+    );
+    println!(
+        "  urgent           high/urgent priority: first notice after 10s, then every 6s, at most 2"
+    );
     println!("  standard         everything else that waits: after 20s, then every 8s, at most 3");
     println!("Tickets in pending_customer (we wait for the customer) and closed ones get nothing.");
-    println!("The daemon runs for {}s; notices go to {}/outbox.\n", length.as_secs(), dir.display());
+    println!(
+        "The daemon runs for {}s; notices go to {}/outbox.\n",
+        length.as_secs(),
+        dir.display()
+    );
 
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(crate::daemon::run(config.clone(), shutdown.clone()));
@@ -219,7 +452,14 @@ pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         // Only ever remove what a previous demo created.
-        for name in ["interim.db", "interim.db-wal", "interim.db-shm", "interim.lock", "helpdesk.db", "interim.toml"] {
+        for name in [
+            "interim.db",
+            "interim.db-wal",
+            "interim.db-shm",
+            "interim.lock",
+            "helpdesk.db",
+            "interim.toml",
+        ] {
             let _ = std::fs::remove_file(dir.join(name));
         }
         let _ = std::fs::remove_dir_all(dir.join("outbox"));
@@ -228,8 +468,11 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn create_helpdesk(path: &Path) -> anyhow::Result<SqlitePool> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.create_if_missing(true);
-    let pool = SqlitePool::connect_with(options).await.context("failed to create the demo helpdesk")?;
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true);
+    let pool = SqlitePool::connect_with(options)
+        .await
+        .context("failed to create the demo helpdesk")?;
     sqlx::query(
         "CREATE TABLE tickets (id INTEGER PRIMARY KEY, number TEXT, subject TEXT, status TEXT, priority TEXT, queue TEXT,
                                email TEXT, name TEXT, lang TEXT, last_public_contact TEXT)",
@@ -244,7 +487,11 @@ async fn create_helpdesk(path: &Path) -> anyhow::Result<SqlitePool> {
             .bind(s.subject)
             .bind(s.state)
             .bind(s.priority)
-            .bind(if s.language == "de" { "Privatkunden" } else { "International" })
+            .bind(if s.language == "de" {
+                "Privatkunden"
+            } else {
+                "International"
+            })
             .bind(s.email)
             .bind(s.name)
             .bind(s.language)
@@ -266,7 +513,11 @@ async fn apply_event(pool: &SqlitePool, number: u32, event: Event) -> anyhow::Re
         Event::CustomerWrote => "UPDATE tickets SET last_public_contact = ?2 WHERE number = ?1",
         Event::AgentParked => "UPDATE tickets SET status = 'pending_customer' WHERE number = ?1",
     };
-    sqlx::query(sql).bind(number.to_string()).bind(sqlite_time(Utc::now())).execute(pool).await?;
+    sqlx::query(sql)
+        .bind(number.to_string())
+        .bind(sqlite_time(Utc::now()))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -286,9 +537,15 @@ fn summary(notices: &[NoticeRow], dir: &Path) -> String {
         let what = if sent.is_empty() {
             why_nothing(s, rows)
         } else {
-            let mut parts: Vec<String> = sent.iter().map(|n| format!("{} {}/{}", n.policy, n.number, n.max_notices)).collect();
+            let mut parts: Vec<String> = sent
+                .iter()
+                .map(|n| format!("{} {}/{}", n.policy, n.number, n.max_notices))
+                .collect();
             if let Some(c) = rows.iter().find(|n| n.status == Status::Cancelled) {
-                parts.push(format!("then cancelled: {}", c.cancel_reason.as_deref().unwrap_or("")));
+                parts.push(format!(
+                    "then cancelled: {}",
+                    c.cancel_reason.as_deref().unwrap_or("")
+                ));
             }
             parts.join(", ")
         };
@@ -310,9 +567,19 @@ fn summary(notices: &[NoticeRow], dir: &Path) -> String {
         );
     }
     let _ = writeln!(out, "\n{sent_total} notices sent. Look at them:");
-    let _ = writeln!(out, "  ls {}/outbox/mail {}/outbox/team", dir.display(), dir.display());
-    if let Some(example) = notices.iter().find(|n| n.status == Status::Sent && n.channel == "customer-mail") {
-        let path = PathBuf::from(dir).join("outbox/mail").join(format!("{}.eml", example.id));
+    let _ = writeln!(
+        out,
+        "  ls {}/outbox/mail {}/outbox/team",
+        dir.display(),
+        dir.display()
+    );
+    if let Some(example) = notices
+        .iter()
+        .find(|n| n.status == Status::Sent && n.channel == "customer-mail")
+    {
+        let path = PathBuf::from(dir)
+            .join("outbox/mail")
+            .join(format!("{}.eml", example.id));
         if let Ok(text) = std::fs::read_to_string(&path) {
             let body = decode_eml_text(&text);
             let _ = writeln!(out, "\nOne of them ({}):\n", path.display());
@@ -333,7 +600,12 @@ fn summary(notices: &[NoticeRow], dir: &Path) -> String {
 
 fn why_nothing(s: &Sample, rows: &[&NoticeRow]) -> String {
     if let Some(c) = rows.iter().find(|n| n.status == Status::Cancelled) {
-        return format!("nothing: planned {} {}, cancelled because {}", c.policy, c.number, c.cancel_reason.as_deref().unwrap_or("it stopped waiting"));
+        return format!(
+            "nothing: planned {} {}, cancelled because {}",
+            c.policy,
+            c.number,
+            c.cancel_reason.as_deref().unwrap_or("it stopped waiting")
+        );
     }
     if s.state == "closed" {
         return "nothing: closed".into();
@@ -342,7 +614,10 @@ fn why_nothing(s: &Sample, rows: &[&NoticeRow]) -> String {
         return "nothing: we wait for the customer, not the customer for us".into();
     }
     if !s.email.contains('@') {
-        return format!("nothing: skipped, \"{}\" is not a deliverable address (see the log line above)", s.email);
+        return format!(
+            "nothing: skipped, \"{}\" is not a deliverable address (see the log line above)",
+            s.email
+        );
     }
     if s.waited < 0 {
         return "nothing: its wait begins in the future".into();
@@ -375,14 +650,26 @@ fn decode_eml_text(eml: &str) -> String {
             let _ = writeln!(out, "Subject: {}", decode_header(subject));
         }
     }
-    let Some(part) = lines.iter().position(|l| l.starts_with("Content-Type: text/plain")) else {
+    let Some(part) = lines
+        .iter()
+        .position(|l| l.starts_with("Content-Type: text/plain"))
+    else {
         return out;
     };
-    let Some(blank) = lines[part..].iter().position(|l| l.is_empty()).map(|i| part + i) else {
+    let Some(blank) = lines[part..]
+        .iter()
+        .position(|l| l.is_empty())
+        .map(|i| part + i)
+    else {
         return out;
     };
-    let body: Vec<&str> = lines[blank + 1..].iter().take_while(|l| !l.starts_with("--")).copied().collect();
-    let decoded = quoted_printable::decode(body.join("\n"), quoted_printable::ParseMode::Robust).unwrap_or_default();
+    let body: Vec<&str> = lines[blank + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("--"))
+        .copied()
+        .collect();
+    let decoded = quoted_printable::decode(body.join("\n"), quoted_printable::ParseMode::Robust)
+        .unwrap_or_default();
     let _ = writeln!(out, "\n{}", String::from_utf8_lossy(&decoded).trim_end());
     out
 }
@@ -393,7 +680,9 @@ fn decode_header(value: &str) -> String {
     value
         .split_whitespace()
         .map(|word| {
-            let inner = word.strip_prefix("=?utf-8?b?").and_then(|w| w.strip_suffix("?="));
+            let inner = word
+                .strip_prefix("=?utf-8?b?")
+                .and_then(|w| w.strip_suffix("?="));
             match inner.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()) {
                 Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 None => format!("{word} "),
@@ -403,4 +692,3 @@ fn decode_header(value: &str) -> String {
         .trim()
         .to_owned()
 }
-

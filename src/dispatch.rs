@@ -31,7 +31,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(config: Config, store: Store, channels: BTreeMap<String, Arc<Channel>>, instance: String) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        store: Store,
+        channels: BTreeMap<String, Arc<Channel>>,
+        instance: String,
+    ) -> Arc<Self> {
         let slots = config
             .settings
             .channels
@@ -57,8 +62,13 @@ impl Dispatcher {
     /// Nothing is sent on stale data: when the last successful poll is older
     /// than `max_snapshot_age`, a ticket may have been answered meanwhile.
     async fn snapshot_is_fresh(&self, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let max_age = chrono::Duration::from_std(self.config.settings.daemon.max_snapshot_age).unwrap_or_default();
-        let fresh = self.store.last_poll_at().await?.is_some_and(|at| now - at <= max_age);
+        let max_age = chrono::Duration::from_std(self.config.settings.daemon.max_snapshot_age)
+            .unwrap_or_default();
+        let fresh = self
+            .store
+            .last_poll_at()
+            .await?
+            .is_some_and(|at| now - at <= max_age);
         let was_stale = self.stale_logged.swap(!fresh, Ordering::Relaxed);
         if !fresh && !was_stale {
             warn!(
@@ -85,7 +95,10 @@ impl Dispatcher {
                 continue;
             }
             let lease = self.config.settings.store.claim_lease;
-            let claimed = self.store.claim_due(name, now, free, lease, &self.instance).await?;
+            let claimed = self
+                .store
+                .claim_due(name, now, free, lease, &self.instance)
+                .await?;
             for notice in claimed {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     // Cannot happen (we claimed no more than the free slots);
@@ -95,7 +108,8 @@ impl Dispatcher {
                 };
                 let span = info_span!("notice", ticket.id = %notice.ticket_id, policy = %notice.policy, notice.id = %notice.id, number = notice.number);
                 let this = Arc::clone(self);
-                self.tracker.spawn(async move { this.deliver(notice, permit).await }.instrument(span));
+                self.tracker
+                    .spawn(async move { this.deliver(notice, permit).await }.instrument(span));
                 started += 1;
             }
         }
@@ -105,7 +119,10 @@ impl Dispatcher {
     async fn deliver(self: Arc<Self>, notice: ClaimedNotice, permit: OwnedSemaphorePermit) {
         if let Err(e) = self.try_deliver(&notice).await {
             // The claim stays; its lease ends and the notice is tried again.
-            error!(error = format!("{e:#}"), "failed to record a delivery; the notice will be retried when its claim expires");
+            error!(
+                error = format!("{e:#}"),
+                "failed to record a delivery; the notice will be retried when its claim expires"
+            );
         }
         drop(permit);
     }
@@ -133,12 +150,18 @@ impl Dispatcher {
             Ok(t) => t,
             Err(e) => {
                 let reason = format!("the stored ticket cannot be read: {e}");
-                return self.finish(notice, Status::Dead, attempt_started, None, Some(&reason)).await;
+                return self
+                    .finish(notice, Status::Dead, attempt_started, None, Some(&reason))
+                    .await;
             }
         };
         let next_notice_at = if notice.number < notice.max_notices.min(policy.max_notices) {
             policy
-                .due_at(ticket.waiting_since, notice.number + 1, Some(attempt_started))
+                .due_at(
+                    ticket.waiting_since,
+                    notice.number + 1,
+                    Some(attempt_started),
+                )
                 .and_then(|due| policy.window.first_send_instant(due))
         } else {
             None
@@ -157,12 +180,22 @@ impl Dispatcher {
             Err(e) => {
                 let reason = format!("template {} failed to render: {e}", policy.template);
                 error!(error = %reason, "notice is dead");
-                return self.finish(notice, Status::Dead, attempt_started, None, Some(&reason)).await;
+                return self
+                    .finish(notice, Status::Dead, attempt_started, None, Some(&reason))
+                    .await;
             }
         };
         if notice.dry_run {
             info!(channel = %notice.channel, recipient = notice.recipient.as_deref().unwrap_or(""), subject = %message.subject, "dry run: would send");
-            return self.finish(notice, Status::DryRun, attempt_started, next_notice_at, None).await;
+            return self
+                .finish(
+                    notice,
+                    Status::DryRun,
+                    attempt_started,
+                    next_notice_at,
+                    None,
+                )
+                .await;
         }
         let Some(channel) = self.channels.get(&notice.channel) else {
             self.store.release(&notice.id, None).await?;
@@ -194,7 +227,8 @@ impl Dispatcher {
                 let lag = (Utc::now() - notice.send_at).num_milliseconds().max(0) as f64 / 1000.0;
                 metrics::histogram!("interim_notice_lag_seconds", "channel" => notice.channel.clone()).record(lag);
                 info!(channel = %notice.channel, recipient = notice.recipient.as_deref().unwrap_or(""), attempt = notice.attempts + 1, "notice sent");
-                self.finish(notice, Status::Sent, attempt_started, next_notice_at, None).await
+                self.finish(notice, Status::Sent, attempt_started, next_notice_at, None)
+                    .await
             }
             Err(DeliveryError::Permanent { reason, gone }) => {
                 if gone {
@@ -203,10 +237,17 @@ impl Dispatcher {
                 } else {
                     warn!(channel = %notice.channel, error = %reason, "permanent delivery failure; notice is dead");
                 }
-                self.finish(notice, Status::Dead, attempt_started, None, Some(&reason)).await
+                self.finish(notice, Status::Dead, attempt_started, None, Some(&reason))
+                    .await
             }
-            Err(DeliveryError::Retryable { reason, retry_after }) => {
-                let retry = settings.channels.get(&notice.channel).map(|c| c.retry.clone());
+            Err(DeliveryError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                let retry = settings
+                    .channels
+                    .get(&notice.channel)
+                    .map(|c| c.retry.clone());
                 let attempts = notice.attempts + 1;
                 let first = notice.first_attempt_at.unwrap_or(attempt_started);
                 let decision = match &retry {
@@ -217,12 +258,15 @@ impl Dispatcher {
                     RetryDecision::RetryAt(at) => {
                         let at = policy.window.first_send_instant(at).unwrap_or(at);
                         warn!(channel = %notice.channel, error = %reason, attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
-                        self.store.record_retry(notice, attempt_started, at, &reason).await
+                        self.store
+                            .record_retry(notice, attempt_started, at, &reason)
+                            .await
                     }
                     RetryDecision::GiveUp(why) => {
                         let reason = format!("{reason}; {why}");
                         error!(channel = %notice.channel, error = %reason, "retries exhausted; notice is dead");
-                        self.finish(notice, Status::Dead, attempt_started, None, Some(&reason)).await
+                        self.finish(notice, Status::Dead, attempt_started, None, Some(&reason))
+                            .await
                     }
                 }
             }
@@ -237,7 +281,16 @@ impl Dispatcher {
         next_notice_at: Option<DateTime<Utc>>,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.store.record_done(notice, status, attempt_started, Utc::now(), next_notice_at, error).await?;
+        self.store
+            .record_done(
+                notice,
+                status,
+                attempt_started,
+                Utc::now(),
+                next_notice_at,
+                error,
+            )
+            .await?;
         metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => notice.policy.clone(), "channel" => notice.channel.clone()).increment(1);
         Ok(())
     }
@@ -245,13 +298,22 @@ impl Dispatcher {
 
 /// The customer's words for the ticket's state (`[wording]`), else the
 /// state as the helpdesk names it.
-pub fn state_for_customer(settings: &crate::config::Settings, ticket: &crate::ticket::Ticket, language: &str) -> String {
+pub fn state_for_customer(
+    settings: &crate::config::Settings,
+    ticket: &crate::ticket::Ticket,
+    language: &str,
+) -> String {
     let state = ticket.state.to_lowercase();
     settings
         .wording
         .get(language)
         .and_then(|w| w.get(&state))
-        .or_else(|| settings.wording.get(&settings.daemon.default_language).and_then(|w| w.get(&state)))
+        .or_else(|| {
+            settings
+                .wording
+                .get(&settings.daemon.default_language)
+                .and_then(|w| w.get(&state))
+        })
         .cloned()
         .unwrap_or_else(|| ticket.state.clone())
 }

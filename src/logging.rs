@@ -13,7 +13,8 @@ pub fn init(format: LogFormat) {
 
 /// Like [`init`], with another filter when `INTERIM_LOG` is unset.
 pub fn init_with_default(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_env("INTERIM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_env("INTERIM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -24,7 +25,11 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = if json {
-        builder.json().with_current_span(true).with_span_list(false).try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.with_target(false).try_init()
     };

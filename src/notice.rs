@@ -58,7 +58,14 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [Status::Pending, Status::Sent, Status::Dead, Status::Cancelled, Status::Suppressed, Status::DryRun];
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Sent,
+        Status::Dead,
+        Status::Cancelled,
+        Status::Suppressed,
+        Status::DryRun,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,7 +95,11 @@ mod tests {
 
     #[test]
     fn notice_ids_are_deterministic_and_distinct() {
-        let key = SeriesKey::new("42", "standard", DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default());
+        let key = SeriesKey::new(
+            "42",
+            "standard",
+            DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+        );
         assert_eq!(key.notice_id(1, false), key.notice_id(1, false));
         assert_ne!(key.notice_id(1, false), key.notice_id(2, false));
         assert_ne!(key.notice_id(1, false), key.notice_id(1, true));

@@ -72,14 +72,22 @@ pub struct Plan {
 
 /// Plans every series for `tickets` (a full snapshot: a ticket missing from
 /// it is no longer waiting).
-pub fn plan(settings: &Settings, tickets: &[Ticket], series: &[SeriesState], dry_run: bool) -> Plan {
+pub fn plan(
+    settings: &Settings,
+    tickets: &[Ticket],
+    series: &[SeriesState],
+    dry_run: bool,
+) -> Plan {
     let mut out = Plan::default();
     let known: HashMap<&SeriesKey, &SeriesState> = series.iter().map(|s| (&s.key, s)).collect();
     let mut wanted_keys: HashSet<SeriesKey> = HashSet::new();
     let mut episodes: HashMap<&str, DateTime<Utc>> = HashMap::new();
 
     for ticket in tickets {
-        episodes.insert(&ticket.id, crate::notice::truncate_millis(ticket.waiting_since));
+        episodes.insert(
+            &ticket.id,
+            crate::notice::truncate_millis(ticket.waiting_since),
+        );
         let mut ticket_json: Option<String> = None;
         for policy in Policy::applicable(&settings.policies, ticket) {
             let recipient = match recipient_for(settings, policy, ticket) {
@@ -100,13 +108,19 @@ pub fn plan(settings: &Settings, tickets: &[Ticket], series: &[SeriesState], dry
                 continue;
             }
             let number = done + 1;
-            let Some(due_at) = policy.due_at(ticket.waiting_since, number, state.and_then(|s| s.last_ref_at)) else {
+            let Some(due_at) = policy.due_at(
+                ticket.waiting_since,
+                number,
+                state.and_then(|s| s.last_ref_at),
+            ) else {
                 continue;
             };
             let Some(send_at) = policy.window.first_send_instant(due_at) else {
                 continue;
             };
-            let json = ticket_json.get_or_insert_with(|| serde_json::to_string(ticket).unwrap_or_default()).clone();
+            let json = ticket_json
+                .get_or_insert_with(|| serde_json::to_string(ticket).unwrap_or_default())
+                .clone();
             let planned = PlannedNotice {
                 id: key.notice_id(number, dry_run),
                 key: key.clone(),
@@ -157,23 +171,38 @@ pub fn plan(settings: &Settings, tickets: &[Ticket], series: &[SeriesState], dry
 
 /// Who a notice goes to. An email policy needs a valid customer address;
 /// a ticket without one is skipped for that policy, never fatal.
-pub fn recipient_for(settings: &Settings, policy: &Policy, ticket: &Ticket) -> Result<Option<String>, RowError> {
+pub fn recipient_for(
+    settings: &Settings,
+    policy: &Policy,
+    ticket: &Ticket,
+) -> Result<Option<String>, RowError> {
     let Some(channel) = settings.channels.get(&policy.channel) else {
         return Ok(None);
     };
     match &channel.kind {
         // An .eml outbox stands in for email: it needs the same recipient.
-        ChannelKind::Email(_) | ChannelKind::File(FileSettings { format: FileFormat::Eml, .. }) => {
+        ChannelKind::Email(_)
+        | ChannelKind::File(FileSettings {
+            format: FileFormat::Eml,
+            ..
+        }) => {
             let fail = |reason: String| RowError {
                 ticket_id: Some(ticket.id.clone()),
                 column: "customer_email".into(),
                 reason,
             };
-            let raw = ticket
-                .customer_email
-                .as_deref()
-                .ok_or_else(|| fail(format!("missing, but policy \"{}\" sends email", policy.name)))?;
-            let mailbox: Mailbox = raw.parse().map_err(|_| fail(format!("\"{}\" is not a valid email address", crate::templates::single_line(raw))))?;
+            let raw = ticket.customer_email.as_deref().ok_or_else(|| {
+                fail(format!(
+                    "missing, but policy \"{}\" sends email",
+                    policy.name
+                ))
+            })?;
+            let mailbox: Mailbox = raw.parse().map_err(|_| {
+                fail(format!(
+                    "\"{}\" is not a valid email address",
+                    crate::templates::single_line(raw)
+                ))
+            })?;
             Ok(Some(mailbox.email.to_string()))
         }
         ChannelKind::Webhook(w) => Ok(Some(w.url.redacted())),

@@ -61,14 +61,21 @@ impl Policy {
     pub fn add_wait(&self, from: DateTime<Utc>, amount: Duration) -> Option<DateTime<Utc>> {
         match &self.window.calendar {
             Some(calendar) => calendar.add_business_time(from, amount),
-            None => chrono::Duration::from_std(amount).ok().and_then(|d| from.checked_add_signed(d)),
+            None => chrono::Duration::from_std(amount)
+                .ok()
+                .and_then(|d| from.checked_add_signed(d)),
         }
     }
 
     /// When notice `number` (1-based) is due, given the planning reference
     /// instant of the previous notice (when its successful attempt started).
     /// `max(waiting_since + after + (n-1)·repeat, previous + repeat)`.
-    pub fn due_at(&self, waiting_since: DateTime<Utc>, number: u32, previous: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    pub fn due_at(
+        &self,
+        waiting_since: DateTime<Utc>,
+        number: u32,
+        previous: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
         let first = self.add_wait(waiting_since, self.after)?;
         if number <= 1 {
             return Some(first);

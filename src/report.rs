@@ -20,12 +20,21 @@ pub fn config_summary(config: &Config) -> String {
     let s = &config.settings;
     let mut out = String::new();
     let _ = writeln!(out, "configuration OK: {}", config.path.display());
-    let _ = writeln!(out, "  source:    sql {} (poll every {})", s.source.url, humantime::format_duration(s.daemon.poll_interval));
+    let _ = writeln!(
+        out,
+        "  source:    sql {} (poll every {})",
+        s.source.url,
+        humantime::format_duration(s.daemon.poll_interval)
+    );
     let _ = writeln!(out, "  store:     {}", s.store.url);
     let _ = writeln!(out, "  policies:  {}", s.policies.len());
     for p in &s.policies {
         let repeat = match p.repeat_every {
-            Some(r) => format!(", every {} up to {} notices", humantime::format_duration(r), p.max_notices),
+            Some(r) => format!(
+                ", every {} up to {} notices",
+                humantime::format_duration(r),
+                p.max_notices
+            ),
             None => ", one notice".into(),
         };
         let window = match (&p.window.calendar, &p.window.send_at) {
@@ -41,7 +50,11 @@ pub fn config_summary(config: &Config) -> String {
             humantime::format_duration(p.after),
             p.channel,
             p.template,
-            if p.continue_matching { " (continue)" } else { "" }
+            if p.continue_matching {
+                " (continue)"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(out, "  channels:  {}", s.channels.len());
@@ -51,16 +64,32 @@ pub fn config_summary(config: &Config) -> String {
             ChannelKind::Webhook(w) => w.url.redacted(),
             ChannelKind::File(f) => f.path.display().to_string(),
         };
-        let _ = writeln!(out, "    {:<24} {} {} (concurrency {})", name, c.kind.name(), target, c.concurrency);
+        let _ = writeln!(
+            out,
+            "    {:<24} {} {} (concurrency {})",
+            name,
+            c.kind.name(),
+            target,
+            c.concurrency
+        );
     }
     let mut templates: Vec<&str> = s.policies.iter().map(|p| p.template.as_str()).collect();
     templates.sort_unstable();
     templates.dedup();
     let _ = writeln!(out, "  templates: {}", s.templates_dir.display());
     for t in templates {
-        let _ = writeln!(out, "    {:<24} languages: {}", t, config.templates.languages(t).join(", "));
+        let _ = writeln!(
+            out,
+            "    {:<24} languages: {}",
+            t,
+            config.templates.languages(t).join(", ")
+        );
     }
-    let _ = writeln!(out, "  default language: {}, time zone: {}", s.daemon.default_language, s.daemon.timezone);
+    let _ = writeln!(
+        out,
+        "  default language: {}, time zone: {}",
+        s.daemon.default_language, s.daemon.timezone
+    );
     if s.daemon.dry_run {
         let _ = writeln!(out, "  DRY RUN: notices are recorded, nothing is sent");
     }
@@ -86,7 +115,11 @@ pub struct PlanRow {
 
 /// The notices that would go out at or before `at + horizon`, evaluated on
 /// the tickets polled now, without the staleness rule.
-pub async fn plan_rows(config: &Config, at: DateTime<Utc>, horizon: Duration) -> anyhow::Result<Vec<PlanRow>> {
+pub async fn plan_rows(
+    config: &Config,
+    at: DateTime<Utc>,
+    horizon: Duration,
+) -> anyhow::Result<Vec<PlanRow>> {
     let settings = &config.settings;
     let source = Source::new(&settings.source)?;
     let snapshot = source.poll(Utc::now()).await?;
@@ -97,7 +130,12 @@ pub async fn plan_rows(config: &Config, at: DateTime<Utc>, horizon: Duration) ->
     let store = Store::open(&settings.store.url).await?;
     let series = store.load_series(settings.daemon.dry_run).await?;
     store.close().await;
-    let plan = planner::plan(settings, &snapshot.tickets, &series, settings.daemon.dry_run);
+    let plan = planner::plan(
+        settings,
+        &snapshot.tickets,
+        &series,
+        settings.daemon.dry_run,
+    );
     let until = at + chrono::Duration::from_std(horizon).unwrap_or_default();
     let mut rows: Vec<PlanRow> = plan
         .wanted
@@ -106,7 +144,9 @@ pub async fn plan_rows(config: &Config, at: DateTime<Utc>, horizon: Duration) ->
         .map(|n| {
             let policy = settings.policies.iter().find(|p| p.name == n.key.policy);
             PlanRow {
-                why: policy.map(|p| explain(p, n.due_at, n.send_at)).unwrap_or_default(),
+                why: policy
+                    .map(|p| explain(p, n.due_at, n.send_at))
+                    .unwrap_or_default(),
                 ticket_id: n.key.ticket_id,
                 policy: n.key.policy,
                 number: n.number,
@@ -137,7 +177,10 @@ fn explain(policy: &Policy, due: DateTime<Utc>, send: DateTime<Utc>) -> String {
 
 pub fn print_plan(rows: &[PlanRow], format: Format) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
+        ),
         Format::Table => {
             let table: Vec<Vec<String>> = rows
                 .iter()
@@ -153,7 +196,21 @@ pub fn print_plan(rows: &[PlanRow], format: Format) {
                     ]
                 })
                 .collect();
-            print!("{}", render_table(&["SEND AT", "TICKET", "POLICY", "NO.", "CHANNEL", "RECIPIENT", "WHY THEN"], &table));
+            print!(
+                "{}",
+                render_table(
+                    &[
+                        "SEND AT",
+                        "TICKET",
+                        "POLICY",
+                        "NO.",
+                        "CHANNEL",
+                        "RECIPIENT",
+                        "WHY THEN"
+                    ],
+                    &table
+                )
+            );
             println!("{} notice(s)", rows.len());
         }
     }
@@ -161,7 +218,10 @@ pub fn print_plan(rows: &[PlanRow], format: Format) {
 
 pub fn print_notices(rows: &[NoticeRow], format: Format) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
+        ),
         Format::Table => {
             let table: Vec<Vec<String>> = rows
                 .iter()
@@ -176,13 +236,30 @@ pub fn print_notices(rows: &[NoticeRow], format: Format) {
                         rfc3339(r.send_at),
                         r.sent_at.map(rfc3339).unwrap_or_default(),
                         r.recipient.clone().unwrap_or_default(),
-                        r.last_error.clone().or_else(|| r.cancel_reason.clone()).unwrap_or_default(),
+                        r.last_error
+                            .clone()
+                            .or_else(|| r.cancel_reason.clone())
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect();
             print!(
                 "{}",
-                render_table(&["ID", "TICKET", "POLICY", "NO.", "STATUS", "TRIES", "PLANNED", "SENT", "RECIPIENT", "NOTE"], &table)
+                render_table(
+                    &[
+                        "ID",
+                        "TICKET",
+                        "POLICY",
+                        "NO.",
+                        "STATUS",
+                        "TRIES",
+                        "PLANNED",
+                        "SENT",
+                        "RECIPIENT",
+                        "NOTE"
+                    ],
+                    &table
+                )
             );
         }
     }
@@ -197,7 +274,11 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
-        let text: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         let _ = writeln!(out, "{}", text.join("  ").trim_end());
     };
     line(headers.to_vec(), &mut out);
@@ -220,24 +301,42 @@ impl From<anyhow::Error> for PreviewError {
 
 /// Renders the next notice of a ticket for each policy that applies (or the
 /// one named), exactly as it would go out now.
-pub async fn preview(config: &Config, ticket_id: &str, policy_name: Option<&str>) -> Result<String, PreviewError> {
+pub async fn preview(
+    config: &Config,
+    ticket_id: &str,
+    policy_name: Option<&str>,
+) -> Result<String, PreviewError> {
     let settings = &config.settings;
     let source = Source::new(&settings.source)?;
     let snapshot = source.poll(Utc::now()).await?;
     source.close().await;
     let Some(ticket) = snapshot.tickets.iter().find(|t| t.id == ticket_id) else {
-        let skipped = snapshot.skipped.iter().find(|e| e.ticket_id.as_deref() == Some(ticket_id));
+        let skipped = snapshot
+            .skipped
+            .iter()
+            .find(|e| e.ticket_id.as_deref() == Some(ticket_id));
         return Err(PreviewError::NotFound(match skipped {
             Some(e) => format!("ticket {ticket_id} is skipped: {e}"),
-            None => format!("ticket {ticket_id} is not among the waiting tickets the source query returns"),
+            None => format!(
+                "ticket {ticket_id} is not among the waiting tickets the source query returns"
+            ),
         }));
     };
     let policies: Vec<&Policy> = match policy_name {
-        Some(name) => vec![settings.policies.iter().find(|p| p.name == name).ok_or_else(|| PreviewError::NotFound(format!("no policy \"{name}\"")))?],
+        Some(name) => vec![
+            settings
+                .policies
+                .iter()
+                .find(|p| p.name == name)
+                .ok_or_else(|| PreviewError::NotFound(format!("no policy \"{name}\"")))?,
+        ],
         None => Policy::applicable(&settings.policies, ticket),
     };
     if policies.is_empty() {
-        return Err(PreviewError::NotFound(format!("no policy applies to ticket {ticket_id} (state \"{}\")", ticket.state)));
+        return Err(PreviewError::NotFound(format!(
+            "no policy applies to ticket {ticket_id} (state \"{}\")",
+            ticket.state
+        )));
     }
     let store = Store::open(&settings.store.url).await?;
     let series = store.load_series(settings.daemon.dry_run).await?;
@@ -248,9 +347,19 @@ pub async fn preview(config: &Config, ticket_id: &str, policy_name: Option<&str>
         let key = crate::notice::SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
         let state = series.iter().find(|s| s.key == key);
         let number = state.map_or(1, |s| s.done + 1).min(policy.max_notices);
-        let due_at = policy.due_at(ticket.waiting_since, number, state.and_then(|s| s.last_ref_at)).unwrap_or(now);
+        let due_at = policy
+            .due_at(
+                ticket.waiting_since,
+                number,
+                state.and_then(|s| s.last_ref_at),
+            )
+            .unwrap_or(now);
         let next_notice_at = (number < policy.max_notices)
-            .then(|| policy.due_at(ticket.waiting_since, number + 1, Some(now)).and_then(|d| policy.window.first_send_instant(d)))
+            .then(|| {
+                policy
+                    .due_at(ticket.waiting_since, number + 1, Some(now))
+                    .and_then(|d| policy.window.first_send_instant(d))
+            })
             .flatten();
         let id = key.notice_id(number, settings.daemon.dry_run);
         let facts = NoticeFacts {
@@ -262,12 +371,19 @@ pub async fn preview(config: &Config, ticket_id: &str, policy_name: Option<&str>
             due_at,
             next_notice_at,
         };
-        let message = config
-            .templates
-            .render(settings, &facts)
-            .map_err(|e| PreviewError::Other(anyhow::anyhow!("template {} failed to render: {e}", policy.template)))?;
-        let recipient = planner::recipient_for(settings, policy, ticket).map_err(|e| PreviewError::NotFound(e.to_string()))?;
-        let _ = writeln!(out, "policy:    {} (notice {number} of {})", policy.name, policy.max_notices);
+        let message = config.templates.render(settings, &facts).map_err(|e| {
+            PreviewError::Other(anyhow::anyhow!(
+                "template {} failed to render: {e}",
+                policy.template
+            ))
+        })?;
+        let recipient = planner::recipient_for(settings, policy, ticket)
+            .map_err(|e| PreviewError::NotFound(e.to_string()))?;
+        let _ = writeln!(
+            out,
+            "policy:    {} (notice {number} of {})",
+            policy.name, policy.max_notices
+        );
         let _ = writeln!(out, "channel:   {}", policy.channel);
         let _ = writeln!(out, "recipient: {}", recipient.unwrap_or_default());
         let _ = writeln!(out, "language:  {}", message.language);

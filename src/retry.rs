@@ -19,14 +19,25 @@ pub enum RetryDecision {
 /// The delay doubles from `retry_initial` up to `retry_max`, with ±20 %
 /// jitter so a burst of failures does not retry in lockstep; a receiver's
 /// `Retry-After` is honoured up to `retry_max`.
-pub fn decide(policy: &RetryPolicy, attempts: u32, first_attempt: DateTime<Utc>, now: DateTime<Utc>, retry_after: Option<Duration>) -> RetryDecision {
+pub fn decide(
+    policy: &RetryPolicy,
+    attempts: u32,
+    first_attempt: DateTime<Utc>,
+    now: DateTime<Utc>,
+    retry_after: Option<Duration>,
+) -> RetryDecision {
     if let Some(max) = policy.max_attempts
         && attempts >= max
     {
-        return RetryDecision::GiveUp(format!("gave up after {attempts} attempts (max_attempts = {max})"));
+        return RetryDecision::GiveUp(format!(
+            "gave up after {attempts} attempts (max_attempts = {max})"
+        ));
     }
     let exponent = attempts.saturating_sub(1).min(30);
-    let base = policy.initial.saturating_mul(1u32 << exponent).min(policy.max);
+    let base = policy
+        .initial
+        .saturating_mul(1u32 << exponent)
+        .min(policy.max);
     let jitter = rand::rng().random_range(0.8..=1.2);
     let mut delay = base.mul_f64(jitter).min(policy.max);
     if let Some(wanted) = retry_after {
@@ -37,7 +48,9 @@ pub fn decide(policy: &RetryPolicy, attempts: u32, first_attempt: DateTime<Utc>,
     if next > deadline {
         return RetryDecision::GiveUp(format!(
             "gave up after {attempts} attempts over {} (retry_for = {})",
-            humantime::format_duration(Duration::from_secs((now - first_attempt).num_seconds().max(0) as u64)),
+            humantime::format_duration(Duration::from_secs(
+                (now - first_attempt).num_seconds().max(0) as u64
+            )),
             humantime::format_duration(policy.retry_for)
         ));
     }
@@ -65,14 +78,19 @@ mod tests {
                 panic!("expected a retry");
             };
             let secs = (at - t0).num_milliseconds() as f64 / 1000.0;
-            assert!(secs >= base * 0.8 - 0.01 && secs <= (base * 1.2).min(3600.0) + 0.01, "attempt {attempts}: {secs}");
+            assert!(
+                secs >= base * 0.8 - 0.01 && secs <= (base * 1.2).min(3600.0) + 0.01,
+                "attempt {attempts}: {secs}"
+            );
         }
     }
 
     #[test]
     fn retry_after_is_honoured_up_to_retry_max() {
         let t0 = Utc::now();
-        let RetryDecision::RetryAt(at) = decide(&policy(), 1, t0, t0, Some(Duration::from_secs(600))) else {
+        let RetryDecision::RetryAt(at) =
+            decide(&policy(), 1, t0, t0, Some(Duration::from_secs(600)))
+        else {
             panic!("expected a retry");
         };
         assert!((at - t0).num_seconds() >= 600);
@@ -82,8 +100,17 @@ mod tests {
     fn retries_end_after_retry_for_or_max_attempts() {
         let t0 = Utc::now();
         let later = t0 + chrono::Duration::days(2);
-        assert!(matches!(decide(&policy(), 5, t0, later, None), RetryDecision::GiveUp(_)));
-        let capped = RetryPolicy { max_attempts: Some(3), ..policy() };
-        assert!(matches!(decide(&capped, 3, t0, t0, None), RetryDecision::GiveUp(_)));
+        assert!(matches!(
+            decide(&policy(), 5, t0, later, None),
+            RetryDecision::GiveUp(_)
+        ));
+        let capped = RetryPolicy {
+            max_attempts: Some(3),
+            ..policy()
+        };
+        assert!(matches!(
+            decide(&capped, 3, t0, t0, None),
+            RetryDecision::GiveUp(_)
+        ));
     }
 }

@@ -125,14 +125,20 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
     fn five_field_crontab_gets_a_helpful_error() {
-        let err = SendAt::parse("0 9 * * Mon-Fri", chrono_tz::UTC).err().unwrap_or_default();
+        let err = SendAt::parse("0 9 * * Mon-Fri", chrono_tz::UTC)
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("seconds field"), "{err}");
-        let err = SendAt::parse("0 0 25 * * *", chrono_tz::UTC).err().unwrap_or_default();
+        let err = SendAt::parse("0 0 25 * * *", chrono_tz::UTC)
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("0 0 25 * * *"), "{err}");
     }
 

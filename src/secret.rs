@@ -81,12 +81,18 @@ mod tests {
             redact_url("postgres://helpdesk:s3cret@db:5432/hd"),
             "postgres://helpdesk:***@db:5432/hd"
         );
-        assert_eq!(redact_url("mysql://root@localhost/x"), "mysql://root@localhost/x");
+        assert_eq!(
+            redact_url("mysql://root@localhost/x"),
+            "mysql://root@localhost/x"
+        );
         assert_eq!(redact_url("sqlite://var/x.db"), "sqlite://var/x.db");
         assert_eq!(
             redact_url("https://h.example/a?token=abc"),
             "https://h.example/a?***"
         );
-        assert_eq!(redact_url("postgres://u:p@ss@host/db"), "postgres://u:***@host/db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@host/db"),
+            "postgres://u:***@host/db"
+        );
     }
 }

@@ -28,7 +28,10 @@ impl EmailChannel {
         .port(settings.port)
         .timeout(Some(settings.timeout));
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
         }
         Ok(Self {
             settings: settings.clone(),
@@ -59,15 +62,21 @@ fn classify(e: &lettre::transport::smtp::Error, settings: &EmailSettings) -> Del
 }
 
 /// Builds the notice email. Public for the file channel's `.eml` output.
-pub fn build_message(from: &Mailbox, reply_to: Option<&Mailbox>, out: &Outgoing<'_>) -> Result<Message, DeliveryError> {
-    let address = out
-        .ticket
-        .customer_email
-        .as_deref()
-        .ok_or_else(|| DeliveryError::permanent(format!("ticket {} has no customer_email", out.ticket.id)))?;
-    let parsed: Mailbox = address
-        .parse()
-        .map_err(|_| DeliveryError::permanent(format!("ticket {}: \"{}\" is not a valid email address", out.ticket.id, single_line(address))))?;
+pub fn build_message(
+    from: &Mailbox,
+    reply_to: Option<&Mailbox>,
+    out: &Outgoing<'_>,
+) -> Result<Message, DeliveryError> {
+    let address = out.ticket.customer_email.as_deref().ok_or_else(|| {
+        DeliveryError::permanent(format!("ticket {} has no customer_email", out.ticket.id))
+    })?;
+    let parsed: Mailbox = address.parse().map_err(|_| {
+        DeliveryError::permanent(format!(
+            "ticket {}: \"{}\" is not a valid email address",
+            out.ticket.id,
+            single_line(address)
+        ))
+    })?;
     let name = out
         .ticket
         .customer_name
@@ -88,11 +97,19 @@ pub fn build_message(from: &Mailbox, reply_to: Option<&Mailbox>, out: &Outgoing<
     if let Some(reply_to) = reply_to {
         builder = builder.reply_to(reply_to.clone());
     }
-    if let Some(thread) = out.ticket.thread_message_id.as_deref().and_then(message_id_reference) {
+    if let Some(thread) = out
+        .ticket
+        .thread_message_id
+        .as_deref()
+        .and_then(message_id_reference)
+    {
         builder = builder.in_reply_to(thread.clone()).references(thread);
     }
     let built = match &out.message.html {
-        Some(html) => builder.multipart(MultiPart::alternative_plain_html(out.message.text.clone(), html.clone())),
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            out.message.text.clone(),
+            html.clone(),
+        )),
         None => builder.singlepart(SinglePart::plain(out.message.text.clone())),
     };
     built.map_err(|e| DeliveryError::permanent(format!("cannot build the email: {e}")))
@@ -101,8 +118,15 @@ pub fn build_message(from: &Mailbox, reply_to: Option<&Mailbox>, out: &Outgoing<
 /// A Message-ID reference `<id@host>` from ticket data, or nothing when the
 /// value cannot be one (whitespace and control characters are never passed on).
 fn message_id_reference(raw: &str) -> Option<String> {
-    let inner: String = raw.trim().trim_start_matches('<').trim_end_matches('>').chars().filter(|c| !c.is_control() && !c.is_whitespace()).collect();
-    (!inner.is_empty() && inner.contains('@') && !inner.contains(['<', '>'])).then(|| format!("<{inner}>"))
+    let inner: String = raw
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .chars()
+        .filter(|c| !c.is_control() && !c.is_whitespace())
+        .collect();
+    (!inner.is_empty() && inner.contains('@') && !inner.contains(['<', '>']))
+        .then(|| format!("<{inner}>"))
 }
 
 macro_rules! text_header {
@@ -136,9 +160,15 @@ mod tests {
 
     #[test]
     fn thread_references_are_sanitised() {
-        assert_eq!(message_id_reference("<abc@host>"), Some("<abc@host>".into()));
+        assert_eq!(
+            message_id_reference("<abc@host>"),
+            Some("<abc@host>".into())
+        );
         assert_eq!(message_id_reference("abc@host"), Some("<abc@host>".into()));
-        assert_eq!(message_id_reference("a\r\nBcc: x@y"), Some("<aBcc:x@y>".into()));
+        assert_eq!(
+            message_id_reference("a\r\nBcc: x@y"),
+            Some("<aBcc:x@y>".into())
+        );
         assert_eq!(message_id_reference("nohost"), None);
     }
 }

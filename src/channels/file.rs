@@ -14,24 +14,35 @@ pub struct FileChannel {
 
 impl FileChannel {
     pub fn new(settings: &FileSettings) -> Self {
-        Self { settings: settings.clone() }
+        Self {
+            settings: settings.clone(),
+        }
     }
 
     pub async fn send(&self, out: &Outgoing<'_>) -> Result<(), DeliveryError> {
         let (extension, bytes) = match self.settings.format {
             FileFormat::Json => {
-                let doc = serde_json::to_vec_pretty(&notice_document(out)).map_err(|e| DeliveryError::permanent(e.to_string()))?;
+                let doc = serde_json::to_vec_pretty(&notice_document(out))
+                    .map_err(|e| DeliveryError::permanent(e.to_string()))?;
                 ("json", doc)
             }
             FileFormat::Eml => ("eml", eml(out)),
         };
         let dir = &self.settings.path;
-        let fail = |what: &str, e: std::io::Error| DeliveryError::retryable(format!("{what} {}: {e}", dir.display()));
-        tokio::fs::create_dir_all(dir).await.map_err(|e| fail("cannot create", e))?;
+        let fail = |what: &str, e: std::io::Error| {
+            DeliveryError::retryable(format!("{what} {}: {e}", dir.display()))
+        };
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| fail("cannot create", e))?;
         let target: PathBuf = dir.join(format!("{}.{extension}", out.notice_id));
         let temp = dir.join(format!(".{}.{extension}.tmp", out.notice_id));
-        tokio::fs::write(&temp, &bytes).await.map_err(|e| fail("cannot write to", e))?;
-        tokio::fs::rename(&temp, &target).await.map_err(|e| fail("cannot write to", e))?;
+        tokio::fs::write(&temp, &bytes)
+            .await
+            .map_err(|e| fail("cannot write to", e))?;
+        tokio::fs::rename(&temp, &target)
+            .await
+            .map_err(|e| fail("cannot write to", e))?;
         Ok(())
     }
 }
@@ -39,7 +50,9 @@ impl FileChannel {
 /// The notice as the email would look; tickets without a valid address get
 /// a readable stand-in with the same headers.
 fn eml(out: &Outgoing<'_>) -> Vec<u8> {
-    let from: Mailbox = "interim <interim@localhost>".parse().unwrap_or_else(|_| unreachable!("a constant address parses"));
+    let from: Mailbox = "interim <interim@localhost>"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a constant address parses"));
     match super::email::build_message(&from, None, out) {
         Ok(message) => message.formatted(),
         Err(_) => format!(

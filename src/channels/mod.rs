@@ -38,7 +38,10 @@ pub enum DeliveryError {
     Permanent { reason: String, gone: bool },
     /// Try again later; the receiver may say when.
     #[error("{reason}")]
-    Retryable { reason: String, retry_after: Option<Duration> },
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl DeliveryError {
@@ -93,7 +96,9 @@ pub fn build(settings: &Settings) -> anyhow::Result<BTreeMap<String, Arc<Channel
         .map(|(name, ch)| {
             let channel = match &ch.kind {
                 ChannelKind::Email(e) => Channel::Email(email::EmailChannel::new(e)?),
-                ChannelKind::Webhook(w) => Channel::Webhook(webhook::WebhookChannel::new(w, http.clone())),
+                ChannelKind::Webhook(w) => {
+                    Channel::Webhook(webhook::WebhookChannel::new(w, http.clone()))
+                }
                 ChannelKind::File(f) => Channel::File(file::FileChannel::new(f)),
             };
             Ok((name.clone(), Arc::new(channel)))

@@ -30,13 +30,17 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
 
 /// `v1,BASE64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 impl WebhookChannel {
@@ -48,7 +52,8 @@ impl WebhookChannel {
     }
 
     pub async fn send(&self, out: &Outgoing<'_>) -> Result<(), DeliveryError> {
-        let body = serde_json::to_vec(&notice_document(out)).map_err(|e| DeliveryError::permanent(format!("cannot encode the body: {e}")))?;
+        let body = serde_json::to_vec(&notice_document(out))
+            .map_err(|e| DeliveryError::permanent(format!("cannot encode the body: {e}")))?;
         let timestamp = chrono::Utc::now().timestamp();
         let signature = sign(&self.settings.key.0, out.notice_id, timestamp, &body);
         let url = self.settings.url.redacted();
@@ -65,7 +70,10 @@ impl WebhookChannel {
             .await
             .map_err(|e| {
                 let what = if e.is_timeout() {
-                    format!("timed out after {}", humantime::format_duration(self.settings.timeout))
+                    format!(
+                        "timed out after {}",
+                        humantime::format_duration(self.settings.timeout)
+                    )
                 } else if e.is_connect() {
                     "connection failed".to_string()
                 } else {
@@ -84,8 +92,14 @@ impl WebhookChannel {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let reason = format!("POST {url}: HTTP {}", status.as_u16());
-        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(DeliveryError::Retryable { reason, retry_after });
+        if status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status.is_server_error()
+        {
+            return Err(DeliveryError::Retryable {
+                reason,
+                retry_after,
+            });
         }
         if status == StatusCode::GONE {
             return Err(DeliveryError::Permanent {
@@ -94,7 +108,9 @@ impl WebhookChannel {
             });
         }
         if status.is_redirection() {
-            return Err(DeliveryError::permanent(format!("{reason}: redirects are not followed; configure the final URL")));
+            return Err(DeliveryError::permanent(format!(
+                "{reason}: redirects are not followed; configure the final URL"
+            )));
         }
         Err(DeliveryError::permanent(reason))
     }
@@ -106,7 +122,9 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
+    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()
 }
 
 #[cfg(test)]

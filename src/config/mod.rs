@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use settings::{
-    ChannelKind, ChannelSettings, DEFAULT_CONFIG_PATH, DaemonSettings, EmailSettings, FileFormat, FileSettings, LogFormat,
-    RetryPolicy, Settings, SourceSettings, TlsMode, WebhookSettings, parse_duration,
+    ChannelKind, ChannelSettings, DEFAULT_CONFIG_PATH, DaemonSettings, EmailSettings, FileFormat,
+    FileSettings, LogFormat, RetryPolicy, Settings, SourceSettings, TlsMode, WebhookSettings,
+    parse_duration,
 };
 
 use crate::templates::Templates;
@@ -46,7 +47,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     if !path.exists() {
         return Err(fail(vec![format!(
             "file not found (give --config PATH or set INTERIM_CONFIG; the working directory is {})",
-            std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
         )]));
     }
     let builder = config::Config::builder()
@@ -57,11 +60,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 .separator("__")
                 .try_parsing(true),
         );
-    let merged = builder.build().map_err(|e| fail(vec![describe_config_error(&e)]))?;
+    let merged = builder
+        .build()
+        .map_err(|e| fail(vec![describe_config_error(&e)]))?;
     let raw: raw::RawConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
         let key = e.path().to_string();
         let inner = describe_config_error(e.inner());
-        fail(vec![if key.is_empty() || key == "." { inner } else { format!("{key}: {inner}") }])
+        fail(vec![if key.is_empty() || key == "." {
+            inner
+        } else {
+            format!("{key}: {inner}")
+        }])
     })?;
     let settings = Settings::from_raw(raw).map_err(fail)?;
     let templates = Templates::load(&settings).map_err(fail)?;

@@ -164,7 +164,8 @@ pub struct Problems {
 
 impl Problems {
     pub fn add(&mut self, key: impl AsRef<str>, reason: impl AsRef<str>) {
-        self.lines.push(format!("{}: {}", key.as_ref(), reason.as_ref()));
+        self.lines
+            .push(format!("{}: {}", key.as_ref(), reason.as_ref()));
     }
 
     fn take<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
@@ -173,13 +174,15 @@ impl Problems {
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration \"{text}\": {e} (write e.g. \"90s\", \"4h\", \"2d\")"))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration \"{text}\": {e} (write e.g. \"90s\", \"4h\", \"2d\")")
+    })
 }
 
 fn parse_zone(text: &str) -> Result<Tz, String> {
-    text.parse::<Tz>()
-        .map_err(|_| format!("unknown time zone \"{text}\" (use an IANA name like \"Europe/Berlin\")"))
+    text.parse::<Tz>().map_err(|_| {
+        format!("unknown time zone \"{text}\" (use an IANA name like \"Europe/Berlin\")")
+    })
 }
 
 /// Reads a secret from the environment variable or file a `*_env` /
@@ -193,22 +196,33 @@ fn read_secret(
 ) -> Option<SecretString> {
     match (env, file) {
         (Some(_), Some(_)) => {
-            problems.add(format!("{base}.{stem}_env"), format!("set either {stem}_env or {stem}_file, not both"));
+            problems.add(
+                format!("{base}.{stem}_env"),
+                format!("set either {stem}_env or {stem}_file, not both"),
+            );
             None
         }
         (Some(var), None) => match std::env::var(var) {
             Ok(value) => Some(SecretString::from(value)),
             Err(_) => {
-                problems.add(format!("{base}.{stem}_env"), format!("environment variable {var} is not set"));
+                problems.add(
+                    format!("{base}.{stem}_env"),
+                    format!("environment variable {var} is not set"),
+                );
                 None
             }
         },
         (None, Some(path)) => {
             let full = PathBuf::from(path);
             match std::fs::read_to_string(&full) {
-                Ok(value) => Some(SecretString::from(value.trim_end_matches(['\n', '\r']).to_owned())),
+                Ok(value) => Some(SecretString::from(
+                    value.trim_end_matches(['\n', '\r']).to_owned(),
+                )),
                 Err(e) => {
-                    problems.add(format!("{base}.{stem}_file"), format!("cannot read {}: {e}", full.display()));
+                    problems.add(
+                        format!("{base}.{stem}_file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
                     None
                 }
             }
@@ -226,31 +240,52 @@ impl Settings {
 
         let d = &raw.daemon;
         let timezone = p
-            .take("daemon.timezone", parse_zone(d.timezone.as_deref().unwrap_or("UTC")))
+            .take(
+                "daemon.timezone",
+                parse_zone(d.timezone.as_deref().unwrap_or("UTC")),
+            )
             .unwrap_or(chrono_tz::UTC);
-        let default_language = d.default_language.clone().unwrap_or_else(|| "en".into()).to_lowercase();
+        let default_language = d
+            .default_language
+            .clone()
+            .unwrap_or_else(|| "en".into())
+            .to_lowercase();
         let duration = |p: &mut Problems, key: &str, value: &Option<String>, default: &str| {
             p.take(key, parse_duration(value.as_deref().unwrap_or(default)))
                 .unwrap_or_default()
         };
         let poll_interval = duration(&mut p, "daemon.poll_interval", &d.poll_interval, "30s");
-        if poll_interval.is_zero() && parse_duration(d.poll_interval.as_deref().unwrap_or("30s")).is_ok() {
+        if poll_interval.is_zero()
+            && parse_duration(d.poll_interval.as_deref().unwrap_or("30s")).is_ok()
+        {
             p.add("daemon.poll_interval", "must be longer than zero");
         }
-        let max_snapshot_age = duration(&mut p, "daemon.max_snapshot_age", &d.max_snapshot_age, "5m");
+        let max_snapshot_age =
+            duration(&mut p, "daemon.max_snapshot_age", &d.max_snapshot_age, "5m");
         if max_snapshot_age < poll_interval {
             p.add(
                 "daemon.max_snapshot_age",
-                format!("must be at least daemon.poll_interval ({}), or nothing would ever be sent", humantime::format_duration(poll_interval)),
+                format!(
+                    "must be at least daemon.poll_interval ({}), or nothing would ever be sent",
+                    humantime::format_duration(poll_interval)
+                ),
             );
         }
-        let shutdown_timeout = duration(&mut p, "daemon.shutdown_timeout", &d.shutdown_timeout, "30s");
+        let shutdown_timeout = duration(
+            &mut p,
+            "daemon.shutdown_timeout",
+            &d.shutdown_timeout,
+            "30s",
+        );
         let log_format = match d.log_format.as_deref().unwrap_or("auto") {
             "auto" => LogFormat::Auto,
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                p.add("daemon.log_format", format!("\"{other}\" is not one of auto, text, json"));
+                p.add(
+                    "daemon.log_format",
+                    format!("\"{other}\" is not one of auto, text, json"),
+                );
                 LogFormat::Auto
             }
         };
@@ -264,7 +299,11 @@ impl Settings {
             log_format,
         };
 
-        let store_url = raw.store.url.clone().unwrap_or_else(|| "sqlite://var/interim.db".into());
+        let store_url = raw
+            .store
+            .url
+            .clone()
+            .unwrap_or_else(|| "sqlite://var/interim.db".into());
         if !store_url.starts_with("sqlite:") {
             p.add("store.url", format!("unsupported store \"{}\": this version stores its ledger in SQLite (sqlite://PATH)", crate::secret::redact_url(&store_url)));
         }
@@ -273,10 +312,19 @@ impl Settings {
             claim_lease: duration(&mut p, "store.claim_lease", &raw.store.claim_lease, "30s"),
         };
 
-        let listen = raw.http.listen.clone().unwrap_or_else(|| "127.0.0.1:9464".into());
+        let listen = raw
+            .http
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:9464".into());
         let http = HttpSettings {
             listen: p
-                .take("http.listen", listen.parse().map_err(|_| format!("\"{listen}\" is not an address like \"127.0.0.1:9464\"")))
+                .take(
+                    "http.listen",
+                    listen.parse().map_err(|_| {
+                        format!("\"{listen}\" is not an address like \"127.0.0.1:9464\"")
+                    }),
+                )
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
         };
 
@@ -285,13 +333,22 @@ impl Settings {
         let wording = raw
             .wording
             .iter()
-            .map(|(lang, map)| (lang.to_lowercase(), map.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect()))
+            .map(|(lang, map)| {
+                (
+                    lang.to_lowercase(),
+                    map.iter()
+                        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                        .collect(),
+                )
+            })
             .collect();
 
         let calendars: BTreeMap<String, Arc<Calendar>> = raw
             .calendars
             .iter()
-            .filter_map(|(name, cal)| calendar_settings(&mut p, name, cal, timezone).map(|c| (name.clone(), Arc::new(c))))
+            .filter_map(|(name, cal)| {
+                calendar_settings(&mut p, name, cal, timezone).map(|c| (name.clone(), Arc::new(c)))
+            })
             .collect();
 
         let channels: BTreeMap<String, ChannelSettings> = raw
@@ -305,9 +362,14 @@ impl Settings {
         for (index, rp) in raw.policies.iter().enumerate() {
             let key = format!("policies[{index}]");
             if !names.insert(rp.name.clone()) {
-                p.add(format!("{key}.name"), format!("duplicate policy name \"{}\"", rp.name));
+                p.add(
+                    format!("{key}.name"),
+                    format!("duplicate policy name \"{}\"", rp.name),
+                );
             }
-            if let Some(policy) = policy_settings(&mut p, &key, rp, &daemon, &calendars, &raw, &mut warnings) {
+            if let Some(policy) =
+                policy_settings(&mut p, &key, rp, &daemon, &calendars, &raw, &mut warnings)
+            {
                 policies.push(policy);
             }
         }
@@ -318,7 +380,8 @@ impl Settings {
             p.add("channels", "no channel is configured");
         }
 
-        let templates_dir = PathBuf::from(raw.templates.dir.as_deref().unwrap_or("config/templates"));
+        let templates_dir =
+            PathBuf::from(raw.templates.dir.as_deref().unwrap_or("config/templates"));
 
         if !p.lines.is_empty() {
             return Err(p.lines);
@@ -339,14 +402,19 @@ impl Settings {
     }
 }
 
-
 fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> {
     let s = &raw.source;
     if s.kind != "sql" {
-        p.add("source.kind", format!("\"{}\" is not a source kind this version has (sql)", s.kind));
+        p.add(
+            "source.kind",
+            format!("\"{}\" is not a source kind this version has (sql)", s.kind),
+        );
         return None;
     }
-    let url = match (&s.url, read_secret(p, "source", "url", s.url_env.as_ref(), s.url_file.as_ref())) {
+    let url = match (
+        &s.url,
+        read_secret(p, "source", "url", s.url_env.as_ref(), s.url_file.as_ref()),
+    ) {
         (Some(url), None) => Some(url.clone()),
         (None, Some(secret)) => Some(secrecy::ExposeSecret::expose_secret(&secret).to_owned()),
         (Some(_), Some(_)) => {
@@ -354,19 +422,40 @@ fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> 
             None
         }
         (None, None) => {
-            p.add("source.url", "missing: the helpdesk database URL (sqlite://…, postgres://…, mysql://…)");
+            p.add(
+                "source.url",
+                "missing: the helpdesk database URL (sqlite://…, postgres://…, mysql://…)",
+            );
             None
         }
     }?;
-    if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"].iter().any(|scheme| url.starts_with(scheme)) {
-        p.add("source.url", format!("\"{}\" is not a sqlite:, postgres: or mysql: URL", crate::secret::redact_url(&url)));
+    if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        p.add(
+            "source.url",
+            format!(
+                "\"{}\" is not a sqlite:, postgres: or mysql: URL",
+                crate::secret::redact_url(&url)
+            ),
+        );
     }
     let query = s.query.clone().filter(|q| !q.trim().is_empty());
     if query.is_none() {
-        p.add("source.query", "missing: the SQL query that selects the waiting tickets");
+        p.add(
+            "source.query",
+            "missing: the SQL query that selects the waiting tickets",
+        );
     }
-    let timezone = p.take("source.timezone", parse_zone(s.timezone.as_deref().unwrap_or("UTC")))?;
-    let timeout = p.take("source.timeout", parse_duration(s.timeout.as_deref().unwrap_or("60s")))?;
+    let timezone = p.take(
+        "source.timezone",
+        parse_zone(s.timezone.as_deref().unwrap_or("UTC")),
+    )?;
+    let timeout = p.take(
+        "source.timeout",
+        parse_duration(s.timeout.as_deref().unwrap_or("60s")),
+    )?;
     Some(SourceSettings {
         url: SecretUrl::new(url.replacen("mariadb:", "mysql:", 1)),
         query: query?,
@@ -375,7 +464,12 @@ fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> 
     })
 }
 
-fn calendar_settings(p: &mut Problems, name: &str, raw: &RawCalendar, default_tz: Tz) -> Option<Calendar> {
+fn calendar_settings(
+    p: &mut Problems,
+    name: &str,
+    raw: &RawCalendar,
+    default_tz: Tz,
+) -> Option<Calendar> {
     let key = format!("calendars.{name}");
     let timezone = match &raw.timezone {
         Some(zone) => p.take(&format!("{key}.timezone"), parse_zone(zone))?,
@@ -384,7 +478,10 @@ fn calendar_settings(p: &mut Problems, name: &str, raw: &RawCalendar, default_tz
     let mut hours: [Vec<_>; 7] = Default::default();
     for (day, spec) in &raw.hours {
         let Some(index) = weekday_index(day) else {
-            p.add(format!("{key}.hours.{day}"), "unknown weekday (use mon, tue, wed, thu, fri, sat, sun)");
+            p.add(
+                format!("{key}.hours.{day}"),
+                "unknown weekday (use mon, tue, wed, thu, fri, sat, sun)",
+            );
             continue;
         };
         if let Some(intervals) = p.take(&format!("{key}.hours.{day}"), parse_day_hours(spec)) {
@@ -392,7 +489,10 @@ fn calendar_settings(p: &mut Problems, name: &str, raw: &RawCalendar, default_tz
         }
     }
     if hours.iter().all(Vec::is_empty) {
-        p.add(format!("{key}.hours"), "no working hours: a notice in this calendar could never be sent");
+        p.add(
+            format!("{key}.hours"),
+            "no working hours: a notice in this calendar could never be sent",
+        );
     }
     let mut holidays = BTreeSet::new();
     for (i, day) in raw.holidays.iter().enumerate() {
@@ -413,11 +513,17 @@ fn calendar_settings(p: &mut Problems, name: &str, raw: &RawCalendar, default_tz
                         Ok(date) => {
                             holidays.insert(date);
                         }
-                        Err(reason) => p.add(format!("{key}.holidays_file ({}:{})", path.display(), number + 1), reason),
+                        Err(reason) => p.add(
+                            format!("{key}.holidays_file ({}:{})", path.display(), number + 1),
+                            reason,
+                        ),
                     }
                 }
             }
-            Err(e) => p.add(format!("{key}.holidays_file"), format!("cannot read {}: {e}", path.display())),
+            Err(e) => p.add(
+                format!("{key}.holidays_file"),
+                format!("cannot read {}: {e}", path.display()),
+            ),
         }
     }
     Some(Calendar {
@@ -429,17 +535,30 @@ fn calendar_settings(p: &mut Problems, name: &str, raw: &RawCalendar, default_tz
 }
 
 fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| format!("\"{text}\" is not a date like \"2026-12-24\""))
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("\"{text}\" is not a date like \"2026-12-24\""))
 }
 
 fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<ChannelSettings> {
     let key = format!("channels.{name}");
     let used: &[&str] = match raw.kind.as_str() {
-        "email" => &["host", "port", "tls", "username", "password_env", "password_file", "from", "reply_to"],
+        "email" => &[
+            "host",
+            "port",
+            "tls",
+            "username",
+            "password_env",
+            "password_file",
+            "from",
+            "reply_to",
+        ],
         "webhook" => &["url", "secret_env", "secret_file"],
         "file" => &["path", "format"],
         other => {
-            p.add(format!("{key}.kind"), format!("\"{other}\" is not one of email, webhook, file"));
+            p.add(
+                format!("{key}.kind"),
+                format!("\"{other}\" is not one of email, webhook, file"),
+            );
             return None;
         }
     };
@@ -459,29 +578,53 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
     ];
     for (field, is_set) in present {
         if is_set && !used.contains(&field) {
-            p.add(format!("{key}.{field}"), format!("not a key of a {} channel", raw.kind));
+            p.add(
+                format!("{key}.{field}"),
+                format!("not a key of a {} channel", raw.kind),
+            );
         }
     }
     if raw.format.is_some() && raw.kind != "file" {
-        p.add(format!("{key}.format"), format!("not a key of a {} channel", raw.kind));
+        p.add(
+            format!("{key}.format"),
+            format!("not a key of a {} channel", raw.kind),
+        );
     }
-    let timeout = p.take(&format!("{key}.timeout"), parse_duration(raw.timeout.as_deref().unwrap_or("30s")))?;
+    let timeout = p.take(
+        &format!("{key}.timeout"),
+        parse_duration(raw.timeout.as_deref().unwrap_or("30s")),
+    )?;
     let concurrency = match raw.concurrency.unwrap_or(8) {
         n @ 1..=1024 => n as usize,
         n => {
-            p.add(format!("{key}.concurrency"), format!("{n} is not between 1 and 1024"));
+            p.add(
+                format!("{key}.concurrency"),
+                format!("{n} is not between 1 and 1024"),
+            );
             1
         }
     };
     let retry = RetryPolicy {
-        initial: p.take(&format!("{key}.retry_initial"), parse_duration(raw.retry_initial.as_deref().unwrap_or("30s")))?,
-        max: p.take(&format!("{key}.retry_max"), parse_duration(raw.retry_max.as_deref().unwrap_or("1h")))?,
-        retry_for: p.take(&format!("{key}.retry_for"), parse_duration(raw.retry_for.as_deref().unwrap_or("2d")))?,
+        initial: p.take(
+            &format!("{key}.retry_initial"),
+            parse_duration(raw.retry_initial.as_deref().unwrap_or("30s")),
+        )?,
+        max: p.take(
+            &format!("{key}.retry_max"),
+            parse_duration(raw.retry_max.as_deref().unwrap_or("1h")),
+        )?,
+        retry_for: p.take(
+            &format!("{key}.retry_for"),
+            parse_duration(raw.retry_for.as_deref().unwrap_or("2d")),
+        )?,
         max_attempts: match raw.max_attempts {
             None => None,
             Some(n @ 1..=10_000) => Some(n as u32),
             Some(n) => {
-                p.add(format!("{key}.max_attempts"), format!("{n} is not between 1 and 10000"));
+                p.add(
+                    format!("{key}.max_attempts"),
+                    format!("{n} is not between 1 and 10000"),
+                );
                 None
             }
         },
@@ -489,7 +632,10 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
     let kind = match raw.kind.as_str() {
         "email" => {
             let host = raw.host.clone().or_else(|| {
-                p.add(format!("{key}.host"), "missing: the SMTP server's host name");
+                p.add(
+                    format!("{key}.host"),
+                    "missing: the SMTP server's host name",
+                );
                 None
             });
             let tls = match raw.tls.as_deref().unwrap_or("starttls") {
@@ -497,7 +643,10 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
                 "tls" => TlsMode::Tls,
                 "none" => TlsMode::None,
                 other => {
-                    p.add(format!("{key}.tls"), format!("\"{other}\" is not one of starttls, tls, none"));
+                    p.add(
+                        format!("{key}.tls"),
+                        format!("\"{other}\" is not one of starttls, tls, none"),
+                    );
                     TlsMode::StartTls
                 }
             };
@@ -506,19 +655,38 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
                 TlsMode::Tls => 465,
                 TlsMode::None => 25,
             });
-            let password = read_secret(p, &key, "password", raw.password_env.as_ref(), raw.password_file.as_ref());
-            if raw.username.is_some() != password.is_some() && (raw.password_env.is_none() && raw.password_file.is_none()) {
-                p.add(format!("{key}.password_env"), "a username needs password_env or password_file");
+            let password = read_secret(
+                p,
+                &key,
+                "password",
+                raw.password_env.as_ref(),
+                raw.password_file.as_ref(),
+            );
+            if raw.username.is_some() != password.is_some()
+                && (raw.password_env.is_none() && raw.password_file.is_none())
+            {
+                p.add(
+                    format!("{key}.password_env"),
+                    "a username needs password_env or password_file",
+                );
             }
             let from = match &raw.from {
-                Some(from) => p.take(&format!("{key}.from"), from.parse::<Mailbox>().map_err(|e| format!("\"{from}\" is not a mail address: {e}"))),
+                Some(from) => p.take(
+                    &format!("{key}.from"),
+                    from.parse::<Mailbox>()
+                        .map_err(|e| format!("\"{from}\" is not a mail address: {e}")),
+                ),
                 None => {
                     p.add(format!("{key}.from"), "missing: the sender address");
                     None
                 }
             };
             let reply_to = match &raw.reply_to {
-                Some(r) => p.take(&format!("{key}.reply_to"), r.parse::<Mailbox>().map_err(|e| format!("\"{r}\" is not a mail address: {e}"))),
+                Some(r) => p.take(
+                    &format!("{key}.reply_to"),
+                    r.parse::<Mailbox>()
+                        .map_err(|e| format!("\"{r}\" is not a mail address: {e}")),
+                ),
                 None => None,
             };
             ChannelKind::Email(EmailSettings {
@@ -538,23 +706,40 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
                 None
             })?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                p.add(format!("{key}.url"), format!("\"{}\" is not an http:// or https:// URL", crate::secret::redact_url(&url)));
+                p.add(
+                    format!("{key}.url"),
+                    format!(
+                        "\"{}\" is not an http:// or https:// URL",
+                        crate::secret::redact_url(&url)
+                    ),
+                );
             }
-            let secret = read_secret(p, &key, "secret", raw.secret_env.as_ref(), raw.secret_file.as_ref());
+            let secret = read_secret(
+                p,
+                &key,
+                "secret",
+                raw.secret_env.as_ref(),
+                raw.secret_file.as_ref(),
+            );
             let Some(secret) = secret else {
                 if raw.secret_env.is_none() && raw.secret_file.is_none() {
                     p.add(format!("{key}.secret_env"), "missing: webhooks are signed; set secret_env or secret_file (a whsec_… secret)");
                 }
                 return None;
             };
-            let key_bytes = match decode_webhook_secret(secrecy::ExposeSecret::expose_secret(&secret)) {
-                Ok(bytes) => bytes,
-                Err(reason) => {
-                    let which = if raw.secret_env.is_some() { "secret_env" } else { "secret_file" };
-                    p.add(format!("{key}.{which}"), reason);
-                    return None;
-                }
-            };
+            let key_bytes =
+                match decode_webhook_secret(secrecy::ExposeSecret::expose_secret(&secret)) {
+                    Ok(bytes) => bytes,
+                    Err(reason) => {
+                        let which = if raw.secret_env.is_some() {
+                            "secret_env"
+                        } else {
+                            "secret_file"
+                        };
+                        p.add(format!("{key}.{which}"), reason);
+                        return None;
+                    }
+                };
             ChannelKind::Webhook(WebhookSettings {
                 url: SecretUrl::new(url),
                 key: Arc::new(SecretBytes(key_bytes)),
@@ -563,14 +748,20 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
         }
         _ => {
             let path = raw.path.clone().or_else(|| {
-                p.add(format!("{key}.path"), "missing: the folder notices are written to");
+                p.add(
+                    format!("{key}.path"),
+                    "missing: the folder notices are written to",
+                );
                 None
             })?;
             let format = match raw.format.as_deref().unwrap_or("eml") {
                 "eml" => FileFormat::Eml,
                 "json" => FileFormat::Json,
                 other => {
-                    p.add(format!("{key}.format"), format!("\"{other}\" is not one of eml, json"));
+                    p.add(
+                        format!("{key}.format"),
+                        format!("\"{other}\" is not one of eml, json"),
+                    );
                     FileFormat::Eml
                 }
             };
@@ -591,12 +782,18 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
 /// `whsec_` followed by base64 of the key bytes (Standard Webhooks).
 fn decode_webhook_secret(secret: &str) -> Result<Vec<u8>, String> {
     use base64::Engine;
-    let encoded = secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim());
+    let encoded = secret
+        .trim()
+        .strip_prefix("whsec_")
+        .unwrap_or(secret.trim());
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|_| "the secret is not a whsec_ secret (whsec_ followed by base64)".to_string())?;
     if bytes.len() < 24 {
-        return Err(format!("the secret has {} bytes; use at least 24 (Standard Webhooks recommends 24–64)", bytes.len()));
+        return Err(format!(
+            "the secret has {} bytes; use at least 24 (Standard Webhooks recommends 24–64)",
+            bytes.len()
+        ));
     }
     Ok(bytes)
 }
@@ -631,26 +828,38 @@ fn policy_settings(
         (None, Some(_)) => 3,
         (Some(n @ 1..=1000), _) => n as u32,
         (Some(n), _) => {
-            p.add(format!("{key}.max_notices"), format!("{n} is not between 1 and 1000"));
+            p.add(
+                format!("{key}.max_notices"),
+                format!("{n} is not between 1 and 1000"),
+            );
             1
         }
     };
     if max_notices > 1 && repeat_every.is_none() {
-        p.add(format!("{key}.max_notices"), "more than one notice needs repeat_every");
+        p.add(
+            format!("{key}.max_notices"),
+            "more than one notice needs repeat_every",
+        );
     }
     let calendar = match &raw.calendar {
         Some(name) => match calendars.get(name) {
             Some(c) => Some(c.clone()),
             None => {
                 if !config.calendars.contains_key(name) {
-                    p.add(format!("{key}.calendar"), format!("no calendar \"{name}\" in [calendars]"));
+                    p.add(
+                        format!("{key}.calendar"),
+                        format!("no calendar \"{name}\" in [calendars]"),
+                    );
                 }
                 None
             }
         },
         None => None,
     };
-    let zone = calendar.as_ref().map(|c| c.timezone).unwrap_or(daemon.timezone);
+    let zone = calendar
+        .as_ref()
+        .map(|c| c.timezone)
+        .unwrap_or(daemon.timezone);
     let send_at = match &raw.send_at {
         Some(expr) => {
             let parsed = p.take(&format!("{key}.send_at"), SendAt::parse(expr, zone))?;
@@ -663,13 +872,23 @@ fn policy_settings(
         }
         None => None,
     };
-    match config.channels.get(&raw.channel) {
-        None => p.add(format!("{key}.channel"), format!("no channel \"{}\" in [channels]", raw.channel)),
-        Some(_) => {}
+    if !config.channels.contains_key(&raw.channel) {
+        p.add(
+            format!("{key}.channel"),
+            format!("no channel \"{}\" in [channels]", raw.channel),
+        );
     }
-    let window = SendWindow { calendar: calendar.clone(), send_at };
-    if (window.calendar.is_some() || window.send_at.is_some()) && window.first_send_instant(chrono::Utc::now()).is_none() {
-        p.add(format!("{key}.send_at"), "the send window never opens (no cron slot falls inside the calendar's working hours)");
+    let window = SendWindow {
+        calendar: calendar.clone(),
+        send_at,
+    };
+    if (window.calendar.is_some() || window.send_at.is_some())
+        && window.first_send_instant(chrono::Utc::now()).is_none()
+    {
+        p.add(
+            format!("{key}.send_at"),
+            "the send window never opens (no cron slot falls inside the calendar's working hours)",
+        );
     }
     Some(Policy {
         name: raw.name.clone(),
@@ -684,7 +903,11 @@ fn policy_settings(
     })
 }
 
-fn matcher_settings(p: &mut Problems, key: &str, raw: &BTreeMap<String, MatchValue>) -> Option<Matcher> {
+fn matcher_settings(
+    p: &mut Problems,
+    key: &str,
+    raw: &BTreeMap<String, MatchValue>,
+) -> Option<Matcher> {
     let mut rules = Vec::new();
     let mut ok = true;
     for (field, value) in raw {
@@ -718,9 +941,14 @@ fn matcher_settings(p: &mut Problems, key: &str, raw: &BTreeMap<String, MatchVal
             (None, MatchValue::Nested(map)) => {
                 for (name, inner) in map {
                     match value_list(inner) {
-                        Some(values) => rules.push((MatchField::Extra(name.to_lowercase()), values)),
+                        Some(values) => {
+                            rules.push((MatchField::Extra(name.to_lowercase()), values))
+                        }
                         None => {
-                            p.add(format!("{path}.{name}"), "expected a string or a list of strings");
+                            p.add(
+                                format!("{path}.{name}"),
+                                "expected a string or a list of strings",
+                            );
                             ok = false;
                         }
                     }

@@ -51,10 +51,23 @@ const CONTRACT: &[&str] = &[
 
 /// Applies the column contract. Column names are matched case-insensitively.
 /// `warnings` receives non-fatal findings (an unknown time zone).
-pub fn ticket_from_row(cells: Vec<(String, Cell)>, zone: Tz, warnings: &mut Vec<RowError>) -> Result<Ticket, RowError> {
-    let mut row: BTreeMap<String, Cell> = cells.into_iter().map(|(name, cell)| (name.to_lowercase(), cell)).collect();
+pub fn ticket_from_row(
+    cells: Vec<(String, Cell)>,
+    zone: Tz,
+    warnings: &mut Vec<RowError>,
+) -> Result<Ticket, RowError> {
+    let mut row: BTreeMap<String, Cell> = cells
+        .into_iter()
+        .map(|(name, cell)| (name.to_lowercase(), cell))
+        .collect();
     let id = match row.remove("id") {
-        None => return Err(error(None, "id", "missing: the query must select an id column")),
+        None => {
+            return Err(error(
+                None,
+                "id",
+                "missing: the query must select an id column",
+            ));
+        }
         Some(cell) => text_of(&cell).filter(|s| !s.trim().is_empty()),
     };
     let Some(id) = id else {
@@ -65,7 +78,10 @@ pub fn ticket_from_row(cells: Vec<(String, Cell)>, zone: Tz, warnings: &mut Vec<
     let mut text = |name: &str| -> Result<Option<String>, RowError> {
         match row.remove(name) {
             None | Some(Cell::Null) => Ok(None),
-            Some(Cell::Unsupported(ty)) => Err(fail(name, format!("unsupported SQL type {ty}; cast it to text in the query"))),
+            Some(Cell::Unsupported(ty)) => Err(fail(
+                name,
+                format!("unsupported SQL type {ty}; cast it to text in the query"),
+            )),
             Some(cell) => Ok(text_of(&cell)),
         }
     };
@@ -75,7 +91,9 @@ pub fn ticket_from_row(cells: Vec<(String, Cell)>, zone: Tz, warnings: &mut Vec<
     let priority = text("priority")?;
     let queue = text("queue")?;
     let origin = text("origin")?;
-    let customer_email = text("customer_email")?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let customer_email = text("customer_email")?
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
     let customer_name = text("customer_name")?;
     let language = text("language")?;
     let mut timezone = text("timezone")?.filter(|s| !s.trim().is_empty());
@@ -83,16 +101,27 @@ pub fn ticket_from_row(cells: Vec<(String, Cell)>, zone: Tz, warnings: &mut Vec<
     if let Some(zone_name) = &timezone
         && zone_name.trim().parse::<Tz>().is_err()
     {
-        warnings.push(fail("timezone", format!("unknown time zone \"{zone_name}\"; dates are shown in the default zone")));
+        warnings.push(fail(
+            "timezone",
+            format!("unknown time zone \"{zone_name}\"; dates are shown in the default zone"),
+        ));
         timezone = None;
     }
 
     let waiting_since = match row.remove("waiting_since") {
-        None => return Err(fail("waiting_since", "missing: the query must select waiting_since".into())),
+        None => {
+            return Err(fail(
+                "waiting_since",
+                "missing: the query must select waiting_since".into(),
+            ));
+        }
         Some(cell) => timestamp_of(&cell, zone).map_err(|reason| fail("waiting_since", reason))?,
     };
     let Some(waiting_since) = waiting_since else {
-        return Err(fail("waiting_since", "NULL: the ticket is not waiting".into()));
+        return Err(fail(
+            "waiting_since",
+            "NULL: the ticket is not waiting".into(),
+        ));
     };
     let updated_at = match row.remove("updated_at") {
         None => None,
@@ -187,7 +216,11 @@ pub fn parse_timestamp_text(text: &str, zone: Tz) -> Result<DateTime<Utc>, Strin
     if let Ok(parsed) = DateTime::parse_from_rfc3339(t) {
         return Ok(parsed.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
             return Ok(naive_in(naive, zone));
         }
@@ -198,7 +231,10 @@ pub fn parse_timestamp_text(text: &str, zone: Tz) -> Result<DateTime<Utc>, Strin
     if let Ok(secs) = t.parse::<i64>() {
         return timestamp_of(&Cell::Int(secs), zone).map(|o| o.unwrap_or_default());
     }
-    Err(format!("\"{}\" is not a timestamp (RFC 3339, YYYY-MM-DD HH:MM:SS or Unix seconds)", truncate(t, 40)))
+    Err(format!(
+        "\"{}\" is not a timestamp (RFC 3339, YYYY-MM-DD HH:MM:SS or Unix seconds)",
+        truncate(t, 40)
+    ))
 }
 
 fn naive_in(naive: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
@@ -217,17 +253,34 @@ mod tests {
     use super::*;
 
     fn row(cells: &[(&str, Cell)]) -> Vec<(String, Cell)> {
-        cells.iter().map(|(n, c)| ((*n).to_owned(), c.clone())).collect()
+        cells
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), c.clone()))
+            .collect()
     }
 
     #[test]
     fn all_three_timestamp_forms_are_read() {
         let berlin = chrono_tz::Europe::Berlin;
         let expected = Utc.with_ymd_and_hms(2026, 12, 3, 13, 0, 0).single();
-        assert_eq!(parse_timestamp_text("2026-12-03T14:00:00+01:00", berlin).ok(), expected);
-        assert_eq!(parse_timestamp_text("2026-12-03 14:00:00", berlin).ok(), expected);
-        assert_eq!(parse_timestamp_text("2026-12-03 14:00:00.000", berlin).ok(), expected);
-        assert_eq!(timestamp_of(&Cell::Int(1_796_302_800), berlin).ok().flatten(), expected);
+        assert_eq!(
+            parse_timestamp_text("2026-12-03T14:00:00+01:00", berlin).ok(),
+            expected
+        );
+        assert_eq!(
+            parse_timestamp_text("2026-12-03 14:00:00", berlin).ok(),
+            expected
+        );
+        assert_eq!(
+            parse_timestamp_text("2026-12-03 14:00:00.000", berlin).ok(),
+            expected
+        );
+        assert_eq!(
+            timestamp_of(&Cell::Int(1_796_302_800), berlin)
+                .ok()
+                .flatten(),
+            expected
+        );
         assert!(parse_timestamp_text("yesterday", berlin).is_err());
     }
 
@@ -247,7 +300,10 @@ mod tests {
         );
         let ticket = ticket.ok();
         assert_eq!(ticket.as_ref().map(|t| t.id.as_str()), Some("7"));
-        assert_eq!(ticket.as_ref().and_then(|t| t.extra.get("product")), Some(&serde_json::json!("router")));
+        assert_eq!(
+            ticket.as_ref().and_then(|t| t.extra.get("product")),
+            Some(&serde_json::json!("router"))
+        );
         assert_eq!(ticket.and_then(|t| t.timezone), None);
         assert_eq!(warnings.len(), 1);
     }
@@ -255,12 +311,19 @@ mod tests {
     #[test]
     fn a_broken_row_names_ticket_and_column() {
         let err = ticket_from_row(
-            row(&[("id", Cell::Text("T-1".into())), ("state", Cell::Text("open".into())), ("waiting_since", Cell::Text("soon".into()))]),
+            row(&[
+                ("id", Cell::Text("T-1".into())),
+                ("state", Cell::Text("open".into())),
+                ("waiting_since", Cell::Text("soon".into())),
+            ]),
             chrono_tz::UTC,
             &mut Vec::new(),
         )
         .err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(text.starts_with("ticket T-1: column waiting_since:"), "{text}");
+        assert!(
+            text.starts_with("ticket T-1: column waiting_since:"),
+            "{text}"
+        );
     }
 }

@@ -47,27 +47,41 @@ impl Source {
         };
         let zone = self.settings.timezone;
         let mut seen = std::collections::HashSet::new();
-        let run = self.pool.for_each_row(&self.settings.query, |cells| {
-            match columns::ticket_from_row(cells, zone, &mut snapshot.warnings) {
-                Ok(ticket) => {
-                    if seen.insert(ticket.id.clone()) {
-                        snapshot.tickets.push(ticket);
-                    } else {
-                        snapshot.skipped.push(RowError {
-                            ticket_id: Some(ticket.id),
-                            column: "id".into(),
-                            reason: "the query returned this id twice; the first row counts".into(),
-                        });
+        let run =
+            self.pool.for_each_row(
+                &self.settings.query,
+                |cells| match columns::ticket_from_row(cells, zone, &mut snapshot.warnings) {
+                    Ok(ticket) => {
+                        if seen.insert(ticket.id.clone()) {
+                            snapshot.tickets.push(ticket);
+                        } else {
+                            snapshot.skipped.push(RowError {
+                                ticket_id: Some(ticket.id),
+                                column: "id".into(),
+                                reason: "the query returned this id twice; the first row counts"
+                                    .into(),
+                            });
+                        }
                     }
-                }
-                Err(e) => snapshot.skipped.push(e),
-            }
-        });
+                    Err(e) => snapshot.skipped.push(e),
+                },
+            );
         tokio::time::timeout(self.settings.timeout, run)
             .await
-            .map_err(|_| anyhow::anyhow!("the source query took longer than source.timeout ({})", humantime::format_duration(self.settings.timeout)))?
-            .with_context(|| format!("source query against {} failed", self.settings.url.redacted()))?;
-        metrics::histogram!("interim_source_poll_duration_seconds").record(started.elapsed().as_secs_f64());
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the source query took longer than source.timeout ({})",
+                    humantime::format_duration(self.settings.timeout)
+                )
+            })?
+            .with_context(|| {
+                format!(
+                    "source query against {} failed",
+                    self.settings.url.redacted()
+                )
+            })?;
+        metrics::histogram!("interim_source_poll_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(snapshot)
     }
 

@@ -28,18 +28,30 @@ impl SqlPool {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
                 .with_context(|| format!("invalid source URL {redacted}"))?
                 .read_only(true);
-            Ok(SqlPool::Sqlite(pool_options(settings).connect_lazy_with(options)))
+            Ok(SqlPool::Sqlite(
+                pool_options(settings).connect_lazy_with(options),
+            ))
         } else if url.starts_with("postgres") {
-            let options = sqlx::postgres::PgConnectOptions::from_str(url).with_context(|| format!("invalid source URL {redacted}"))?;
-            Ok(SqlPool::Postgres(pool_options(settings).connect_lazy_with(options)))
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                .with_context(|| format!("invalid source URL {redacted}"))?;
+            Ok(SqlPool::Postgres(
+                pool_options(settings).connect_lazy_with(options),
+            ))
         } else {
-            let options = sqlx::mysql::MySqlConnectOptions::from_str(url).with_context(|| format!("invalid source URL {redacted}"))?;
-            Ok(SqlPool::MySql(pool_options(settings).connect_lazy_with(options)))
+            let options = sqlx::mysql::MySqlConnectOptions::from_str(url)
+                .with_context(|| format!("invalid source URL {redacted}"))?;
+            Ok(SqlPool::MySql(
+                pool_options(settings).connect_lazy_with(options),
+            ))
         }
     }
 
     /// Runs the query and hands every row, as named cells, to `each`.
-    pub async fn for_each_row(&self, query: &str, mut each: impl FnMut(Vec<(String, Cell)>)) -> Result<(), sqlx::Error> {
+    pub async fn for_each_row(
+        &self,
+        query: &str,
+        mut each: impl FnMut(Vec<(String, Cell)>),
+    ) -> Result<(), sqlx::Error> {
         let sql = || AssertSqlSafe(query.to_owned());
         match self {
             SqlPool::Sqlite(pool) => {
@@ -74,7 +86,9 @@ impl SqlPool {
 }
 
 fn pool_options<DB: Database>(settings: &SourceSettings) -> sqlx::pool::PoolOptions<DB> {
-    sqlx::pool::PoolOptions::new().max_connections(2).acquire_timeout(settings.timeout)
+    sqlx::pool::PoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(settings.timeout)
 }
 
 /// A type this backend can decode.
@@ -129,10 +143,11 @@ where
     let type_name = raw.type_info().name().to_ascii_uppercase();
     // MySQL TIMESTAMP columns are absolute instants (sent in UTC), unlike
     // DATETIME, which is wall-clock time in the source zone.
-    if mysql && type_name == "TIMESTAMP" {
-        if let Ok(t) = row.try_get::<DateTime<Utc>, _>(i) {
-            return Cell::Timestamp(t);
-        }
+    if mysql
+        && type_name == "TIMESTAMP"
+        && let Ok(t) = row.try_get::<DateTime<Utc>, _>(i)
+    {
+        return Cell::Timestamp(t);
     }
     if let Ok(v) = row.try_get::<String, _>(i) {
         return Cell::Text(v);

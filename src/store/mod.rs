@@ -47,12 +47,19 @@ impl Store {
         let Some(rest) = raw.strip_prefix("sqlite:") else {
             bail!("unsupported store URL {url}: use sqlite://PATH");
         };
-        let path = PathBuf::from(rest.trim_start_matches("//").split('?').next().unwrap_or(""));
+        let path = PathBuf::from(
+            rest.trim_start_matches("//")
+                .split('?')
+                .next()
+                .unwrap_or(""),
+        );
         if path.as_os_str().is_empty() {
             bail!("store.url {url} names no file");
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("failed to create the store's folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("failed to create the store's folder {}", dir.display())
+            })?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .with_context(|| format!("invalid store URL {url}"))?
@@ -89,7 +96,9 @@ impl Store {
                 self.path.display(),
                 lock_path.display()
             ),
-            Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("failed to lock {}", lock_path.display())),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("failed to lock {}", lock_path.display()))
+            }
         }
     }
 
@@ -100,10 +109,12 @@ impl Store {
     /// A restarted daemon takes back its unfinished claims at once: with
     /// SQLite it is the only daemon, so every claim was its own.
     pub async fn release_all_claims(&self) -> anyhow::Result<u64> {
-        let done = sqlx::query("UPDATE notices SET claimed_by = NULL, claim_until = NULL WHERE claimed_by IS NOT NULL")
-            .execute(&self.pool)
-            .await
-            .context("failed to release claims")?;
+        let done = sqlx::query(
+            "UPDATE notices SET claimed_by = NULL, claim_until = NULL WHERE claimed_by IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await
+        .context("failed to release claims")?;
         Ok(done.rows_affected())
     }
 
@@ -112,11 +123,16 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .context("failed to read the last poll time")?;
-        Ok(row.and_then(|r| r.get::<String, _>(0).parse::<i64>().ok()).map(from_ms))
+        Ok(row
+            .and_then(|r| r.get::<String, _>(0).parse::<i64>().ok())
+            .map(from_ms))
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.context("store unreachable")?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("store unreachable")?;
         Ok(())
     }
 
@@ -138,7 +154,8 @@ impl Store {
                     Some(id) => Some(NextNotice {
                         id,
                         number: r.try_get::<i64, _>(6)? as u32,
-                        status: Status::parse(&r.try_get::<String, _>(7)?).unwrap_or(Status::Pending),
+                        status: Status::parse(&r.try_get::<String, _>(7)?)
+                            .unwrap_or(Status::Pending),
                         due_at: from_ms(r.try_get(8)?),
                         send_at: from_ms(r.try_get(9)?),
                         ticket_json: r.try_get(10)?,
@@ -161,8 +178,17 @@ impl Store {
     }
 
     /// Applies a plan in one transaction and records the poll time.
-    pub async fn apply_plan(&self, plan: &Plan, dry_run: bool, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await.context("failed to begin the plan transaction")?;
+    pub async fn apply_plan(
+        &self,
+        plan: &Plan,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("failed to begin the plan transaction")?;
         let now_ms = ms(now);
         for key in &plan.new_series {
             sqlx::query("INSERT OR IGNORE INTO series (ticket_id, policy, episode, dry_run) VALUES (?1, ?2, ?3, ?4)")
@@ -247,7 +273,14 @@ impl Store {
 
     /// Claims up to `limit` due notices of a channel with a lease, in one
     /// short statement. The send happens outside any transaction.
-    pub async fn claim_due(&self, channel: &str, now: DateTime<Utc>, limit: usize, lease: Duration, instance: &str) -> anyhow::Result<Vec<ClaimedNotice>> {
+    pub async fn claim_due(
+        &self,
+        channel: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        instance: &str,
+    ) -> anyhow::Result<Vec<ClaimedNotice>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
         let rows = sqlx::query(
             "UPDATE notices SET claimed_by = ?1, claim_until = ?2
@@ -266,15 +299,19 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .with_context(|| format!("failed to claim due notices of channel {channel}"))?;
-        rows.iter().map(ClaimedNotice::from_row).collect::<Result<_, _>>().context("failed to read claimed notices")
+        rows.iter()
+            .map(ClaimedNotice::from_row)
+            .collect::<Result<_, _>>()
+            .context("failed to read claimed notices")
     }
 
     /// The earliest next attempt among pending notices, to sleep until it.
     pub async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM notices WHERE status = 'pending'")
-            .fetch_one(&self.pool)
-            .await
-            .context("failed to read the next due time")?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM notices WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await
+                .context("failed to read the next due time")?;
         Ok(v.map(from_ms))
     }
 
@@ -328,12 +365,20 @@ impl Store {
         .bind(ms(attempt_started))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await.with_context(|| format!("failed to record notice {}", n.id))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("failed to record notice {}", n.id))?;
         Ok(())
     }
 
     /// Records a failed attempt that will be retried at `next_attempt`.
-    pub async fn record_retry(&self, n: &ClaimedNotice, attempt_started: DateTime<Utc>, next_attempt: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+    pub async fn record_retry(
+        &self,
+        n: &ClaimedNotice,
+        attempt_started: DateTime<Utc>,
+        next_attempt: DateTime<Utc>,
+        error: &str,
+    ) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE notices SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?2), last_attempt_at = ?2,
                     next_attempt_at = ?3, last_error = ?4, claimed_by = NULL, claim_until = NULL, updated_at = ?2
@@ -351,7 +396,11 @@ impl Store {
 
     /// Gives a claim back without an attempt (e.g. outside the send window,
     /// or shutting down before the send began).
-    pub async fn release(&self, id: &str, next_attempt: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+    pub async fn release(
+        &self,
+        id: &str,
+        next_attempt: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE notices SET claimed_by = NULL, claim_until = NULL, next_attempt_at = COALESCE(?2, next_attempt_at)
              WHERE id = ?1 AND status = 'pending'",
@@ -377,7 +426,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("failed to list notices")?;
-        rows.iter().map(NoticeRow::from_row).collect::<Result<_, _>>().context("failed to read notices")
+        rows.iter()
+            .map(NoticeRow::from_row)
+            .collect::<Result<_, _>>()
+            .context("failed to read notices")
     }
 
     /// Puts dead notices back to pending, due now, with a fresh retry window.

@@ -46,7 +46,9 @@ impl ClaimedNotice {
             due_at: from_ms(r.try_get("due_at")?),
             send_at: from_ms(r.try_get("send_at")?),
             attempts: r.try_get::<i64, _>("attempts")? as u32,
-            first_attempt_at: r.try_get::<Option<i64>, _>("first_attempt_at")?.map(from_ms),
+            first_attempt_at: r
+                .try_get::<Option<i64>, _>("first_attempt_at")?
+                .map(from_ms),
             ticket: serde_json::from_str(&ticket_json).map_err(|e| e.to_string()),
         })
     }

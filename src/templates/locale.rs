@@ -11,11 +11,19 @@ use chrono_tz::Tz;
 pub fn format_date_time(at: DateTime<Utc>, zone: Tz, language: &str) -> String {
     let local = at.with_timezone(&zone);
     match language {
-        "de" => local.format_localized("%A, %-d. %B %Y, %H:%M Uhr", Locale::de_DE).to_string(),
-        "en" => local.format_localized("%A, %-d %B %Y, %-I:%M %p", Locale::en_US).to_string(),
+        "de" => local
+            .format_localized("%A, %-d. %B %Y, %H:%M Uhr", Locale::de_DE)
+            .to_string(),
+        "en" => local
+            .format_localized("%A, %-d %B %Y, %-I:%M %p", Locale::en_US)
+            .to_string(),
         other => match locale_for(other) {
-            Some(locale) => local.format_localized("%A %-d %B %Y, %H:%M", locale).to_string(),
-            None => local.format_localized("%A, %-d %B %Y, %H:%M", Locale::en_US).to_string(),
+            Some(locale) => local
+                .format_localized("%A %-d %B %Y, %H:%M", locale)
+                .to_string(),
+            None => local
+                .format_localized("%A, %-d %B %Y, %H:%M", Locale::en_US)
+                .to_string(),
         },
     }
 }
@@ -30,7 +38,9 @@ fn locale_for(language: &str) -> Option<Locale> {
         "el" => "GR",
         "ja" => "JP",
         "uk" => "UA",
-        other => return Locale::try_from(format!("{other}_{}", other.to_uppercase()).as_str()).ok(),
+        other => {
+            return Locale::try_from(format!("{other}_{}", other.to_uppercase()).as_str()).ok();
+        }
     };
     Locale::try_from(format!("{language}_{region}").as_str()).ok()
 }
@@ -60,7 +70,11 @@ pub fn format_waited(waited: Duration, language: &str) -> String {
                 (Unit::Second, true) => "einer Sekunde",
                 (Unit::Second, false) => "Sekunden",
             };
-            if count == 1 { format!("seit {word}") } else { format!("seit {count} {word}") }
+            if count == 1 {
+                format!("seit {word}")
+            } else {
+                format!("seit {count} {word}")
+            }
         }
         _ => {
             let word = match unit {
@@ -88,21 +102,38 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
     fn german_and_english_dates_read_naturally() {
         let t = at("2026-12-03T13:00:00Z");
-        assert_eq!(format_date_time(t, chrono_tz::Europe::Berlin, "de"), "Donnerstag, 3. Dezember 2026, 14:00 Uhr");
-        assert_eq!(format_date_time(t, chrono_tz::Europe::Berlin, "en"), "Thursday, 3 December 2026, 2:00 PM");
+        assert_eq!(
+            format_date_time(t, chrono_tz::Europe::Berlin, "de"),
+            "Donnerstag, 3. Dezember 2026, 14:00 Uhr"
+        );
+        assert_eq!(
+            format_date_time(t, chrono_tz::Europe::Berlin, "en"),
+            "Thursday, 3 December 2026, 2:00 PM"
+        );
     }
 
     #[test]
     fn waiting_times_use_the_largest_whole_unit() {
-        assert_eq!(format_waited(Duration::from_secs(2 * 86_400 + 5), "de"), "seit 2 Tagen");
-        assert_eq!(format_waited(Duration::from_secs(86_400), "de"), "seit einem Tag");
-        assert_eq!(format_waited(Duration::from_secs(3 * 3600), "en"), "for 3 hours");
+        assert_eq!(
+            format_waited(Duration::from_secs(2 * 86_400 + 5), "de"),
+            "seit 2 Tagen"
+        );
+        assert_eq!(
+            format_waited(Duration::from_secs(86_400), "de"),
+            "seit einem Tag"
+        );
+        assert_eq!(
+            format_waited(Duration::from_secs(3 * 3600), "en"),
+            "for 3 hours"
+        );
         assert_eq!(format_waited(Duration::from_secs(60), "en"), "for 1 minute");
     }
 }

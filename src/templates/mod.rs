@@ -19,12 +19,30 @@ use crate::ticket::Ticket;
 
 /// The example templates from `config/templates/`, compiled in.
 const EMBEDDED: &[(&str, &str)] = &[
-    ("interim.de.subject", include_str!("../../config/templates/interim.de.subject")),
-    ("interim.de.txt", include_str!("../../config/templates/interim.de.txt")),
-    ("interim.de.html", include_str!("../../config/templates/interim.de.html")),
-    ("interim.en.subject", include_str!("../../config/templates/interim.en.subject")),
-    ("interim.en.txt", include_str!("../../config/templates/interim.en.txt")),
-    ("interim.en.html", include_str!("../../config/templates/interim.en.html")),
+    (
+        "interim.de.subject",
+        include_str!("../../config/templates/interim.de.subject"),
+    ),
+    (
+        "interim.de.txt",
+        include_str!("../../config/templates/interim.de.txt"),
+    ),
+    (
+        "interim.de.html",
+        include_str!("../../config/templates/interim.de.html"),
+    ),
+    (
+        "interim.en.subject",
+        include_str!("../../config/templates/interim.en.subject"),
+    ),
+    (
+        "interim.en.txt",
+        include_str!("../../config/templates/interim.en.txt"),
+    ),
+    (
+        "interim.en.html",
+        include_str!("../../config/templates/interim.en.html"),
+    ),
 ];
 
 const PARTS: [&str; 3] = ["subject", "txt", "html"];
@@ -38,7 +56,9 @@ pub struct Templates {
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("names", &self.names).finish()
+        f.debug_struct("Templates")
+            .field("names", &self.names)
+            .finish()
     }
 }
 
@@ -69,29 +89,41 @@ impl Templates {
     pub fn load(settings: &Settings) -> Result<Arc<Templates>, Vec<String>> {
         let dir = settings.templates_dir.clone();
         let mut problems = Vec::new();
-        let mut names: BTreeSet<String> = EMBEDDED.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let mut in_folder: BTreeSet<String> = BTreeSet::new();
         match std::fs::read_dir(&dir) {
             Ok(entries) => {
                 for entry in entries.flatten() {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     if PARTS.iter().any(|part| name.ends_with(&format!(".{part}"))) {
-                        names.insert(name);
+                        in_folder.insert(name);
                     }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => problems.push(format!("templates.dir: cannot read {}: {e}", dir.display())),
         }
+        // A built-in example is used only for a NAME.LANG the folder has no
+        // file of at all: never a built-in HTML part under an ops-written text.
+        let embedded: BTreeSet<String> = EMBEDDED
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .filter(|n| !in_folder.iter().any(|f| template_set(f) == template_set(n)))
+            .collect();
+        let names: BTreeSet<String> = in_folder.union(&embedded).cloned().collect();
 
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_keep_trailing_newline(true);
         let loader_dir = dir.clone();
-        env.set_loader(move |name| load_source(&loader_dir, name));
+        env.set_loader(move |name| load_source(&loader_dir, name, &in_folder, &embedded));
 
         for name in &names {
             if let Err(e) = env.get_template(name) {
-                problems.push(format!("templates.dir: {}: {}", template_path(&dir, name), describe(&e)));
+                problems.push(format!(
+                    "templates.dir: {}: {}",
+                    template_path(&dir, name),
+                    describe(&e)
+                ));
             }
         }
 
@@ -121,13 +153,21 @@ impl Templates {
     pub fn languages(&self, template: &str) -> Vec<String> {
         self.names
             .iter()
-            .filter_map(|n| n.strip_prefix(&format!("{template}.")).and_then(|rest| rest.strip_suffix(".subject")).map(str::to_owned))
+            .filter_map(|n| {
+                n.strip_prefix(&format!("{template}."))
+                    .and_then(|rest| rest.strip_suffix(".subject"))
+                    .map(str::to_owned)
+            })
             .collect()
     }
 
     /// Renders a notice in the ticket's language, falling back to the
     /// default language when the template has no version for it.
-    pub fn render(&self, settings: &Settings, facts: &NoticeFacts<'_>) -> Result<Message, minijinja::Error> {
+    pub fn render(
+        &self,
+        settings: &Settings,
+        facts: &NoticeFacts<'_>,
+    ) -> Result<Message, minijinja::Error> {
         let wanted = facts.ticket.language_or(&self.default_language);
         let template = &facts.policy.template;
         let language = if self.names.contains(&format!("{template}.{wanted}.subject")) {
@@ -140,10 +180,17 @@ impl Templates {
             .wording
             .get(&language)
             .and_then(|w| w.get(&facts.ticket.state.to_lowercase()))
-            .or_else(|| settings.wording.get(&self.default_language).and_then(|w| w.get(&facts.ticket.state.to_lowercase())))
+            .or_else(|| {
+                settings
+                    .wording
+                    .get(&self.default_language)
+                    .and_then(|w| w.get(&facts.ticket.state.to_lowercase()))
+            })
             .cloned()
             .unwrap_or_else(|| facts.ticket.state.clone());
-        let waited = (facts.now - facts.ticket.waiting_since).to_std().unwrap_or_default();
+        let waited = (facts.now - facts.ticket.waiting_since)
+            .to_std()
+            .unwrap_or_default();
         let ctx = context! {
             ticket => ticket_value(facts.ticket, &state_for_customer),
             notice => context! {
@@ -194,7 +241,17 @@ fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
     if let Some(map) = value.as_object_mut() {
         map.insert("state_for_customer".into(), state_for_customer.into());
         // Absent optional columns are empty, not undefined, in templates.
-        for key in ["number", "subject", "priority", "queue", "origin", "customer_email", "customer_name", "language", "timezone"] {
+        for key in [
+            "number",
+            "subject",
+            "priority",
+            "queue",
+            "origin",
+            "customer_email",
+            "customer_name",
+            "language",
+            "timezone",
+        ] {
             map.entry(key).or_insert(serde_json::Value::Null);
         }
     }
@@ -204,24 +261,50 @@ fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
 /// A subject is one line: CR, LF and other control characters (which ticket
 /// data may carry) become spaces, so nothing can start a new header.
 pub fn single_line(text: &str) -> String {
-    let replaced: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let replaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn load_source(dir: &Path, name: &str) -> Result<Option<String>, minijinja::Error> {
-    if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-        return Ok(None);
+/// `interim.de.subject` -> `interim.de`.
+fn template_set(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(set, _)| set)
+}
+
+fn load_source(
+    dir: &Path,
+    name: &str,
+    in_folder: &BTreeSet<String>,
+    embedded: &BTreeSet<String>,
+) -> Result<Option<String>, minijinja::Error> {
+    if in_folder.contains(name) {
+        return std::fs::read_to_string(dir.join(name))
+            .map(Some)
+            .map_err(|e| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::TemplateNotFound,
+                    format!("cannot read {}: {e}", dir.join(name).display()),
+                )
+            });
     }
-    match std::fs::read_to_string(dir.join(name)) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, t)| (*t).to_owned())),
-        Err(e) => Err(minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, format!("cannot read {}: {e}", dir.join(name).display()))),
+    if embedded.contains(name) {
+        return Ok(EMBEDDED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| (*t).to_owned()));
     }
+    Ok(None)
 }
 
 fn template_path(dir: &Path, name: &str) -> String {
     let path: PathBuf = dir.join(name);
-    if path.exists() { path.display().to_string() } else { format!("{name} (embedded)") }
+    if path.exists() {
+        path.display().to_string()
+    } else {
+        format!("{name} (embedded)")
+    }
 }
 
 fn describe(e: &minijinja::Error) -> String {

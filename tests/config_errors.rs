@@ -1,0 +1,154 @@
+//! `interim check-config`: exit 2 naming the key path of what is wrong, exit 0
+//! with a summary for a good config.
+
+mod support;
+
+use support::{Setup, toml_str};
+
+/// A valid config: one email channel, one calendar, one policy using them.
+fn good_config() -> Setup {
+    let mut setup = Setup::new();
+    setup.email_channel("mail", 2525, "");
+    setup.toml("[calendars.office]\ntimezone = \"Europe/Berlin\"\nhours = { mon = \"08:00-18:00\", fri = \"08:00-16:00\" }");
+    setup.policy(
+        "first-notice",
+        "match = { state = [\"open\"] }\nafter = \"8h\"\nrepeat_every = \"2d\"\ncalendar = \"office\"\n\
+         send_at = \"0 0 9,14 * * Mon-Fri\"\nchannel = \"mail\"\ntemplate = \"interim\"",
+    );
+    setup
+}
+
+/// Replaces `key = …` inside the policy with `key = value`.
+fn with_policy_key(key: &str, value: &str) -> Setup {
+    let mut setup = Setup::new();
+    setup.email_channel("mail", 2525, "");
+    setup.toml(
+        "[calendars.office]\ntimezone = \"Europe/Berlin\"\nhours = { mon = \"08:00-18:00\" }",
+    );
+    let mut lines = vec![
+        ("match", "{ state = [\"open\"] }".to_string()),
+        ("after", toml_str("8h")),
+        ("calendar", toml_str("office")),
+        ("channel", toml_str("mail")),
+        ("template", toml_str("interim")),
+    ];
+    lines.retain(|(k, _)| *k != key);
+    lines.push((key, value.to_string()));
+    let body: Vec<String> = lines.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    setup.policy("first-notice", &body.join("\n"));
+    setup
+}
+
+#[track_caller]
+fn assert_rejected(setup: &Setup, key_path: &str) {
+    let out = setup.cli(&["check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit code for a bad config; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(key_path),
+        "stderr names {key_path}:\n{stderr}\nconfig:\n{}",
+        setup.config_text()
+    );
+}
+
+#[test]
+fn a_good_config_passes_with_a_summary() {
+    let setup = good_config();
+    let out = setup.cli(&["check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        stdout.contains("first-notice"),
+        "the summary names the policy:\n{stdout}"
+    );
+}
+
+#[test]
+fn the_config_flag_may_follow_the_subcommand() {
+    let setup = good_config();
+    let path = setup.write_config();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interim"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .current_dir(setup.dir.path())
+        .output()
+        .expect("run interim");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_unknown_key_is_an_error() {
+    let mut setup = good_config();
+    setup.set("daemon.pol_interval", &toml_str("30s"));
+    assert_rejected(&setup, "daemon.pol_interval");
+}
+
+#[test]
+fn a_bad_duration_is_an_error() {
+    let mut setup = good_config();
+    setup.set("daemon.poll_interval", &toml_str("soon"));
+    assert_rejected(&setup, "daemon.poll_interval");
+}
+
+#[test]
+fn a_bad_duration_from_an_environment_override_is_an_error() {
+    let mut setup = good_config();
+    setup.env("INTERIM__DAEMON__POLL_INTERVAL", "soon");
+    assert_rejected(&setup, "daemon.poll_interval");
+}
+
+#[test]
+fn an_invalid_cron_expression_is_an_error() {
+    assert_rejected(
+        &with_policy_key("send_at", &toml_str("0 0 25 * * *")),
+        "policies[0].send_at",
+    );
+}
+
+#[test]
+fn a_policy_naming_a_missing_channel_is_an_error() {
+    assert_rejected(
+        &with_policy_key("channel", &toml_str("nowhere")),
+        "policies[0].channel",
+    );
+}
+
+#[test]
+fn a_policy_naming_a_missing_template_is_an_error() {
+    assert_rejected(
+        &with_policy_key("template", &toml_str("nowhere")),
+        "policies[0].template",
+    );
+}
+
+#[test]
+fn a_policy_naming_a_missing_calendar_is_an_error() {
+    assert_rejected(
+        &with_policy_key("calendar", &toml_str("nowhere")),
+        "policies[0].calendar",
+    );
+}
+
+#[test]
+fn a_template_with_a_syntax_error_is_an_error() {
+    let mut setup = good_config();
+    setup.template(
+        "interim",
+        "en",
+        "Update on {{ ticket.number }}",
+        "Hello {{ ticket.customer_name ",
+    );
+    // Templates are files, not keys: the error names the file (assumption).
+    assert_rejected(&setup, "interim.en.txt");
+}

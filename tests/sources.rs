@@ -1,0 +1,207 @@
+//! The SQL source against real PostgreSQL and MariaDB servers: native timestamp
+//! types, naive timestamps in `source.timezone`, and integer Unix seconds.
+//! Each test creates (and drops) its own database; without the server URL in
+//! the environment a test prints why it is skipped and passes.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, Utc};
+use sqlx::{AssertSqlSafe, Connection};
+use support::{Setup, Ticket, block_on, text};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Server {
+    Postgres,
+    MariaDb,
+}
+
+/// A throw-away database on a real server, dropped when the test ends.
+struct TestDatabase {
+    server: Server,
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    fn create(server: Server) -> Option<Self> {
+        let var = match server {
+            Server::Postgres => "INTERIM_TEST_POSTGRES_URL",
+            Server::MariaDb => "INTERIM_TEST_MYSQL_URL",
+        };
+        let Ok(admin_url) = std::env::var(var) else {
+            println!("skipped: {var} is not set");
+            return None;
+        };
+        let name = format!("interim_test_{:016x}", rand::random::<u64>());
+        let base = admin_url.split('?').next().unwrap_or_default();
+        let (server_url, _) = base
+            .rsplit_once('/')
+            .expect("server URL with a database path");
+        let db = Self {
+            server,
+            url: format!("{server_url}/{name}"),
+            admin_url,
+            name,
+        };
+        db.run(&db.admin_url, &format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    fn run(&self, url: &str, sql: &str) {
+        let sql = AssertSqlSafe(sql.to_string());
+        let result = block_on(async {
+            match self.server {
+                Server::Postgres => {
+                    let mut conn = sqlx::PgConnection::connect(url).await?;
+                    sqlx::raw_sql(sql).execute(&mut conn).await?;
+                    conn.close().await
+                }
+                Server::MariaDb => {
+                    let mut conn = sqlx::MySqlConnection::connect(url).await?;
+                    sqlx::raw_sql(sql).execute(&mut conn).await?;
+                    conn.close().await
+                }
+            }
+        });
+        result.unwrap_or_else(|e| panic!("statement on {} failed: {e}", self.name));
+    }
+
+    fn execute(&self, sql: &str) {
+        self.run(&self.url, sql);
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = match self.server {
+            Server::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            Server::MariaDb => format!("DROP DATABASE IF EXISTS {}", self.name),
+        };
+        self.run(&self.admin_url, &sql);
+    }
+}
+
+/// Which column holds `waiting_since` and how a value is written into it.
+struct Variant {
+    sql_type: &'static str,
+    literal: fn(chrono::DateTime<Utc>) -> String,
+}
+
+const TIMESTAMPTZ: Variant = Variant {
+    sql_type: "TIMESTAMPTZ",
+    literal: |t| format!("'{}'", t.to_rfc3339()),
+};
+const NAIVE: Variant = Variant {
+    sql_type: "TIMESTAMP",
+    literal: |t| format!("'{}'", t.format("%Y-%m-%d %H:%M:%S")),
+};
+const DATETIME: Variant = Variant {
+    sql_type: "DATETIME",
+    literal: |t| format!("'{}'", t.format("%Y-%m-%d %H:%M:%S")),
+};
+const UNIX: Variant = Variant {
+    sql_type: "BIGINT",
+    literal: |t| t.timestamp().to_string(),
+};
+
+/// Tickets 1 and 4 waited past the one-hour threshold; 2 did not; 3 is closed.
+/// Naive values are written as wall-clock time in `zone`.
+fn plan_due_tickets(server: Server, variant: Variant, zone: Option<chrono_tz::Tz>) {
+    let Some(db) = TestDatabase::create(server) else {
+        return;
+    };
+    db.execute(&format!(
+        "CREATE TABLE tickets (id BIGINT PRIMARY KEY, number VARCHAR(20), state VARCHAR(20) NOT NULL, \
+         customer_email VARCHAR(100), language VARCHAR(5), waiting_since {} NOT NULL)",
+        variant.sql_type
+    ));
+    let rows = [
+        (1, "open", 90),
+        (2, "open", 30),
+        (3, "closed", 120),
+        (4, "open", 180),
+    ];
+    for (id, state, minutes) in rows {
+        let instant = Utc::now() - Duration::minutes(minutes);
+        let local = match zone {
+            Some(zone) => instant.with_timezone(&zone).naive_local().and_utc(),
+            None => instant,
+        };
+        db.execute(&format!(
+            "INSERT INTO tickets VALUES ({id}, '#{id}', '{state}', '{}', 'en', {})",
+            Ticket::email(id),
+            (variant.literal)(local)
+        ));
+    }
+
+    let mut setup = Setup::new();
+    setup.set("source.url", &support::toml_str(&db.url));
+    setup.set("source.query", &support::toml_str(
+        "SELECT id, number, state, customer_email, language, waiting_since FROM tickets WHERE state <> 'closed'",
+    ));
+    if let Some(zone) = zone {
+        setup.set("source.timezone", &support::toml_str(zone.name()));
+    }
+    setup.email_channel("mail", 9, "");
+    setup.policy("first-notice", "match = { state = [\"open\"] }\nafter = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"");
+
+    let plan = setup
+        .json(&["plan", "--format", "json"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = plan.as_array().expect("plan --format json prints an array");
+    let due: BTreeSet<String> = rows.iter().map(|r| text(&r["ticket_id"])).collect();
+    assert_eq!(
+        due,
+        BTreeSet::from(["1".to_string(), "4".to_string()]),
+        "{plan:#}"
+    );
+    for row in rows {
+        assert_eq!(
+            (row["policy"].as_str(), row["number"].as_u64()),
+            (Some("first-notice"), Some(1))
+        );
+        assert_eq!(row["channel"], "mail");
+        let recipient = text(&row["recipient"]);
+        assert!(recipient.contains(&Ticket::email(text(&row["ticket_id"]).parse().unwrap_or(0))));
+        for key in ["due_at", "send_at"] {
+            let value = row[key].as_str().unwrap_or_default();
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(value).is_ok(),
+                "{key} = {value:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn postgres_timestamptz_columns_select_the_due_tickets() {
+    plan_due_tickets(Server::Postgres, TIMESTAMPTZ, None);
+}
+
+#[test]
+fn postgres_naive_timestamps_are_read_in_utc_by_default() {
+    plan_due_tickets(Server::Postgres, NAIVE, None);
+}
+
+#[test]
+fn postgres_unix_seconds_select_the_due_tickets() {
+    plan_due_tickets(Server::Postgres, UNIX, None);
+}
+
+#[test]
+fn mariadb_datetime_columns_select_the_due_tickets() {
+    plan_due_tickets(Server::MariaDb, DATETIME, None);
+}
+
+#[test]
+fn mariadb_datetimes_are_read_in_the_source_timezone() {
+    plan_due_tickets(Server::MariaDb, DATETIME, Some(chrono_tz::Asia::Kolkata));
+}
+
+#[test]
+fn mariadb_unix_seconds_select_the_due_tickets() {
+    plan_due_tickets(Server::MariaDb, UNIX, None);
+}

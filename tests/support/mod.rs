@@ -1,0 +1,418 @@
+//! Black-box harness: drives the built `interim` binary against a real SMTP
+//! server, a webhook receiver and a SQLite helpdesk, each test with its own
+//! temporary directory and ports. Set `TEST_LOG=1` to print the daemon log of
+//! every test, not only of failing ones.
+#![allow(dead_code)]
+
+mod helpdesk;
+mod smtp;
+mod webhook;
+
+#[allow(unused_imports)]
+pub use helpdesk::{Helpdesk, Ticket, sql_lit};
+#[allow(unused_imports)]
+pub use smtp::{ReceivedMail, SmtpReply, SmtpSink};
+#[allow(unused_imports)]
+pub use webhook::{WebhookReceiver, WebhookRequest};
+
+use std::fs::{self, OpenOptions};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The webhook secret the daemon signs with (`whsec_` + base64 of the key bytes).
+pub const WEBHOOK_SECRET: &str = "whsec_aW50ZXJpbS1lMmUtdGVzdC1zZWNyZXQtMzItYnl0ZXMhIQ==";
+pub const WEBHOOK_SECRET_ENV: &str = "INTERIM_TEST_WEBHOOK_SECRET";
+/// The sender of every test email channel; Message-IDs end in `@interim.test`.
+pub const FROM: &str = "Interim Service <service@interim.test>";
+/// The full-poll query of the ticket column contract, over the test helpdesk.
+pub const TICKET_QUERY: &str = "SELECT id, number, subject, state, priority, queue, \
+    customer_email, customer_name, language, waiting_since, updated_at, thread_message_id \
+    FROM tickets WHERE state <> 'closed'";
+pub const WORDING_EN: &str = "We are working on a solution for you";
+pub const WORDING_DE: &str = "Wir arbeiten an einer Lösung für Sie";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener
+        .local_addr()
+        .expect("local address of a bound port")
+        .port()
+}
+
+/// Runs a future on a throw-away runtime (the harness is synchronous).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+        .block_on(future)
+}
+
+/// RFC 3339 UTC text for the instant `secs` seconds ago.
+pub fn ago(secs: i64) -> String {
+    let t = Utc::now() - chrono::Duration::seconds(secs);
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC text (SQLite's `CURRENT_TIMESTAMP`) for `secs` ago.
+pub fn sql_ago(secs: i64) -> String {
+    let t = Utc::now() - chrono::Duration::seconds(secs);
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A TOML basic string literal (a JSON string is one).
+pub fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+/// A ledger row from `interim notices --format json` (a missing field is an error).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Notice {
+    #[serde(deserialize_with = "as_text")]
+    pub id: String,
+    #[serde(deserialize_with = "as_text")]
+    pub ticket_id: String,
+    pub policy: String,
+    pub number: u64,
+    pub status: String,
+    pub attempts: u64,
+    pub due_at: Option<String>,
+    pub sent_at: Option<String>,
+    pub last_error: Option<String>,
+    pub channel: String,
+    pub recipient: Option<String>,
+}
+
+/// Text of a JSON scalar: ids may be strings or integers; null is "".
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn as_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    serde::Deserialize::deserialize(d).map(|v: Value| text(&v))
+}
+
+/// A test's private directory, config file, helpdesk path and daemon log.
+pub struct Setup {
+    pub dir: TempDir,
+    keys: Vec<(String, String, String)>,
+    sections: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+const SECTIONS: [&str; 5] = ["daemon", "store", "http", "source", "templates"];
+
+impl Setup {
+    /// Fast polling, German default language, the SQLite helpdesk at `helpdesk.db`,
+    /// wording for the state `open`, and templates `interim.{en,de}`.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let root = dir.path().display().to_string();
+        let mut setup = Self {
+            dir,
+            keys: Vec::new(),
+            sections: Vec::new(),
+            env: Vec::new(),
+        };
+        for (key, value) in [
+            ("daemon.timezone", "UTC"),
+            ("daemon.default_language", "de"),
+            ("daemon.poll_interval", "1s"),
+            ("daemon.max_snapshot_age", "1m"),
+            ("daemon.shutdown_timeout", "5s"),
+            ("store.url", &format!("sqlite://{root}/interim.db")),
+            ("http.listen", &format!("127.0.0.1:{}", free_port())),
+            ("source.kind", "sql"),
+            ("source.url", &format!("sqlite://{root}/helpdesk.db")),
+            ("source.query", TICKET_QUERY),
+            ("templates.dir", &format!("{root}/templates")),
+        ] {
+            setup.set(key, &toml_str(value));
+        }
+        setup.toml(&format!("[wording.en]\nopen = {}", toml_str(WORDING_EN)));
+        setup.toml(&format!("[wording.de]\nopen = {}", toml_str(WORDING_DE)));
+        setup.template("interim", "en", "Update on {{ ticket.number }}: {{ ticket.subject }}",
+            "Hello {{ ticket.customer_name }},\nyour request {{ ticket.number }}: {{ ticket.state_for_customer }}.\nNotice {{ notice.number }} of {{ notice.max }}.\n");
+        setup.template("interim", "de", "Zwischenbescheid zu {{ ticket.number }}: {{ ticket.subject }}",
+            "Guten Tag {{ ticket.customer_name }},\nIhre Anfrage {{ ticket.number }}: {{ ticket.state_for_customer }}.\nZwischenbescheid {{ notice.number }} von {{ notice.max }}.\n");
+        setup
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn helpdesk(&self) -> Helpdesk {
+        Helpdesk::create(&self.path("helpdesk.db"))
+    }
+
+    /// Sets `section.key` to a raw TOML value (replacing an earlier one).
+    pub fn set(&mut self, key: &str, raw: &str) -> &mut Self {
+        let (section, key) = key.split_once('.').expect("key of the form section.key");
+        assert!(
+            SECTIONS.contains(&section),
+            "unknown section {section}; use toml()"
+        );
+        self.keys.retain(|(s, k, _)| !(s == section && k == key));
+        self.keys.push((section.into(), key.into(), raw.into()));
+        self
+    }
+
+    /// Appends raw TOML (tables such as `[channels.x]`, `[[policies]]`).
+    pub fn toml(&mut self, text: &str) -> &mut Self {
+        self.sections.push(text.to_string());
+        self
+    }
+
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn template(&mut self, name: &str, lang: &str, subject: &str, text: &str) -> &mut Self {
+        let dir = self.path("templates");
+        fs::create_dir_all(&dir).expect("create the template directory");
+        fs::write(dir.join(format!("{name}.{lang}.subject")), subject).expect("write subject");
+        fs::write(dir.join(format!("{name}.{lang}.txt")), text).expect("write text template");
+        self
+    }
+
+    /// `[channels.NAME]` of kind email, plaintext SMTP to the sink's port.
+    pub fn email_channel(&mut self, name: &str, port: u16, extra: &str) -> &mut Self {
+        self.toml(&format!(
+            "[channels.{name}]\nkind = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = \"none\"\nfrom = {}\n{extra}",
+            toml_str(FROM)
+        ))
+    }
+
+    /// `[channels.NAME]` of kind webhook signing with [`WEBHOOK_SECRET`].
+    pub fn webhook_channel(&mut self, name: &str, url: &str, extra: &str) -> &mut Self {
+        self.env(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET);
+        self.toml(&format!(
+            "[channels.{name}]\nkind = \"webhook\"\nurl = {}\nsecret_env = \"{WEBHOOK_SECRET_ENV}\"\n\
+             timeout = \"5s\"\n{extra}",
+            toml_str(url)
+        ))
+    }
+
+    /// `[[policies]]` named NAME with the given body lines.
+    pub fn policy(&mut self, name: &str, body: &str) -> &mut Self {
+        self.toml(&format!("[[policies]]\nname = {}\n{body}", toml_str(name)))
+    }
+
+    pub fn config_text(&self) -> String {
+        let mut out = String::new();
+        for section in SECTIONS {
+            out.push_str(&format!("[{section}]\n"));
+            for (_, key, raw) in self.keys.iter().filter(|(s, _, _)| s == section) {
+                out.push_str(&format!("{key} = {raw}\n"));
+            }
+            out.push('\n');
+        }
+        out + &self.sections.join("\n\n") + "\n"
+    }
+
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.path("interim.toml");
+        fs::write(&path, self.config_text()).expect("write the config file");
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_interim"));
+        cmd.arg("--config")
+            .arg(self.write_config())
+            .args(args)
+            .current_dir(self.dir.path());
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("INTERIM")) {
+            cmd.env_remove(key);
+        }
+        cmd.env("INTERIM_LOG", "debug")
+            .envs(self.env.iter().cloned());
+        cmd
+    }
+
+    /// Runs `interim --config PATH ARGS…` to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run the interim binary")
+    }
+
+    /// Runs a command that prints JSON on stdout and parses it.
+    pub fn json(&self, args: &[&str]) -> Result<Value, String> {
+        let out = self.cli(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        let parsed = serde_json::from_slice(&out.stdout).map_err(|e| format!("bad JSON: {e}"));
+        match parsed {
+            Ok(json) if out.status.success() => Ok(json),
+            Ok(_) => Err(format!(
+                "interim {args:?} failed ({})\n{stderr}",
+                out.status
+            )),
+            Err(e) => Err(format!(
+                "interim {args:?} ({}): {e}\nstdout: {stdout}\nstderr: {stderr}",
+                out.status
+            )),
+        }
+    }
+
+    pub fn try_notices(&self) -> Result<Vec<Notice>, String> {
+        let json = self.json(&["notices", "--format", "json"])?;
+        serde_json::from_value(json).map_err(|e| format!("notices --format json: {e}"))
+    }
+
+    pub fn notices(&self) -> Vec<Notice> {
+        self.try_notices().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn notices_of(&self, ticket_id: i64) -> Vec<Notice> {
+        let all = self.notices().into_iter();
+        all.filter(|n| n.ticket_id == ticket_id.to_string())
+            .collect()
+    }
+
+    /// Starts `interim run`; stderr goes to `daemon.log` in the test directory.
+    pub fn start(&self) -> Daemon {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("daemon.log"));
+        let log = log.expect("open the daemon log");
+        let mut command = self.command(&["run"]);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        Daemon {
+            child: command.spawn().expect("spawn interim run"),
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = fs::read_to_string(self.path("daemon.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Polls `condition` every 75 ms; panics with the daemon log tail on timeout.
+    pub fn wait_until(&self, deadline: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !condition() {
+            if start.elapsed() > deadline {
+                panic!(
+                    "timed out after {deadline:?} waiting until {what}\n--- daemon log tail ---\n{}",
+                    self.log_tail(60)
+                );
+            }
+            thread::sleep(Duration::from_millis(75));
+        }
+    }
+
+    /// Waits until the ledger satisfies `condition` and returns it.
+    pub fn wait_for_notices(
+        &self,
+        what: &str,
+        condition: impl Fn(&[Notice]) -> bool,
+    ) -> Vec<Notice> {
+        let mut seen = Vec::new();
+        self.wait_until(Duration::from_secs(30), what, || match self.try_notices() {
+            Ok(notices) => {
+                seen = notices;
+                condition(&seen)
+            }
+            Err(_) => false,
+        });
+        seen
+    }
+
+    /// Asserts that `condition` holds throughout `window` (for things that must not happen).
+    pub fn assert_stays(&self, window: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < window {
+            assert!(
+                condition(),
+                "expected {what}\n--- daemon log tail ---\n{}",
+                self.log_tail(60)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
+            eprintln!(
+                "--- daemon log ({}) ---\n{}",
+                self.dir.path().display(),
+                self.log_tail(200)
+            );
+        }
+    }
+}
+
+/// A running `interim run` process; killed when dropped.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits (at most 20 s) for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert!(
+            kill.map(|s| s.success()).unwrap_or(false),
+            "kill -TERM failed"
+        );
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                self.kill9();
+                panic!("interim did not exit within 20 s of SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+    }
+}
