@@ -201,7 +201,8 @@ impl Dispatcher {
             self.store.release(&notice.id, None).await?;
             return Ok(());
         };
-        let state_for_customer = state_for_customer(settings, ticket, &message.language);
+        let state_for_customer =
+            crate::templates::state_for_customer(settings, ticket, &message.language);
         let outgoing = Outgoing {
             notice_id: &notice.id,
             policy: &notice.policy,
@@ -294,26 +295,4 @@ impl Dispatcher {
         metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => notice.policy.clone(), "channel" => notice.channel.clone()).increment(1);
         Ok(())
     }
-}
-
-/// The customer's words for the ticket's state (`[wording]`), else the
-/// state as the helpdesk names it.
-pub fn state_for_customer(
-    settings: &crate::config::Settings,
-    ticket: &crate::ticket::Ticket,
-    language: &str,
-) -> String {
-    let state = ticket.state.to_lowercase();
-    settings
-        .wording
-        .get(language)
-        .and_then(|w| w.get(&state))
-        .or_else(|| {
-            settings
-                .wording
-                .get(&settings.daemon.default_language)
-                .and_then(|w| w.get(&state))
-        })
-        .cloned()
-        .unwrap_or_else(|| ticket.state.clone())
 }

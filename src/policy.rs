@@ -106,3 +106,109 @@ impl Policy {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn ticket(state: &str, priority: Option<&str>) -> Ticket {
+        serde_json::from_value(serde_json::json!({
+            "id": "1",
+            "state": state,
+            "priority": priority,
+            "waiting_since": "2026-12-01T08:00:00Z",
+            "extra": {"product": "Router"}
+        }))
+        .unwrap_or_else(|e| panic!("test ticket: {e}"))
+    }
+
+    fn policy(name: &str, rules: Vec<(MatchField, Vec<&str>)>, continue_matching: bool) -> Policy {
+        Policy {
+            name: name.into(),
+            matcher: Matcher {
+                rules: rules
+                    .into_iter()
+                    .map(|(f, v)| (f, v.into_iter().map(String::from).collect()))
+                    .collect(),
+            },
+            after: Duration::from_secs(8 * 3600),
+            repeat_every: Some(Duration::from_secs(2 * 86_400)),
+            max_notices: 3,
+            window: SendWindow::default(),
+            channel: "mail".into(),
+            template: "interim".into(),
+            continue_matching,
+        }
+    }
+
+    #[test]
+    fn matching_is_any_of_per_field_all_fields_and_case_insensitive() {
+        let p = policy(
+            "p",
+            vec![
+                (MatchField::State, vec!["Open", "in_progress"]),
+                (MatchField::Extra("product".into()), vec!["router"]),
+            ],
+            false,
+        );
+        assert!(p.matcher.matches(&ticket("open", None)));
+        assert!(!p.matcher.matches(&ticket("closed", None)));
+        let q = policy("q", vec![(MatchField::Priority, vec!["high"])], false);
+        assert!(
+            !q.matcher.matches(&ticket("open", None)),
+            "a missing column never matches"
+        );
+    }
+
+    #[test]
+    fn the_first_match_wins_unless_it_continues() {
+        let all = vec![
+            policy(
+                "escalate",
+                vec![(MatchField::Priority, vec!["urgent"])],
+                true,
+            ),
+            policy(
+                "urgent",
+                vec![(MatchField::Priority, vec!["urgent", "high"])],
+                false,
+            ),
+            policy("standard", vec![], false),
+        ];
+        let names = |t: &Ticket| {
+            Policy::applicable(&all, t)
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&ticket("open", Some("urgent"))),
+            ["escalate", "urgent"]
+        );
+        assert_eq!(names(&ticket("open", Some("high"))), ["urgent"]);
+        assert_eq!(names(&ticket("open", Some("low"))), ["standard"]);
+    }
+
+    #[test]
+    fn notice_n_is_due_after_the_threshold_and_never_closer_than_repeat_to_the_last() {
+        let p = policy("p", vec![], false);
+        let ws = Utc
+            .with_ymd_and_hms(2026, 12, 1, 8, 0, 0)
+            .single()
+            .unwrap_or_default();
+        assert_eq!(p.due_at(ws, 1, None), Some(ws + chrono::Duration::hours(8)));
+        // On schedule: waiting_since + after + repeat.
+        let sent1 = ws + chrono::Duration::hours(8);
+        assert_eq!(
+            p.due_at(ws, 2, Some(sent1)),
+            Some(ws + chrono::Duration::hours(8 + 48))
+        );
+        // The first went out late (downtime): the second waits repeat_every after it.
+        let late = ws + chrono::Duration::hours(50);
+        assert_eq!(
+            p.due_at(ws, 2, Some(late)),
+            Some(late + chrono::Duration::hours(48))
+        );
+    }
+}

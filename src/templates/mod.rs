@@ -176,18 +176,7 @@ impl Templates {
             self.default_language.clone()
         };
         let zone = customer_zone(settings, facts.ticket, facts.policy);
-        let state_for_customer = settings
-            .wording
-            .get(&language)
-            .and_then(|w| w.get(&facts.ticket.state.to_lowercase()))
-            .or_else(|| {
-                settings
-                    .wording
-                    .get(&self.default_language)
-                    .and_then(|w| w.get(&facts.ticket.state.to_lowercase()))
-            })
-            .cloned()
-            .unwrap_or_else(|| facts.ticket.state.clone());
+        let state_for_customer = state_for_customer(settings, facts.ticket, &language);
         let waited = (facts.now - facts.ticket.waiting_since)
             .to_std()
             .unwrap_or_default();
@@ -312,4 +301,22 @@ fn describe(e: &minijinja::Error) -> String {
         Some(line) => format!("line {line}: {}", e.detail().unwrap_or(&e.to_string())),
         None => e.to_string(),
     }
+}
+
+/// The customer's words for the ticket's state (`[wording]`), else the
+/// state as the helpdesk names it.
+pub fn state_for_customer(settings: &Settings, ticket: &Ticket, language: &str) -> String {
+    let state = ticket.state.to_lowercase();
+    settings
+        .wording
+        .get(language)
+        .and_then(|w| w.get(&state))
+        .or_else(|| {
+            settings
+                .wording
+                .get(&settings.daemon.default_language)
+                .and_then(|w| w.get(&state))
+        })
+        .cloned()
+        .unwrap_or_else(|| ticket.state.clone())
 }
