@@ -4,9 +4,9 @@
 //! slot records its result before it takes the next notice, so a crash can
 //! duplicate at most `concurrency` notices per channel.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,6 +28,9 @@ pub struct Dispatcher {
     instance: String,
     tracker: TaskTracker,
     stale_logged: AtomicBool,
+    /// Notices being sent by this process right now. A claim is never taken
+    /// twice while its send runs, even if its lease ran out meanwhile.
+    in_flight: Mutex<HashSet<String>>,
 }
 
 impl Dispatcher {
@@ -51,6 +54,7 @@ impl Dispatcher {
             instance,
             tracker: TaskTracker::new(),
             stale_logged: AtomicBool::new(false),
+            in_flight: Mutex::new(HashSet::new()),
         })
     }
 
@@ -100,9 +104,13 @@ impl Dispatcher {
                 .claim_due(name, now, free, lease, &self.instance)
                 .await?;
             for notice in claimed {
+                if !self.in_flight_guard().insert(notice.id.clone()) {
+                    continue;
+                }
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     // Cannot happen (we claimed no more than the free slots);
                     // give the claim back rather than exceed the limit.
+                    self.in_flight_guard().remove(&notice.id);
                     self.store.release(&notice.id, None).await?;
                     continue;
                 };
@@ -124,7 +132,14 @@ impl Dispatcher {
                 "failed to record a delivery; the notice will be retried when its claim expires"
             );
         }
+        self.in_flight_guard().remove(&notice.id);
         drop(permit);
+    }
+
+    fn in_flight_guard(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A poisoned set is still the right set: the panicking task held no
+        // half-done update of it.
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn try_deliver(&self, notice: &ClaimedNotice) -> anyhow::Result<()> {

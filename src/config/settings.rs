@@ -76,6 +76,9 @@ pub struct SourceSettings {
 pub struct ChannelSettings {
     pub name: String,
     pub kind: ChannelKind,
+    /// One attempt's time limit; shorter than `store.claim_lease`, so a
+    /// claim never expires while its send may still be running.
+    pub timeout: Duration,
     pub concurrency: usize,
     pub retry: RetryPolicy,
 }
@@ -357,6 +360,19 @@ impl Settings {
             .filter_map(|(name, ch)| channel_settings(&mut p, name, ch).map(|c| (name.clone(), c)))
             .collect();
 
+        for (name, channel) in &channels {
+            if channel.timeout >= store.claim_lease {
+                p.add(
+                    format!("channels.{name}.timeout"),
+                    format!(
+                        "{} must be shorter than store.claim_lease ({}), or a claim could expire while its send is still running",
+                        humantime::format_duration(channel.timeout),
+                        humantime::format_duration(store.claim_lease)
+                    ),
+                );
+            }
+        }
+
         let mut names = BTreeSet::new();
         let mut policies = Vec::new();
         for (index, rp) in raw.policies.iter().enumerate() {
@@ -592,7 +608,7 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
     }
     let timeout = p.take(
         &format!("{key}.timeout"),
-        parse_duration(raw.timeout.as_deref().unwrap_or("30s")),
+        parse_duration(raw.timeout.as_deref().unwrap_or("20s")),
     )?;
     let concurrency = match raw.concurrency.unwrap_or(8) {
         n @ 1..=1024 => n as usize,
@@ -774,6 +790,7 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
     Some(ChannelSettings {
         name: name.to_owned(),
         kind,
+        timeout,
         concurrency,
         retry,
     })
