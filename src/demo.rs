@@ -428,7 +428,11 @@ pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(crate::daemon::run(config.clone(), shutdown.clone()));
+    let daemon = tokio::spawn(crate::daemon::run_with_listener(
+        config.clone(),
+        None,
+        shutdown.clone(),
+    ));
     let started = tokio::time::Instant::now();
     for (second, number, event) in EVENTS {
         if *second >= length.as_secs() {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -20,11 +20,17 @@ use crate::retry::{RetryDecision, decide};
 use crate::store::{ClaimedNotice, Store};
 use crate::templates::NoticeFacts;
 
+/// What a reload replaces as one: the config, the channels built from it,
+/// and each channel's send slots.
+pub struct Live {
+    pub config: Config,
+    pub channels: BTreeMap<String, Arc<Channel>>,
+    pub slots: BTreeMap<String, Arc<Semaphore>>,
+}
+
 pub struct Dispatcher {
-    config: Config,
+    live: RwLock<Arc<Live>>,
     store: Store,
-    channels: BTreeMap<String, Arc<Channel>>,
-    slots: BTreeMap<String, Arc<Semaphore>>,
     instance: String,
     tracker: TaskTracker,
     stale_logged: AtomicBool,
@@ -40,22 +46,37 @@ impl Dispatcher {
         channels: BTreeMap<String, Arc<Channel>>,
         instance: String,
     ) -> Arc<Self> {
-        let slots = config
-            .settings
-            .channels
-            .iter()
-            .map(|(name, ch)| (name.clone(), Arc::new(Semaphore::new(ch.concurrency))))
-            .collect();
-        Arc::new(Self {
+        let live = Live {
+            slots: slots_for(&config, None),
             config,
-            store,
             channels,
-            slots,
+        };
+        Arc::new(Self {
+            live: RwLock::new(Arc::new(live)),
+            store,
             instance,
             tracker: TaskTracker::new(),
             stale_logged: AtomicBool::new(false),
             in_flight: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The config, channels and slots in force now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a reloaded config and its channels. Sends in flight finish
+    /// with what they started with; a channel whose concurrency is unchanged
+    /// keeps its slots, so the limit holds across the swap.
+    pub fn replace(&self, config: Config, channels: BTreeMap<String, Arc<Channel>>) {
+        let mut guard = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let slots = slots_for(&config, Some(&guard));
+        *guard = Arc::new(Live {
+            config,
+            channels,
+            slots,
+        });
     }
 
     /// Sends in flight, for graceful shutdown.
@@ -66,8 +87,8 @@ impl Dispatcher {
     /// Nothing is sent on stale data: when the last successful poll is older
     /// than `max_snapshot_age`, a ticket may have been answered meanwhile.
     async fn snapshot_is_fresh(&self, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let max_age = chrono::Duration::from_std(self.config.settings.daemon.max_snapshot_age)
-            .unwrap_or_default();
+        let max_snapshot_age = self.live().config.settings.daemon.max_snapshot_age;
+        let max_age = chrono::Duration::from_std(max_snapshot_age).unwrap_or_default();
         let fresh = self
             .store
             .last_poll_at()
@@ -76,7 +97,7 @@ impl Dispatcher {
         let was_stale = self.stale_logged.swap(!fresh, Ordering::Relaxed);
         if !fresh && !was_stale {
             warn!(
-                max_snapshot_age = %humantime::format_duration(self.config.settings.daemon.max_snapshot_age),
+                max_snapshot_age = %humantime::format_duration(max_snapshot_age),
                 "no successful poll within max_snapshot_age: holding every notice until the source answers again"
             );
         } else if fresh && was_stale {
@@ -93,12 +114,13 @@ impl Dispatcher {
             return Ok(0);
         }
         let mut started = 0;
-        for (name, slots) in &self.slots {
+        let live = self.live();
+        for (name, slots) in &live.slots {
             let free = slots.available_permits();
             if free == 0 {
                 continue;
             }
-            let lease = self.config.settings.store.claim_lease;
+            let lease = live.config.settings.store.claim_lease;
             let claimed = self
                 .store
                 .claim_due(name, now, free, lease, &self.instance)
@@ -115,17 +137,23 @@ impl Dispatcher {
                     continue;
                 };
                 let span = info_span!("notice", ticket.id = %notice.ticket_id, policy = %notice.policy, notice.id = %notice.id, number = notice.number);
-                let this = Arc::clone(self);
-                self.tracker
-                    .spawn(async move { this.deliver(notice, permit).await }.instrument(span));
+                let (this, live) = (Arc::clone(self), Arc::clone(&live));
+                self.tracker.spawn(
+                    async move { this.deliver(&live, notice, permit).await }.instrument(span),
+                );
                 started += 1;
             }
         }
         Ok(started)
     }
 
-    async fn deliver(self: Arc<Self>, notice: ClaimedNotice, permit: OwnedSemaphorePermit) {
-        if let Err(e) = self.try_deliver(&notice).await {
+    async fn deliver(
+        self: Arc<Self>,
+        live: &Live,
+        notice: ClaimedNotice,
+        permit: OwnedSemaphorePermit,
+    ) {
+        if let Err(e) = self.try_deliver(live, &notice).await {
             // The claim stays; its lease ends and the notice is tried again.
             error!(
                 error = format!("{e:#}"),
@@ -142,8 +170,8 @@ impl Dispatcher {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn try_deliver(&self, notice: &ClaimedNotice) -> anyhow::Result<()> {
-        let settings = &self.config.settings;
+    async fn try_deliver(&self, live: &Live, notice: &ClaimedNotice) -> anyhow::Result<()> {
+        let settings = &live.config.settings;
         // The latest plan may have cancelled it since we claimed it.
         if self.store.status_of(&notice.id).await? != Some(Status::Pending) {
             debug!("no longer pending; not sent");
@@ -190,7 +218,7 @@ impl Dispatcher {
             due_at: notice.due_at,
             next_notice_at,
         };
-        let message = match self.config.templates.render(settings, &facts) {
+        let message = match live.config.templates.render(settings, &facts) {
             Ok(m) => m,
             Err(e) => {
                 let reason = format!("template {} failed to render: {e}", policy.template);
@@ -212,7 +240,7 @@ impl Dispatcher {
                 )
                 .await;
         }
-        let Some(channel) = self.channels.get(&notice.channel) else {
+        let Some(channel) = live.channels.get(&notice.channel) else {
             self.store.release(&notice.id, None).await?;
             return Ok(());
         };
@@ -310,4 +338,30 @@ impl Dispatcher {
         metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => notice.policy.clone(), "channel" => notice.channel.clone()).increment(1);
         Ok(())
     }
+}
+
+/// Send slots per channel; a channel whose concurrency did not change keeps
+/// the slots it had, with the permits its sends in flight hold.
+fn slots_for(config: &Config, previous: Option<&Live>) -> BTreeMap<String, Arc<Semaphore>> {
+    config
+        .settings
+        .channels
+        .iter()
+        .map(|(name, ch)| {
+            let kept = previous
+                .filter(|old| {
+                    old.config
+                        .settings
+                        .channels
+                        .get(name)
+                        .map(|c| c.concurrency)
+                        == Some(ch.concurrency)
+                })
+                .and_then(|old| old.slots.get(name).cloned());
+            (
+                name.clone(),
+                kept.unwrap_or_else(|| Arc::new(Semaphore::new(ch.concurrency))),
+            )
+        })
+        .collect()
 }

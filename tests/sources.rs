@@ -51,8 +51,13 @@ impl TestDatabase {
     }
 
     fn run(&self, url: &str, sql: &str) {
+        let result = self.try_run(url, sql);
+        result.unwrap_or_else(|e| panic!("statement on {} failed: {e}\n{sql}", self.name));
+    }
+
+    fn try_run(&self, url: &str, sql: &str) -> Result<(), sqlx::Error> {
         let sql = AssertSqlSafe(sql.to_string());
-        let result = block_on(async {
+        block_on(async {
             match self.server {
                 Server::Postgres => {
                     let mut conn = sqlx::PgConnection::connect(url).await?;
@@ -65,8 +70,7 @@ impl TestDatabase {
                     conn.close().await
                 }
             }
-        });
-        result.unwrap_or_else(|e| panic!("statement on {} failed: {e}", self.name));
+        })
     }
 
     fn execute(&self, sql: &str) {
@@ -80,7 +84,9 @@ impl Drop for TestDatabase {
             Server::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
             Server::MariaDb => format!("DROP DATABASE IF EXISTS {}", self.name),
         };
-        self.run(&self.admin_url, &sql);
+        if let Err(e) = self.try_run(&self.admin_url, &sql) {
+            eprintln!("could not drop the test database {}: {e}", self.name);
+        }
     }
 }
 

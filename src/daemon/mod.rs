@@ -1,0 +1,333 @@
+//! The daemon: a poll loop (source → planner → ledger) and a dispatch loop
+//! (ledger → channels), plus reloads, the admin endpoint and systemd
+//! notifications; all stopped by one shutdown token.
+
+mod signals;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+pub use signals::{reload_on_sighup, shutdown_on_signals};
+
+use crate::config::{self, Config, Settings, SourceSettings};
+use crate::dispatch::Dispatcher;
+use crate::http::{AdminState, ReloadRequest};
+use crate::planner;
+use crate::source::Source;
+use crate::store::Store;
+
+/// How often the dispatcher looks for due notices when nothing wakes it.
+const DISPATCH_TICK: Duration = Duration::from_millis(500);
+
+/// What one poll did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PollSummary {
+    pub tickets: usize,
+    pub skipped_rows: usize,
+    pub planned: usize,
+    pub cancelled: usize,
+}
+
+/// Remembers which bad rows were already logged, so a broken row is one
+/// log line, not one per poll (the metric still counts every poll).
+#[derive(Default)]
+pub struct ProblemLog {
+    seen: HashSet<String>,
+}
+
+impl ProblemLog {
+    fn report(&mut self, problems: impl Iterator<Item = String>, what: &str) {
+        let current: HashSet<String> = problems.collect();
+        for problem in current.difference(&self.seen) {
+            warn!(problem = %problem, "{what}");
+        }
+        self.seen = current;
+    }
+}
+
+/// Polls the source once and applies the plan to the ledger.
+pub async fn poll_and_plan(
+    source: &Source,
+    store: &Store,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    problems: &mut ProblemLog,
+) -> anyhow::Result<PollSummary> {
+    let snapshot = source.poll(now).await?;
+    let series = store.load_series(settings.daemon.dry_run).await?;
+    let plan = planner::plan(
+        settings,
+        &snapshot.tickets,
+        &series,
+        settings.daemon.dry_run,
+    );
+    store
+        .apply_plan(&plan, settings.daemon.dry_run, now)
+        .await?;
+
+    let skipped = snapshot.skipped.len() + plan.skipped.len();
+    metrics::counter!("interim_source_rows_skipped_total").increment(skipped as u64);
+    metrics::gauge!("interim_tickets_tracked").set(snapshot.tickets.len() as f64);
+    metrics::gauge!("interim_source_last_success_timestamp_seconds").set(now.timestamp() as f64);
+    for planned in &plan.upserts {
+        metrics::counter!("interim_notices_planned_total", "policy" => planned.key.policy.clone())
+            .increment(1);
+    }
+    for (id, reason) in &plan.cancels {
+        info!(notice.id = %id, reason = %reason, "pending notice cancelled");
+    }
+    metrics::counter!("interim_notices_cancelled_total").increment(plan.cancels.len() as u64);
+    problems.report(
+        snapshot
+            .skipped
+            .iter()
+            .map(|e| e.to_string())
+            .chain(
+                plan.skipped
+                    .iter()
+                    .map(|(policy, e)| format!("{e} (policy {policy})")),
+            )
+            .chain(snapshot.warnings.iter().map(|e| e.to_string())),
+        "row skipped or corrected: it breaks the column contract",
+    );
+    Ok(PollSummary {
+        tickets: snapshot.tickets.len(),
+        skipped_rows: skipped,
+        planned: plan.upserts.len(),
+        cancelled: plan.cancels.len(),
+    })
+}
+
+/// Runs the daemon until `shutdown` fires; then lets in-flight sends finish
+/// within `daemon.shutdown_timeout` and returns. Binds `http.listen` itself.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listen = config.settings.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to listen on http.listen {listen}"))?;
+    run_with_listener(config, Some(listener), shutdown).await
+}
+
+/// The daemon with an already bound admin listener, or none (the demo).
+pub async fn run_with_listener(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = config.settings.clone();
+    let store = Store::open(&settings.store.url).await?;
+    let _lock = store.lock_for_daemon()?;
+    let released = store.release_all_claims().await?;
+    if released > 0 {
+        info!(released, "took back unfinished claims of the previous run");
+    }
+    let channels = crate::channels::build(&settings).context("failed to set up channels")?;
+    let instance = format!("{}-{}", hostname(), std::process::id());
+    let dispatcher = Dispatcher::new(config.clone(), store.clone(), channels, instance);
+    let poll_now = Arc::new(Notify::new());
+    let dispatch_now = Arc::new(Notify::new());
+    let metrics = crate::telemetry::install();
+    if let Some(handle) = metrics.clone() {
+        tokio::spawn(crate::telemetry::run_upkeep(handle));
+    }
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+
+    let admin = listener.map(|listener| {
+        let state = AdminState {
+            store: store.clone(),
+            dispatcher: dispatcher.clone(),
+            metrics: metrics.clone(),
+            reload: reload_tx.clone(),
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(listener, state, stop).await {
+                error!(error = %e, "admin endpoint failed");
+            }
+        })
+    });
+    reload_on_sighup(reload_tx.clone());
+    info!(
+        config = %config.path.display(),
+        store = %settings.store.url,
+        source = %settings.source.url,
+        http = %settings.http.listen,
+        policies = settings.policies.len(),
+        dry_run = settings.daemon.dry_run,
+        "interim started"
+    );
+
+    // The first poll runs before any dispatch, so a restart acts on fresh
+    // data and never warns about a snapshot it has not tried to take.
+    let mut source = Source::new(&settings.source)?;
+    let mut source_settings = settings.source.clone();
+    let mut problems = ProblemLog::default();
+    poll_logged(&source, &store, &settings, &mut problems).await;
+    crate::systemd::ready();
+
+    let poller = {
+        let (store, dispatcher, poll_now, dispatch_now, shutdown) = (
+            store.clone(),
+            dispatcher.clone(),
+            poll_now.clone(),
+            dispatch_now.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let mut started = tokio::time::Instant::now();
+            loop {
+                let settings = dispatcher.live().config.settings.clone();
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = poll_now.notified() => {}
+                    _ = tokio::time::sleep_until(started + settings.daemon.poll_interval) => {}
+                }
+                started = tokio::time::Instant::now();
+                if !same_source(&source_settings, &settings.source) {
+                    match Source::new(&settings.source) {
+                        Ok(new) => {
+                            source.close().await;
+                            source = new;
+                            source_settings = settings.source.clone();
+                        }
+                        Err(e) => error!(
+                            error = format!("{e:#}"),
+                            "cannot use the reloaded source; polling the previous one"
+                        ),
+                    }
+                }
+                // Polls never overlap: the next one starts after this one.
+                if poll_logged(&source, &store, &settings, &mut problems).await {
+                    dispatch_now.notify_one();
+                }
+            }
+            source.close().await;
+        })
+    };
+
+    let mut watchdog = crate::systemd::Watchdog::from_env();
+    loop {
+        if let Err(e) = dispatcher.dispatch_due(Utc::now()).await {
+            error!(error = format!("{e:#}"), "dispatch failed; retrying");
+        }
+        watchdog.feed();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = dispatch_now.notified() => {}
+            Some(answer) = reload_rx.recv() => {
+                let outcome = reload(&config.path, &dispatcher);
+                if outcome.is_ok() {
+                    poll_now.notify_one();
+                }
+                let _ = answer.send(outcome);
+            }
+            _ = tokio::time::sleep(DISPATCH_TICK) => {}
+        }
+    }
+
+    crate::systemd::stopping();
+    info!(
+        in_flight = dispatcher.tracker().len(),
+        "shutting down: no new claims; waiting for sends in flight"
+    );
+    let _ = poller.await;
+    dispatcher.tracker().close();
+    let timeout = dispatcher.live().config.settings.daemon.shutdown_timeout;
+    if tokio::time::timeout(timeout, dispatcher.tracker().wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            unfinished = dispatcher.tracker().len(),
+            "shutdown_timeout reached; unfinished sends stay claimed and are taken back at the next start"
+        );
+    }
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    store.close().await;
+    info!("interim stopped");
+    Ok(())
+}
+
+/// Re-reads config and templates, validates them fully and swaps them in;
+/// an invalid new config is rejected and the old one keeps running.
+fn reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String> {
+    crate::systemd::reloading();
+    let outcome = try_reload(path, dispatcher);
+    crate::systemd::reloaded();
+    match &outcome {
+        Ok(()) => {
+            metrics::counter!("interim_config_reloads_total", "result" => "success").increment(1);
+            metrics::gauge!("interim_config_last_reload_successful").set(1.0);
+            info!(config = %path.display(), "config reloaded");
+        }
+        Err(reason) => {
+            metrics::counter!("interim_config_reloads_total", "result" => "failure").increment(1);
+            metrics::gauge!("interim_config_last_reload_successful").set(0.0);
+            error!(config = %path.display(), reason = %reason, "reload rejected; the previous config keeps running");
+        }
+    }
+    outcome
+}
+
+fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String> {
+    let new = config::load(path).map_err(|e| e.lines.join("; "))?;
+    let old = dispatcher.live().config.settings.clone();
+    if new.settings.store.url.expose() != old.store.url.expose() {
+        return Err(
+            "store.url: cannot change while running; restart the daemon to move the store".into(),
+        );
+    }
+    if new.settings.http.listen != old.http.listen {
+        warn!("http.listen changed: takes effect at the next restart");
+    }
+    let channels = crate::channels::build(&new.settings).map_err(|e| format!("channels: {e:#}"))?;
+    dispatcher.replace(new, channels);
+    Ok(())
+}
+
+fn same_source(a: &SourceSettings, b: &SourceSettings) -> bool {
+    a.url.expose() == b.url.expose()
+        && a.query == b.query
+        && a.timezone == b.timezone
+        && a.timeout == b.timeout
+}
+
+/// One poll with its outcome logged; true when it succeeded.
+async fn poll_logged(
+    source: &Source,
+    store: &Store,
+    settings: &Settings,
+    problems: &mut ProblemLog,
+) -> bool {
+    match poll_and_plan(source, store, settings, Utc::now(), problems).await {
+        Ok(summary) => {
+            debug!(?summary, "poll done");
+            true
+        }
+        Err(e) => {
+            metrics::counter!("interim_source_poll_failures_total").increment(1);
+            error!(
+                error = format!("{e:#}"),
+                "poll failed; keeping the previous plan and retrying next interval"
+            );
+            false
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "interim".into())
+}

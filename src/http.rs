@@ -1,0 +1,148 @@
+//! The admin endpoint on `http.listen`: `/healthz` (alive), `/readyz`
+//! (store reachable and a fresh poll), `/metrics` (Prometheus text) and
+//! `POST /-/reload` (loopback only, like Prometheus' lifecycle API).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::Dispatcher;
+use crate::store::Store;
+
+/// A reload request; the answer says whether the new config was taken.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Store,
+    pub dispatcher: Arc<Dispatcher>,
+    pub metrics: Option<PrometheusHandle>,
+    pub reload: mpsc::Sender<ReloadRequest>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/-/reload", post(reload))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}
+
+/// Why the daemon is not ready, or None when it is.
+pub async fn not_ready_reason(store: &Store, dispatcher: &Dispatcher) -> Option<String> {
+    if let Err(e) = store.ping().await {
+        return Some(format!("store unreachable: {e:#}"));
+    }
+    let max_age = dispatcher.live().config.settings.daemon.max_snapshot_age;
+    match store.last_poll_at().await {
+        Err(e) => Some(format!("store unreachable: {e:#}")),
+        Ok(None) => Some("no successful poll yet".into()),
+        Ok(Some(at)) => {
+            let age = (Utc::now() - at).to_std().unwrap_or_default();
+            (age > max_age).then(|| {
+                format!(
+                    "last successful poll {} ago, longer than max_snapshot_age ({}): notices are held",
+                    humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+                    humantime::format_duration(max_age)
+                )
+            })
+        }
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let last_poll = state
+        .store
+        .last_poll_at()
+        .await
+        .ok()
+        .flatten()
+        .map(crate::channels::rfc3339);
+    match not_ready_reason(&state.store, &state.dispatcher).await {
+        None => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "last_poll_at": last_poll})),
+        )
+            .into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": reason, "last_poll_at": last_poll})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [("content-type", "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn reload(
+    State(state): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"status": "refused", "reason": "reload is allowed from loopback only"})),
+        )
+            .into_response();
+    }
+    let (answer, result) = oneshot::channel();
+    if state.reload.send(answer).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "reason": "shutting down"})),
+        )
+            .into_response();
+    }
+    match result.await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "reloaded"}))).into_response(),
+        Ok(Err(reason)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "rejected", "reason": reason})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "reason": "shutting down"})),
+        )
+            .into_response(),
+    }
+}

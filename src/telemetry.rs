@@ -1,0 +1,107 @@
+//! Metrics: one Prometheus recorder for the process (metrics crate), every
+//! name prefixed `interim_`, rendered by the admin endpoint's `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder once and returns its handle (None only if another
+/// recorder was installed first, e.g. by an embedding program).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                900.0, 3600.0,
+            ];
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+/// Histogram upkeep (the exporter needs it periodically).
+pub async fn run_upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+fn describe() {
+    describe_gauge!(
+        "interim_build_info",
+        "Version of the running interim (value is always 1)"
+    );
+    metrics::gauge!("interim_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_gauge!(
+        "interim_tickets_tracked",
+        "Waiting tickets in the latest successful poll"
+    );
+    describe_counter!(
+        "interim_notices_total",
+        "Notices that reached a status, by status, policy and channel"
+    );
+    describe_counter!(
+        "interim_notices_planned_total",
+        "Notices planned (new or rescheduled), by policy"
+    );
+    describe_counter!(
+        "interim_notices_cancelled_total",
+        "Pending notices cancelled because the wait ended, by policy"
+    );
+    describe_counter!(
+        "interim_delivery_attempts_total",
+        "Delivery attempts by channel and result (ok, retryable, permanent, gone)"
+    );
+    describe_histogram!(
+        "interim_delivery_duration_seconds",
+        Unit::Seconds,
+        "Duration of one delivery attempt, by channel"
+    );
+    describe_histogram!(
+        "interim_notice_lag_seconds",
+        Unit::Seconds,
+        "From the planned send instant to delivery, by channel"
+    );
+    describe_histogram!(
+        "interim_source_poll_duration_seconds",
+        Unit::Seconds,
+        "Duration of a successful source poll"
+    );
+    describe_gauge!(
+        "interim_source_last_success_timestamp_seconds",
+        "Unix time of the last successful poll"
+    );
+    describe_counter!("interim_source_poll_failures_total", "Failed source polls");
+    describe_counter!(
+        "interim_source_rows_skipped_total",
+        "Source rows skipped for breaking the column contract (per poll)"
+    );
+    describe_counter!(
+        "interim_config_reloads_total",
+        "Config reloads by result (success, failure)"
+    );
+    describe_gauge!(
+        "interim_config_last_reload_successful",
+        "1 when the last reload succeeded, 0 when it was rejected"
+    );
+    describe_gauge!(
+        "interim_snapshot_fresh",
+        "1 while the last successful poll is within max_snapshot_age"
+    );
+    describe_counter!(
+        "interim_webhook_gone_total",
+        "HTTP 410 answers: the webhook endpoint is gone"
+    );
+}
