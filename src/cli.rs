@@ -66,6 +66,9 @@ enum Command {
     },
     /// Apply store migrations
     Migrate,
+    /// Exit 0 when the running daemon's /healthz answers (for container health checks)
+    #[command(hide = true)]
+    Healthcheck,
     /// A self-contained demo: sample helpdesk, accelerated thresholds, notices into a folder
     Demo {
         /// How long the demo daemon runs, in seconds
@@ -231,6 +234,10 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 .context("migration failed")?;
             println!("store {} is migrated", config.settings.store.url);
             store.close().await;
+        }
+        Command::Healthcheck => {
+            let config = load(config_flag, quiet)?;
+            crate::http::probe_health(config.settings.http.listen).await?;
         }
         Command::Demo { seconds, dir } => {
             crate::logging::init_with_default(LogFormat::Text, "warn");

@@ -54,6 +54,24 @@ pub async fn serve(
     .await
 }
 
+/// GETs `/healthz` of a daemon listening on `listen` (a wildcard address
+/// is probed on loopback).
+pub async fn probe_health(listen: SocketAddr) -> anyhow::Result<()> {
+    let mut target = listen;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let client = crate::channels::webhook::client()?;
+    let response = client
+        .get(format!("http://{target}/healthz"))
+        .timeout(std::time::Duration::from_secs(4))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("no answer from http://{target}/healthz: {e}"))?;
+    anyhow::ensure!(response.status().is_success(), "http://{target}/healthz answered {}", response.status());
+    Ok(())
+}
+
 /// Why the daemon is not ready, or None when it is.
 pub async fn not_ready_reason(store: &Store, dispatcher: &Dispatcher) -> Option<String> {
     if let Err(e) = store.ping().await {

@@ -1,0 +1,38 @@
+# interim: build in a Rust image, run in a slim Debian with only what the
+# binary links (glibc, libgcc_s) plus CA certificates for SMTP/HTTPS TLS.
+# Build:  docker build -t interim .
+# Run:    docker run -v ./config:/etc/interim:ro -v interim-data:/var/lib/interim \
+#           -e INTERIM_SMTP_PASSWORD=… -p 9464:9464 interim
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+COPY config ./config
+RUN cargo build --release --locked \
+    && strip target/release/interim
+
+FROM debian:bookworm-slim
+# ca-certificates follows Debian's security updates; pinning it would pin
+# stale roots.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/interim --create-home --shell /usr/sbin/nologin interim
+COPY --from=build /src/target/release/interim /usr/local/bin/interim
+COPY config/ /etc/interim/
+WORKDIR /var/lib/interim
+USER 10001:10001
+# Config (read-only) and the SQLite ledger (state) live on volumes.
+VOLUME ["/etc/interim", "/var/lib/interim"]
+ENV INTERIM_CONFIG=/etc/interim/interim.toml \
+    INTERIM__HTTP__LISTEN=0.0.0.0:9464 \
+    INTERIM__STORE__URL=sqlite:///var/lib/interim/interim.db \
+    INTERIM__TEMPLATES__DIR=/etc/interim/templates \
+    INTERIM_LOG=info
+EXPOSE 9464
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["interim", "healthcheck"]
+ENTRYPOINT ["interim"]
+CMD ["run"]
