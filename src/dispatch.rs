@@ -37,6 +37,9 @@ pub struct Dispatcher {
     /// Notices being sent by this process right now. A claim is never taken
     /// twice while its send runs, even if its lease ran out meanwhile.
     in_flight: Mutex<HashSet<String>>,
+    /// Woken whenever a send slot frees up, so the next due notice is
+    /// claimed at once instead of at the next tick.
+    pub slot_freed: tokio::sync::Notify,
 }
 
 impl Dispatcher {
@@ -58,6 +61,7 @@ impl Dispatcher {
             tracker: TaskTracker::new(),
             stale_logged: AtomicBool::new(false),
             in_flight: Mutex::new(HashSet::new()),
+            slot_freed: tokio::sync::Notify::new(),
         })
     }
 
@@ -162,6 +166,7 @@ impl Dispatcher {
         }
         self.in_flight_guard().remove(&notice.id);
         drop(permit);
+        self.slot_freed.notify_one();
     }
 
     fn in_flight_guard(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

@@ -68,7 +68,11 @@ pub async fn probe_health(listen: SocketAddr) -> anyhow::Result<()> {
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("no answer from http://{target}/healthz: {e}"))?;
-    anyhow::ensure!(response.status().is_success(), "http://{target}/healthz answered {}", response.status());
+    anyhow::ensure!(
+        response.status().is_success(),
+        "http://{target}/healthz answered {}",
+        response.status()
+    );
     Ok(())
 }
 

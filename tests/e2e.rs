@@ -604,3 +604,24 @@ fn a_row_with_an_invalid_email_is_skipped_and_the_others_are_sent() {
         .any(|l| l.contains("4242") && l.contains("customer_email"));
     assert!(named, "a log line names the ticket and the column");
 }
+
+#[test]
+fn the_daemon_and_the_cli_can_open_a_fresh_store_at_the_same_time() {
+    for _ in 0..3 {
+        let mut setup = support::Setup::new();
+        setup
+            .email_channel("mail", support::free_port(), "")
+            .policy("first-notice", &first_notice("5m", "mail"));
+        setup.helpdesk();
+        let mut daemon = setup.spawn_run();
+        let out = setup.cli(&["notices", "--format", "json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "notices beside a starting daemon:\n{stderr}"
+        );
+        setup.assert_stays(Duration::from_secs(1), "the daemon to keep running", || {
+            daemon.is_running()
+        });
+    }
+}

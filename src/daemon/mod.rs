@@ -221,6 +221,7 @@ pub async fn run_with_listener(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = dispatch_now.notified() => {}
+            _ = dispatcher.slot_freed.notified() => {}
             Some(answer) = reload_rx.recv() => {
                 let outcome = reload(&config.path, &dispatcher);
                 if outcome.is_ok() {

@@ -29,6 +29,23 @@ pub fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
+/// Waits for an exclusive lock on `path` (created if missing).
+async fn lock_file_blocking(path: PathBuf) -> anyhow::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("failed to lock {}", path.display()))?;
+        Ok(file)
+    })
+    .await
+    .context("the lock task failed")?
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -61,6 +78,10 @@ impl Store {
                 format!("failed to create the store's folder {}", dir.display())
             })?;
         }
+        // Creating the file, switching it to WAL and migrating must not race
+        // with another process doing the same (a CLI command next to a
+        // starting daemon): one at a time, under a lock file.
+        let setup_lock = lock_file_blocking(path.with_extension("setup.lock")).await?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .with_context(|| format!("invalid store URL {url}"))?
             .create_if_missing(true)
@@ -77,6 +98,7 @@ impl Store {
             .run(&pool)
             .await
             .with_context(|| format!("failed to migrate the store {url}"))?;
+        drop(setup_lock);
         Ok(Store { pool, path })
     }
 

@@ -229,9 +229,15 @@ impl Setup {
         out + &self.sections.join("\n\n") + "\n"
     }
 
+    /// Writes the config file when it changed, atomically: a running daemon
+    /// or CLI never reads a half-written file.
     pub fn write_config(&self) -> PathBuf {
-        let path = self.path("interim.toml");
-        fs::write(&path, self.config_text()).expect("write the config file");
+        let (path, text) = (self.path("interim.toml"), self.config_text());
+        if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            let tmp = self.path("interim.toml.tmp");
+            fs::write(&tmp, text).expect("write the config file");
+            fs::rename(&tmp, &path).expect("move the config file into place");
+        }
         path
     }
 
@@ -291,7 +297,21 @@ impl Setup {
     }
 
     /// Starts `interim run`; stderr goes to `daemon.log` in the test directory.
+    /// Runs `interim migrate` first, so that the CLI calls a test makes while
+    /// the daemon starts never race it creating the store (that race has its
+    /// own test).
     pub fn start(&self) -> Daemon {
+        let migrate = self.cli(&["migrate"]);
+        let stderr = String::from_utf8_lossy(&migrate.stderr);
+        assert!(
+            migrate.status.success(),
+            "interim migrate failed:\n{stderr}"
+        );
+        self.spawn_run()
+    }
+
+    /// Starts `interim run` as it is, without migrating first.
+    pub fn spawn_run(&self) -> Daemon {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
