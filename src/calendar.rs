@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// How far ahead we look for an open interval before concluding that a
@@ -32,9 +32,15 @@ impl Calendar {
         self.hours[weekday]
             .iter()
             .map(|(start, end)| {
+                // An end of 00:00 is midnight at the end of the day ("24:00").
+                let end_date = if *end == NaiveTime::MIN {
+                    date.succ_opt().unwrap_or(date)
+                } else {
+                    date
+                };
                 (
                     local_to_utc(self.timezone, date.and_time(*start)),
-                    local_to_utc(self.timezone, date.and_time(*end)),
+                    local_to_utc(self.timezone, end_date.and_time(*end)),
                 )
             })
             .filter(|(start, end)| start < end)
@@ -70,8 +76,10 @@ impl Calendar {
     }
 
     /// The instant when `amount` of working time has passed since `from`.
-    /// A zero amount from outside working hours yields `from` itself: the
-    /// wait is measured, the send window is applied separately.
+    /// The result is always inside working hours: an amount that ends
+    /// exactly at closing time lands on the next opening (intervals are
+    /// half-open). A zero amount yields `from` itself: the wait is
+    /// measured here, the send window is applied separately.
     pub fn add_business_time(
         &self,
         from: DateTime<Utc>,
@@ -83,7 +91,7 @@ impl Calendar {
         }
         for (start, end) in self.intervals_from(from) {
             let span = end - start;
-            if left <= span {
+            if left < span {
                 return Some(start + left);
             }
             left -= span;
@@ -127,7 +135,8 @@ pub fn parse_day_hours(spec: &str) -> Result<Vec<(NaiveTime, NaiveTime)>, String
             .ok_or_else(|| format!("\"{part}\" is not an interval like \"08:00-17:00\""))?;
         let start = parse_clock(start.trim())?;
         let end = parse_clock(end.trim())?;
-        if end <= start && end != NaiveTime::MIN {
+        let to_midnight = end == NaiveTime::MIN && end_text_is_midnight(part);
+        if end <= start && !to_midnight {
             return Err(format!(
                 "\"{part}\" ends before it starts; an interval cannot span midnight, split it in two days"
             ));
@@ -135,17 +144,31 @@ pub fn parse_day_hours(spec: &str) -> Result<Vec<(NaiveTime, NaiveTime)>, String
         intervals.push((start, end));
     }
     intervals.sort();
+    // An end of 00:00 means midnight at the end of the day.
+    let end_of = |end: NaiveTime| {
+        if end == NaiveTime::MIN {
+            86_400
+        } else {
+            end.num_seconds_from_midnight()
+        }
+    };
     for pair in intervals.windows(2) {
-        if pair[1].0 < pair[0].1 {
+        if pair[1].0.num_seconds_from_midnight() < end_of(pair[0].1) {
             return Err(format!("intervals in \"{spec}\" overlap"));
         }
     }
     Ok(intervals)
 }
 
+fn end_text_is_midnight(part: &str) -> bool {
+    part.split_once('-')
+        .is_some_and(|(_, end)| matches!(end.trim(), "24:00" | "00:00"))
+}
+
 fn parse_clock(text: &str) -> Result<NaiveTime, String> {
     if text == "24:00" {
-        return Ok(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN));
+        // Stored as 00:00: as an interval's end it means the next midnight.
+        return Ok(NaiveTime::MIN);
     }
     NaiveTime::parse_from_str(text, "%H:%M")
         .map_err(|_| format!("\"{text}\" is not a time of day like \"08:00\""))
