@@ -69,9 +69,18 @@ fn hours(h: f64) -> Duration {
     Duration::from_secs_f64(h * 3600.0)
 }
 
+/// (what, calendar, start, working time to add, expected due time)
+type Case = (
+    &'static str,
+    Calendar,
+    DateTime<Utc>,
+    Duration,
+    DateTime<Utc>,
+);
+
 #[test]
 fn business_time_addition_matches_hand_computed_cases() {
-    let cases: Vec<(&str, Calendar, DateTime<Utc>, Duration, DateTime<Utc>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "over a weekend",
             office(),
