@@ -145,7 +145,7 @@ pub async fn plan_rows(
             let policy = settings.policies.iter().find(|p| p.name == n.key.policy);
             PlanRow {
                 why: policy
-                    .map(|p| explain(p, n.due_at, n.send_at))
+                    .map(|p| explain(p, settings, n.due_at, n.send_at))
                     .unwrap_or_default(),
                 ticket_id: n.key.ticket_id,
                 policy: n.key.policy,
@@ -163,16 +163,43 @@ pub async fn plan_rows(
     Ok(rows)
 }
 
-fn explain(policy: &Policy, due: DateTime<Utc>, send: DateTime<Utc>) -> String {
-    if send == due {
-        return "at once when due".into();
+/// Why a notice goes out when it does: how its wait is counted, which
+/// window or slot moved it, and the send time in the window's zone.
+fn explain(
+    policy: &Policy,
+    settings: &crate::config::Settings,
+    due: DateTime<Utc>,
+    send: DateTime<Utc>,
+) -> String {
+    let mut why = Vec::new();
+    if let Some(c) = &policy.window.calendar {
+        why.push(format!("working time of calendar {}", c.name));
     }
-    match (&policy.window.calendar, &policy.window.send_at) {
-        (Some(c), Some(s)) => format!("next \"{}\" slot inside calendar {}", s.expression, c.name),
-        (Some(c), None) => format!("next opening of calendar {}", c.name),
-        (None, Some(s)) => format!("next \"{}\" slot", s.expression),
-        (None, None) => String::new(),
+    if send > due {
+        match (&policy.window.calendar, &policy.window.send_at) {
+            (Some(c), Some(s)) => why.push(format!(
+                "next \"{}\" slot inside calendar {}",
+                s.expression, c.name
+            )),
+            (Some(c), None) => why.push(format!("next opening of calendar {}", c.name)),
+            (None, Some(s)) => why.push(format!("next \"{}\" slot", s.expression)),
+            (None, None) => {}
+        }
+    } else {
+        why.push("sent when due".into());
     }
+    let zone = policy
+        .window
+        .calendar
+        .as_ref()
+        .map(|c| c.timezone)
+        .or(policy.window.send_at.as_ref().map(|s| s.timezone))
+        .unwrap_or(settings.daemon.timezone);
+    format!(
+        "{}; {}",
+        why.join(", "),
+        send.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z")
+    )
 }
 
 pub fn print_plan(rows: &[PlanRow], format: Format) {
