@@ -74,6 +74,9 @@ pub async fn poll_and_plan(
 
     let skipped = snapshot.skipped.len() + plan.skipped.len();
     metrics::counter!("interim_source_rows_skipped_total").increment(skipped as u64);
+    // Today the only non-fatal finding is an unknown customer time zone.
+    metrics::counter!("interim_source_invalid_timezone_total")
+        .increment(snapshot.warnings.len() as u64);
     metrics::gauge!("interim_tickets_tracked").set(snapshot.tickets.len() as f64);
     metrics::gauge!("interim_source_last_success_timestamp_seconds").set(now.timestamp() as f64);
     for planned in &plan.upserts {
