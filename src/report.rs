@@ -73,6 +73,20 @@ pub fn config_summary(config: &Config) -> String {
             c.concurrency
         );
     }
+    if !s.calendars.is_empty() {
+        let _ = writeln!(out, "  calendars: {}", s.calendars.len());
+        for (name, c) in &s.calendars {
+            let open_days = c.hours.iter().filter(|d| !d.is_empty()).count();
+            let _ = writeln!(
+                out,
+                "    {:<24} {}, {} working days a week, {} holidays",
+                name,
+                c.timezone,
+                open_days,
+                c.holidays.len()
+            );
+        }
+    }
     let mut templates: Vec<&str> = s.policies.iter().map(|p| p.template.as_str()).collect();
     templates.sort_unstable();
     templates.dedup();
