@@ -64,6 +64,11 @@ enum Command {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
+    /// Recipients that never get a notice
+    Suppress {
+        #[command(subcommand)]
+        action: SuppressAction,
+    },
     /// Apply store migrations
     Migrate,
     /// Exit 0 when the running daemon's /healthz answers (for container health checks)
@@ -77,6 +82,27 @@ enum Command {
         /// Where the demo puts its helpdesk, ledger and outbox
         #[arg(long, default_value = "var/demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SuppressAction {
+    /// Suppress an address or a whole @domain
+    Add {
+        #[arg(value_name = "ADDRESS|@DOMAIN")]
+        address: String,
+        #[arg(long, default_value = "added by an operator")]
+        reason: String,
+    },
+    /// Lift a suppression added with `add` or by a permanent rejection
+    Remove {
+        #[arg(value_name = "ADDRESS|@DOMAIN")]
+        address: String,
+    },
+    /// Every suppression: config, file, store
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -226,6 +252,34 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     refused.join(", ")
                 )));
             }
+        }
+        Command::Suppress { action } => {
+            let config = load(config_flag, quiet)?;
+            let store = Store::open(&config.settings.store.url).await?;
+            match action {
+                SuppressAction::Add { address, reason } => {
+                    let entry = crate::suppress::Entry::parse(&address).map_err(Failure::Usage)?;
+                    store
+                        .suppress(&entry.key(), &reason, "cli", Utc::now())
+                        .await?;
+                    println!("{} suppressed: {reason}", entry.key());
+                }
+                SuppressAction::Remove { address } => {
+                    let entry = crate::suppress::Entry::parse(&address).map_err(Failure::Usage)?;
+                    if !store.unsuppress(&entry.key()).await? {
+                        return Err(Failure::Runtime(anyhow::anyhow!(
+                            "{} has no stored suppression (entries from the config or the suppression file are removed there)",
+                            entry.key()
+                        )));
+                    }
+                    println!("{} no longer suppressed", entry.key());
+                }
+                SuppressAction::List { format } => {
+                    let rows = crate::report::suppression_rows(&config, &store).await?;
+                    crate::report::print_suppressions(&rows, format);
+                }
+            }
+            store.close().await;
         }
         Command::Migrate => {
             let config = load(config_flag, quiet)?;

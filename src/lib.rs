@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod store;
+pub mod suppress;
 pub mod systemd;
 pub mod telemetry;
 pub mod templates;

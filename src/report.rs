@@ -438,3 +438,84 @@ pub async fn preview(
     }
     Ok(out)
 }
+
+#[derive(Debug, Serialize)]
+pub struct SuppressionRow {
+    pub address: String,
+    pub source: String,
+    pub reason: String,
+    pub since: Option<String>,
+}
+
+/// Every suppression in force: config, suppression file, store.
+pub async fn suppression_rows(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<Vec<SuppressionRow>> {
+    let s = &config.settings.suppress;
+    let mut rows: Vec<SuppressionRow> = s
+        .addresses
+        .iter()
+        .map(|a| (a.clone(), "suppress.addresses"))
+        .chain(
+            s.domains
+                .iter()
+                .map(|d| (format!("@{d}"), "suppress.domains")),
+        )
+        .map(|(address, key)| SuppressionRow {
+            address,
+            source: "config".into(),
+            reason: format!("listed in {key}"),
+            since: None,
+        })
+        .collect();
+    if let Some(file) = &s.file
+        && let Ok((entries, _)) = crate::suppress::read_file(file)
+    {
+        rows.extend(entries.iter().map(|e| SuppressionRow {
+            address: e.key(),
+            source: "file".into(),
+            reason: format!("listed in {}", file.display()),
+            since: None,
+        }));
+    }
+    rows.extend(
+        store
+            .suppressions()
+            .await?
+            .into_iter()
+            .map(|x| SuppressionRow {
+                address: x.address,
+                source: x.source,
+                reason: x.reason,
+                since: Some(rfc3339(x.created_at)),
+            }),
+    );
+    Ok(rows)
+}
+
+pub fn print_suppressions(rows: &[SuppressionRow], format: Format) {
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
+        ),
+        Format::Table => {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.address.clone(),
+                        r.source.clone(),
+                        r.since.clone().unwrap_or_default(),
+                        r.reason.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(&["ADDRESS", "SOURCE", "SINCE", "REASON"], &table)
+            );
+        }
+    }
+}

@@ -7,7 +7,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{DeliveryError, Outgoing};
+use super::{DeliveryError, Outgoing, Refusal};
 use crate::config::{EmailSettings, TlsMode};
 use crate::secret::ExposeSecret;
 use crate::templates::single_line;
@@ -54,10 +54,36 @@ fn classify(e: &lettre::transport::smtp::Error, settings: &EmailSettings) -> Del
     // lettre's Display does not contain credentials; the server's reply may
     // quote our envelope, which is fine to log.
     let reason = format!("SMTP {server}: {e}");
-    if e.is_permanent() {
-        DeliveryError::permanent(reason)
+    if !e.is_permanent() {
+        return DeliveryError::retryable(reason);
+    }
+    let refusal = if rejects_recipient(e) {
+        Refusal::RecipientRejected
     } else {
-        DeliveryError::retryable(reason)
+        Refusal::Other
+    };
+    DeliveryError::Permanent { reason, refusal }
+}
+
+/// Whether a permanent SMTP error rejects the recipient address itself (so
+/// later notices to it are suppressed). lettre does not say which command
+/// failed, so this reads the reply: an enhanced status 5.1.x (addressing)
+/// or 5.2.1 (mailbox disabled), or without one the basic codes 550, 551,
+/// 553 (mailbox unavailable, not local, name not allowed). 5.7.x (policy,
+/// spam) rejects the message, not the address.
+fn rejects_recipient(e: &lettre::transport::smtp::Error) -> bool {
+    let text = e.to_string();
+    let enhanced = text.split_whitespace().find(|w| {
+        w.len() >= 5
+            && w.starts_with("5.")
+            && w[2..].contains('.')
+            && w.chars().all(|c| c.is_ascii_digit() || c == '.')
+    });
+    match enhanced {
+        Some(code) => code.starts_with("5.1.") || code.starts_with("5.2.1"),
+        None => e
+            .status()
+            .is_some_and(|code| matches!(code.to_string().as_str(), "550" | "551" | "553")),
     }
 }
 

@@ -35,7 +35,7 @@ pub struct Outgoing<'a> {
 pub enum DeliveryError {
     /// Retrying cannot help (5xx from SMTP, 4xx from a webhook).
     #[error("{reason}")]
-    Permanent { reason: String, gone: bool },
+    Permanent { reason: String, refusal: Refusal },
     /// Try again later; the receiver may say when.
     #[error("{reason}")]
     Retryable {
@@ -55,18 +55,35 @@ impl DeliveryError {
     pub fn permanent(reason: impl Into<String>) -> Self {
         DeliveryError::Permanent {
             reason: reason.into(),
-            gone: false,
+            refusal: Refusal::Other,
         }
     }
 
     /// A short label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            DeliveryError::Permanent { gone: true, .. } => "gone",
+            DeliveryError::Permanent {
+                refusal: Refusal::EndpointGone,
+                ..
+            } => "gone",
+            DeliveryError::Permanent {
+                refusal: Refusal::RecipientRejected,
+                ..
+            } => "rejected_recipient",
             DeliveryError::Permanent { .. } => "permanent",
             DeliveryError::Retryable { .. } => "retryable",
         }
     }
+}
+
+/// What a permanent failure refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Other,
+    /// HTTP 410: the webhook endpoint is gone.
+    EndpointGone,
+    /// The mail server permanently rejected the recipient address.
+    RecipientRejected,
 }
 
 pub enum Channel {

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use sha2::Sha256;
 
-use super::{DeliveryError, Outgoing, notice_document};
+use super::{DeliveryError, Outgoing, Refusal, notice_document};
 use crate::config::WebhookSettings;
 
 pub struct WebhookChannel {
@@ -104,7 +104,7 @@ impl WebhookChannel {
         if status == StatusCode::GONE {
             return Err(DeliveryError::Permanent {
                 reason: format!("{reason}: the endpoint is gone"),
-                gone: true,
+                refusal: Refusal::EndpointGone,
             });
         }
         if status.is_redirection() {

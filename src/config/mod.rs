@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 pub use settings::{
     ChannelKind, ChannelSettings, DEFAULT_CONFIG_PATH, DaemonSettings, EmailSettings, FileFormat,
-    FileSettings, LogFormat, RetryPolicy, Settings, SourceSettings, TlsMode, WebhookSettings,
-    parse_duration,
+    FileSettings, LimitSettings, LogFormat, RetryPolicy, Settings, SourceSettings,
+    SuppressSettings, TlsMode, WebhookSettings, parse_duration,
 };
 
 use crate::templates::Templates;

@@ -26,6 +26,27 @@ pub struct RawConfig {
     pub channels: BTreeMap<String, RawChannel>,
     #[serde(default)]
     pub templates: RawTemplates,
+    #[serde(default)]
+    pub suppress: RawSuppress,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuppress {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub file: Option<String>,
+    pub auto: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub per_recipient: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +82,7 @@ pub struct RawSource {
     pub url_env: Option<String>,
     pub url_file: Option<String>,
     pub query: Option<String>,
+    pub recheck_query: Option<String>,
     pub timezone: Option<String>,
     pub timeout: Option<String>,
 }
@@ -127,6 +149,7 @@ pub struct RawChannel {
     // every kind
     pub timeout: Option<String>,
     pub concurrency: Option<i64>,
+    pub rate: Option<f64>,
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
     pub retry_for: Option<String>,

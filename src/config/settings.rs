@@ -30,8 +30,30 @@ pub struct Settings {
     pub policies: Vec<Policy>,
     pub channels: BTreeMap<String, ChannelSettings>,
     pub templates_dir: PathBuf,
+    pub suppress: SuppressSettings,
+    pub limits: LimitSettings,
     /// Non-fatal findings worth telling ops (`check-config` prints them).
     pub warnings: Vec<String>,
+}
+
+/// Recipients that never get a notice.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SuppressSettings {
+    /// Lower-case addresses.
+    pub addresses: BTreeSet<String>,
+    /// Lower-case domains (without `@`).
+    pub domains: BTreeSet<String>,
+    /// A file ops may append to: one address or `@domain` a line.
+    pub file: Option<PathBuf>,
+    /// Suppress an address after a permanent rejection of the recipient.
+    pub auto: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitSettings {
+    /// At most one notice per recipient address per this period, across
+    /// tickets and policies.
+    pub per_recipient: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +89,8 @@ pub struct HttpSettings {
 pub struct SourceSettings {
     pub url: SecretUrl,
     pub query: String,
+    /// Re-reads one ticket (`:id`) right before its notice is sent.
+    pub recheck_query: Option<String>,
     /// Zone of naive timestamps in source rows.
     pub timezone: Tz,
     pub timeout: Duration,
@@ -80,6 +104,8 @@ pub struct ChannelSettings {
     /// claim never expires while its send may still be running.
     pub timeout: Duration,
     pub concurrency: usize,
+    /// Messages per second at most (None: unlimited).
+    pub rate: Option<f64>,
     pub retry: RetryPolicy,
 }
 
@@ -398,6 +424,13 @@ impl Settings {
 
         let templates_dir =
             PathBuf::from(raw.templates.dir.as_deref().unwrap_or("config/templates"));
+        let suppress = suppress_settings(&mut p, &raw.suppress, &mut warnings);
+        let limits = LimitSettings {
+            per_recipient: match &raw.limits.per_recipient {
+                Some(text) => p.take("limits.per_recipient", parse_duration(text)),
+                None => None,
+            },
+        };
 
         if !p.lines.is_empty() {
             return Err(p.lines);
@@ -413,6 +446,8 @@ impl Settings {
             policies,
             channels,
             templates_dir,
+            suppress,
+            limits,
             warnings,
         })
     }
@@ -464,6 +499,15 @@ fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> 
             "missing: the SQL query that selects the waiting tickets",
         );
     }
+    let recheck_query = s.recheck_query.clone().filter(|q| !q.trim().is_empty());
+    if let Some(q) = &recheck_query
+        && !crate::source::sql::has_id_parameter(q)
+    {
+        p.add(
+            "source.recheck_query",
+            "must use the ticket id parameter :id (or $1 / ?)",
+        );
+    }
     let timezone = p.take(
         "source.timezone",
         parse_zone(s.timezone.as_deref().unwrap_or("UTC")),
@@ -475,9 +519,62 @@ fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> 
     Some(SourceSettings {
         url: SecretUrl::new(url.replacen("mariadb:", "mysql:", 1)),
         query: query?,
+        recheck_query,
         timezone,
         timeout,
     })
+}
+
+fn suppress_settings(
+    p: &mut Problems,
+    raw: &super::raw::RawSuppress,
+    warnings: &mut Vec<String>,
+) -> SuppressSettings {
+    let mut out = SuppressSettings {
+        auto: raw.auto.unwrap_or(true),
+        file: raw.file.as_ref().map(PathBuf::from),
+        ..SuppressSettings::default()
+    };
+    for (i, address) in raw.addresses.iter().enumerate() {
+        match address.trim().parse::<lettre::Address>() {
+            Ok(a) => {
+                out.addresses.insert(a.to_string().to_lowercase());
+            }
+            Err(_) => p.add(
+                format!("suppress.addresses[{i}]"),
+                format!("\"{address}\" is not an email address"),
+            ),
+        }
+    }
+    for (i, domain) in raw.domains.iter().enumerate() {
+        let domain = domain.trim().trim_start_matches('@').to_lowercase();
+        if domain.is_empty() || domain.contains(['@', ' ']) {
+            p.add(
+                format!("suppress.domains[{i}]"),
+                format!("\"{domain}\" is not a domain like \"example.com\""),
+            );
+        } else {
+            out.domains.insert(domain);
+        }
+    }
+    if let Some(file) = &out.file {
+        match crate::suppress::read_file(file) {
+            Ok((_, problems)) => {
+                for (line, reason) in problems {
+                    p.add(format!("suppress.file ({}:{line})", file.display()), reason);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => warnings.push(format!(
+                "suppress.file: {} does not exist yet; it is read once it does",
+                file.display()
+            )),
+            Err(e) => p.add(
+                "suppress.file",
+                format!("cannot read {}: {e}", file.display()),
+            ),
+        }
+    }
+    out
 }
 
 fn calendar_settings(
@@ -618,6 +715,17 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
                 format!("{n} is not between 1 and 1024"),
             );
             1
+        }
+    };
+    let rate = match raw.rate {
+        None => None,
+        Some(r) if r.is_finite() && r > 0.0 && r <= 1_000_000.0 => Some(r),
+        Some(r) => {
+            p.add(
+                format!("{key}.rate"),
+                format!("{r} is not a number of messages per second above 0"),
+            );
+            None
         }
     };
     let retry = RetryPolicy {
@@ -792,6 +900,7 @@ fn channel_settings(p: &mut Problems, name: &str, raw: &RawChannel) -> Option<Ch
         kind,
         timeout,
         concurrency,
+        rate,
         retry,
     })
 }

@@ -133,7 +133,7 @@ pub async fn run_with_listener(
     }
     let channels = crate::channels::build(&settings).context("failed to set up channels")?;
     let instance = format!("{}-{}", hostname(), std::process::id());
-    let dispatcher = Dispatcher::new(config.clone(), store.clone(), channels, instance);
+    let dispatcher = Dispatcher::new(config.clone(), store.clone(), channels, instance)?;
     let poll_now = Arc::new(Notify::new());
     let dispatch_now = Arc::new(Notify::new());
     let metrics = crate::telemetry::install();
@@ -294,8 +294,9 @@ fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), Str
         warn!("http.listen changed: takes effect at the next restart");
     }
     let channels = crate::channels::build(&new.settings).map_err(|e| format!("channels: {e:#}"))?;
-    dispatcher.replace(new, channels);
-    Ok(())
+    dispatcher
+        .replace(new, channels)
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn same_source(a: &SourceSettings, b: &SourceSettings) -> bool {

@@ -85,6 +85,27 @@ impl Source {
         Ok(snapshot)
     }
 
+    /// Re-reads one ticket with `query` (`source.recheck_query`); None when
+    /// the query returns no row for it.
+    pub async fn recheck(&self, query: &str, id: &str) -> anyhow::Result<Option<Ticket>> {
+        let row =
+            tokio::time::timeout(self.settings.timeout, self.pool.first_row_for_id(query, id))
+                .await
+                .map_err(|_| anyhow::anyhow!("the re-check query took longer than source.timeout"))?
+                .with_context(|| {
+                    format!(
+                        "re-check query against {} failed",
+                        self.settings.url.redacted()
+                    )
+                })?;
+        match row {
+            None => Ok(None),
+            Some(cells) => columns::ticket_from_row(cells, self.settings.timezone, &mut Vec::new())
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("re-check: {e}")),
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -76,6 +76,46 @@ impl SqlPool {
         Ok(())
     }
 
+    /// Runs a query with the ticket id bound to its `:id` (or `$1` / `?`)
+    /// parameter, as text, and returns the first row.
+    pub async fn first_row_for_id(
+        &self,
+        query: &str,
+        id: &str,
+    ) -> Result<Option<Vec<(String, Cell)>>, sqlx::Error> {
+        let (postgres, mysql) = (
+            matches!(self, SqlPool::Postgres(_)),
+            matches!(self, SqlPool::MySql(_)),
+        );
+        let (sql, binds) = bind_id_parameter(query, if postgres { "$1" } else { "?" });
+        let sql = || AssertSqlSafe(sql.clone());
+        Ok(match self {
+            SqlPool::Sqlite(pool) => {
+                let mut q = sqlx::query(sql());
+                for _ in 0..binds {
+                    q = q.bind(id);
+                }
+                q.fetch_optional(pool)
+                    .await?
+                    .map(|row| read_row::<sqlx::Sqlite>(&row, false))
+            }
+            SqlPool::Postgres(pool) => sqlx::query(sql())
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| read_row::<sqlx::Postgres>(&row, false)),
+            SqlPool::MySql(pool) => {
+                let mut q = sqlx::query(sql());
+                for _ in 0..binds {
+                    q = q.bind(id);
+                }
+                q.fetch_optional(pool)
+                    .await?
+                    .map(|row| read_row::<sqlx::MySql>(&row, mysql))
+            }
+        })
+    }
+
     pub async fn close(&self) {
         match self {
             SqlPool::Sqlite(p) => p.close().await,
@@ -187,4 +227,74 @@ where
         return Cell::Text(text);
     }
     Cell::Unsupported(type_name)
+}
+
+/// True when the query has an id parameter: `:id`, `$1` or `?`.
+pub fn has_id_parameter(query: &str) -> bool {
+    !id_parameter_positions(query).is_empty() || query.contains("$1") || query.contains('?')
+}
+
+/// Replaces each `:id` with the backend's placeholder and says how many
+/// values to bind (PostgreSQL's `$1` is bound once however often it occurs).
+fn bind_id_parameter(query: &str, placeholder: &str) -> (String, usize) {
+    let positions = id_parameter_positions(query);
+    if positions.is_empty() {
+        let binds = if placeholder == "$1" {
+            1
+        } else {
+            query.matches('?').count().max(1)
+        };
+        return (query.to_owned(), binds);
+    }
+    let mut out = String::with_capacity(query.len());
+    let mut last = 0;
+    for &at in &positions {
+        out.push_str(&query[last..at]);
+        out.push_str(placeholder);
+        last = at + 3;
+    }
+    out.push_str(&query[last..]);
+    let binds = if placeholder == "$1" {
+        1
+    } else {
+        positions.len()
+    };
+    (out, binds)
+}
+
+/// Byte offsets of `:id` tokens (not `::id…` casts, not `:identifier`).
+fn id_parameter_positions(query: &str) -> Vec<usize> {
+    let bytes = query.as_bytes();
+    query
+        .match_indices(":id")
+        .map(|(at, _)| at)
+        .filter(|&at| {
+            let before_ok = at == 0 || bytes[at - 1] != b':';
+            let after = bytes.get(at + 3).copied();
+            let after_ok = after.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == b'_'));
+            before_ok && after_ok
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_parameter_becomes_the_backend_placeholder() {
+        let q =
+            "SELECT * FROM t WHERE id = :id::int OR parent = :id AND x::identity = 1 AND :idx = 2";
+        let (pg, binds) = bind_id_parameter(q, "$1");
+        assert_eq!(
+            pg,
+            "SELECT * FROM t WHERE id = $1::int OR parent = $1 AND x::identity = 1 AND :idx = 2"
+        );
+        assert_eq!(binds, 1);
+        let (other, binds) = bind_id_parameter(q, "?");
+        assert_eq!(binds, 2);
+        assert!(other.starts_with("SELECT * FROM t WHERE id = ?::int OR parent = ?"));
+        assert!(has_id_parameter("SELECT 1 WHERE id = ?"));
+        assert!(!has_id_parameter("SELECT 1"));
+    }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow};
+pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
 
 use crate::notice::{SeriesKey, Status};
 use crate::planner::{NextNotice, Plan, SeriesState};
@@ -474,6 +474,97 @@ impl Store {
             }
         }
         Ok(refused)
+    }
+
+    /// Cancels a pending notice (the pre-send re-check found the wait over).
+    pub async fn cancel(&self, id: &str, reason: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
+                    claimed_by = NULL, claim_until = NULL
+             WHERE id = ?1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("failed to cancel notice {id}"))?;
+        Ok(())
+    }
+
+    /// When a notice last went out to this recipient (for the per-recipient limit).
+    pub async fn last_sent_to(&self, recipient: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(sent_at) FROM notices WHERE status = 'sent' AND recipient = ?1",
+        )
+        .bind(recipient)
+        .fetch_one(&self.pool)
+        .await
+        .context("failed to read the last notice to a recipient")?;
+        Ok(v.map(from_ms))
+    }
+
+    /// The stored suppression of an address or its `@domain`, if any.
+    pub async fn suppression_of(&self, address: &str) -> anyhow::Result<Option<Suppression>> {
+        let address = address.to_lowercase();
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| format!("@{d}"))
+            .unwrap_or_default();
+        let row = sqlx::query("SELECT address, reason, source, created_at FROM suppressions WHERE address IN (?1, ?2) ORDER BY created_at LIMIT 1")
+            .bind(&address)
+            .bind(&domain)
+            .fetch_optional(&self.pool)
+            .await
+            .context("failed to read suppressions")?;
+        row.map(|r| Suppression::from_row(&r))
+            .transpose()
+            .context("failed to read a suppression")
+    }
+
+    /// Adds (or updates) a suppression. `address` is an address or `@domain`.
+    pub async fn suppress(
+        &self,
+        address: &str,
+        reason: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO suppressions (address, reason, source, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (address) DO UPDATE SET reason = excluded.reason, source = excluded.source",
+        )
+        .bind(address.to_lowercase())
+        .bind(reason)
+        .bind(source)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .context("failed to store a suppression")?;
+        Ok(())
+    }
+
+    /// Removes a stored suppression; false when there was none.
+    pub async fn unsuppress(&self, address: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query("DELETE FROM suppressions WHERE address = ?1")
+            .bind(address.to_lowercase())
+            .execute(&self.pool)
+            .await
+            .context("failed to remove a suppression")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn suppressions(&self) -> anyhow::Result<Vec<Suppression>> {
+        let rows = sqlx::query(
+            "SELECT address, reason, source, created_at FROM suppressions ORDER BY address",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to list suppressions")?;
+        rows.iter()
+            .map(Suppression::from_row)
+            .collect::<Result<_, _>>()
+            .context("failed to read suppressions")
     }
 
     pub fn path(&self) -> &Path {

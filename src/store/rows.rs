@@ -110,3 +110,24 @@ pub struct NoticeFilter {
     pub status: Option<Status>,
     pub ticket: Option<String>,
 }
+
+/// A stored suppression: an address or `@domain` that gets no notice.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suppression {
+    pub address: String,
+    pub reason: String,
+    /// `cli` or `auto`.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Suppression {
+    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Suppression {
+            address: r.try_get("address")?,
+            reason: r.try_get("reason")?,
+            source: r.try_get("source")?,
+            created_at: from_ms(r.try_get("created_at")?),
+        })
+    }
+}

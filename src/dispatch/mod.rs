@@ -1,0 +1,248 @@
+//! Dispatching: claim due notices with a lease, check each against the
+//! latest plan, render it, send it outside any transaction, and record the
+//! result. At most `concurrency` sends per channel are in flight, and each
+//! slot records its result before it takes the next notice, so a crash can
+//! duplicate at most `concurrency` notices per channel.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+
+mod deliver;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::channels::Channel;
+use crate::config::Config;
+use crate::source::Source;
+use crate::store::{ClaimedNotice, Store};
+use crate::suppress::Suppressor;
+
+/// What a reload replaces as one: the config and everything built from it.
+pub struct Live {
+    pub config: Config,
+    pub channels: BTreeMap<String, Arc<Channel>>,
+    /// Send slots per channel (`concurrency`).
+    pub slots: BTreeMap<String, Arc<Semaphore>>,
+    /// Message rate per channel (`rate`), where configured.
+    pub rates: BTreeMap<String, Arc<DefaultDirectRateLimiter>>,
+    pub suppressor: Suppressor,
+    /// The source for `source.recheck_query`, where configured.
+    pub recheck: Option<Source>,
+}
+
+impl Live {
+    fn build(
+        config: Config,
+        channels: BTreeMap<String, Arc<Channel>>,
+        previous: Option<&Live>,
+    ) -> anyhow::Result<Live> {
+        let settings = &config.settings;
+        let rates = settings
+            .channels
+            .iter()
+            .filter_map(|(name, ch)| {
+                let rate = ch.rate?;
+                // One message per 1/rate seconds, no burst beyond one.
+                let period = std::time::Duration::from_secs_f64(1.0 / rate);
+                let quota = Quota::with_period(period)?;
+                Some((name.clone(), Arc::new(RateLimiter::direct(quota))))
+            })
+            .collect();
+        let recheck = match &settings.source.recheck_query {
+            Some(_) => Some(Source::new(&settings.source)?),
+            None => None,
+        };
+        Ok(Live {
+            slots: slots_for(&config, previous),
+            rates,
+            suppressor: Suppressor::new(&settings.suppress),
+            recheck,
+            channels,
+            config,
+        })
+    }
+}
+
+pub struct Dispatcher {
+    live: RwLock<Arc<Live>>,
+    store: Store,
+    instance: String,
+    tracker: TaskTracker,
+    stale_logged: AtomicBool,
+    /// Notices being sent by this process right now. A claim is never taken
+    /// twice while its send runs, even if its lease ran out meanwhile.
+    in_flight: Mutex<HashSet<String>>,
+    /// Recipients with a send in flight (for `limits.per_recipient`).
+    recipients: Mutex<HashSet<String>>,
+    /// Woken whenever a send slot frees up, so the next due notice is
+    /// claimed at once instead of at the next tick.
+    pub slot_freed: tokio::sync::Notify,
+}
+
+impl Dispatcher {
+    pub fn new(
+        config: Config,
+        store: Store,
+        channels: BTreeMap<String, Arc<Channel>>,
+        instance: String,
+    ) -> anyhow::Result<Arc<Self>> {
+        let live = Live::build(config, channels, None)?;
+        Ok(Arc::new(Self {
+            live: RwLock::new(Arc::new(live)),
+            store,
+            instance,
+            tracker: TaskTracker::new(),
+            stale_logged: AtomicBool::new(false),
+            in_flight: Mutex::new(HashSet::new()),
+            recipients: Mutex::new(HashSet::new()),
+            slot_freed: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// The config, channels and slots in force now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a reloaded config and its channels. Sends in flight finish
+    /// with what they started with; a channel whose concurrency is unchanged
+    /// keeps its slots, so the limit holds across the swap.
+    pub fn replace(
+        &self,
+        config: Config,
+        channels: BTreeMap<String, Arc<Channel>>,
+    ) -> anyhow::Result<()> {
+        let mut guard = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let live = Live::build(config, channels, Some(&guard))?;
+        *guard = Arc::new(live);
+        Ok(())
+    }
+
+    /// Sends in flight, for graceful shutdown.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// Nothing is sent on stale data: when the last successful poll is older
+    /// than `max_snapshot_age`, a ticket may have been answered meanwhile.
+    async fn snapshot_is_fresh(&self, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let max_snapshot_age = self.live().config.settings.daemon.max_snapshot_age;
+        let max_age = chrono::Duration::from_std(max_snapshot_age).unwrap_or_default();
+        let fresh = self
+            .store
+            .last_poll_at()
+            .await?
+            .is_some_and(|at| now - at <= max_age);
+        let was_stale = self.stale_logged.swap(!fresh, Ordering::Relaxed);
+        if !fresh && !was_stale {
+            warn!(
+                max_snapshot_age = %humantime::format_duration(max_snapshot_age),
+                "no successful poll within max_snapshot_age: holding every notice until the source answers again"
+            );
+        } else if fresh && was_stale {
+            info!("the source answers again: sending resumes");
+        }
+        metrics::gauge!("interim_snapshot_fresh").set(if fresh { 1.0 } else { 0.0 });
+        Ok(fresh)
+    }
+
+    /// One pass: claims due notices for every free slot and starts their
+    /// sends. Returns how many were started.
+    pub async fn dispatch_due(self: &Arc<Self>, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        if !self.snapshot_is_fresh(now).await? {
+            return Ok(0);
+        }
+        let mut started = 0;
+        let live = self.live();
+        for (name, slots) in &live.slots {
+            let free = slots.available_permits();
+            if free == 0 {
+                continue;
+            }
+            let lease = live.config.settings.store.claim_lease;
+            let claimed = self
+                .store
+                .claim_due(name, now, free, lease, &self.instance)
+                .await?;
+            for notice in claimed {
+                if !self.in_flight_guard().insert(notice.id.clone()) {
+                    continue;
+                }
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Cannot happen (we claimed no more than the free slots);
+                    // give the claim back rather than exceed the limit.
+                    self.in_flight_guard().remove(&notice.id);
+                    self.store.release(&notice.id, None).await?;
+                    continue;
+                };
+                let span = info_span!("notice", ticket.id = %notice.ticket_id, policy = %notice.policy, notice.id = %notice.id, number = notice.number);
+                let (this, live) = (Arc::clone(self), Arc::clone(&live));
+                self.tracker.spawn(
+                    async move { this.deliver(&live, notice, permit).await }.instrument(span),
+                );
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        live: &Live,
+        notice: ClaimedNotice,
+        permit: OwnedSemaphorePermit,
+    ) {
+        if let Err(e) = self.try_deliver(live, &notice).await {
+            // The claim stays; its lease ends and the notice is tried again.
+            error!(
+                error = format!("{e:#}"),
+                "failed to record a delivery; the notice will be retried when its claim expires"
+            );
+        }
+        self.in_flight_guard().remove(&notice.id);
+        drop(permit);
+        self.slot_freed.notify_one();
+    }
+
+    fn recipients_guard(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.recipients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn in_flight_guard(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A poisoned set is still the right set: the panicking task held no
+        // half-done update of it.
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Send slots per channel; a channel whose concurrency did not change keeps
+/// the slots it had, with the permits its sends in flight hold.
+fn slots_for(config: &Config, previous: Option<&Live>) -> BTreeMap<String, Arc<Semaphore>> {
+    config
+        .settings
+        .channels
+        .iter()
+        .map(|(name, ch)| {
+            let kept = previous
+                .filter(|old| {
+                    old.config
+                        .settings
+                        .channels
+                        .get(name)
+                        .map(|c| c.concurrency)
+                        == Some(ch.concurrency)
+                })
+                .and_then(|old| old.slots.get(name).cloned());
+            (
+                name.clone(),
+                kept.unwrap_or_else(|| Arc::new(Semaphore::new(ch.concurrency))),
+            )
+        })
+        .collect()
+}
