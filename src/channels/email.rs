@@ -10,7 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::{DeliveryError, Outgoing, Refusal};
 use crate::config::{EmailSettings, TlsMode};
 use crate::secret::ExposeSecret;
-use crate::templates::single_line;
+use crate::templates::{clip, single_line};
 
 pub struct EmailChannel {
     settings: EmailSettings,
@@ -107,7 +107,7 @@ pub fn build_message(
         .ticket
         .customer_name
         .as_deref()
-        .map(single_line)
+        .map(|n| clip(&single_line(n), 100))
         .filter(|n| !n.is_empty())
         .or(parsed.name.clone());
     let to = Mailbox::new(name, parsed.email);
@@ -118,7 +118,7 @@ pub fn build_message(
         .subject(single_line(&out.message.subject))
         .message_id(Some(format!("<{}@{}>", out.notice_id, domain)))
         .header(AutoSubmitted("auto-generated".into()))
-        .header(XInterimTicket(single_line(&out.ticket.id)))
+        .header(XInterimTicket(clip(&single_line(&out.ticket.id), 200)))
         .header(XInterimNotice(out.notice_id.to_owned()));
     if let Some(reply_to) = reply_to {
         builder = builder.reply_to(reply_to.clone());

@@ -82,9 +82,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn describe_config_error(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    // TOML syntax errors come as a multi-line drawing; one line with the
+    // position and the reason reads better in logs.
+    if let Some(start) = text.find("TOML parse error at ") {
+        let first = text[start..].lines().next().unwrap_or_default();
+        let position = first.trim_start_matches("TOML parse error at ").trim();
+        let reason = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with('|')
+                    && !l.contains(" | ")
+                    && !l.starts_with("in ")
+                    && !l.starts_with('^')
+            })
+            .next_back()
+            .unwrap_or("");
+        return format!("{position}: {reason}");
+    }
     // The config crate appends "for key `x`" and the file path; the message
     // itself is what ops need, the key path we add ourselves.
-    let text = e.to_string();
     let text = text.split(" for key `").next().unwrap_or(&text);
     text.split(" in ").next().unwrap_or(text).to_owned()
 }

@@ -205,7 +205,7 @@ impl Templates {
         };
         let subject = render("subject")?.unwrap_or_default();
         Ok(Message {
-            subject: single_line(&subject),
+            subject: clip(&single_line(&subject), MAX_SUBJECT_CHARS),
             text: render("txt")?.unwrap_or_default(),
             html: render("html")?,
             language,
@@ -255,6 +255,24 @@ pub fn single_line(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The longest subject we send, in characters: mail clients show far less,
+/// and header lines must stay within RFC 5322's limits.
+pub const MAX_SUBJECT_CHARS: usize = 200;
+
+/// Cuts text to `max` characters, marking the cut with "…".
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => {
+            let keep = text[..cut]
+                .char_indices()
+                .nth(max.saturating_sub(1))
+                .map_or(cut, |(i, _)| i);
+            format!("{}…", &text[..keep])
+        }
+        None => text.to_owned(),
+    }
 }
 
 /// `interim.de.subject` -> `interim.de`.
