@@ -91,14 +91,13 @@ fn describe_config_error(e: &config::ConfigError) -> String {
         let reason = text
             .lines()
             .map(str::trim)
-            .filter(|l| {
+            .rfind(|l| {
                 !l.is_empty()
                     && !l.starts_with('|')
                     && !l.contains(" | ")
                     && !l.starts_with("in ")
                     && !l.starts_with('^')
             })
-            .next_back()
             .unwrap_or("");
         return format!("{position}: {reason}");
     }
