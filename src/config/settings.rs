@@ -333,8 +333,17 @@ impl Settings {
             .url
             .clone()
             .unwrap_or_else(|| "sqlite://var/interim.db".into());
-        if !store_url.starts_with("sqlite:") {
-            p.add("store.url", format!("unsupported store \"{}\": this version stores its ledger in SQLite (sqlite://PATH)", crate::secret::redact_url(&store_url)));
+        if !["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|scheme| store_url.starts_with(scheme))
+        {
+            p.add(
+                "store.url",
+                format!(
+                    "unsupported store \"{}\": use sqlite://PATH (one machine) or postgres://… (several instances)",
+                    crate::secret::redact_url(&store_url)
+                ),
+            );
         }
         let store = StoreSettings {
             url: SecretUrl::new(store_url),

@@ -5,13 +5,13 @@
 mod rows;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AssertSqlSafe, Executor, Row};
 
 pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
 
@@ -19,7 +19,16 @@ use crate::notice::{SeriesKey, Status};
 use crate::planner::{NextNotice, Plan, SeriesState};
 use crate::secret::SecretUrl;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+const CLAIM_SQL: &str = "UPDATE notices SET claimed_by = ?1, claim_until = ?2
+     WHERE id IN (SELECT id FROM notices
+                  WHERE status = 'pending' AND channel = ?3 AND next_attempt_at <= ?4
+                    AND (claim_until IS NULL OR claim_until < ?4)
+                  ORDER BY next_attempt_at LIMIT ?5)
+     RETURNING id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
+               due_at, send_at, attempts, first_attempt_at, ticket";
 
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -46,23 +55,40 @@ async fn lock_file_blocking(path: PathBuf) -> anyhow::Result<std::fs::File> {
     .context("the lock task failed")?
 }
 
-#[derive(Clone)]
-pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+/// Which database holds the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One machine, one daemon.
+    Sqlite,
+    /// Several instances share it.
+    Postgres,
 }
 
-/// Held by the one daemon that may use a SQLite store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// The SQLite file, for the single-daemon lock.
+    path: Option<PathBuf>,
+}
+
+/// Held by the one daemon that may use a SQLite store (a no-op for
+/// PostgreSQL, which several instances share).
 pub struct DaemonLock {
-    _file: std::fs::File,
+    _file: Option<std::fs::File>,
 }
 
 impl Store {
-    /// Opens the store, creating and migrating a missing SQLite file.
+    /// Opens the store: a missing SQLite file is created and migrated; a
+    /// PostgreSQL database must exist (its tables are migrated).
     pub async fn open(url: &SecretUrl) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
         let raw = url.expose();
+        if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+            return Self::open_postgres(url).await;
+        }
         let Some(rest) = raw.strip_prefix("sqlite:") else {
-            bail!("unsupported store URL {url}: use sqlite://PATH");
+            bail!("unsupported store URL {url}: use sqlite://PATH or postgres://…");
         };
         let path = PathBuf::from(
             rest.trim_start_matches("//")
@@ -82,29 +108,80 @@ impl Store {
         // with another process doing the same (a CLI command next to a
         // starting daemon): one at a time, under a lock file.
         let setup_lock = lock_file_blocking(path.with_extension("setup.lock")).await?;
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .with_context(|| format!("invalid store URL {url}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Wait for a lock instead of failing at once; WAL makes
+                    // readers and the one writer not block each other.
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            })
+            .connect(&format!("sqlite://{}?mode=rwc", path.display()))
             .await
             .with_context(|| format!("failed to open the store {url}"))?;
-        MIGRATIONS
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await
+            .with_context(|| format!("failed to switch the store {url} to WAL"))?;
+        SQLITE_MIGRATIONS
             .run(&pool)
             .await
             .with_context(|| format!("failed to migrate the store {url}"))?;
         drop(setup_lock);
-        Ok(Store { pool, path })
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+            path: Some(path),
+        })
     }
 
-    /// Only one daemon may use a SQLite store at a time.
+    async fn open_postgres(url: &SecretUrl) -> anyhow::Result<Store> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url.expose())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to connect to the store {url}: {}",
+                    crate::secret::redact_url(&e.to_string())
+                )
+            })?;
+        // Several instances may start at once: migrations run one at a time
+        // (sqlx's migrator takes an advisory lock on PostgreSQL).
+        POSTGRES_MIGRATIONS
+            .run(&pool)
+            .await
+            .with_context(|| format!("failed to migrate the store {url}"))?;
+        Ok(Store {
+            pool,
+            backend: Backend::Postgres,
+            path: None,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// SQL is written with SQLite's `?N` parameters; PostgreSQL spells them `$N`.
+    fn sql(&self, text: &'static str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(match self.backend {
+            Backend::Sqlite => text.to_owned(),
+            Backend::Postgres => text.replace('?', "$"),
+        })
+    }
+
+    /// Only one daemon may use a SQLite store at a time; PostgreSQL stores
+    /// are shared by design.
     pub fn lock_for_daemon(&self) -> anyhow::Result<DaemonLock> {
-        let lock_path = self.path.with_extension("lock");
+        let Some(path) = &self.path else {
+            return Ok(DaemonLock { _file: None });
+        };
+        let lock_path = path.with_extension("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -112,10 +189,10 @@ impl Store {
             .open(&lock_path)
             .with_context(|| format!("failed to open {}", lock_path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(DaemonLock { _file: file }),
+            Ok(()) => Ok(DaemonLock { _file: Some(file) }),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "another interim daemon is using the store {} (lock {} is held); one daemon per SQLite store",
-                self.path.display(),
+                path.display(),
                 lock_path.display()
             ),
             Err(std::fs::TryLockError::Error(e)) => {
@@ -129,11 +206,15 @@ impl Store {
     }
 
     /// A restarted daemon takes back its unfinished claims at once: with
-    /// SQLite it is the only daemon, so every claim was its own.
+    /// SQLite it is the only daemon, so every claim was its own. (On
+    /// PostgreSQL a dead instance's claims end with their lease.)
     pub async fn release_all_claims(&self) -> anyhow::Result<u64> {
-        let done = sqlx::query(
+        if self.backend == Backend::Postgres {
+            return Ok(0);
+        }
+        let done = sqlx::query(self.sql(
             "UPDATE notices SET claimed_by = NULL, claim_until = NULL WHERE claimed_by IS NOT NULL",
-        )
+        ))
         .execute(&self.pool)
         .await
         .context("failed to release claims")?;
@@ -141,7 +222,7 @@ impl Store {
     }
 
     pub async fn last_poll_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = 'last_poll_at'")
+        let row = sqlx::query(self.sql("SELECT value FROM meta WHERE key = 'last_poll_at'"))
             .fetch_optional(&self.pool)
             .await
             .context("failed to read the last poll time")?;
@@ -151,7 +232,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1")
+        sqlx::query(self.sql("SELECT 1"))
             .execute(&self.pool)
             .await
             .context("store unreachable")?;
@@ -160,13 +241,13 @@ impl Store {
 
     /// The ledger's view of every current series (for one mode: live or dry run).
     pub async fn load_series(&self, dry_run: bool) -> anyhow::Result<Vec<SeriesState>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_ref_at,
                     n.id, n.number, n.status, n.due_at, n.send_at, n.ticket
              FROM series s LEFT JOIN notices n ON n.id = s.next_id
              WHERE s.dry_run = ?1",
-        )
-        .bind(dry_run)
+        ))
+        .bind(i64::from(dry_run))
         .fetch_all(&self.pool)
         .await
         .context("failed to load series")?;
@@ -213,20 +294,18 @@ impl Store {
             .context("failed to begin the plan transaction")?;
         let now_ms = ms(now);
         for key in &plan.new_series {
-            sqlx::query("INSERT OR IGNORE INTO series (ticket_id, policy, episode, dry_run) VALUES (?1, ?2, ?3, ?4)")
+            sqlx::query(self.sql("INSERT INTO series (ticket_id, policy, episode, dry_run) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"))
                 .bind(&key.ticket_id)
                 .bind(&key.policy)
                 .bind(ms(key.episode))
-                .bind(dry_run)
+                .bind(i64::from(dry_run))
                 .execute(&mut *tx)
                 .await?;
         }
         for (id, reason) in &plan.cancels {
-            sqlx::query(
-                "UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
+            sqlx::query(self.sql("UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
                         claimed_by = NULL, claim_until = NULL
-                 WHERE id = ?1 AND status = 'pending'",
-            )
+                 WHERE id = ?1 AND status = 'pending'"))
             .bind(id)
             .bind(reason)
             .bind(now_ms)
@@ -234,11 +313,11 @@ impl Store {
             .await?;
         }
         for key in &plan.ended_series {
-            sqlx::query("DELETE FROM series WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4")
+            sqlx::query(self.sql("DELETE FROM series WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4"))
                 .bind(&key.ticket_id)
                 .bind(&key.policy)
                 .bind(ms(key.episode))
-                .bind(dry_run)
+                .bind(i64::from(dry_run))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -246,8 +325,7 @@ impl Store {
             // A pending notice follows the plan (a changed threshold moves
             // it) unless a retry is scheduled; a cancelled one comes back
             // when its ticket matches again. Ended notices never change.
-            sqlx::query(
-                "INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices, status, channel,
+            sqlx::query(self.sql("INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices, status, channel,
                                       recipient, due_at, send_at, next_attempt_at, ticket, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?13)
                  ON CONFLICT (id) DO UPDATE SET
@@ -259,13 +337,12 @@ impl Store {
                     first_attempt_at = CASE WHEN notices.status = 'cancelled' THEN NULL ELSE notices.first_attempt_at END,
                     cancel_reason = NULL, finished_at = NULL,
                     status = 'pending', updated_at = excluded.updated_at
-                 WHERE notices.status IN ('pending', 'cancelled')",
-            )
+                 WHERE notices.status IN ('pending', 'cancelled')"))
             .bind(&n.id)
             .bind(&n.key.ticket_id)
             .bind(&n.key.policy)
             .bind(ms(n.key.episode))
-            .bind(dry_run)
+            .bind(i64::from(dry_run))
             .bind(n.number as i64)
             .bind(n.max_notices as i64)
             .bind(&n.channel)
@@ -276,16 +353,16 @@ impl Store {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE series SET next_id = ?5 WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4")
+            sqlx::query(self.sql("UPDATE series SET next_id = ?5 WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4"))
                 .bind(&n.key.ticket_id)
                 .bind(&n.key.policy)
                 .bind(ms(n.key.episode))
-                .bind(dry_run)
+                .bind(i64::from(dry_run))
                 .bind(&n.id)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('last_poll_at', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('last_poll_at', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
             .bind(now_ms.to_string())
             .execute(&mut *tx)
             .await?;
@@ -304,23 +381,25 @@ impl Store {
         instance: &str,
     ) -> anyhow::Result<Vec<ClaimedNotice>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-        let rows = sqlx::query(
-            "UPDATE notices SET claimed_by = ?1, claim_until = ?2
-             WHERE id IN (SELECT id FROM notices
-                          WHERE status = 'pending' AND channel = ?3 AND next_attempt_at <= ?4
-                            AND (claim_until IS NULL OR claim_until < ?4)
-                          ORDER BY next_attempt_at LIMIT ?5)
-             RETURNING id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
-                       due_at, send_at, attempts, first_attempt_at, ticket",
-        )
-        .bind(instance)
-        .bind(ms(until))
-        .bind(channel)
-        .bind(ms(now))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await
-        .with_context(|| format!("failed to claim due notices of channel {channel}"))?;
+        // On PostgreSQL, instances skip each other's locked rows instead of
+        // waiting for them.
+        let sql = match self.backend {
+            Backend::Sqlite => self.sql(CLAIM_SQL),
+            Backend::Postgres => AssertSqlSafe(
+                CLAIM_SQL
+                    .replace("LIMIT ?5", "LIMIT ?5 FOR UPDATE SKIP LOCKED")
+                    .replace('?', "$"),
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(instance)
+            .bind(ms(until))
+            .bind(channel)
+            .bind(ms(now))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .with_context(|| format!("failed to claim due notices of channel {channel}"))?;
         rows.iter()
             .map(ClaimedNotice::from_row)
             .collect::<Result<_, _>>()
@@ -329,21 +408,23 @@ impl Store {
 
     /// The earliest next attempt among pending notices, to sleep until it.
     pub async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM notices WHERE status = 'pending'")
-                .fetch_one(&self.pool)
-                .await
-                .context("failed to read the next due time")?;
+        let v: Option<i64> = sqlx::query_scalar(
+            self.sql("SELECT MIN(next_attempt_at) FROM notices WHERE status = 'pending'"),
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("failed to read the next due time")?;
         Ok(v.map(from_ms))
     }
 
     /// The notice's status as the latest plan left it (the pre-send check).
     pub async fn status_of(&self, id: &str) -> anyhow::Result<Option<Status>> {
-        let v: Option<String> = sqlx::query_scalar("SELECT status FROM notices WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .context("failed to read a notice's status")?;
+        let v: Option<String> =
+            sqlx::query_scalar(self.sql("SELECT status FROM notices WHERE id = ?1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .context("failed to read a notice's status")?;
         Ok(v.as_deref().and_then(Status::parse))
     }
 
@@ -359,12 +440,10 @@ impl Store {
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let sent_at = matches!(status, Status::Sent | Status::DryRun).then_some(ms(finished));
-        sqlx::query(
-            "UPDATE notices SET status = ?2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?3),
+        sqlx::query(self.sql("UPDATE notices SET status = ?2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?3),
                     last_attempt_at = ?3, sent_at = ?4, finished_at = ?5, next_notice_at = ?6, last_error = COALESCE(?7, last_error),
                     claimed_by = NULL, claim_until = NULL, updated_at = ?5
-             WHERE id = ?1",
-        )
+             WHERE id = ?1"))
         .bind(&n.id)
         .bind(status.as_str())
         .bind(ms(attempt_started))
@@ -375,14 +454,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         // The next notice is spaced from when this one's final attempt began.
-        sqlx::query(
+        sqlx::query(self.sql(
             "UPDATE series SET done = ?5, last_ref_at = ?6, next_id = NULL
              WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4 AND done < ?5",
-        )
+        ))
         .bind(&n.ticket_id)
         .bind(&n.policy)
         .bind(ms(n.episode))
-        .bind(n.dry_run)
+        .bind(i64::from(n.dry_run))
         .bind(n.number as i64)
         .bind(ms(attempt_started))
         .execute(&mut *tx)
@@ -401,11 +480,9 @@ impl Store {
         next_attempt: DateTime<Utc>,
         error: &str,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE notices SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?2), last_attempt_at = ?2,
+        sqlx::query(self.sql("UPDATE notices SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?2), last_attempt_at = ?2,
                     next_attempt_at = ?3, last_error = ?4, claimed_by = NULL, claim_until = NULL, updated_at = ?2
-             WHERE id = ?1 AND status = 'pending'",
-        )
+             WHERE id = ?1 AND status = 'pending'"))
         .bind(&n.id)
         .bind(ms(attempt_started))
         .bind(ms(next_attempt))
@@ -423,10 +500,8 @@ impl Store {
         id: &str,
         next_attempt: Option<DateTime<Utc>>,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE notices SET claimed_by = NULL, claim_until = NULL, next_attempt_at = COALESCE(?2, next_attempt_at)
-             WHERE id = ?1 AND status = 'pending'",
-        )
+        sqlx::query(self.sql("UPDATE notices SET claimed_by = NULL, claim_until = NULL, next_attempt_at = COALESCE(?2, next_attempt_at)
+             WHERE id = ?1 AND status = 'pending'"))
         .bind(id)
         .bind(next_attempt.map(ms))
         .execute(&self.pool)
@@ -436,13 +511,11 @@ impl Store {
     }
 
     pub async fn list(&self, filter: &NoticeFilter) -> anyhow::Result<Vec<NoticeRow>> {
-        let rows = sqlx::query(
-            "SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at, next_attempt_at,
+        let rows = sqlx::query(self.sql("SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at, next_attempt_at,
                     sent_at, last_error, channel, recipient, dry_run, next_notice_at, cancel_reason, episode, ticket
              FROM notices
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR ticket_id = ?2)
-             ORDER BY created_at, ticket_id, policy, number",
-        )
+             ORDER BY created_at, ticket_id, policy, number"))
         .bind(filter.status.map(|s| s.as_str()))
         .bind(filter.ticket.as_deref())
         .fetch_all(&self.pool)
@@ -459,11 +532,9 @@ impl Store {
     pub async fn retry(&self, ids: &[String], now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
         let mut refused = Vec::new();
         for id in ids {
-            let done = sqlx::query(
-                "UPDATE notices SET status = 'pending', next_attempt_at = ?2, first_attempt_at = NULL, finished_at = NULL,
+            let done = sqlx::query(self.sql("UPDATE notices SET status = 'pending', next_attempt_at = ?2, first_attempt_at = NULL, finished_at = NULL,
                         updated_at = ?2
-                 WHERE id = ?1 AND status = 'dead'",
-            )
+                 WHERE id = ?1 AND status = 'dead'"))
             .bind(id)
             .bind(ms(now))
             .execute(&self.pool)
@@ -478,11 +549,9 @@ impl Store {
 
     /// Cancels a pending notice (the pre-send re-check found the wait over).
     pub async fn cancel(&self, id: &str, reason: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
+        sqlx::query(self.sql("UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
                     claimed_by = NULL, claim_until = NULL
-             WHERE id = ?1 AND status = 'pending'",
-        )
+             WHERE id = ?1 AND status = 'pending'"))
         .bind(id)
         .bind(reason)
         .bind(ms(now))
@@ -495,7 +564,7 @@ impl Store {
     /// When a notice last went out to this recipient (for the per-recipient limit).
     pub async fn last_sent_to(&self, recipient: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(sent_at) FROM notices WHERE status = 'sent' AND recipient = ?1",
+            self.sql("SELECT MAX(sent_at) FROM notices WHERE status = 'sent' AND recipient = ?1"),
         )
         .bind(recipient)
         .fetch_one(&self.pool)
@@ -511,7 +580,7 @@ impl Store {
             .rsplit_once('@')
             .map(|(_, d)| format!("@{d}"))
             .unwrap_or_default();
-        let row = sqlx::query("SELECT address, reason, source, created_at FROM suppressions WHERE address IN (?1, ?2) ORDER BY created_at LIMIT 1")
+        let row = sqlx::query(self.sql("SELECT address, reason, source, created_at FROM suppressions WHERE address IN (?1, ?2) ORDER BY created_at LIMIT 1"))
             .bind(&address)
             .bind(&domain)
             .fetch_optional(&self.pool)
@@ -530,10 +599,8 @@ impl Store {
         source: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO suppressions (address, reason, source, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (address) DO UPDATE SET reason = excluded.reason, source = excluded.source",
-        )
+        sqlx::query(self.sql("INSERT INTO suppressions (address, reason, source, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (address) DO UPDATE SET reason = excluded.reason, source = excluded.source"))
         .bind(address.to_lowercase())
         .bind(reason)
         .bind(source)
@@ -546,7 +613,7 @@ impl Store {
 
     /// Removes a stored suppression; false when there was none.
     pub async fn unsuppress(&self, address: &str) -> anyhow::Result<bool> {
-        let done = sqlx::query("DELETE FROM suppressions WHERE address = ?1")
+        let done = sqlx::query(self.sql("DELETE FROM suppressions WHERE address = ?1"))
             .bind(address.to_lowercase())
             .execute(&self.pool)
             .await
@@ -555,19 +622,21 @@ impl Store {
     }
 
     pub async fn suppressions(&self) -> anyhow::Result<Vec<Suppression>> {
-        let rows = sqlx::query(
-            "SELECT address, reason, source, created_at FROM suppressions ORDER BY address",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .context("failed to list suppressions")?;
+        let rows =
+            sqlx::query(self.sql(
+                "SELECT address, reason, source, created_at FROM suppressions ORDER BY address",
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .context("failed to list suppressions")?;
         rows.iter()
             .map(Suppression::from_row)
             .collect::<Result<_, _>>()
             .context("failed to read suppressions")
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file, if the store is one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 }

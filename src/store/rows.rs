@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::from_ms;
 use crate::notice::Status;
@@ -31,14 +31,14 @@ pub struct ClaimedNotice {
 }
 
 impl ClaimedNotice {
-    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
         let ticket_json: String = r.try_get("ticket")?;
         Ok(ClaimedNotice {
             id: r.try_get("id")?,
             ticket_id: r.try_get("ticket_id")?,
             policy: r.try_get("policy")?,
             episode: from_ms(r.try_get("episode")?),
-            dry_run: r.try_get("dry_run")?,
+            dry_run: r.try_get::<i64, _>("dry_run")? != 0,
             number: r.try_get::<i64, _>("number")? as u32,
             max_notices: r.try_get::<i64, _>("max_notices")? as u32,
             channel: r.try_get("channel")?,
@@ -80,7 +80,7 @@ pub struct NoticeRow {
 }
 
 impl NoticeRow {
-    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(NoticeRow {
             id: r.try_get("id")?,
             ticket_id: r.try_get("ticket_id")?,
@@ -96,7 +96,7 @@ impl NoticeRow {
             last_error: r.try_get("last_error")?,
             channel: r.try_get("channel")?,
             recipient: r.try_get("recipient")?,
-            dry_run: r.try_get("dry_run")?,
+            dry_run: r.try_get::<i64, _>("dry_run")? != 0,
             next_notice_at: r.try_get::<Option<i64>, _>("next_notice_at")?.map(from_ms),
             cancel_reason: r.try_get("cancel_reason")?,
             waiting_since: from_ms(r.try_get("episode")?),
@@ -122,7 +122,7 @@ pub struct Suppression {
 }
 
 impl Suppression {
-    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Suppression {
             address: r.try_get("address")?,
             reason: r.try_get("reason")?,
