@@ -53,6 +53,14 @@ pub struct PlannedNotice {
     pub ticket_json: String,
 }
 
+/// A pending notice whose wait ended before it went out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cancel {
+    pub id: String,
+    pub key: SeriesKey,
+    pub reason: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Plan {
     /// New or changed pending notices (also revivals of cancelled ones).
@@ -60,8 +68,8 @@ pub struct Plan {
     /// Every notice a series should have pending, changed or not (for
     /// `plan` output).
     pub wanted: Vec<PlannedNotice>,
-    /// Pending notices to cancel, with the reason.
-    pub cancels: Vec<(String, String)>,
+    /// Pending notices to cancel.
+    pub cancels: Vec<Cancel>,
     /// Series to create in the ledger.
     pub new_series: Vec<SeriesKey>,
     /// Series whose ticket is gone or whose wait restarted.
@@ -77,6 +85,30 @@ pub fn plan(
     tickets: &[Ticket],
     series: &[SeriesState],
     dry_run: bool,
+) -> Plan {
+    plan_scoped(settings, tickets, &[], series, dry_run, true)
+}
+
+/// Plans the series of changed tickets only (an incremental poll):
+/// `tickets` still wait, `ended` no longer do; every other ticket's series
+/// stays as it is. `series` may hold only the series of these tickets.
+pub fn plan_changes(
+    settings: &Settings,
+    tickets: &[Ticket],
+    ended: &[String],
+    series: &[SeriesState],
+    dry_run: bool,
+) -> Plan {
+    plan_scoped(settings, tickets, ended, series, dry_run, false)
+}
+
+fn plan_scoped(
+    settings: &Settings,
+    tickets: &[Ticket],
+    ended: &[String],
+    series: &[SeriesState],
+    dry_run: bool,
+    full: bool,
 ) -> Plan {
     let mut out = Plan::default();
     let known: HashMap<&SeriesKey, &SeriesState> = series.iter().map(|s| (&s.key, s)).collect();
@@ -147,8 +179,14 @@ pub fn plan(
         }
     }
 
+    let ended: HashSet<&str> = ended.iter().map(String::as_str).collect();
     for state in series {
         if wanted_keys.contains(&state.key) {
+            continue;
+        }
+        let ticket_id = state.key.ticket_id.as_str();
+        // A partial snapshot says nothing about tickets it does not list.
+        if !full && !episodes.contains_key(ticket_id) && !ended.contains(ticket_id) {
             continue;
         }
         let same_episode = episodes.get(state.key.ticket_id.as_str()) == Some(&state.key.episode);
@@ -160,7 +198,11 @@ pub fn plan(
             "the ticket no longer matches the policy"
         };
         if let Some(next) = state.next.as_ref().filter(|n| n.status == Status::Pending) {
-            out.cancels.push((next.id.clone(), reason.to_owned()));
+            out.cancels.push(Cancel {
+                id: next.id.clone(),
+                key: state.key.clone(),
+                reason: reason.to_owned(),
+            });
         }
         if !same_episode {
             out.ended_series.push(state.key.clone());

@@ -12,7 +12,7 @@ use crate::cli::Format;
 use crate::config::{ChannelKind, Config};
 use crate::planner;
 use crate::policy::Policy;
-use crate::source::Source;
+use crate::source::{PollKind, Source};
 use crate::store::{NoticeRow, Store};
 use crate::templates::NoticeFacts;
 
@@ -136,7 +136,7 @@ pub async fn plan_rows(
 ) -> anyhow::Result<Vec<PlanRow>> {
     let settings = &config.settings;
     let source = Source::new(&settings.source)?;
-    let snapshot = source.poll(Utc::now()).await?;
+    let snapshot = source.poll(Utc::now(), PollKind::Full).await?;
     source.close().await;
     for e in &snapshot.skipped {
         tracing::warn!("row skipped: {e}");
@@ -349,7 +349,7 @@ pub async fn preview(
 ) -> Result<String, PreviewError> {
     let settings = &config.settings;
     let source = Source::new(&settings.source)?;
-    let snapshot = source.poll(Utc::now()).await?;
+    let snapshot = source.poll(Utc::now(), PollKind::Full).await?;
     source.close().await;
     let Some(ticket) = snapshot.tickets.iter().find(|t| t.id == ticket_id) else {
         let skipped = snapshot

@@ -58,7 +58,7 @@ fn describe() {
     );
     describe_counter!(
         "interim_notices_cancelled_total",
-        "Pending notices cancelled because the wait ended, by policy"
+        "Pending notices cancelled because the wait ended"
     );
     describe_counter!(
         "interim_delivery_attempts_total",

@@ -135,7 +135,7 @@ fn run_case(
                     let tickets: Vec<Ticket> = if present { vec![ticket.clone()] } else { vec![] };
                     let series = store.load_series(false).await.expect("series");
                     let plan = planner::plan(&settings, &tickets, &series, false);
-                    store.apply_plan(&plan, false, now).await.expect("apply");
+                    store.apply_plan(&plan, false, now, None).await.expect("apply");
                     last_poll = Some((present && ticket.state == "open", interim::notice::truncate_millis(ticket.waiting_since)));
                 }
                 Op::Dispatch { fails } => {

@@ -83,6 +83,9 @@ pub struct RawSource {
     pub url_file: Option<String>,
     pub query: Option<String>,
     pub recheck_query: Option<String>,
+    pub incremental_query: Option<String>,
+    pub full_resync: Option<String>,
+    pub overlap: Option<String>,
     pub timezone: Option<String>,
     pub timeout: Option<String>,
 }

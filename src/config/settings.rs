@@ -91,6 +91,14 @@ pub struct SourceSettings {
     pub query: String,
     /// Re-reads one ticket (`:id`) right before its notice is sent.
     pub recheck_query: Option<String>,
+    /// Tickets changed since `:since` (closed ones included).
+    pub incremental_query: Option<String>,
+    /// With an incremental query: how often a full poll runs anyway (to see
+    /// deleted tickets).
+    pub full_resync: Duration,
+    /// How far before the watermark an incremental poll starts (clock skew,
+    /// late commits).
+    pub overlap: Duration,
     /// Zone of naive timestamps in source rows.
     pub timezone: Tz,
     pub timeout: Duration,
@@ -517,6 +525,23 @@ fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> 
             "must use the ticket id parameter :id (or $1 / ?)",
         );
     }
+    let incremental_query = s.incremental_query.clone().filter(|q| !q.trim().is_empty());
+    if let Some(q) = &incremental_query
+        && crate::source::sql::since_parameter(q).is_none()
+    {
+        p.add(
+            "source.incremental_query",
+            "must use the watermark parameter :since (or :since_unix)",
+        );
+    }
+    let full_resync = p.take(
+        "source.full_resync",
+        parse_duration(s.full_resync.as_deref().unwrap_or("1h")),
+    )?;
+    let overlap = p.take(
+        "source.overlap",
+        parse_duration(s.overlap.as_deref().unwrap_or("2m")),
+    )?;
     let timezone = p.take(
         "source.timezone",
         parse_zone(s.timezone.as_deref().unwrap_or("UTC")),
@@ -529,6 +554,9 @@ fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> 
         url: SecretUrl::new(url.replacen("mariadb:", "mysql:", 1)),
         query: query?,
         recheck_query,
+        incremental_query,
+        full_resync,
+        overlap,
         timezone,
         timeout,
     })

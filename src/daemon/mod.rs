@@ -2,111 +2,29 @@
 //! (ledger → channels), plus reloads, the admin endpoint and systemd
 //! notifications; all stopped by one shutdown token.
 
+mod poll;
 mod signals;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+pub use poll::{PollSchedule, PollSummary, ProblemLog, poll_and_plan};
 pub use signals::{reload_on_sighup, shutdown_on_signals};
 
 use crate::config::{self, Config, Settings, SourceSettings};
 use crate::dispatch::Dispatcher;
 use crate::http::{AdminState, ReloadRequest};
-use crate::planner;
 use crate::source::Source;
 use crate::store::Store;
 
 /// How often the dispatcher looks for due notices when nothing wakes it.
 const DISPATCH_TICK: Duration = Duration::from_millis(500);
-
-/// What one poll did, for logs and tests.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct PollSummary {
-    pub tickets: usize,
-    pub skipped_rows: usize,
-    pub planned: usize,
-    pub cancelled: usize,
-}
-
-/// Remembers which bad rows were already logged, so a broken row is one
-/// log line, not one per poll (the metric still counts every poll).
-#[derive(Default)]
-pub struct ProblemLog {
-    seen: HashSet<String>,
-}
-
-impl ProblemLog {
-    fn report(&mut self, problems: impl Iterator<Item = String>, what: &str) {
-        let current: HashSet<String> = problems.collect();
-        for problem in current.difference(&self.seen) {
-            warn!(problem = %problem, "{what}");
-        }
-        self.seen = current;
-    }
-}
-
-/// Polls the source once and applies the plan to the ledger.
-pub async fn poll_and_plan(
-    source: &Source,
-    store: &Store,
-    settings: &Settings,
-    now: DateTime<Utc>,
-    problems: &mut ProblemLog,
-) -> anyhow::Result<PollSummary> {
-    let snapshot = source.poll(now).await?;
-    let series = store.load_series(settings.daemon.dry_run).await?;
-    let plan = planner::plan(
-        settings,
-        &snapshot.tickets,
-        &series,
-        settings.daemon.dry_run,
-    );
-    store
-        .apply_plan(&plan, settings.daemon.dry_run, now)
-        .await?;
-
-    let skipped = snapshot.skipped.len() + plan.skipped.len();
-    metrics::counter!("interim_source_rows_skipped_total").increment(skipped as u64);
-    // Today the only non-fatal finding is an unknown customer time zone.
-    metrics::counter!("interim_source_invalid_timezone_total")
-        .increment(snapshot.warnings.len() as u64);
-    metrics::gauge!("interim_tickets_tracked").set(snapshot.tickets.len() as f64);
-    metrics::gauge!("interim_source_last_success_timestamp_seconds").set(now.timestamp() as f64);
-    for planned in &plan.upserts {
-        metrics::counter!("interim_notices_planned_total", "policy" => planned.key.policy.clone())
-            .increment(1);
-    }
-    for (id, reason) in &plan.cancels {
-        info!(notice.id = %id, reason = %reason, "pending notice cancelled");
-    }
-    metrics::counter!("interim_notices_cancelled_total").increment(plan.cancels.len() as u64);
-    problems.report(
-        snapshot
-            .skipped
-            .iter()
-            .map(|e| e.to_string())
-            .chain(
-                plan.skipped
-                    .iter()
-                    .map(|(policy, e)| format!("{e} (policy {policy})")),
-            )
-            .chain(snapshot.warnings.iter().map(|e| e.to_string())),
-        "row skipped or corrected: it breaks the column contract",
-    );
-    Ok(PollSummary {
-        tickets: snapshot.tickets.len(),
-        skipped_rows: skipped,
-        planned: plan.upserts.len(),
-        cancelled: plan.cancels.len(),
-    })
-}
 
 /// Runs the daemon until `shutdown` fires; then lets in-flight sends finish
 /// within `daemon.shutdown_timeout` and returns. Binds `http.listen` itself.
@@ -172,7 +90,12 @@ pub async fn run_with_listener(
     let mut source = Source::new(&settings.source)?;
     let mut source_settings = settings.source.clone();
     let mut problems = ProblemLog::default();
-    poll_logged(&source, &store, &settings, &mut problems).await;
+    let mut schedule = PollSchedule::default();
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {}
+        _ = poll_logged(&source, &store, &settings, &mut schedule, &mut problems) => {}
+    }
     crate::systemd::ready();
 
     let poller = {
@@ -188,6 +111,7 @@ pub async fn run_with_listener(
             loop {
                 let settings = dispatcher.live().config.settings.clone();
                 tokio::select! {
+                    biased;
                     _ = shutdown.cancelled() => break,
                     _ = poll_now.notified() => {}
                     _ = tokio::time::sleep_until(started + settings.daemon.poll_interval) => {}
@@ -207,7 +131,14 @@ pub async fn run_with_listener(
                     }
                 }
                 // Polls never overlap: the next one starts after this one.
-                if poll_logged(&source, &store, &settings, &mut problems).await {
+                // A stop does not wait for a slow poll: dropping it midway is
+                // safe, the plan is applied in one transaction.
+                let polled = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    ok = poll_logged(&source, &store, &settings, &mut schedule, &mut problems) => ok,
+                };
+                if polled {
                     dispatch_now.notify_one();
                 }
             }
@@ -217,11 +148,15 @@ pub async fn run_with_listener(
 
     let mut watchdog = crate::systemd::Watchdog::from_env();
     loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
         if let Err(e) = dispatcher.dispatch_due(Utc::now()).await {
             error!(error = format!("{e:#}"), "dispatch failed; retrying");
         }
         watchdog.feed();
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             _ = dispatch_now.notified() => {}
             _ = dispatcher.slot_freed.notified() => {}
@@ -306,15 +241,29 @@ fn same_source(a: &SourceSettings, b: &SourceSettings) -> bool {
         && a.timeout == b.timeout
 }
 
-/// One poll with its outcome logged; true when it succeeded.
+/// One poll, if this instance is the poller, with its outcome logged;
+/// true when it polled successfully.
 async fn poll_logged(
     source: &Source,
     store: &Store,
     settings: &Settings,
+    schedule: &mut PollSchedule,
     problems: &mut ProblemLog,
 ) -> bool {
-    match poll_and_plan(source, store, settings, Utc::now(), problems).await {
-        Ok(summary) => {
+    let leading = store.lead_polling().await;
+    metrics::gauge!("interim_poller").set(if leading { 1.0 } else { 0.0 });
+    if !leading {
+        return false;
+    }
+    let outcome = match schedule.next_kind(source, store, settings).await {
+        Ok(kind) => poll_and_plan(source, store, settings, Utc::now(), kind, problems)
+            .await
+            .map(|s| (kind, s)),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok((kind, summary)) => {
+            schedule.done(kind);
             debug!(?summary, "poll done");
             true
         }

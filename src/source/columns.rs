@@ -55,7 +55,7 @@ pub fn ticket_from_row(
     cells: Vec<(String, Cell)>,
     zone: Tz,
     warnings: &mut Vec<RowError>,
-) -> Result<Ticket, RowError> {
+) -> Result<SourceRow, RowError> {
     let mut row: BTreeMap<String, Cell> = cells
         .into_iter()
         .map(|(name, cell)| (name.to_lowercase(), cell))
@@ -117,15 +117,14 @@ pub fn ticket_from_row(
         }
         Some(cell) => timestamp_of(&cell, zone).map_err(|reason| fail("waiting_since", reason))?,
     };
-    let Some(waiting_since) = waiting_since else {
-        return Err(fail(
-            "waiting_since",
-            "NULL: the ticket is not waiting".into(),
-        ));
-    };
     let updated_at = match row.remove("updated_at") {
         None => None,
         Some(cell) => timestamp_of(&cell, zone).map_err(|reason| fail("updated_at", reason))?,
+    };
+    // NULL means the customer is not waiting (answered, closed): how an
+    // incremental query reports a wait that ended.
+    let Some(waiting_since) = waiting_since else {
+        return Ok(SourceRow::NotWaiting { id, updated_at });
     };
 
     let extra = row
@@ -134,7 +133,7 @@ pub fn ticket_from_row(
         .map(|(name, cell)| (name, json_of(cell)))
         .collect();
 
-    Ok(Ticket {
+    Ok(SourceRow::Waiting(Box::new(Ticket {
         id,
         number,
         subject,
@@ -150,7 +149,34 @@ pub fn ticket_from_row(
         updated_at,
         thread_message_id,
         extra,
-    })
+    })))
+}
+
+/// One source row after the column contract.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceRow {
+    Waiting(Box<Ticket>),
+    /// `waiting_since` is NULL: this ticket's wait is over.
+    NotWaiting {
+        id: String,
+        updated_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl SourceRow {
+    pub fn id(&self) -> &str {
+        match self {
+            SourceRow::Waiting(t) => &t.id,
+            SourceRow::NotWaiting { id, .. } => id,
+        }
+    }
+
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            SourceRow::Waiting(t) => t.updated_at,
+            SourceRow::NotWaiting { updated_at, .. } => *updated_at,
+        }
+    }
 }
 
 fn error(ticket_id: Option<String>, column: &str, reason: impl Into<String>) -> RowError {
@@ -298,7 +324,10 @@ mod tests {
             chrono_tz::UTC,
             &mut warnings,
         );
-        let ticket = ticket.ok();
+        let ticket = match ticket {
+            Ok(SourceRow::Waiting(t)) => Some(*t),
+            _ => None,
+        };
         assert_eq!(ticket.as_ref().map(|t| t.id.as_str()), Some("7"));
         assert_eq!(
             ticket.as_ref().and_then(|t| t.extra.get("product")),
@@ -306,6 +335,24 @@ mod tests {
         );
         assert_eq!(ticket.and_then(|t| t.timezone), None);
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_null_waiting_since_means_the_wait_is_over() {
+        let row = ticket_from_row(
+            row(&[
+                ("id", Cell::Int(9)),
+                ("state", Cell::Text("closed".into())),
+                ("waiting_since", Cell::Null),
+                ("updated_at", Cell::Int(1_800_000_000)),
+            ]),
+            chrono_tz::UTC,
+            &mut Vec::new(),
+        );
+        assert!(
+            matches!(row, Ok(SourceRow::NotWaiting { ref id, updated_at: Some(_) }) if id == "9"),
+            "{row:?}"
+        );
     }
 
     #[test]

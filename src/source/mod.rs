@@ -1,27 +1,45 @@
-//! Sources of waiting tickets. A poll yields a [`Snapshot`]: every ticket
-//! that is waiting now, plus the rows that broke the column contract.
+//! Sources of waiting tickets. A full poll yields every ticket that waits
+//! now; an incremental poll (`source.incremental_query`) only the tickets
+//! changed since a watermark, ended waits included.
 
 pub mod columns;
 pub mod sql;
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-pub use columns::{Cell, RowError};
+pub use columns::{Cell, RowError, SourceRow};
+use sql::Param;
 
 use crate::config::SourceSettings;
 use crate::ticket::Ticket;
 
-#[derive(Debug, Clone, Default)]
+/// Which tickets a poll returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollKind {
+    /// Every waiting ticket: one missing from it no longer waits.
+    Full,
+    /// Only tickets changed since this instant (watermark minus overlap).
+    Changes { since: DateTime<Utc> },
+}
+
+#[derive(Debug, Clone)]
 pub struct Snapshot {
+    pub kind: PollKind,
+    /// Tickets that wait.
     pub tickets: Vec<Ticket>,
+    /// Ids whose wait is over (`waiting_since` NULL).
+    pub ended: Vec<String>,
     /// Rows skipped for breaking the contract.
     pub skipped: Vec<RowError>,
     /// Non-fatal findings (unknown time zone names).
     pub warnings: Vec<RowError>,
     pub polled_at: DateTime<Utc>,
+    /// The newest `updated_at` seen: the next watermark.
+    pub max_updated_at: Option<DateTime<Utc>>,
 }
 
 pub struct Source {
@@ -37,35 +55,58 @@ impl Source {
         })
     }
 
-    /// One full poll. A failing query is an error for the whole poll (the
-    /// caller keeps the previous state); a bad row is only skipped.
-    pub async fn poll(&self, now: DateTime<Utc>) -> anyhow::Result<Snapshot> {
+    /// Whether incremental polls are configured.
+    pub fn incremental(&self) -> bool {
+        self.settings.incremental_query.is_some()
+    }
+
+    /// One poll. A failing query fails the whole poll (the caller keeps
+    /// its previous state); a bad row is only skipped.
+    pub async fn poll(&self, now: DateTime<Utc>, kind: PollKind) -> anyhow::Result<Snapshot> {
         let started = Instant::now();
         let mut snapshot = Snapshot {
+            kind,
+            tickets: Vec::new(),
+            ended: Vec::new(),
+            skipped: Vec::new(),
+            warnings: Vec::new(),
             polled_at: now,
-            ..Snapshot::default()
+            max_updated_at: None,
         };
         let zone = self.settings.timezone;
-        let mut seen = std::collections::HashSet::new();
-        let run =
-            self.pool.for_each_row(
-                &self.settings.query,
-                |cells| match columns::ticket_from_row(cells, zone, &mut snapshot.warnings) {
-                    Ok(ticket) => {
-                        if seen.insert(ticket.id.clone()) {
-                            snapshot.tickets.push(ticket);
-                        } else {
-                            snapshot.skipped.push(RowError {
-                                ticket_id: Some(ticket.id),
-                                column: "id".into(),
-                                reason: "the query returned this id twice; the first row counts"
-                                    .into(),
-                            });
-                        }
+        let (query, param) = match (kind, &self.settings.incremental_query) {
+            (PollKind::Changes { since }, Some(query)) => {
+                let param = match sql::since_parameter(query) {
+                    Some("since_unix") => Param::SinceUnix(since),
+                    _ => Param::Since { at: since, zone },
+                };
+                (query.as_str(), param)
+            }
+            _ => (self.settings.query.as_str(), Param::None),
+        };
+        let mut seen = HashSet::new();
+        let run = self.pool.for_each_row(query, param, |cells| {
+            match columns::ticket_from_row(cells, zone, &mut snapshot.warnings) {
+                Ok(row) => {
+                    if let Some(at) = row.updated_at() {
+                        snapshot.max_updated_at = snapshot.max_updated_at.max(Some(at));
                     }
-                    Err(e) => snapshot.skipped.push(e),
-                },
-            );
+                    if !seen.insert(row.id().to_owned()) {
+                        snapshot.skipped.push(RowError {
+                            ticket_id: Some(row.id().to_owned()),
+                            column: "id".into(),
+                            reason: "the query returned this id twice; the first row counts".into(),
+                        });
+                        return;
+                    }
+                    match row {
+                        SourceRow::Waiting(ticket) => snapshot.tickets.push(*ticket),
+                        SourceRow::NotWaiting { id, .. } => snapshot.ended.push(id),
+                    }
+                }
+                Err(e) => snapshot.skipped.push(e),
+            }
+        });
         tokio::time::timeout(self.settings.timeout, run)
             .await
             .map_err(|_| {
@@ -86,7 +127,7 @@ impl Source {
     }
 
     /// Re-reads one ticket with `query` (`source.recheck_query`); None when
-    /// the query returns no row for it.
+    /// it no longer waits (no row, or `waiting_since` NULL).
     pub async fn recheck(&self, query: &str, id: &str) -> anyhow::Result<Option<Ticket>> {
         let row =
             tokio::time::timeout(self.settings.timeout, self.pool.first_row_for_id(query, id))
@@ -98,11 +139,13 @@ impl Source {
                         self.settings.url.redacted()
                     )
                 })?;
-        match row {
-            None => Ok(None),
-            Some(cells) => columns::ticket_from_row(cells, self.settings.timezone, &mut Vec::new())
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("re-check: {e}")),
+        let Some(cells) = row else {
+            return Ok(None);
+        };
+        match columns::ticket_from_row(cells, self.settings.timezone, &mut Vec::new()) {
+            Ok(SourceRow::Waiting(ticket)) => Ok(Some(*ticket)),
+            Ok(SourceRow::NotWaiting { .. }) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("re-check: {e}")),
         }
     }
 

@@ -46,28 +46,62 @@ impl SqlPool {
         }
     }
 
-    /// Runs the query and hands every row, as named cells, to `each`.
+    /// Runs the query and hands every row, as named cells, to `each`,
+    /// streaming (rows are never collected here).
     pub async fn for_each_row(
         &self,
         query: &str,
+        param: Param<'_>,
         mut each: impl FnMut(Vec<(String, Cell)>),
     ) -> Result<(), sqlx::Error> {
-        let sql = || AssertSqlSafe(query.to_owned());
+        let (sql, binds) = param.rewrite(query, matches!(self, SqlPool::Postgres(_)));
+        let sql = || AssertSqlSafe(sql.clone());
         match self {
             SqlPool::Sqlite(pool) => {
-                let mut rows = sqlx::query(sql()).fetch(pool);
+                let mut q = sqlx::query(sql());
+                for _ in 0..binds {
+                    q = match &param {
+                        Param::None => q,
+                        Param::Id(id) => q.bind(id.to_string()),
+                        Param::Since { at, zone } => q.bind(
+                            at.with_timezone(zone)
+                                .format("%Y-%m-%d %H:%M:%S")
+                                .to_string(),
+                        ),
+                        Param::SinceUnix(at) => q.bind(at.timestamp()),
+                    };
+                }
+                let mut rows = q.fetch(pool);
                 while let Some(row) = rows.try_next().await? {
                     each(read_row::<sqlx::Sqlite>(&row, false));
                 }
             }
             SqlPool::Postgres(pool) => {
-                let mut rows = sqlx::query(sql()).fetch(pool);
+                let mut q = sqlx::query(sql());
+                if binds > 0 {
+                    q = match &param {
+                        Param::None => q,
+                        Param::Id(id) => q.bind(id.to_string()),
+                        Param::Since { at, .. } => q.bind(*at),
+                        Param::SinceUnix(at) => q.bind(at.timestamp()),
+                    };
+                }
+                let mut rows = q.fetch(pool);
                 while let Some(row) = rows.try_next().await? {
                     each(read_row::<sqlx::Postgres>(&row, false));
                 }
             }
             SqlPool::MySql(pool) => {
-                let mut rows = sqlx::query(sql()).fetch(pool);
+                let mut q = sqlx::query(sql());
+                for _ in 0..binds {
+                    q = match &param {
+                        Param::None => q,
+                        Param::Id(id) => q.bind(id.to_string()),
+                        Param::Since { at, zone } => q.bind(at.with_timezone(zone).naive_local()),
+                        Param::SinceUnix(at) => q.bind(at.timestamp()),
+                    };
+                }
+                let mut rows = q.fetch(pool);
                 while let Some(row) = rows.try_next().await? {
                     each(read_row::<sqlx::MySql>(&row, true));
                 }
@@ -83,37 +117,32 @@ impl SqlPool {
         query: &str,
         id: &str,
     ) -> Result<Option<Vec<(String, Cell)>>, sqlx::Error> {
-        let (postgres, mysql) = (
-            matches!(self, SqlPool::Postgres(_)),
-            matches!(self, SqlPool::MySql(_)),
-        );
-        let (sql, binds) = bind_id_parameter(query, if postgres { "$1" } else { "?" });
-        let sql = || AssertSqlSafe(sql.clone());
-        Ok(match self {
-            SqlPool::Sqlite(pool) => {
-                let mut q = sqlx::query(sql());
-                for _ in 0..binds {
-                    q = q.bind(id);
-                }
-                q.fetch_optional(pool)
-                    .await?
-                    .map(|row| read_row::<sqlx::Sqlite>(&row, false))
-            }
-            SqlPool::Postgres(pool) => sqlx::query(sql())
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| read_row::<sqlx::Postgres>(&row, false)),
-            SqlPool::MySql(pool) => {
-                let mut q = sqlx::query(sql());
-                for _ in 0..binds {
-                    q = q.bind(id);
-                }
-                q.fetch_optional(pool)
-                    .await?
-                    .map(|row| read_row::<sqlx::MySql>(&row, mysql))
+        let mut first = None;
+        self.for_each_row(query, Param::Id(id), |row| {
+            if first.is_none() {
+                first = Some(row);
             }
         })
+        .await?;
+        Ok(first)
+    }
+
+    /// Why connecting fails, from one direct attempt: the pool only says it
+    /// timed out waiting for a connection, which hides the cause.
+    pub async fn connect_error(&self) -> Option<String> {
+        use sqlx::ConnectOptions;
+        let attempt = async {
+            match self {
+                SqlPool::Sqlite(p) => p.connect_options().connect().await.map(drop),
+                SqlPool::Postgres(p) => p.connect_options().connect().await.map(drop),
+                SqlPool::MySql(p) => p.connect_options().connect().await.map(drop),
+            }
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(crate::secret::redact_url(&e.to_string())),
+            Err(_) => Some("no answer within 5 s".into()),
+        }
     }
 
     pub async fn close(&self) {
@@ -229,48 +258,87 @@ where
     Cell::Unsupported(type_name)
 }
 
+/// The value a query's parameter is bound to.
+pub enum Param<'a> {
+    None,
+    /// `:id`: the ticket id, as text.
+    Id(&'a str),
+    /// `:since`: a timestamp, bound as the backend compares timestamps
+    /// (PostgreSQL timestamptz; MySQL DATETIME and SQLite
+    /// `YYYY-MM-DD HH:MM:SS` text in the source's zone).
+    Since {
+        at: DateTime<Utc>,
+        zone: chrono_tz::Tz,
+    },
+    /// `:since_unix`: the same instant as integer Unix seconds.
+    SinceUnix(DateTime<Utc>),
+}
+
+impl Param<'_> {
+    fn name(&self) -> Option<&'static str> {
+        match self {
+            Param::None => None,
+            Param::Id(_) => Some("id"),
+            Param::Since { .. } => Some("since"),
+            Param::SinceUnix(_) => Some("since_unix"),
+        }
+    }
+
+    /// The query with `:name` replaced by the backend's placeholder, and how
+    /// many values to bind (PostgreSQL's `$1` is bound once however often
+    /// it occurs). A query written with `$1` or `?` itself is left as it is.
+    fn rewrite(&self, query: &str, postgres: bool) -> (String, usize) {
+        let Some(name) = self.name() else {
+            return (query.to_owned(), 0);
+        };
+        let placeholder = if postgres { "$1" } else { "?" };
+        let positions = parameter_positions(query, name);
+        if positions.is_empty() {
+            let binds = if postgres {
+                1
+            } else {
+                query.matches('?').count().max(1)
+            };
+            return (query.to_owned(), binds);
+        }
+        let mut out = String::with_capacity(query.len());
+        let mut last = 0;
+        for &at in &positions {
+            out.push_str(&query[last..at]);
+            out.push_str(placeholder);
+            last = at + name.len() + 1;
+        }
+        out.push_str(&query[last..]);
+        (out, if postgres { 1 } else { positions.len() })
+    }
+}
+
 /// True when the query has an id parameter: `:id`, `$1` or `?`.
 pub fn has_id_parameter(query: &str) -> bool {
-    !id_parameter_positions(query).is_empty() || query.contains("$1") || query.contains('?')
+    !parameter_positions(query, "id").is_empty() || query.contains("$1") || query.contains('?')
 }
 
-/// Replaces each `:id` with the backend's placeholder and says how many
-/// values to bind (PostgreSQL's `$1` is bound once however often it occurs).
-fn bind_id_parameter(query: &str, placeholder: &str) -> (String, usize) {
-    let positions = id_parameter_positions(query);
-    if positions.is_empty() {
-        let binds = if placeholder == "$1" {
-            1
-        } else {
-            query.matches('?').count().max(1)
-        };
-        return (query.to_owned(), binds);
-    }
-    let mut out = String::with_capacity(query.len());
-    let mut last = 0;
-    for &at in &positions {
-        out.push_str(&query[last..at]);
-        out.push_str(placeholder);
-        last = at + 3;
-    }
-    out.push_str(&query[last..]);
-    let binds = if placeholder == "$1" {
-        1
+/// True when the query has a `:since` or `:since_unix` parameter.
+pub fn since_parameter(query: &str) -> Option<&'static str> {
+    if !parameter_positions(query, "since_unix").is_empty() {
+        Some("since_unix")
+    } else if !parameter_positions(query, "since").is_empty() {
+        Some("since")
     } else {
-        positions.len()
-    };
-    (out, binds)
+        None
+    }
 }
 
-/// Byte offsets of `:id` tokens (not `::id…` casts, not `:identifier`).
-fn id_parameter_positions(query: &str) -> Vec<usize> {
+/// Byte offsets of `:name` tokens (not `::name` casts, not `:name_more`).
+fn parameter_positions(query: &str, name: &str) -> Vec<usize> {
+    let token = format!(":{name}");
     let bytes = query.as_bytes();
     query
-        .match_indices(":id")
+        .match_indices(&token)
         .map(|(at, _)| at)
         .filter(|&at| {
             let before_ok = at == 0 || bytes[at - 1] != b':';
-            let after = bytes.get(at + 3).copied();
+            let after = bytes.get(at + token.len()).copied();
             let after_ok = after.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == b'_'));
             before_ok && after_ok
         })
@@ -285,16 +353,21 @@ mod tests {
     fn the_id_parameter_becomes_the_backend_placeholder() {
         let q =
             "SELECT * FROM t WHERE id = :id::int OR parent = :id AND x::identity = 1 AND :idx = 2";
-        let (pg, binds) = bind_id_parameter(q, "$1");
+        let (pg, binds) = Param::Id("x").rewrite(q, true);
         assert_eq!(
             pg,
             "SELECT * FROM t WHERE id = $1::int OR parent = $1 AND x::identity = 1 AND :idx = 2"
         );
         assert_eq!(binds, 1);
-        let (other, binds) = bind_id_parameter(q, "?");
+        let (other, binds) = Param::Id("x").rewrite(q, false);
         assert_eq!(binds, 2);
         assert!(other.starts_with("SELECT * FROM t WHERE id = ?::int OR parent = ?"));
         assert!(has_id_parameter("SELECT 1 WHERE id = ?"));
         assert!(!has_id_parameter("SELECT 1"));
+        assert_eq!(since_parameter("WHERE updated_at > :since"), Some("since"));
+        assert_eq!(
+            since_parameter("WHERE updated > :since_unix"),
+            Some("since_unix")
+        );
     }
 }

@@ -5,13 +5,16 @@
 mod rows;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AssertSqlSafe, Executor, Row};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
 
@@ -21,6 +24,34 @@ use crate::secret::SecretUrl;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+const SERIES_SELECT: &str = "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_ref_at,
+            n.id, n.number, n.status, n.due_at, n.send_at, n.ticket
+     FROM series s LEFT JOIN notices n ON n.id = s.next_id";
+
+fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesState, sqlx::Error> {
+    let next = match r.try_get::<Option<String>, _>(5)? {
+        Some(id) => Some(NextNotice {
+            id,
+            number: r.try_get::<i64, _>(6)? as u32,
+            status: Status::parse(&r.try_get::<String, _>(7)?).unwrap_or(Status::Pending),
+            due_at: from_ms(r.try_get(8)?),
+            send_at: from_ms(r.try_get(9)?),
+            ticket_json: r.try_get(10)?,
+        }),
+        None => None,
+    };
+    Ok(SeriesState {
+        key: SeriesKey {
+            ticket_id: r.try_get(0)?,
+            policy: r.try_get(1)?,
+            episode: from_ms(r.try_get(2)?),
+        },
+        done: r.try_get::<i64, _>(3)? as u32,
+        last_ref_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+        next,
+    })
+}
 
 const CLAIM_SQL: &str = "UPDATE notices SET claimed_by = ?1, claim_until = ?2
      WHERE id IN (SELECT id FROM notices
@@ -70,7 +101,14 @@ pub struct Store {
     backend: Backend,
     /// The SQLite file, for the single-daemon lock.
     path: Option<PathBuf>,
+    url: SecretUrl,
+    /// PostgreSQL: the session that holds (or tries for) the poller lock.
+    leadership: Arc<tokio::sync::Mutex<Option<AnyConnection>>>,
+    is_poller: Arc<AtomicBool>,
 }
+
+/// The advisory lock key of the poller role ("interim" in ASCII).
+const POLLER_LOCK_KEY: i64 = 0x0069_6e74_6572_696d;
 
 /// Held by the one daemon that may use a SQLite store (a no-op for
 /// PostgreSQL, which several instances share).
@@ -135,10 +173,30 @@ impl Store {
             pool,
             backend: Backend::Sqlite,
             path: Some(path),
+            url: url.clone(),
+            leadership: Arc::default(),
+            is_poller: Arc::new(AtomicBool::new(true)),
         })
     }
 
     async fn open_postgres(url: &SecretUrl) -> anyhow::Result<Store> {
+        // One direct connection first: a pool only reports that it timed out,
+        // not why (refused, unknown database, authentication).
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            AnyConnection::connect(url.expose()),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("failed to connect to the store {url}: no answer within 10 s")
+        })?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "failed to connect to the store {url}: {}",
+                crate::secret::redact_url(&e.to_string())
+            )
+        })?;
+        let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -160,7 +218,70 @@ impl Store {
             pool,
             backend: Backend::Postgres,
             path: None,
+            url: url.clone(),
+            leadership: Arc::default(),
+            is_poller: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Whether this instance is the one that polls the source. With SQLite
+    /// always; with PostgreSQL the instance holding an advisory lock on its
+    /// own session: when it dies, its session ends, the lock is free, and
+    /// the next instance to try takes over.
+    pub async fn lead_polling(&self) -> bool {
+        if self.backend == Backend::Sqlite {
+            return true;
+        }
+        let mut session = self.leadership.lock().await;
+        let leading = match self.try_lead(&mut session).await {
+            Ok(leading) => leading,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot reach the store for the poller lock"
+                );
+                *session = None;
+                false
+            }
+        };
+        if leading != self.is_poller.swap(leading, Ordering::Relaxed) {
+            tracing::info!(poller = leading, "poller role changed");
+        }
+        leading
+    }
+
+    async fn try_lead(&self, session: &mut Option<AnyConnection>) -> anyhow::Result<bool> {
+        if session.is_none() {
+            *session = Some(
+                AnyConnection::connect(self.url.expose())
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("{}", crate::secret::redact_url(&e.to_string()))
+                    })?,
+            );
+        }
+        let Some(conn) = session.as_mut() else {
+            return Ok(false);
+        };
+        if self.is_poller.load(Ordering::Relaxed) {
+            // Still our session, still our lock: it lives as long as the session.
+            sqlx::query("SELECT 1")
+                .execute(&mut *conn)
+                .await
+                .context("poller session lost")?;
+            return Ok(true);
+        }
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(POLLER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await
+            .context("poller lock")?;
+        Ok(got)
+    }
+
+    /// What [`lead_polling`](Self::lead_polling) last found.
+    pub fn is_poller(&self) -> bool {
+        self.is_poller.load(Ordering::Relaxed)
     }
 
     pub fn backend(&self) -> Backend {
@@ -241,43 +362,64 @@ impl Store {
 
     /// The ledger's view of every current series (for one mode: live or dry run).
     pub async fn load_series(&self, dry_run: bool) -> anyhow::Result<Vec<SeriesState>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_ref_at,
-                    n.id, n.number, n.status, n.due_at, n.send_at, n.ticket
-             FROM series s LEFT JOIN notices n ON n.id = s.next_id
-             WHERE s.dry_run = ?1",
-        ))
-        .bind(i64::from(dry_run))
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{SERIES_SELECT} WHERE s.dry_run = {}",
+            i64::from(dry_run)
+        )))
         .fetch_all(&self.pool)
         .await
         .context("failed to load series")?;
         rows.iter()
-            .map(|r| {
-                let next = match r.try_get::<Option<String>, _>(5)? {
-                    Some(id) => Some(NextNotice {
-                        id,
-                        number: r.try_get::<i64, _>(6)? as u32,
-                        status: Status::parse(&r.try_get::<String, _>(7)?)
-                            .unwrap_or(Status::Pending),
-                        due_at: from_ms(r.try_get(8)?),
-                        send_at: from_ms(r.try_get(9)?),
-                        ticket_json: r.try_get(10)?,
-                    }),
-                    None => None,
-                };
-                Ok(SeriesState {
-                    key: SeriesKey {
-                        ticket_id: r.try_get(0)?,
-                        policy: r.try_get(1)?,
-                        episode: from_ms(r.try_get(2)?),
-                    },
-                    done: r.try_get::<i64, _>(3)? as u32,
-                    last_ref_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
-                    next,
-                })
-            })
+            .map(series_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .context("failed to read series")
+    }
+
+    /// The series of some tickets only (an incremental poll's).
+    pub async fn load_series_for(
+        &self,
+        dry_run: bool,
+        ticket_ids: &[&str],
+    ) -> anyhow::Result<Vec<SeriesState>> {
+        let mut out = Vec::new();
+        for chunk in ticket_ids.chunks(500) {
+            let params: Vec<String> = (1..=chunk.len()).map(|i| self.placeholder(i)).collect();
+            let sql = format!(
+                "{SERIES_SELECT} WHERE s.dry_run = {} AND s.ticket_id IN ({})",
+                i64::from(dry_run),
+                params.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .context("failed to load series")?;
+            for row in &rows {
+                out.push(series_from_row(row).context("failed to read series")?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn placeholder(&self, index: usize) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("?{index}"),
+            Backend::Postgres => format!("${index}"),
+        }
+    }
+
+    /// The source watermark: the newest `updated_at` seen by a poll.
+    pub async fn source_watermark(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(self.sql("SELECT value FROM meta WHERE key = 'source_watermark'"))
+            .fetch_optional(&self.pool)
+            .await
+            .context("failed to read the source watermark")?;
+        Ok(row
+            .and_then(|r| r.get::<String, _>(0).parse::<i64>().ok())
+            .map(from_ms))
     }
 
     /// Applies a plan in one transaction and records the poll time.
@@ -286,6 +428,7 @@ impl Store {
         plan: &Plan,
         dry_run: bool,
         now: DateTime<Utc>,
+        watermark: Option<DateTime<Utc>>,
     ) -> anyhow::Result<()> {
         let mut tx = self
             .pool
@@ -302,12 +445,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for (id, reason) in &plan.cancels {
+        for cancel in &plan.cancels {
             sqlx::query(self.sql("UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
                         claimed_by = NULL, claim_until = NULL
                  WHERE id = ?1 AND status = 'pending'"))
-            .bind(id)
-            .bind(reason)
+            .bind(&cancel.id)
+            .bind(&cancel.reason)
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
@@ -366,6 +509,14 @@ impl Store {
             .bind(now_ms.to_string())
             .execute(&mut *tx)
             .await?;
+        if let Some(watermark) = watermark {
+            sqlx::query(self.sql(
+                "INSERT INTO meta (key, value) VALUES ('source_watermark', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            ))
+            .bind(ms(watermark).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await.context("failed to commit the plan")?;
         Ok(())
     }

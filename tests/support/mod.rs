@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod helpdesk;
+pub mod http;
 mod smtp;
 mod webhook;
 
@@ -174,6 +175,40 @@ impl Setup {
         self
     }
 
+    /// Removes `section.key` (so that, e.g., `source.url_env` can replace `source.url`).
+    pub fn unset(&mut self, key: &str) -> &mut Self {
+        let (section, key) = key.split_once('.').expect("key of the form section.key");
+        self.keys.retain(|(s, k, _)| !(s == section && k == key));
+        self
+    }
+
+    /// The raw TOML value of `section.key`, if set.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let (section, key) = key.split_once('.').expect("key of the form section.key");
+        let mut found = self
+            .keys
+            .iter()
+            .filter(|(s, k, _)| s == section && k == key);
+        found.next().map(|(_, _, raw)| raw.clone())
+    }
+
+    /// `host:port` of the admin endpoint (`http.listen`).
+    pub fn admin(&self) -> String {
+        let raw = self.get("http.listen").expect("http.listen is set");
+        serde_json::from_str(&raw).expect("http.listen is a TOML basic string")
+    }
+
+    /// Replaces `from` with `to` in the raw TOML added by [`Self::toml`]
+    /// (a policy's threshold, say); panics when `from` is not there.
+    pub fn replace_toml(&mut self, from: &str, to: &str) -> &mut Self {
+        let hits = self.sections.iter().filter(|s| s.contains(from)).count();
+        assert!(hits > 0, "no TOML section contains {from:?}");
+        for section in &mut self.sections {
+            *section = section.replace(from, to);
+        }
+        self
+    }
+
     /// Appends raw TOML (tables such as `[channels.x]`, `[[policies]]`).
     pub fn toml(&mut self, text: &str) -> &mut Self {
         self.sections.push(text.to_string());
@@ -241,7 +276,8 @@ impl Setup {
         path
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    /// `interim --config PATH ARGS…` with the test's environment, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_interim"));
         cmd.arg("--config")
             .arg(self.write_config())
@@ -398,6 +434,35 @@ pub struct Daemon {
 impl Daemon {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let kill = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+        assert!(
+            kill.map(|s| s.success()).unwrap_or(false),
+            "kill -{name} failed"
+        );
+    }
+
+    /// Waits at most `deadline` for the process to exit; None if it still runs.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// Sends SIGTERM and waits (at most 20 s) for the exit status.

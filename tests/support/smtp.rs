@@ -2,11 +2,12 @@
 //! every message and answers from a script.
 
 use std::collections::VecDeque;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use mailin_embedded::{Handler, Response, Server, response};
+use mailin_embedded::{Action, AuthMechanism, Handler, Response, Server, response};
 
 use super::{free_port, lock};
 
@@ -85,6 +86,10 @@ struct SinkState {
     then: SmtpReply,
     mails: Vec<ReceivedMail>,
     transactions: usize,
+    /// When set, clients must authenticate with this user and password.
+    credentials: Option<(String, String)>,
+    /// Every AUTH attempt as (user, password, accepted).
+    logins: Vec<(String, String, bool)>,
 }
 
 #[derive(Clone)]
@@ -140,6 +145,60 @@ impl Handler for SinkHandler {
         }
         response::OK
     }
+
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        self.check_login(user, password)
+    }
+
+    fn auth_login(&mut self, user: &str, password: &str) -> Response {
+        self.check_login(user, password)
+    }
+}
+
+impl SinkHandler {
+    fn check_login(&mut self, user: &str, password: &str) -> Response {
+        let mut state = lock(&self.state);
+        let accepted = state
+            .credentials
+            .as_ref()
+            .is_some_and(|(u, p)| u == user && p == password);
+        state.logins.push((user.into(), password.into(), accepted));
+        if accepted {
+            response::AUTH_OK
+        } else {
+            response::INVALID_CREDENTIALS
+        }
+    }
+}
+
+/// One SMTP session over a plaintext connection that offers AUTH PLAIN and
+/// LOGIN (mailin-embedded only offers AUTH after STARTTLS).
+fn serve_plaintext_auth(stream: TcpStream, handler: SinkHandler) -> std::io::Result<()> {
+    let mut builder = mailin::SessionBuilder::new("interim-test-sink");
+    builder
+        .enable_auth(AuthMechanism::Plain)
+        .enable_auth(AuthMechanism::Login)
+        .insecure_enable_plaintext_auth();
+    let mut session = builder.build(stream.peer_addr()?.ip(), handler);
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = BufWriter::new(stream);
+    session.greeting().write_to(&mut writer)?;
+    writer.flush()?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let reply = session.process(&line);
+        if reply.action != Action::NoReply {
+            reply.write_to(&mut writer)?;
+            writer.flush()?;
+        }
+        if matches!(reply.action, Action::Close | Action::UpgradeTls) {
+            return Ok(());
+        }
+    }
 }
 
 /// A real SMTP server (mailin-embedded) on 127.0.0.1 that records messages.
@@ -161,6 +220,15 @@ impl SmtpSink {
         sink
     }
 
+    /// A sink that accepts only clients authenticating (AUTH PLAIN or LOGIN,
+    /// without TLS) as `user` with `password`.
+    pub fn with_auth(user: &str, password: &str) -> Self {
+        let sink = Self::reserve(&[], SmtpReply::Accept);
+        lock(&sink.state).credentials = Some((user.into(), password.into()));
+        sink.serve();
+        sink
+    }
+
     /// Picks a port but does not listen yet (the server is "down"); see [`Self::serve`].
     pub fn reserve(script: &[SmtpReply], then: SmtpReply) -> Self {
         let script = script.iter().copied().collect();
@@ -169,6 +237,8 @@ impl SmtpSink {
             then,
             mails: Vec::new(),
             transactions: 0,
+            credentials: None,
+            logins: Vec::new(),
         };
         Self {
             port: free_port(),
@@ -184,6 +254,15 @@ impl SmtpSink {
             reply: SmtpReply::Accept,
             mail: None,
         };
+        if lock(&self.state).credentials.is_some() {
+            thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let handler = handler.clone();
+                    thread::spawn(move || serve_plaintext_auth(stream, handler));
+                }
+            });
+            return;
+        }
         thread::spawn(move || {
             let mut server = Server::new(handler);
             // Pooled client connections each hold a thread: keep plenty.
@@ -212,5 +291,10 @@ impl SmtpSink {
     /// SMTP transactions started (MAIL FROM), accepted or not.
     pub fn transactions(&self) -> usize {
         lock(&self.state).transactions
+    }
+
+    /// Every AUTH attempt as (user, password, accepted).
+    pub fn logins(&self) -> Vec<(String, String, bool)> {
+        lock(&self.state).logins.clone()
     }
 }
