@@ -1,0 +1,531 @@
+//! The pipeline benchmark: `cargo bench --bench pipeline`.
+//!
+//! Prints one table: planning throughput (full and incremental polls) at
+//! several ticket counts, end-to-end delivery rates into a local webhook
+//! receiver and SMTP server for the SQLite and PostgreSQL stores next to a
+//! bare client loop with no ledger, the lag between the planned send time
+//! and delivery, and peak RSS.
+//!
+//! Environment: INTERIM_BENCH_SIZES (default "10000,100000"; add 1000000
+//! for the full run), INTERIM_BENCH_NOTICES (default 2000),
+//! INTERIM_TEST_POSTGRES_URL (PostgreSQL rows are skipped without it).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use interim::config::{self, Config};
+use interim::daemon::{ProblemLog, poll_and_plan};
+use interim::source::{PollKind, Source};
+use interim::store::{NoticeFilter, Store};
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "whsec_aW50ZXJpbS1iZW5jaG1hcmstc2VjcmV0LTMyLWJ5dGVzIQ==";
+const CONCURRENCY: usize = 8;
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let sizes: Vec<usize> = std::env::var("INTERIM_BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let notices: usize = std::env::var("INTERIM_BENCH_NOTICES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    println!(
+        "interim pipeline benchmark ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!();
+    println!("{:<58} {:>14} {:>12}", "measurement", "value", "unit");
+    for &n in &sizes {
+        planning(n).await?;
+    }
+    delivery(notices).await?;
+    Ok(())
+}
+
+fn row(what: &str, value: f64, unit: &str) {
+    println!("{what:<58} {value:>14.1} {unit:>12}");
+}
+
+/// Peak resident set size of this process, in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn config_text(
+    dir: &Path,
+    store_url: &str,
+    channel: &str,
+    after: &str,
+    incremental: bool,
+) -> String {
+    let d = dir.display();
+    let mut policies = String::new();
+    for q in 0..20 {
+        policies.push_str(&format!(
+            "[[policies]]\nname = \"p{q}\"\nmatch = {{ queue = [\"q{q}\"] }}\nafter = \"{after}\"\nrepeat_every = \"1d\"\nchannel = \"out\"\ntemplate = \"interim\"\n"
+        ));
+    }
+    let incremental_query = if incremental {
+        "incremental_query = \"SELECT id, subject, state, queue, customer_email, language, waiting_since, updated_at FROM tickets WHERE updated_at >= :since\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"[daemon]
+poll_interval = "1s"
+max_snapshot_age = "10m"
+shutdown_timeout = "5s"
+[store]
+url = "{store_url}"
+claim_lease = "60s"
+[source]
+kind = "sql"
+url = "sqlite://{d}/helpdesk.db"
+query = "SELECT id, subject, state, queue, customer_email, language, waiting_since, updated_at FROM tickets"
+{incremental_query}timeout = "10m"
+{channel}
+{policies}"#
+    )
+}
+
+async fn helpdesk(
+    dir: &Path,
+    n: usize,
+    waited_secs: i64,
+) -> anyhow::Result<sqlx::SqliteConnection> {
+    let url = format!("sqlite://{}/helpdesk.db?mode=rwc", dir.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+    sqlx::query("CREATE TABLE tickets (id INTEGER PRIMARY KEY, subject TEXT, state TEXT, queue TEXT, customer_email TEXT, language TEXT, waiting_since TEXT, updated_at TEXT)")
+        .execute(&mut conn)
+        .await?;
+    let since = (Utc::now() - chrono::Duration::seconds(waited_secs))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let mut tx = conn.begin().await?;
+    for i in 0..n {
+        sqlx::query("INSERT INTO tickets VALUES (?1, ?2, 'open', ?3, ?4, 'en', ?5, ?5)")
+            .bind(i as i64)
+            .bind(format!("Ticket {i}"))
+            .bind(format!("q{}", i % 20))
+            .bind(format!("customer{i}@example.com"))
+            .bind(&since)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(conn)
+}
+
+fn load(dir: &Path, text: &str) -> anyhow::Result<Config> {
+    let path = dir.join("interim.toml");
+    std::fs::write(&path, text)?;
+    config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn planning(n: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let channel = format!(
+        "[channels.out]\nkind = \"file\"\npath = \"{}/out\"\nformat = \"json\"",
+        dir.path().display()
+    );
+    let store_url = format!("sqlite://{}/ledger.db", dir.path().display());
+    let config = load(
+        dir.path(),
+        &config_text(dir.path(), &store_url, &channel, "1h", true),
+    )?;
+    let mut helpdesk = helpdesk(dir.path(), n, 60).await?;
+    let settings = &config.settings;
+    let source = Source::new(&settings.source)?;
+    let store = Store::open(&settings.store.url).await?;
+    let mut problems = ProblemLog::default();
+
+    let t = Instant::now();
+    poll_and_plan(
+        &source,
+        &store,
+        settings,
+        Utc::now(),
+        PollKind::Full,
+        &mut problems,
+    )
+    .await?;
+    let first = t.elapsed().as_secs_f64();
+    row(
+        &format!("planning {n} tickets, first full poll (all new)"),
+        n as f64 / first,
+        "tickets/s",
+    );
+    let t = Instant::now();
+    poll_and_plan(
+        &source,
+        &store,
+        settings,
+        Utc::now(),
+        PollKind::Full,
+        &mut problems,
+    )
+    .await?;
+    let steady = t.elapsed().as_secs_f64();
+    row(
+        &format!("planning {n} tickets, full poll (steady)"),
+        n as f64 / steady,
+        "tickets/s",
+    );
+    row(
+        &format!("planning {n} tickets, full poll (steady), duration"),
+        steady * 1000.0,
+        "ms",
+    );
+
+    // 1 % of the tickets change; the incremental poll reads only those.
+    let changed = (n / 100).max(1);
+    let now_text = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    sqlx::query(
+        "UPDATE tickets SET subject = subject || ' (updated)', updated_at = ?1 WHERE id % 100 = 0",
+    )
+    .bind(&now_text)
+    .execute(&mut helpdesk)
+    .await?;
+    let since = Utc::now() - chrono::Duration::seconds(1);
+    let t = Instant::now();
+    poll_and_plan(
+        &source,
+        &store,
+        settings,
+        Utc::now(),
+        PollKind::Changes { since },
+        &mut problems,
+    )
+    .await?;
+    let inc = t.elapsed().as_secs_f64();
+    row(
+        &format!("planning {n} tickets, incremental poll, {changed} changed"),
+        inc * 1000.0,
+        "ms",
+    );
+    row(
+        &format!("peak RSS after {n} tracked tickets"),
+        peak_rss_mb(),
+        "MB",
+    );
+    store.close().await;
+    source.close().await;
+    Ok(())
+}
+
+/// A webhook receiver counting requests (no signature check: the bare loop
+/// and the daemon pay the same receiver cost).
+async fn receiver() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |_body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, count))
+}
+
+#[derive(Clone)]
+struct CountingSmtp(Arc<AtomicUsize>);
+
+impl mailin_embedded::Handler for CountingSmtp {
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        mailin_embedded::response::OK
+    }
+}
+
+fn smtp_sink() -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let mut server = mailin_embedded::Server::new(CountingSmtp(count.clone()));
+    server.with_tcp_listener(listener).with_num_threads(16);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    Ok((port, count))
+}
+
+/// The webhook signing secret, in a file (secret_file) that outlives the run.
+fn secret_file() -> anyhow::Result<String> {
+    let path = std::env::temp_dir().join("interim-bench-webhook-secret");
+    std::fs::write(&path, SECRET)?;
+    Ok(path.display().to_string())
+}
+
+async fn wait_for(count: &AtomicUsize, target: usize, limit: Duration) -> Option<f64> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if count.load(Ordering::Relaxed) >= target {
+            return Some(start.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+async fn delivery(notices: usize) -> anyhow::Result<()> {
+    let (hook_url, hook_count) = receiver().await?;
+    let (smtp_port, smtp_count) = smtp_sink()?;
+    let secret = secret_file()?;
+    let webhook = format!(
+        "[channels.out]\nkind = \"webhook\"\nurl = \"{hook_url}\"\nsecret_file = \"{secret}\"\ntimeout = \"10s\"\nconcurrency = {CONCURRENCY}"
+    );
+    let email = format!(
+        "[channels.out]\nkind = \"email\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\nfrom = \"Bench <bench@example.com>\"\ntimeout = \"10s\"\nconcurrency = {CONCURRENCY}"
+    );
+    let mut stores = vec![("SQLite", None)];
+    if let Ok(admin) = std::env::var("INTERIM_TEST_POSTGRES_URL") {
+        stores.push(("PostgreSQL", Some(admin)));
+    }
+    for (store_name, admin) in &stores {
+        for (channel_name, channel, count) in [
+            ("webhook", &webhook, &hook_count),
+            ("SMTP", &email, &smtp_count),
+        ] {
+            let dir = tempfile::tempdir()?;
+            let (store_url, cleanup) = match admin {
+                None => (format!("sqlite://{}/ledger.db", dir.path().display()), None),
+                Some(admin) => {
+                    let name = format!("interim_bench_{:x}", rand::random::<u32>());
+                    let mut conn = sqlx::PgConnection::connect(admin).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                        .execute(&mut conn)
+                        .await?;
+                    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                    (format!("{base}/{name}"), Some((admin.clone(), name)))
+                }
+            };
+            let config = load(
+                dir.path(),
+                &config_text(dir.path(), &store_url, channel, "1s", false),
+            )?;
+            let _helpdesk = helpdesk(dir.path(), notices, 3600).await?;
+            let before = count.load(Ordering::Relaxed);
+            let shutdown = CancellationToken::new();
+            let started = Instant::now();
+            let daemon = tokio::spawn(interim::daemon::run_with_listener(
+                config.clone(),
+                None,
+                shutdown.clone(),
+            ));
+            let took = wait_for(count, before + notices, Duration::from_secs(600)).await;
+            shutdown.cancel();
+            let _ = daemon.await;
+            let total = started.elapsed().as_secs_f64();
+            match took {
+                Some(_) => row(
+                    &format!("delivery {channel_name}, {store_name} store, end to end"),
+                    notices as f64 / total,
+                    "notices/s",
+                ),
+                None => row(
+                    &format!("delivery {channel_name}, {store_name} store: INCOMPLETE"),
+                    0.0,
+                    "notices/s",
+                ),
+            }
+            let store = Store::open(&config.settings.store.url).await?;
+            let rows = store.list(&NoticeFilter::default()).await?;
+            store.close().await;
+            let mut lags: Vec<f64> = rows
+                .iter()
+                .filter_map(|r| r.sent_at.map(|s| (s - r.send_at).num_milliseconds() as f64))
+                .collect();
+            lags.sort_by(|a, b| a.total_cmp(b));
+            if !lags.is_empty() {
+                let pct = |p: f64| lags[((lags.len() - 1) as f64 * p) as usize];
+                row(
+                    &format!(
+                        "  lag planned send → sent, p50 ({channel_name}, {store_name}, backlog)"
+                    ),
+                    pct(0.5),
+                    "ms",
+                );
+                row(
+                    &format!(
+                        "  lag planned send → sent, p99 ({channel_name}, {store_name}, backlog)"
+                    ),
+                    pct(0.99),
+                    "ms",
+                );
+            }
+            if let Some((admin, name)) = cleanup {
+                let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
+            }
+        }
+    }
+    bare_webhook_loop(&hook_url, &hook_count, notices).await?;
+    bare_smtp_loop(smtp_port, &smtp_count, notices).await?;
+    steady_lag(&hook_url, &hook_count).await?;
+    Ok(())
+}
+
+async fn bare_webhook_loop(url: &str, count: &AtomicUsize, n: usize) -> anyhow::Result<()> {
+    interim::channels::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(
+        &serde_json::json!({"type": "interim.notice", "message": {"subject": "x".repeat(60), "text": "y".repeat(600)}}),
+    )?;
+    let before = count.load(Ordering::Relaxed);
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = slots.clone().acquire_owned().await?;
+        let (client, body, url) = (client.clone(), body.clone(), url.to_owned());
+        tasks.spawn(async move {
+            let _ = client
+                .post(url)
+                .header("webhook-id", i.to_string())
+                .body(body)
+                .send()
+                .await;
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let _ = wait_for(count, before + n, Duration::from_secs(60)).await;
+    row(
+        "delivery webhook, bare client loop (no ledger)",
+        n as f64 / started.elapsed().as_secs_f64(),
+        "notices/s",
+    );
+    Ok(())
+}
+
+async fn bare_smtp_loop(port: u16, count: &AtomicUsize, n: usize) -> anyhow::Result<()> {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(port)
+        .build();
+    let before = count.load(Ordering::Relaxed);
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = slots.clone().acquire_owned().await?;
+        let transport = transport.clone();
+        let message = Message::builder()
+            .from("Bench <bench@example.com>".parse()?)
+            .to(format!("customer{i}@example.com").parse()?)
+            .subject("Update on your request")
+            .body("y".repeat(600))?;
+        tasks.spawn(async move {
+            let _ = transport.send(message).await;
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let _ = wait_for(count, before + n, Duration::from_secs(60)).await;
+    row(
+        "delivery SMTP, bare client loop (no ledger)",
+        n as f64 / started.elapsed().as_secs_f64(),
+        "notices/s",
+    );
+    Ok(())
+}
+
+/// Lag in steady state: tickets become due one by one over ~10 s, below
+/// capacity, as in production.
+async fn steady_lag(url: &str, count: &AtomicUsize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let secret = secret_file()?;
+    let channel = format!(
+        "[channels.out]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_file = \"{secret}\"\ntimeout = \"10s\""
+    );
+    let store_url = format!("sqlite://{}/ledger.db", dir.path().display());
+    let config = load(
+        dir.path(),
+        &config_text(dir.path(), &store_url, &channel, "30s", false),
+    )?;
+    let n = 200;
+    let mut conn = helpdesk(dir.path(), 0, 0).await?;
+    let now = Utc::now();
+    for i in 0..n {
+        // Due between 2 s and 12 s from now (after = 30s).
+        let since =
+            now - chrono::Duration::seconds(30) + chrono::Duration::milliseconds(2000 + i * 50);
+        sqlx::query("INSERT INTO tickets VALUES (?1, 'x', 'open', ?2, ?3, 'en', ?4, ?4)")
+            .bind(i)
+            .bind(format!("q{}", i % 20))
+            .bind(format!("c{i}@example.com"))
+            .bind(since.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+            .execute(&mut conn)
+            .await?;
+    }
+    let before = count.load(Ordering::Relaxed);
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(interim::daemon::run_with_listener(
+        config.clone(),
+        None,
+        shutdown.clone(),
+    ));
+    let _ = wait_for(count, before + n as usize, Duration::from_secs(60)).await;
+    shutdown.cancel();
+    let _ = daemon.await;
+    let store = Store::open(&config.settings.store.url).await?;
+    let rows = store.list(&NoticeFilter::default()).await?;
+    store.close().await;
+    let mut lags: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.sent_at.map(|s| (s - r.send_at).num_milliseconds() as f64))
+        .collect();
+    lags.sort_by(|a, b| a.total_cmp(b));
+    if !lags.is_empty() {
+        row(
+            "lag due → sent, p50 (steady, poll_interval 1s)",
+            lags[(lags.len() - 1) / 2],
+            "ms",
+        );
+        row(
+            "lag due → sent, p99 (steady, poll_interval 1s)",
+            lags[((lags.len() - 1) as f64 * 0.99) as usize],
+            "ms",
+        );
+    }
+    row("peak RSS of the benchmark process", peak_rss_mb(), "MB");
+    Ok(())
+}
