@@ -64,6 +64,11 @@ enum Command {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
+    /// Check the connection to the helpdesk
+    Sources {
+        #[command(subcommand)]
+        action: SourcesAction,
+    },
     /// Recipients that never get a notice
     Suppress {
         #[command(subcommand)]
@@ -82,6 +87,16 @@ enum Command {
         /// Where the demo puts its helpdesk, ledger and outbox
         #[arg(long, default_value = "var/demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SourcesAction {
+    /// Poll the source once: how many tickets, the first few as `plan` sees them, every skipped row and why
+    Test {
+        /// How many mapped tickets to show
+        #[arg(long, default_value_t = 5)]
+        rows: usize,
     },
 }
 
@@ -252,6 +267,12 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     refused.join(", ")
                 )));
             }
+        }
+        Command::Sources {
+            action: SourcesAction::Test { rows },
+        } => {
+            let config = load(config_flag, quiet)?;
+            print!("{}", crate::report::sources_test(&config, rows).await?);
         }
         Command::Suppress { action } => {
             let config = load(config_flag, quiet)?;

@@ -22,7 +22,12 @@ pub fn config_summary(config: &Config) -> String {
     let _ = writeln!(out, "configuration OK: {}", config.path.display());
     let _ = writeln!(
         out,
-        "  source:    sql {} (poll every {})",
+        "  source:    {} {} (poll every {})",
+        if s.source.http.is_some() {
+            "http"
+        } else {
+            "sql"
+        },
         s.source.url,
         humantime::format_duration(s.daemon.poll_interval)
     );
@@ -518,4 +523,115 @@ pub fn print_suppressions(rows: &[SuppressionRow], format: Format) {
             );
         }
     }
+}
+
+/// `interim sources test`: one full poll, what it read, as `plan` sees it.
+pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<String> {
+    let settings = &config.settings;
+    let kind = if settings.source.http.is_some() {
+        "http"
+    } else {
+        "sql"
+    };
+    let source = Source::new(&settings.source)?;
+    let started = std::time::Instant::now();
+    let snapshot = source.poll(Utc::now(), PollKind::Full).await;
+    source.close().await;
+    let snapshot =
+        snapshot.map_err(|e| anyhow::anyhow!("source {kind} {}: {e:#}", settings.source.url))?;
+    let mut out = String::new();
+    let _ = writeln!(out, "source: {kind} {}", settings.source.url);
+    let _ = writeln!(
+        out,
+        "read {} waiting ticket(s), {} ended, {} skipped, in {:.1} s",
+        snapshot.tickets.len(),
+        snapshot.ended.len(),
+        snapshot.skipped.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !snapshot.tickets.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nfirst {} ticket(s), as plan sees them:",
+            shown.min(snapshot.tickets.len())
+        );
+    }
+    let now = Utc::now();
+    for t in snapshot.tickets.iter().take(shown) {
+        let waited = (now - t.waiting_since)
+            .to_std()
+            .map(|d| {
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs() / 60 * 60))
+                    .to_string()
+            })
+            .unwrap_or_else(|_| "not yet".into());
+        let policies: Vec<String> = Policy::applicable(&settings.policies, t)
+            .iter()
+            .map(|p| match planner::recipient_for(settings, p, t) {
+                Ok(_) => p.name.clone(),
+                Err(e) => format!("{} (skipped: {})", p.name, e.reason),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  ticket {}{}",
+            t.id,
+            t.number
+                .as_deref()
+                .map(|n| format!(" (#{n})"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "    state {:?}, priority {:?}, queue {:?}",
+            t.state,
+            t.priority.as_deref().unwrap_or(""),
+            t.queue.as_deref().unwrap_or("")
+        );
+        let _ = writeln!(
+            out,
+            "    waiting since {} ({waited})",
+            rfc3339(t.waiting_since)
+        );
+        let _ = writeln!(
+            out,
+            "    customer {} <{}>, language {}, zone {}",
+            t.customer_name.as_deref().unwrap_or("-"),
+            t.customer_email.as_deref().unwrap_or("-"),
+            t.language.as_deref().unwrap_or("-"),
+            t.timezone.as_deref().unwrap_or("-")
+        );
+        if let Some(subject) = &t.subject {
+            let _ = writeln!(out, "    subject {:?}", crate::templates::clip(subject, 80));
+        }
+        if !t.extra.is_empty() {
+            let _ = writeln!(
+                out,
+                "    extra {}",
+                serde_json::to_string(&t.extra).unwrap_or_default()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "    policies: {}",
+            if policies.is_empty() {
+                "none applies".into()
+            } else {
+                policies.join(", ")
+            }
+        );
+    }
+    if !snapshot.skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped row(s):");
+        for e in &snapshot.skipped {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    if !snapshot.warnings.is_empty() {
+        let _ = writeln!(out, "\nwarning(s):");
+        for e in &snapshot.warnings {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    Ok(out)
 }

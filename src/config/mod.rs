@@ -4,6 +4,7 @@
 
 mod raw;
 mod settings;
+mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ pub use settings::{
     FileSettings, LimitSettings, LogFormat, RetryPolicy, Settings, SourceSettings,
     SuppressSettings, TlsMode, WebhookSettings, parse_duration,
 };
+pub use source::{HttpAuth, HttpSourceSettings, Pagination, Sideload};
 
 use crate::templates::Templates;
 
@@ -52,7 +54,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 .unwrap_or_default()
         )]));
     }
-    let builder = config::Config::builder()
+    let preset = preset_of(path).map_err(|e| fail(vec![e]))?;
+    let mut builder = config::Config::builder();
+    if let Some((_, text)) = preset {
+        builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+    }
+    let builder = builder
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("INTERIM")
@@ -79,6 +86,55 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         settings: Arc::new(settings),
         templates,
     })
+}
+
+/// The presets: prepared `[source]` tables, overridable key by key.
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "zammad-db",
+        include_str!("../../config/presets/zammad-db.toml"),
+    ),
+    (
+        "znuny-db",
+        include_str!("../../config/presets/znuny-db.toml"),
+    ),
+    (
+        "zammad-api",
+        include_str!("../../config/presets/zammad-api.toml"),
+    ),
+    (
+        "zendesk-api",
+        include_str!("../../config/presets/zendesk-api.toml"),
+    ),
+];
+
+/// The preset a config file names in `source.preset` (or the environment
+/// override INTERIM__SOURCE__PRESET), if any.
+fn preset_of(path: &Path) -> Result<Option<(&'static str, &'static str)>, String> {
+    let named = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("INTERIM")
+                .prefix_separator("__")
+                .separator("__"),
+        )
+        .build()
+        .ok()
+        .and_then(|c| c.get_string("source.preset").ok());
+    let Some(name) = named else {
+        return Ok(None);
+    };
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|p| Some(*p))
+        .ok_or_else(|| {
+            let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            format!(
+                "source.preset: unknown preset \"{name}\" (known: {})",
+                known.join(", ")
+            )
+        })
 }
 
 fn describe_config_error(e: &config::ConfigError) -> String {

@@ -77,7 +77,8 @@ pub struct RawHttp {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    pub kind: String,
+    pub preset: Option<String>,
+    pub kind: Option<String>,
     pub url: Option<String>,
     pub url_env: Option<String>,
     pub url_file: Option<String>,
@@ -88,6 +89,54 @@ pub struct RawSource {
     pub overlap: Option<String>,
     pub timezone: Option<String>,
     pub timeout: Option<String>,
+    // http
+    pub auth: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub header: Option<String>,
+    pub items: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, Pointers>,
+    pub extra_fields: Option<bool>,
+    pub pagination: Option<RawPagination>,
+    pub max_pages: Option<i64>,
+    pub max_rows: Option<i64>,
+    pub since_param: Option<String>,
+    pub since_format: Option<String>,
+    pub waiting_states: Option<Vec<String>>,
+    #[serde(default)]
+    pub sideload: BTreeMap<String, RawSideload>,
+}
+
+/// One JSON pointer, or several: the latest timestamp (or first value) wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Pointers {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagination {
+    pub kind: String,
+    pub param: Option<String>,
+    pub start: Option<i64>,
+    pub size_param: Option<String>,
+    pub size: Option<i64>,
+    pub pointer: Option<String>,
+    pub has_more: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSideload {
+    pub items: String,
+    pub key: String,
+    pub reference: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use lettre::message::Mailbox;
 
 use super::raw::{MatchValue, RawCalendar, RawChannel, RawConfig, RawPolicy};
+pub use super::source::SourceSettings;
 use crate::calendar::{Calendar, parse_day_hours, weekday_index};
 use crate::policy::{MatchField, Matcher, Policy};
 use crate::schedule::{SendAt, SendWindow};
@@ -83,25 +84,6 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
-}
-
-#[derive(Debug, Clone)]
-pub struct SourceSettings {
-    pub url: SecretUrl,
-    pub query: String,
-    /// Re-reads one ticket (`:id`) right before its notice is sent.
-    pub recheck_query: Option<String>,
-    /// Tickets changed since `:since` (closed ones included).
-    pub incremental_query: Option<String>,
-    /// With an incremental query: how often a full poll runs anyway (to see
-    /// deleted tickets).
-    pub full_resync: Duration,
-    /// How far before the watermark an incremental poll starts (clock skew,
-    /// late commits).
-    pub overlap: Duration,
-    /// Zone of naive timestamps in source rows.
-    pub timezone: Tz,
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -205,7 +187,7 @@ impl Problems {
             .push(format!("{}: {}", key.as_ref(), reason.as_ref()));
     }
 
-    fn take<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
+    pub(super) fn take<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
         result.map_err(|reason| self.add(key, reason)).ok()
     }
 }
@@ -216,7 +198,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-fn parse_zone(text: &str) -> Result<Tz, String> {
+pub(super) fn parse_zone(text: &str) -> Result<Tz, String> {
     text.parse::<Tz>().map_err(|_| {
         format!("unknown time zone \"{text}\" (use an IANA name like \"Europe/Berlin\")")
     })
@@ -224,7 +206,7 @@ fn parse_zone(text: &str) -> Result<Tz, String> {
 
 /// Reads a secret from the environment variable or file a `*_env` /
 /// `*_file` key names. The value itself never enters an error message.
-fn read_secret(
+pub(super) fn read_secret(
     problems: &mut Problems,
     base: &str,
     stem: &str,
@@ -374,7 +356,7 @@ impl Settings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
         };
 
-        let source = source_settings(&mut p, &raw);
+        let source = super::source::source_settings(&mut p, &raw);
 
         let wording = raw
             .wording
@@ -468,98 +450,6 @@ impl Settings {
             warnings,
         })
     }
-}
-
-fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> {
-    let s = &raw.source;
-    if s.kind != "sql" {
-        p.add(
-            "source.kind",
-            format!("\"{}\" is not a source kind this version has (sql)", s.kind),
-        );
-        return None;
-    }
-    let url = match (
-        &s.url,
-        read_secret(p, "source", "url", s.url_env.as_ref(), s.url_file.as_ref()),
-    ) {
-        (Some(url), None) => Some(url.clone()),
-        (None, Some(secret)) => Some(secrecy::ExposeSecret::expose_secret(&secret).to_owned()),
-        (Some(_), Some(_)) => {
-            p.add("source.url", "set either url or url_env/url_file, not both");
-            None
-        }
-        (None, None) => {
-            p.add(
-                "source.url",
-                "missing: the helpdesk database URL (sqlite://…, postgres://…, mysql://…)",
-            );
-            None
-        }
-    }?;
-    if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme))
-    {
-        p.add(
-            "source.url",
-            format!(
-                "\"{}\" is not a sqlite:, postgres: or mysql: URL",
-                crate::secret::redact_url(&url)
-            ),
-        );
-    }
-    let query = s.query.clone().filter(|q| !q.trim().is_empty());
-    if query.is_none() {
-        p.add(
-            "source.query",
-            "missing: the SQL query that selects the waiting tickets",
-        );
-    }
-    let recheck_query = s.recheck_query.clone().filter(|q| !q.trim().is_empty());
-    if let Some(q) = &recheck_query
-        && !crate::source::sql::has_id_parameter(q)
-    {
-        p.add(
-            "source.recheck_query",
-            "must use the ticket id parameter :id (or $1 / ?)",
-        );
-    }
-    let incremental_query = s.incremental_query.clone().filter(|q| !q.trim().is_empty());
-    if let Some(q) = &incremental_query
-        && crate::source::sql::since_parameter(q).is_none()
-    {
-        p.add(
-            "source.incremental_query",
-            "must use the watermark parameter :since (or :since_unix)",
-        );
-    }
-    let full_resync = p.take(
-        "source.full_resync",
-        parse_duration(s.full_resync.as_deref().unwrap_or("1h")),
-    )?;
-    let overlap = p.take(
-        "source.overlap",
-        parse_duration(s.overlap.as_deref().unwrap_or("2m")),
-    )?;
-    let timezone = p.take(
-        "source.timezone",
-        parse_zone(s.timezone.as_deref().unwrap_or("UTC")),
-    )?;
-    let timeout = p.take(
-        "source.timeout",
-        parse_duration(s.timeout.as_deref().unwrap_or("60s")),
-    )?;
-    Some(SourceSettings {
-        url: SecretUrl::new(url.replacen("mariadb:", "mysql:", 1)),
-        query: query?,
-        recheck_query,
-        incremental_query,
-        full_resync,
-        overlap,
-        timezone,
-        timeout,
-    })
 }
 
 fn suppress_settings(

@@ -3,6 +3,7 @@
 //! changed since a watermark, ended waits included.
 
 pub mod columns;
+pub mod http;
 pub mod sql;
 
 use std::collections::HashSet;
@@ -44,24 +45,36 @@ pub struct Snapshot {
 
 pub struct Source {
     settings: SourceSettings,
-    pool: sql::SqlPool,
+    backend: Backend,
+}
+
+enum Backend {
+    Sql(sql::SqlPool),
+    Http(Box<http::HttpSource>),
 }
 
 impl Source {
     pub fn new(settings: &SourceSettings) -> anyhow::Result<Source> {
+        let backend = match &settings.http {
+            Some(api) => Backend::Http(Box::new(http::HttpSource::new(settings, api)?)),
+            None => Backend::Sql(sql::SqlPool::connect(settings)?),
+        };
         Ok(Source {
             settings: settings.clone(),
-            pool: sql::SqlPool::connect(settings)?,
+            backend,
         })
     }
 
     /// Whether incremental polls are configured.
     pub fn incremental(&self) -> bool {
-        self.settings.incremental_query.is_some()
+        match &self.settings.http {
+            Some(api) => api.since_param.is_some(),
+            None => self.settings.incremental_query.is_some(),
+        }
     }
 
-    /// One poll. A failing query fails the whole poll (the caller keeps
-    /// its previous state); a bad row is only skipped.
+    /// One poll. A failing query or page fails the whole poll (the caller
+    /// keeps its previous state); a bad row is only skipped.
     pub async fn poll(&self, now: DateTime<Utc>, kind: PollKind) -> anyhow::Result<Snapshot> {
         let started = Instant::now();
         let mut snapshot = Snapshot {
@@ -74,53 +87,79 @@ impl Source {
             max_updated_at: None,
         };
         let zone = self.settings.timezone;
-        let (query, param) = match (kind, &self.settings.incremental_query) {
-            (PollKind::Changes { since }, Some(query)) => {
-                let param = match sql::since_parameter(query) {
-                    Some("since_unix") => Param::SinceUnix(since),
-                    _ => Param::Since { at: since, zone },
-                };
-                (query.as_str(), param)
-            }
-            _ => (self.settings.query.as_str(), Param::None),
-        };
         let mut seen = HashSet::new();
-        let run = self.pool.for_each_row(query, param, |cells| {
-            match columns::ticket_from_row(cells, zone, &mut snapshot.warnings) {
-                Ok(row) => {
-                    if let Some(at) = row.updated_at() {
-                        snapshot.max_updated_at = snapshot.max_updated_at.max(Some(at));
-                    }
-                    if !seen.insert(row.id().to_owned()) {
-                        snapshot.skipped.push(RowError {
-                            ticket_id: Some(row.id().to_owned()),
-                            column: "id".into(),
-                            reason: "the query returned this id twice; the first row counts".into(),
-                        });
-                        return;
-                    }
-                    match row {
-                        SourceRow::Waiting(ticket) => snapshot.tickets.push(*ticket),
-                        SourceRow::NotWaiting { id, .. } => snapshot.ended.push(id),
-                    }
+        let each = |cells| match columns::ticket_from_row(cells, zone, &mut snapshot.warnings) {
+            Ok(row) => {
+                if let Some(at) = row.updated_at() {
+                    snapshot.max_updated_at = snapshot.max_updated_at.max(Some(at));
                 }
-                Err(e) => snapshot.skipped.push(e),
+                if !seen.insert(row.id().to_owned()) {
+                    snapshot.skipped.push(RowError {
+                        ticket_id: Some(row.id().to_owned()),
+                        column: "id".into(),
+                        reason: "the source returned this id twice; the first row counts".into(),
+                    });
+                    return;
+                }
+                match row {
+                    SourceRow::Waiting(ticket) => snapshot.tickets.push(*ticket),
+                    SourceRow::NotWaiting { id, .. } => snapshot.ended.push(id),
+                }
             }
-        });
-        tokio::time::timeout(self.settings.timeout, run)
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "the source query took longer than source.timeout ({})",
-                    humantime::format_duration(self.settings.timeout)
+            Err(e) => snapshot.skipped.push(e),
+        };
+        let too_slow = || {
+            anyhow::anyhow!(
+                "the source took longer than source.timeout ({})",
+                humantime::format_duration(self.settings.timeout)
+            )
+        };
+        match &self.backend {
+            Backend::Http(api) => {
+                let since = match kind {
+                    PollKind::Changes { since } => Some(since),
+                    PollKind::Full => None,
+                };
+                let deadline = started + self.settings.timeout;
+                tokio::time::timeout(
+                    self.settings.timeout,
+                    api.for_each_row(since, deadline, each),
                 )
-            })?
-            .with_context(|| {
-                format!(
-                    "source query against {} failed",
-                    self.settings.url.redacted()
+                .await
+                .map_err(|_| too_slow())??;
+            }
+            Backend::Sql(pool) => {
+                let (query, param) = match (kind, &self.settings.incremental_query) {
+                    (PollKind::Changes { since }, Some(query)) => {
+                        let param = match sql::since_parameter(query) {
+                            Some("since_unix") => Param::SinceUnix(since),
+                            _ => Param::Since { at: since, zone },
+                        };
+                        (query.as_str(), param)
+                    }
+                    _ => (self.settings.query.as_str(), Param::None),
+                };
+                let outcome = tokio::time::timeout(
+                    self.settings.timeout,
+                    pool.for_each_row(query, param, each),
                 )
-            })?;
+                .await
+                .map_err(|_| too_slow())?;
+                if let Err(e) = outcome {
+                    let cause = match e {
+                        sqlx::Error::PoolTimedOut => pool
+                            .connect_error()
+                            .await
+                            .unwrap_or_else(|| "timed out waiting for a connection".into()),
+                        other => crate::secret::redact_url(&other.to_string()),
+                    };
+                    anyhow::bail!(
+                        "source query against {} failed: {cause}",
+                        self.settings.url.redacted()
+                    );
+                }
+            }
+        }
         metrics::histogram!("interim_source_poll_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         Ok(snapshot)
@@ -129,16 +168,18 @@ impl Source {
     /// Re-reads one ticket with `query` (`source.recheck_query`); None when
     /// it no longer waits (no row, or `waiting_since` NULL).
     pub async fn recheck(&self, query: &str, id: &str) -> anyhow::Result<Option<Ticket>> {
-        let row =
-            tokio::time::timeout(self.settings.timeout, self.pool.first_row_for_id(query, id))
-                .await
-                .map_err(|_| anyhow::anyhow!("the re-check query took longer than source.timeout"))?
-                .with_context(|| {
-                    format!(
-                        "re-check query against {} failed",
-                        self.settings.url.redacted()
-                    )
-                })?;
+        let Backend::Sql(pool) = &self.backend else {
+            anyhow::bail!("source.recheck_query needs a sql source");
+        };
+        let row = tokio::time::timeout(self.settings.timeout, pool.first_row_for_id(query, id))
+            .await
+            .map_err(|_| anyhow::anyhow!("the re-check query took longer than source.timeout"))?
+            .with_context(|| {
+                format!(
+                    "re-check query against {} failed",
+                    self.settings.url.redacted()
+                )
+            })?;
         let Some(cells) = row else {
             return Ok(None);
         };
@@ -150,6 +191,8 @@ impl Source {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        if let Backend::Sql(pool) = &self.backend {
+            pool.close().await;
+        }
     }
 }

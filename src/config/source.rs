@@ -1,0 +1,416 @@
+//! `[source]`: a SQL query against the helpdesk database, or an HTTP API
+//! mapped onto the ticket column contract; either may come from a preset.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::raw::{Pointers, RawConfig, RawSource};
+use super::settings::{Problems, parse_duration, parse_zone, read_secret};
+use crate::secret::{SecretString, SecretUrl};
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// The database URL (sql) or the first page's URL (http).
+    pub url: SecretUrl,
+    /// sql: the waiting tickets. Empty for http.
+    pub query: String,
+    /// sql: re-reads one ticket (`:id`) right before its notice is sent.
+    pub recheck_query: Option<String>,
+    /// sql: tickets changed since `:since` (closed ones included).
+    pub incremental_query: Option<String>,
+    /// http: the API settings.
+    pub http: Option<HttpSourceSettings>,
+    /// With incremental polls: how often a full poll runs anyway (to see
+    /// deleted tickets).
+    pub full_resync: Duration,
+    /// How far before the watermark an incremental poll starts (clock skew,
+    /// late commits).
+    pub overlap: Duration,
+    /// Zone of naive timestamps in source rows.
+    pub timezone: Tz,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSourceSettings {
+    pub auth: HttpAuth,
+    /// JSON pointer to the list of tickets in a page ("" = the page itself).
+    pub items: String,
+    /// Contract column → JSON pointers into one item (the latest timestamp,
+    /// or the first non-null value, of several wins).
+    pub fields: BTreeMap<String, Vec<String>>,
+    /// Unmapped top-level fields of an item go into `ticket.extra`.
+    pub extra_fields: bool,
+    pub pagination: Pagination,
+    pub max_pages: usize,
+    pub max_rows: usize,
+    /// Query parameter that asks only for tickets changed since the watermark.
+    pub since_param: Option<String>,
+    pub since_unix: bool,
+    /// Rows in other states are not waiting (their pending notices end).
+    pub waiting_states: Option<BTreeSet<String>>,
+    /// Side-loaded objects (e.g. Zendesk's users) joined into each item.
+    pub sideload: Vec<Sideload>,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    None,
+    Bearer(SecretString),
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// A custom header, e.g. `Authorization: Token token=…`.
+    Header {
+        name: String,
+        value: SecretString,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pagination {
+    /// One page only.
+    None,
+    /// `Link: <…>; rel="next"` headers.
+    Link,
+    /// The next page's URL at a pointer in the page.
+    NextUrl { pointer: String },
+    /// `param=1,2,3…` until an empty page.
+    Page {
+        param: String,
+        start: i64,
+        size: Option<(String, i64)>,
+    },
+    /// `param=CURSOR` from a pointer in the page, until it is empty or
+    /// `has_more` is false.
+    Cursor {
+        param: String,
+        pointer: String,
+        has_more: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Sideload {
+    /// The member added to each item, e.g. `requester`.
+    pub name: String,
+    /// Pointer to the side-loaded list in the page, e.g. `/users`.
+    pub items: String,
+    /// Pointer to the key inside a side-loaded object, e.g. `/id`.
+    pub key: String,
+    /// Pointer to the referencing value inside an item, e.g. `/requester_id`.
+    pub reference: String,
+}
+
+const SQL_ONLY: &[&str] = &["query", "recheck_query", "incremental_query"];
+
+pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<SourceSettings> {
+    let s = &raw.source;
+    let kind = s.kind.clone().unwrap_or_else(|| "sql".into());
+    if kind != "sql" && kind != "http" {
+        p.add("source.kind", format!("\"{kind}\" is not one of sql, http"));
+        return None;
+    }
+    let url = match (
+        &s.url,
+        read_secret(p, "source", "url", s.url_env.as_ref(), s.url_file.as_ref()),
+    ) {
+        (Some(url), None) => Some(url.clone()),
+        (None, Some(secret)) => Some(secrecy::ExposeSecret::expose_secret(&secret).to_owned()),
+        (Some(_), Some(_)) => {
+            p.add("source.url", "set either url or url_env/url_file, not both");
+            None
+        }
+        (None, None) => {
+            let what = if kind == "sql" {
+                "the helpdesk database URL (sqlite://…, postgres://…, mysql://…)"
+            } else {
+                "the API URL of the first page (https://…)"
+            };
+            p.add("source.url", format!("missing: {what}"));
+            None
+        }
+    }?;
+    let schemes: &[&str] = if kind == "sql" {
+        &["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
+    } else {
+        &["http://", "https://"]
+    };
+    if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
+        p.add(
+            "source.url",
+            format!(
+                "\"{}\" is not a {} URL ({})",
+                crate::secret::redact_url(&url),
+                kind,
+                schemes.join(", ")
+            ),
+        );
+    }
+    let full_resync = p.take(
+        "source.full_resync",
+        parse_duration(s.full_resync.as_deref().unwrap_or("1h")),
+    )?;
+    let overlap = p.take(
+        "source.overlap",
+        parse_duration(s.overlap.as_deref().unwrap_or("2m")),
+    )?;
+    let timezone = p.take(
+        "source.timezone",
+        parse_zone(s.timezone.as_deref().unwrap_or("UTC")),
+    )?;
+    let timeout = p.take(
+        "source.timeout",
+        parse_duration(s.timeout.as_deref().unwrap_or("60s")),
+    )?;
+    let mut out = SourceSettings {
+        url: SecretUrl::new(url.replacen("mariadb:", "mysql:", 1)),
+        query: String::new(),
+        recheck_query: None,
+        incremental_query: None,
+        http: None,
+        full_resync,
+        overlap,
+        timezone,
+        timeout,
+    };
+    if kind == "http" {
+        for key in SQL_ONLY {
+            let set = match *key {
+                "query" => s.query.is_some(),
+                "recheck_query" => s.recheck_query.is_some(),
+                _ => s.incremental_query.is_some(),
+            };
+            if set {
+                p.add(format!("source.{key}"), "not a key of an http source");
+            }
+        }
+        out.http = Some(http_settings(p, s)?);
+        return Some(out);
+    }
+    if s.items.is_some()
+        || !s.fields.is_empty()
+        || s.pagination.is_some()
+        || s.auth.is_some()
+        || s.since_param.is_some()
+    {
+        p.add(
+            "source",
+            "items, fields, pagination, auth and since_param belong to kind = \"http\"",
+        );
+    }
+    let query = s.query.clone().filter(|q| !q.trim().is_empty());
+    if query.is_none() {
+        p.add(
+            "source.query",
+            "missing: the SQL query that selects the waiting tickets",
+        );
+    }
+    out.recheck_query = s.recheck_query.clone().filter(|q| !q.trim().is_empty());
+    if let Some(q) = &out.recheck_query
+        && !crate::source::sql::has_id_parameter(q)
+    {
+        p.add(
+            "source.recheck_query",
+            "must use the ticket id parameter :id (or $1 / ?)",
+        );
+    }
+    out.incremental_query = s.incremental_query.clone().filter(|q| !q.trim().is_empty());
+    if let Some(q) = &out.incremental_query
+        && crate::source::sql::since_parameter(q).is_none()
+    {
+        p.add(
+            "source.incremental_query",
+            "must use the watermark parameter :since (or :since_unix)",
+        );
+    }
+    out.query = query?;
+    Some(out)
+}
+
+fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> {
+    let auth = match s.auth.as_deref().unwrap_or("none") {
+        "none" => HttpAuth::None,
+        "bearer" => HttpAuth::Bearer(required_secret(
+            p,
+            "token",
+            s.token_env.as_ref(),
+            s.token_file.as_ref(),
+        )?),
+        "basic" => {
+            let username = s.username.clone().or_else(|| {
+                p.add("source.username", "missing: basic auth needs a username");
+                None
+            })?;
+            HttpAuth::Basic {
+                username,
+                password: required_secret(
+                    p,
+                    "password",
+                    s.password_env.as_ref(),
+                    s.password_file.as_ref(),
+                )?,
+            }
+        }
+        "header" => {
+            // "Authorization: Token token={token}", or just a name: the
+            // token is the whole value.
+            let spec = s.header.clone().or_else(|| {
+                p.add(
+                    "source.header",
+                    "missing: the header, e.g. \"Authorization: Token token={token}\"",
+                );
+                None
+            })?;
+            let (name, template) = match spec.split_once(':') {
+                Some((name, template)) => (name.trim().to_owned(), template.trim().to_owned()),
+                None => (spec.trim().to_owned(), "{token}".to_owned()),
+            };
+            let token = required_secret(p, "token", s.token_env.as_ref(), s.token_file.as_ref())?;
+            let value = template.replace("{token}", secrecy::ExposeSecret::expose_secret(&token));
+            HttpAuth::Header {
+                name,
+                value: SecretString::from(value),
+            }
+        }
+        other => {
+            p.add(
+                "source.auth",
+                format!("\"{other}\" is not one of none, bearer, basic, header"),
+            );
+            return None;
+        }
+    };
+    let mut fields = BTreeMap::new();
+    for (column, pointers) in &s.fields {
+        let list = match pointers {
+            Pointers::One(one) => vec![one.clone()],
+            Pointers::Many(many) => many.clone(),
+        };
+        for pointer in &list {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                p.add(
+                    format!("source.fields.{column}"),
+                    format!("\"{pointer}\" is not a JSON pointer (it starts with /)"),
+                );
+            }
+        }
+        fields.insert(column.to_lowercase(), list);
+    }
+    for required in ["id", "state", "waiting_since"] {
+        if !fields.contains_key(required) {
+            p.add(
+                format!("source.fields.{required}"),
+                "missing: the JSON pointer of this required column",
+            );
+        }
+    }
+    let pagination = match &s.pagination {
+        None => Pagination::None,
+        Some(raw) => {
+            let key = "source.pagination";
+            match raw.kind.as_str() {
+                "none" => Pagination::None,
+                "link" => Pagination::Link,
+                "next_url" => Pagination::NextUrl {
+                    pointer: raw.pointer.clone().or_else(|| {
+                        p.add(
+                            format!("{key}.pointer"),
+                            "missing: where the next page's URL is in a page",
+                        );
+                        None
+                    })?,
+                },
+                "page" => Pagination::Page {
+                    param: raw.param.clone().unwrap_or_else(|| "page".into()),
+                    start: raw.start.unwrap_or(1),
+                    size: raw
+                        .size_param
+                        .clone()
+                        .map(|param| (param, raw.size.unwrap_or(100))),
+                },
+                "cursor" => Pagination::Cursor {
+                    param: raw.param.clone().unwrap_or_else(|| "cursor".into()),
+                    pointer: raw.pointer.clone().or_else(|| {
+                        p.add(
+                            format!("{key}.pointer"),
+                            "missing: where the next cursor is in a page",
+                        );
+                        None
+                    })?,
+                    has_more: raw.has_more.clone(),
+                },
+                other => {
+                    p.add(
+                        format!("{key}.kind"),
+                        format!("\"{other}\" is not one of none, link, next_url, page, cursor"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let limit = |p: &mut Problems, key: &str, value: Option<i64>, default: usize| match value {
+        None => default,
+        Some(n) if n > 0 => n as usize,
+        Some(n) => {
+            p.add(key, format!("{n} must be above 0"));
+            default
+        }
+    };
+    let since_unix = match s.since_format.as_deref().unwrap_or("rfc3339") {
+        "rfc3339" => false,
+        "unix" => true,
+        other => {
+            p.add(
+                "source.since_format",
+                format!("\"{other}\" is not one of rfc3339, unix"),
+            );
+            false
+        }
+    };
+    Some(HttpSourceSettings {
+        auth,
+        items: s.items.clone().unwrap_or_default(),
+        fields,
+        extra_fields: s.extra_fields.unwrap_or(false),
+        pagination,
+        max_pages: limit(p, "source.max_pages", s.max_pages, 1000),
+        max_rows: limit(p, "source.max_rows", s.max_rows, 1_000_000),
+        since_param: s.since_param.clone(),
+        since_unix,
+        waiting_states: s
+            .waiting_states
+            .as_ref()
+            .map(|list| list.iter().map(|v| v.to_lowercase()).collect()),
+        sideload: s
+            .sideload
+            .iter()
+            .map(|(name, raw)| Sideload {
+                name: name.clone(),
+                items: raw.items.clone(),
+                key: raw.key.clone(),
+                reference: raw.reference.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn required_secret(
+    p: &mut Problems,
+    stem: &str,
+    env: Option<&String>,
+    file: Option<&String>,
+) -> Option<SecretString> {
+    let secret = read_secret(p, "source", stem, env, file);
+    if secret.is_none() && env.is_none() && file.is_none() {
+        p.add(
+            format!("source.{stem}_env"),
+            format!("missing: set {stem}_env or {stem}_file"),
+        );
+    }
+    secret
+}

@@ -1,0 +1,387 @@
+//! The `http` source: pages through a JSON API and maps each item onto the
+//! ticket column contract with JSON pointers. A page that cannot be read
+//! fails the whole poll, so a broken API never looks like "no tickets".
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
+use serde_json::Value;
+
+use super::columns::{Cell, parse_timestamp_text};
+use crate::config::{HttpAuth, HttpSourceSettings, Pagination, SourceSettings};
+use crate::secret::{ExposeSecret, redact_url};
+
+/// How often one page is asked for again after 429/503 with Retry-After.
+const MAX_THROTTLED_RETRIES: usize = 5;
+
+pub struct HttpSource {
+    url: String,
+    settings: HttpSourceSettings,
+    zone: chrono_tz::Tz,
+    client: reqwest::Client,
+}
+
+impl HttpSource {
+    pub fn new(source: &SourceSettings, settings: &HttpSourceSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            url: source.url.expose().to_owned(),
+            settings: settings.clone(),
+            zone: source.timezone,
+            client: crate::channels::webhook::client()?,
+        })
+    }
+
+    /// Reads every page (changes since `since` when given) and hands each
+    /// item, as named cells, to `each`. `deadline` bounds the whole poll.
+    pub async fn for_each_row(
+        &self,
+        since: Option<DateTime<Utc>>,
+        deadline: Instant,
+        mut each: impl FnMut(Vec<(String, Cell)>),
+    ) -> anyhow::Result<()> {
+        let mut url = reqwest::Url::parse(&self.url)
+            .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))?;
+        if let (Some(param), Some(since)) = (&self.settings.since_param, since) {
+            let value = if self.settings.since_unix {
+                since.timestamp().to_string()
+            } else {
+                crate::channels::rfc3339(since)
+            };
+            set_param(&mut url, param, &value);
+        }
+        let mut page_number = match &self.settings.pagination {
+            Pagination::Page { start, .. } => *start,
+            _ => 1,
+        };
+        if let Pagination::Page { param, size, .. } = &self.settings.pagination {
+            set_param(&mut url, param, &page_number.to_string());
+            if let Some((size_param, size)) = size {
+                set_param(&mut url, size_param, &size.to_string());
+            }
+        }
+        let mut rows = 0usize;
+        for page in 1..=self.settings.max_pages {
+            let (headers, body) = self.fetch(&url, deadline).await?;
+            let shown = redact_url(url.as_str());
+            let items = if self.settings.items.is_empty() {
+                Some(&body)
+            } else {
+                body.pointer(&self.settings.items)
+            };
+            let Some(Value::Array(items)) = items else {
+                anyhow::bail!(
+                    "GET {shown}: page {page}: the items pointer \"{}\" does not resolve to a list",
+                    self.settings.items
+                );
+            };
+            let sideloaded = self.sideloaded(&body);
+            for item in items {
+                rows += 1;
+                if rows > self.settings.max_rows {
+                    anyhow::bail!(
+                        "GET {shown}: more than source.max_rows ({}) rows; raise it if this is right",
+                        self.settings.max_rows
+                    );
+                }
+                each(self.cells(item, &sideloaded));
+            }
+            let next = match &self.settings.pagination {
+                Pagination::None => None,
+                Pagination::Link => next_link(&headers).and_then(|next| url.join(&next).ok()),
+                Pagination::NextUrl { pointer } => match body.pointer(pointer) {
+                    Some(Value::String(next)) if !next.is_empty() => {
+                        Some(url.join(next).map_err(|e| {
+                            anyhow::anyhow!("GET {shown}: next page URL at {pointer}: {e}")
+                        })?)
+                    }
+                    _ => None,
+                },
+                Pagination::Page { param, .. } => {
+                    if items.is_empty() {
+                        None
+                    } else {
+                        page_number += 1;
+                        let mut next = url.clone();
+                        set_param(&mut next, param, &page_number.to_string());
+                        Some(next)
+                    }
+                }
+                Pagination::Cursor {
+                    param,
+                    pointer,
+                    has_more,
+                } => {
+                    // `has_more = "/meta/has_more"`, or negated: "!/end_of_stream".
+                    let more = has_more.as_ref().is_none_or(|p| match p.strip_prefix('!') {
+                        Some(p) => !body.pointer(p).and_then(Value::as_bool).unwrap_or(true),
+                        None => body.pointer(p).and_then(Value::as_bool).unwrap_or(false),
+                    });
+                    match body.pointer(pointer) {
+                        Some(Value::String(cursor)) if more && !cursor.is_empty() => {
+                            let mut next = url.clone();
+                            set_param(&mut next, param, cursor);
+                            Some(next)
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            match next {
+                Some(next) => url = next,
+                None => return Ok(()),
+            }
+        }
+        anyhow::bail!(
+            "GET {}: more than source.max_pages ({}) pages; raise it if this is right",
+            redact_url(url.as_str()),
+            self.settings.max_pages
+        )
+    }
+
+    /// One page, honouring 429/503 `Retry-After` within the poll's deadline.
+    async fn fetch(
+        &self,
+        url: &reqwest::Url,
+        deadline: Instant,
+    ) -> anyhow::Result<(HeaderMap, Value)> {
+        let shown = redact_url(url.as_str());
+        for _ in 0..=MAX_THROTTLED_RETRIES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut request = self
+                .client
+                .get(url.clone())
+                .timeout(left.max(Duration::from_millis(1)))
+                .header("accept", "application/json");
+            request = match &self.settings.auth {
+                HttpAuth::None => request,
+                HttpAuth::Bearer(token) => request.bearer_auth(token.expose_secret()),
+                HttpAuth::Basic { username, password } => {
+                    request.basic_auth(username, Some(password.expose_secret()))
+                }
+                HttpAuth::Header { name, value } => {
+                    request.header(name.as_str(), value.expose_secret())
+                }
+            };
+            let response = request.send().await.map_err(|e| {
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                anyhow::anyhow!("GET {shown}: {what}")
+            })?;
+            let status = response.status();
+            if status.as_u16() == 429 || status.as_u16() == 503 {
+                let wait = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_secs(1), Duration::from_secs);
+                if Instant::now() + wait >= deadline {
+                    anyhow::bail!(
+                        "GET {shown}: HTTP {} and Retry-After {}s is beyond source.timeout",
+                        status.as_u16(),
+                        wait.as_secs()
+                    );
+                }
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if !status.is_success() {
+                anyhow::bail!("GET {shown}: HTTP {}", status.as_u16());
+            }
+            let headers = response.headers().clone();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|_| anyhow::anyhow!("GET {shown}: the body could not be read"))?;
+            let body: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("GET {shown}: the body is not JSON: {e}"))?;
+            return Ok((headers, body));
+        }
+        anyhow::bail!("GET {shown}: still throttled after {MAX_THROTTLED_RETRIES} retries")
+    }
+
+    /// Side-loaded lists of a page, indexed by their key.
+    fn sideloaded(&self, body: &Value) -> Vec<HashMap<String, Value>> {
+        self.settings
+            .sideload
+            .iter()
+            .map(|s| {
+                let list = body
+                    .pointer(&s.items)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                list.into_iter()
+                    .filter_map(|obj| Some((scalar_text(obj.pointer(&s.key)?)?, obj)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// One item as contract columns.
+    fn cells(&self, item: &Value, sideloaded: &[HashMap<String, Value>]) -> Vec<(String, Cell)> {
+        let mut item = item.clone();
+        for (load, index) in self.settings.sideload.iter().zip(sideloaded) {
+            let joined = item
+                .pointer(&load.reference)
+                .and_then(scalar_text)
+                .and_then(|key| index.get(&key).cloned());
+            if let (Some(obj), Some(joined)) = (item.as_object_mut(), joined) {
+                obj.insert(load.name.clone(), joined);
+            }
+        }
+        let mut cells: Vec<(String, Cell)> = self
+            .settings
+            .fields
+            .iter()
+            .map(|(column, pointers)| (column.clone(), self.resolve(&item, pointers)))
+            .collect();
+        if let Some(states) = &self.settings.waiting_states {
+            let state = cells
+                .iter()
+                .find(|(c, _)| c == "state")
+                .map(|(_, v)| v.clone());
+            let waiting =
+                matches!(&state, Some(Cell::Text(s)) if states.contains(&s.to_lowercase()));
+            if !waiting {
+                // Not a waiting state: the row reports a wait that ended.
+                for (column, cell) in cells.iter_mut() {
+                    if column == "waiting_since" {
+                        *cell = Cell::Null;
+                    }
+                }
+            }
+        }
+        if self.settings.extra_fields
+            && let Some(obj) = item.as_object()
+        {
+            let mapped: Vec<String> = self
+                .settings
+                .fields
+                .values()
+                .flatten()
+                .filter_map(|p| p.strip_prefix('/'))
+                .map(|p| p.split('/').next().unwrap_or("").to_owned())
+                .collect();
+            for (key, value) in obj {
+                if !mapped.contains(key)
+                    && !cells.iter().any(|(c, _)| c == key)
+                    && !value.is_object()
+                    && !value.is_array()
+                {
+                    cells.push((key.clone(), cell_of(value)));
+                }
+            }
+        }
+        cells
+    }
+
+    /// The value at the first pointer, or with several pointers the latest
+    /// timestamp among them (e.g. last agent or last customer contact).
+    fn resolve(&self, item: &Value, pointers: &[String]) -> Cell {
+        let values: Vec<&Value> = pointers
+            .iter()
+            .filter_map(|p| item.pointer(p))
+            .filter(|v| !v.is_null())
+            .collect();
+        if values.len() > 1 {
+            let latest = values
+                .iter()
+                .filter_map(|v| {
+                    v.as_str()
+                        .and_then(|s| parse_timestamp_text(s, self.zone).ok())
+                        .or_else(|| v.as_i64().and_then(|s| DateTime::from_timestamp(s, 0)))
+                })
+                .max();
+            if let Some(latest) = latest {
+                return Cell::Timestamp(latest);
+            }
+        }
+        values.first().map_or(Cell::Null, |v| cell_of(v))
+    }
+}
+
+fn cell_of(value: &Value) -> Cell {
+    match value {
+        Value::Null => Cell::Null,
+        Value::Bool(b) => Cell::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Cell::Int)
+            .or_else(|| n.as_f64().map(Cell::Float))
+            .unwrap_or(Cell::Null),
+        Value::String(s) => Cell::Text(s.clone()),
+        other => Cell::Text(other.to_string()),
+    }
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn set_param(url: &mut reqwest::Url, name: &str, value: &str) {
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(others)
+        .append_pair(name, value);
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|part| {
+            let (target, params) = part.split_once(';')?;
+            params
+                .split(';')
+                .any(|p| {
+                    matches!(
+                        p.trim().replace(' ', "").as_str(),
+                        "rel=\"next\"" | "rel=next"
+                    )
+                })
+                .then(|| {
+                    target
+                        .trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_owned()
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_is_found_among_several() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LINK,
+            "<https://h/x?page=1>; rel=\"prev\", <https://h/x?page=3>; rel=\"next\""
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(next_link(&headers).as_deref(), Some("https://h/x?page=3"));
+    }
+}
