@@ -76,45 +76,44 @@ pub async fn probe_health(listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why the daemon is not ready, or None when it is.
-pub async fn not_ready_reason(store: &Store, dispatcher: &Dispatcher) -> Option<String> {
+/// Why the daemon is not ready (or None when it is), and the last
+/// successful poll (read once, so the answer is consistent).
+pub async fn readiness(
+    store: &Store,
+    dispatcher: &Dispatcher,
+) -> (Option<String>, Option<chrono::DateTime<Utc>>) {
     if let Err(e) = store.ping().await {
-        return Some(format!("store unreachable: {e:#}"));
+        return (Some(format!("store unreachable: {e:#}")), None);
     }
     let max_age = dispatcher.live().config.settings.daemon.max_snapshot_age;
     match store.last_poll_at().await {
-        Err(e) => Some(format!("store unreachable: {e:#}")),
-        Ok(None) => Some("no successful poll yet".into()),
-        Ok(Some(at)) => {
-            let age = (Utc::now() - at).to_std().unwrap_or_default();
-            (age > max_age).then(|| {
-                format!(
-                    "last successful poll {} ago, longer than max_snapshot_age ({}): notices are held",
-                    humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
-                    humantime::format_duration(max_age)
-                )
-            })
-        }
+        Err(e) => (Some(format!("store unreachable: {e:#}")), None),
+        Ok(None) => (Some("no successful poll yet".into()), None),
+        Ok(Some(at)) => (stale_reason(at, max_age), Some(at)),
     }
 }
 
-async fn readyz(State(state): State<AdminState>) -> Response {
-    let last_poll = state
-        .store
-        .last_poll_at()
-        .await
-        .ok()
-        .flatten()
-        .map(crate::channels::rfc3339);
-    match not_ready_reason(&state.store, &state.dispatcher).await {
-        None => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "last_poll_at": last_poll})),
+fn stale_reason(at: chrono::DateTime<Utc>, max_age: std::time::Duration) -> Option<String> {
+    let age = (Utc::now() - at).to_std().unwrap_or_default();
+    (age > max_age).then(|| {
+        format!(
+            "last successful poll {} ago, longer than max_snapshot_age ({}): notices are held",
+            humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+            humantime::format_duration(max_age)
         )
-            .into_response(),
+    })
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let (reason, last_poll) = readiness(&state.store, &state.dispatcher).await;
+    let last_poll = last_poll.map(crate::channels::rfc3339);
+    // Whether this instance polls the source (one of several sharing a store).
+    let poller = state.store.is_poller();
+    match reason {
+        None => (StatusCode::OK, Json(json!({"status": "ready", "last_poll_at": last_poll, "poller": poller}))).into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": reason, "last_poll_at": last_poll})),
+            Json(json!({"status": "not_ready", "reason": reason, "last_poll_at": last_poll, "poller": poller})),
         )
             .into_response(),
     }

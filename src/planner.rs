@@ -35,7 +35,9 @@ pub struct NextNotice {
     pub status: Status,
     pub due_at: DateTime<Utc>,
     pub send_at: DateTime<Utc>,
-    pub ticket_json: String,
+    /// Hash of the ticket data stored with it (to see a changed ticket
+    /// without loading its data).
+    pub ticket_hash: i64,
 }
 
 /// The notice a series should have pending now.
@@ -49,8 +51,9 @@ pub struct PlannedNotice {
     pub recipient: Option<String>,
     pub due_at: DateTime<Utc>,
     pub send_at: DateTime<Utc>,
-    pub ticket: Ticket,
+    /// The ticket as polled (JSON), stored with the notice for rendering.
     pub ticket_json: String,
+    pub ticket_hash: i64,
 }
 
 /// A pending notice whose wait ended before it went out.
@@ -65,8 +68,8 @@ pub struct Cancel {
 pub struct Plan {
     /// New or changed pending notices (also revivals of cancelled ones).
     pub upserts: Vec<PlannedNotice>,
-    /// Every notice a series should have pending, changed or not (for
-    /// `plan` output).
+    /// Every notice a series should have pending, changed or not: only
+    /// collected for `interim plan` (see [`plan_all`]).
     pub wanted: Vec<PlannedNotice>,
     /// Pending notices to cancel.
     pub cancels: Vec<Cancel>,
@@ -86,7 +89,26 @@ pub fn plan(
     series: &[SeriesState],
     dry_run: bool,
 ) -> Plan {
-    plan_scoped(settings, tickets, &[], series, dry_run, true)
+    plan_scoped(settings, tickets, &[], series, dry_run, true, false)
+}
+
+/// Like [`plan`], and also lists every notice the series want, changed or
+/// not, in [`Plan::wanted`] (what `interim plan` shows).
+pub fn plan_all(
+    settings: &Settings,
+    tickets: &[Ticket],
+    series: &[SeriesState],
+    dry_run: bool,
+) -> Plan {
+    plan_scoped(settings, tickets, &[], series, dry_run, true, true)
+}
+
+/// A stable hash of a ticket's JSON: SipHash with fixed keys.
+pub fn ticket_hash(json: &str) -> i64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    json.hash(&mut hasher);
+    hasher.finish() as i64
 }
 
 /// Plans the series of changed tickets only (an incremental poll):
@@ -99,7 +121,7 @@ pub fn plan_changes(
     series: &[SeriesState],
     dry_run: bool,
 ) -> Plan {
-    plan_scoped(settings, tickets, ended, series, dry_run, false)
+    plan_scoped(settings, tickets, ended, series, dry_run, false, false)
 }
 
 fn plan_scoped(
@@ -109,6 +131,7 @@ fn plan_scoped(
     series: &[SeriesState],
     dry_run: bool,
     full: bool,
+    collect_wanted: bool,
 ) -> Plan {
     let mut out = Plan::default();
     let known: HashMap<&SeriesKey, &SeriesState> = series.iter().map(|s| (&s.key, s)).collect();
@@ -120,7 +143,7 @@ fn plan_scoped(
             &ticket.id,
             crate::notice::truncate_millis(ticket.waiting_since),
         );
-        let mut ticket_json: Option<String> = None;
+        let mut ticket_json: Option<(String, i64)> = None;
         for policy in Policy::applicable(&settings.policies, ticket) {
             let recipient = match recipient_for(settings, policy, ticket) {
                 Ok(r) => r,
@@ -150,11 +173,24 @@ fn plan_scoped(
             let Some(send_at) = policy.window.first_send_instant(due_at) else {
                 continue;
             };
-            let json = ticket_json
-                .get_or_insert_with(|| serde_json::to_string(ticket).unwrap_or_default())
-                .clone();
+            let (json, hash) = ticket_json.get_or_insert_with(|| {
+                let json = serde_json::to_string(ticket).unwrap_or_default();
+                let hash = ticket_hash(&json);
+                (json, hash)
+            });
+            let id = key.notice_id(number, dry_run);
+            let unchanged = state.and_then(|s| s.next.as_ref()).is_some_and(|next| {
+                next.id == id
+                    && next.status == Status::Pending
+                    && next.due_at == due_at
+                    && next.send_at == send_at
+                    && next.ticket_hash == *hash
+            });
+            if unchanged && !collect_wanted {
+                continue;
+            }
             let planned = PlannedNotice {
-                id: key.notice_id(number, dry_run),
+                id,
                 key: key.clone(),
                 number,
                 max_notices: policy.max_notices,
@@ -162,20 +198,15 @@ fn plan_scoped(
                 recipient,
                 due_at,
                 send_at,
-                ticket: ticket.clone(),
-                ticket_json: json,
+                ticket_json: json.clone(),
+                ticket_hash: *hash,
             };
-            let unchanged = state.and_then(|s| s.next.as_ref()).is_some_and(|next| {
-                next.id == planned.id
-                    && next.status == Status::Pending
-                    && next.due_at == planned.due_at
-                    && next.send_at == planned.send_at
-                    && next.ticket_json == planned.ticket_json
-            });
-            if !unchanged {
-                out.upserts.push(planned.clone());
+            if collect_wanted {
+                out.wanted.push(planned.clone());
             }
-            out.wanted.push(planned);
+            if !unchanged {
+                out.upserts.push(planned);
+            }
         }
     }
 

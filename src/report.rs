@@ -149,7 +149,7 @@ pub async fn plan_rows(
     let store = Store::open(&settings.store.url).await?;
     let series = store.load_series(settings.daemon.dry_run).await?;
     store.close().await;
-    let plan = planner::plan(
+    let plan = planner::plan_all(
         settings,
         &snapshot.tickets,
         &series,

@@ -26,7 +26,7 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 const SERIES_SELECT: &str = "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_ref_at,
-            n.id, n.number, n.status, n.due_at, n.send_at, n.ticket
+            n.id, n.number, n.status, n.due_at, n.send_at, n.ticket_hash
      FROM series s LEFT JOIN notices n ON n.id = s.next_id";
 
 fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesState, sqlx::Error> {
@@ -37,7 +37,7 @@ fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesState, sqlx::Error> {
             status: Status::parse(&r.try_get::<String, _>(7)?).unwrap_or(Status::Pending),
             due_at: from_ms(r.try_get(8)?),
             send_at: from_ms(r.try_get(9)?),
-            ticket_json: r.try_get(10)?,
+            ticket_hash: r.try_get(10)?,
         }),
         None => None,
     };
@@ -469,11 +469,11 @@ impl Store {
             // it) unless a retry is scheduled; a cancelled one comes back
             // when its ticket matches again. Ended notices never change.
             sqlx::query(self.sql("INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices, status, channel,
-                                      recipient, due_at, send_at, next_attempt_at, ticket, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?13)
+                                      recipient, due_at, send_at, next_attempt_at, ticket, created_at, updated_at, ticket_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?13, ?14)
                  ON CONFLICT (id) DO UPDATE SET
                     max_notices = excluded.max_notices, channel = excluded.channel, recipient = excluded.recipient,
-                    due_at = excluded.due_at, send_at = excluded.send_at, ticket = excluded.ticket,
+                    due_at = excluded.due_at, send_at = excluded.send_at, ticket = excluded.ticket, ticket_hash = excluded.ticket_hash,
                     next_attempt_at = CASE WHEN notices.status = 'cancelled' OR notices.attempts = 0
                                            THEN excluded.next_attempt_at ELSE notices.next_attempt_at END,
                     attempts = CASE WHEN notices.status = 'cancelled' THEN 0 ELSE notices.attempts END,
@@ -494,6 +494,7 @@ impl Store {
             .bind(ms(n.send_at))
             .bind(&n.ticket_json)
             .bind(now_ms)
+            .bind(n.ticket_hash)
             .execute(&mut *tx)
             .await?;
             sqlx::query(self.sql("UPDATE series SET next_id = ?5 WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4"))

@@ -4,8 +4,14 @@
 //! every test, not only of failing ones.
 #![allow(dead_code)]
 
+pub mod api;
+pub mod cluster;
+pub mod faults;
 mod helpdesk;
 pub mod http;
+pub mod mariadb;
+pub mod postgres;
+pub mod shapes;
 mod smtp;
 mod webhook;
 
