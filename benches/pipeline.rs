@@ -240,7 +240,7 @@ async fn planning(n: usize) -> anyhow::Result<()> {
 
 /// A webhook receiver counting requests (no signature check: the bare loop
 /// and the daemon pay the same receiver cost).
-async fn receiver() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+async fn receiver(delay: Duration) -> anyhow::Result<(String, Arc<AtomicUsize>)> {
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
     let app = axum::Router::new().route(
@@ -248,6 +248,9 @@ async fn receiver() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
         axum::routing::post(move |_body: axum::body::Bytes| {
             let counter = counter.clone();
             async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 counter.fetch_add(1, Ordering::Relaxed);
                 "ok"
             }
@@ -302,7 +305,7 @@ async fn wait_for(count: &AtomicUsize, target: usize, limit: Duration) -> Option
 }
 
 async fn delivery(notices: usize) -> anyhow::Result<()> {
-    let (hook_url, hook_count) = receiver().await?;
+    let (hook_url, hook_count) = receiver(Duration::ZERO).await?;
     let (smtp_port, smtp_count) = smtp_sink()?;
     let secret = secret_file()?;
     let webhook = format!(
@@ -362,31 +365,6 @@ async fn delivery(notices: usize) -> anyhow::Result<()> {
                     "notices/s",
                 ),
             }
-            let store = Store::open(&config.settings.store.url).await?;
-            let rows = store.list(&NoticeFilter::default()).await?;
-            store.close().await;
-            let mut lags: Vec<f64> = rows
-                .iter()
-                .filter_map(|r| r.sent_at.map(|s| (s - r.send_at).num_milliseconds() as f64))
-                .collect();
-            lags.sort_by(|a, b| a.total_cmp(b));
-            if !lags.is_empty() {
-                let pct = |p: f64| lags[((lags.len() - 1) as f64 * p) as usize];
-                row(
-                    &format!(
-                        "  lag planned send → sent, p50 ({channel_name}, {store_name}, backlog)"
-                    ),
-                    pct(0.5),
-                    "ms",
-                );
-                row(
-                    &format!(
-                        "  lag planned send → sent, p99 ({channel_name}, {store_name}, backlog)"
-                    ),
-                    pct(0.99),
-                    "ms",
-                );
-            }
             if let Some((admin, name)) = cleanup {
                 let mut conn = sqlx::PgConnection::connect(&admin).await?;
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -397,13 +375,49 @@ async fn delivery(notices: usize) -> anyhow::Result<()> {
             }
         }
     }
-    bare_webhook_loop(&hook_url, &hook_count, notices).await?;
+    bare_webhook_loop(&hook_url, &hook_count, notices, "instant receiver").await?;
     bare_smtp_loop(smtp_port, &smtp_count, notices).await?;
+    // A receiver that takes 5 ms per request, like any real endpoint.
+    let (slow_url, slow_count) = receiver(Duration::from_millis(5)).await?;
+    let dir = tempfile::tempdir()?;
+    let secret = secret_file()?;
+    let channel = format!(
+        "[channels.out]\nkind = \"webhook\"\nurl = \"{slow_url}\"\nsecret_file = \"{secret}\"\ntimeout = \"10s\"\nconcurrency = {CONCURRENCY}"
+    );
+    let store_url = format!("sqlite://{}/ledger.db", dir.path().display());
+    let config = load(
+        dir.path(),
+        &config_text(dir.path(), &store_url, &channel, "1s", false),
+    )?;
+    let _helpdesk = helpdesk(dir.path(), notices, 3600).await?;
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let daemon = tokio::spawn(interim::daemon::run_with_listener(
+        config,
+        None,
+        shutdown.clone(),
+    ));
+    let took = wait_for(&slow_count, notices, Duration::from_secs(600)).await;
+    shutdown.cancel();
+    let _ = daemon.await;
+    if took.is_some() {
+        row(
+            "delivery webhook (5 ms receiver), SQLite store, end to end",
+            notices as f64 / started.elapsed().as_secs_f64(),
+            "notices/s",
+        );
+    }
+    bare_webhook_loop(&slow_url, &slow_count, notices, "5 ms receiver").await?;
     steady_lag(&hook_url, &hook_count).await?;
     Ok(())
 }
 
-async fn bare_webhook_loop(url: &str, count: &AtomicUsize, n: usize) -> anyhow::Result<()> {
+async fn bare_webhook_loop(
+    url: &str,
+    count: &AtomicUsize,
+    n: usize,
+    what: &str,
+) -> anyhow::Result<()> {
     interim::channels::install_crypto_provider();
     let client = reqwest::Client::new();
     let body = serde_json::to_vec(
