@@ -443,7 +443,7 @@ async fn bare_webhook_loop(
     while tasks.join_next().await.is_some() {}
     let _ = wait_for(count, before + n, Duration::from_secs(60)).await;
     row(
-        "delivery webhook, bare client loop (no ledger)",
+        &format!("delivery webhook ({what}), bare client loop (no ledger)"),
         n as f64 / started.elapsed().as_secs_f64(),
         "notices/s",
     );
