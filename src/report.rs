@@ -621,9 +621,27 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Strin
             }
         );
     }
-    if !snapshot.skipped.is_empty() {
+    // Tickets a policy has to skip (an email policy without a valid
+    // address) count as skipped rows too, as in the daemon's log.
+    let policy_skips: Vec<String> = snapshot
+        .tickets
+        .iter()
+        .flat_map(|t| {
+            Policy::applicable(&settings.policies, t)
+                .into_iter()
+                .filter_map(move |p| {
+                    planner::recipient_for(settings, p, t)
+                        .err()
+                        .map(|e| format!("{e} (policy {})", p.name))
+                })
+        })
+        .collect();
+    if !snapshot.skipped.is_empty() || !policy_skips.is_empty() {
         let _ = writeln!(out, "\nskipped row(s):");
         for e in &snapshot.skipped {
+            let _ = writeln!(out, "  {e}");
+        }
+        for e in &policy_skips {
             let _ = writeln!(out, "  {e}");
         }
     }

@@ -251,8 +251,11 @@ pub fn parse_timestamp_text(text: &str, zone: Tz) -> Result<DateTime<Utc>, Strin
             return Ok(naive_in(naive, zone));
         }
     }
-    if let Ok(parsed) = DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z") {
-        return Ok(parsed.with_timezone(&Utc));
+    // ISO 8601 offsets without a colon ("+0700", Jira) and with a space.
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(parsed) = DateTime::parse_from_str(t, format) {
+            return Ok(parsed.with_timezone(&Utc));
+        }
     }
     if let Ok(secs) = t.parse::<i64>() {
         return timestamp_of(&Cell::Int(secs), zone).map(|o| o.unwrap_or_default());
@@ -305,6 +308,10 @@ mod tests {
             timestamp_of(&Cell::Int(1_796_302_800), berlin)
                 .ok()
                 .flatten(),
+            expected
+        );
+        assert_eq!(
+            parse_timestamp_text("2026-12-03T20:00:00+0700", berlin).ok(),
             expected
         );
         assert!(parse_timestamp_text("yesterday", berlin).is_err());

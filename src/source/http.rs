@@ -180,8 +180,8 @@ impl HttpSource {
                     .headers()
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map_or(Duration::from_secs(1), Duration::from_secs);
+                    .and_then(crate::channels::webhook::parse_retry_after)
+                    .unwrap_or(Duration::from_secs(1));
                 if Instant::now() + wait >= deadline {
                     anyhow::bail!(
                         "GET {shown}: HTTP {} and Retry-After {}s is beyond source.timeout",
@@ -342,15 +342,16 @@ fn set_param(url: &mut reqwest::Url, name: &str, value: &str) {
         .append_pair(name, value);
 }
 
-/// The `rel="next"` target of a `Link` header.
+/// The `rel="next"` target of a `Link` header. Link values are split on
+/// commas outside `<…>` (a URL may contain commas: `include=a,b`).
 fn next_link(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(LINK)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(split_link_values)
         .find_map(|part| {
-            let (target, params) = part.split_once(';')?;
+            let (target, params) = part.split_once('>')?;
             params
                 .split(';')
                 .any(|p| {
@@ -359,14 +360,27 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
                         "rel=\"next\"" | "rel=next"
                     )
                 })
-                .then(|| {
-                    target
-                        .trim()
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_owned()
-                })
+                .then(|| target.trim().trim_start_matches('<').to_owned())
         })
+}
+
+fn split_link_values(header: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let (mut current, mut in_url) = (String::new(), false);
+    for c in header.chars() {
+        match c {
+            '<' => in_url = true,
+            '>' => in_url = false,
+            ',' if !in_url => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
 }
 
 #[cfg(test)]

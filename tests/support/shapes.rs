@@ -16,7 +16,13 @@ pub fn zammad_ago(secs: i64) -> String {
 }
 
 /// A Zendesk ticket (Tickets API, "Show Ticket" / incremental export row).
-pub fn zendesk_ticket(id: i64, status: &str, requester_id: i64, created: &str, updated: &str) -> Value {
+pub fn zendesk_ticket(
+    id: i64,
+    status: &str,
+    requester_id: i64,
+    created: &str,
+    updated: &str,
+) -> Value {
     json!({
         "url": format!("https://example.zendesk.com/api/v2/tickets/{id}.json"),
         "id": id,
@@ -105,7 +111,11 @@ pub fn zendesk_user(id: i64, name: &str, email: &str, locale: &str, zone: &str) 
 
 /// A Zendesk ticket metric set (Ticket Metrics API), as side-loaded with
 /// `include=metric_sets`.
-pub fn zendesk_metric_set(ticket_id: i64, requester_updated: Option<&str>, assignee_updated: Option<&str>) -> Value {
+pub fn zendesk_metric_set(
+    ticket_id: i64,
+    requester_updated: Option<&str>,
+    assignee_updated: Option<&str>,
+) -> Value {
     json!({
         "url": format!("https://example.zendesk.com/api/v2/ticket_metrics/{ticket_id}.json"),
         "id": ticket_id + 900_000,
@@ -222,7 +232,13 @@ impl ZammadTicket<'_> {
 /// A Freshdesk ticket (`GET /api/v2/tickets?include=requester,stats`):
 /// numeric `status` (2 open, 3 pending, 4 resolved, 5 closed) and
 /// `priority`, the requester and the response stats embedded.
-pub fn freshdesk_ticket(id: i64, status: i64, created: &str, agent: Option<&str>, requester: Option<&str>) -> Value {
+pub fn freshdesk_ticket(
+    id: i64,
+    status: i64,
+    created: &str,
+    agent: Option<&str>,
+    requester: Option<&str>,
+) -> Value {
     json!({
         "cc_emails": [],
         "fwd_emails": [],

@@ -1,0 +1,1279 @@
+//! The source presets: `zammad-db` against a real PostgreSQL and `znuny-db`
+//! against a real MariaDB, with tables from the helpdesks' published DDL
+//! (Zammad's db/migrate/20120101000010_create_ticket.rb and
+//! 20120101000001_create_base.rb, Znuny's scripts/database/schema.mysql.sql;
+//! only the tables and columns the presets touch, names and types as
+//! published); `zammad-api` and `zendesk-api` end to end through the daemon
+//! against a local API serving their documented shapes. A database test
+//! without its server URL in the environment prints why it is skipped.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::{Value, json};
+use support::api::{ApiRequest, ApiResponse, ApiServer, page_of};
+use support::mariadb::MariaDbDatabase;
+use support::postgres::PgDatabase;
+use support::shapes::{ZammadTicket, zammad_ago, zendesk_metric_set, zendesk_ticket, zendesk_user};
+use support::{Setup, SmtpSink, ago, text, toml_str};
+
+/// `after` of the test policies' first notice.
+const AFTER_SECS: i64 = 3600;
+
+/// A config whose `[source]` is only `preset = NAME` (plus what the test
+/// adds), with one email policy (notice 1 after `after`) to `mail_port`.
+fn preset_setup(preset: &str, after: &str, mail_port: u16) -> Setup {
+    let mut setup = Setup::new();
+    for key in ["source.kind", "source.url", "source.query"] {
+        setup.unset(key);
+    }
+    setup.set("source.preset", &toml_str(preset));
+    setup.email_channel("mail", mail_port, "");
+    setup.policy(
+        "first-notice",
+        &format!(
+            "after = {}\nchannel = \"mail\"\ntemplate = \"interim\"",
+            toml_str(after)
+        ),
+    );
+    setup
+}
+
+/// `interim plan --format json` over ten years, by ticket id.
+fn plan(setup: &Setup) -> BTreeMap<String, Value> {
+    let json = setup
+        .json(&["plan", "--format", "json", "--horizon", "3650d"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = json.as_array().expect("plan --format json prints an array");
+    rows.iter()
+        .map(|r| (text(&r["ticket_id"]), r.clone()))
+        .collect()
+}
+
+fn instant(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+        .with_timezone(&Utc)
+}
+
+/// The `waiting_since` the daemon read: notice 1's due time minus `after`.
+fn waiting_since(row: &Value) -> DateTime<Utc> {
+    instant(row["due_at"].as_str().unwrap_or_default()) - chrono::Duration::seconds(AFTER_SECS)
+}
+
+fn sources_test(setup: &Setup) -> String {
+    let out = setup.cli(&["sources", "test", "--rows", "20"]);
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "sources test failed:\n{all}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn has_line(output: &str, needles: &[&str]) -> bool {
+    output
+        .lines()
+        .any(|line| needles.iter().all(|n| line.contains(n)))
+}
+
+// ---------------------------------------------------------------- zammad-db
+
+/// Zammad's tables as its Rails migrations create them on PostgreSQL
+/// (`t.timestamps limit: 3` = `timestamp(3) without time zone`, in UTC).
+const ZAMMAD_DDL: &str = r#"
+CREATE TABLE users (
+    id serial PRIMARY KEY,
+    organization_id integer NULL,
+    login varchar(255) NOT NULL,
+    firstname varchar(100) NULL DEFAULT '',
+    lastname varchar(100) NULL DEFAULT '',
+    email varchar(255) NULL DEFAULT '',
+    active boolean NOT NULL DEFAULT true,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_users_on_login ON users (login);
+CREATE TABLE groups (
+    id serial PRIMARY KEY,
+    name varchar(160) NOT NULL,
+    active boolean NOT NULL DEFAULT true,
+    note varchar(250) NULL,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_groups_on_name ON groups (name);
+CREATE TABLE ticket_state_types (
+    id serial PRIMARY KEY,
+    name varchar(250) NOT NULL,
+    note varchar(250) NULL,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_ticket_state_types_on_name ON ticket_state_types (name);
+CREATE TABLE ticket_states (
+    id serial PRIMARY KEY,
+    state_type_id integer NOT NULL REFERENCES ticket_state_types (id),
+    name varchar(250) NOT NULL,
+    next_state_id integer NULL,
+    ignore_escalation boolean NOT NULL DEFAULT false,
+    default_create boolean NOT NULL DEFAULT false,
+    default_follow_up boolean NOT NULL DEFAULT false,
+    note varchar(250) NULL,
+    active boolean NOT NULL DEFAULT true,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_ticket_states_on_name ON ticket_states (name);
+CREATE TABLE ticket_priorities (
+    id serial PRIMARY KEY,
+    name varchar(250) NOT NULL,
+    default_create boolean NOT NULL DEFAULT false,
+    ui_icon varchar(100) NULL,
+    ui_color varchar(100) NULL,
+    note varchar(250) NULL,
+    active boolean NOT NULL DEFAULT true,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_ticket_priorities_on_name ON ticket_priorities (name);
+CREATE TABLE tickets (
+    id serial PRIMARY KEY,
+    group_id integer NOT NULL REFERENCES groups (id),
+    priority_id integer NOT NULL REFERENCES ticket_priorities (id),
+    state_id integer NOT NULL REFERENCES ticket_states (id),
+    organization_id integer NULL,
+    number varchar(60) NOT NULL,
+    title varchar(250) NOT NULL,
+    owner_id integer NOT NULL REFERENCES users (id),
+    customer_id integer NOT NULL REFERENCES users (id),
+    note varchar(250) NULL,
+    first_response_at timestamp(3) NULL,
+    close_at timestamp(3) NULL,
+    last_close_at timestamp(3) NULL,
+    last_contact_at timestamp(3) NULL,
+    last_contact_agent_at timestamp(3) NULL,
+    last_contact_customer_at timestamp(3) NULL,
+    last_owner_update_at timestamp(3) NULL,
+    create_article_type_id integer NULL,
+    create_article_sender_id integer NULL,
+    article_count integer NULL,
+    escalation_at timestamp(3) NULL,
+    pending_time timestamp(3) NULL,
+    type varchar(100) NULL,
+    preferences text NULL,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_tickets_on_number ON tickets (number);
+CREATE INDEX index_tickets_on_updated_at ON tickets (updated_at);
+"#;
+
+/// Zammad's seeded state types, states (id, name, type) and priorities.
+const ZAMMAD_SEED: &str = r#"
+INSERT INTO users (id, login, firstname, lastname, email, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, '-', '', '', '', 1, 1, now(), now()),
+       (2, 'agent@example.com', 'Agnes', 'Agent', 'agent@example.com', 1, 1, now(), now());
+INSERT INTO groups (id, name, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, 'Users', 1, 1, now(), now()), (2, 'Billing', 1, 1, now(), now());
+INSERT INTO ticket_state_types (id, name, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, 'new', 1, 1, now(), now()), (2, 'open', 1, 1, now(), now()),
+       (3, 'pending reminder', 1, 1, now(), now()), (4, 'pending action', 1, 1, now(), now()),
+       (5, 'closed', 1, 1, now(), now()), (6, 'merged', 1, 1, now(), now()),
+       (7, 'removed', 1, 1, now(), now());
+INSERT INTO ticket_states (id, state_type_id, name, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, 1, 'new', 1, 1, now(), now()), (2, 2, 'open', 1, 1, now(), now()),
+       (3, 3, 'pending reminder', 1, 1, now(), now()), (4, 5, 'closed', 1, 1, now(), now()),
+       (5, 6, 'merged', 1, 1, now(), now()), (6, 4, 'pending close', 1, 1, now(), now());
+INSERT INTO ticket_priorities (id, name, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, '1 low', 1, 1, now(), now()), (2, '2 normal', 1, 1, now(), now()),
+       (3, '3 high', 1, 1, now(), now());
+"#;
+
+/// One seeded ticket: its state and, in seconds before the test's `now`,
+/// when it was created and when agent and customer last wrote publicly.
+struct Seeded {
+    id: i64,
+    state: &'static str,
+    created: i64,
+    agent: Option<i64>,
+    customer: Option<i64>,
+}
+
+impl Seeded {
+    /// The last public contact either way, else the creation.
+    fn waiting_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let secs = match (self.agent, self.customer) {
+            (Some(a), Some(c)) => a.min(c),
+            (Some(a), None) => a,
+            (None, Some(c)) => c,
+            (None, None) => self.created,
+        };
+        now - chrono::Duration::seconds(secs)
+    }
+}
+
+const fn seeded(
+    id: i64,
+    state: &'static str,
+    created: i64,
+    agent: Option<i64>,
+    customer: Option<i64>,
+) -> Seeded {
+    Seeded {
+        id,
+        state,
+        created,
+        agent,
+        customer,
+    }
+}
+
+const H: i64 = 3600;
+
+/// Tickets in every state Zammad seeds; 1 to 4 wait (state types new and
+/// open), the others do not.
+const ZAMMAD_TICKETS: [Seeded; 8] = [
+    seeded(1, "new", 3 * H, None, None),
+    seeded(2, "open", 8 * H, Some(5 * H), Some(2 * H)),
+    seeded(3, "open", 8 * H, Some(90 * 60), Some(6 * H)),
+    seeded(4, "open", 8 * H, Some(4 * H), None),
+    seeded(5, "pending reminder", 9 * H, Some(7 * H), Some(8 * H)),
+    seeded(6, "pending close", 9 * H, Some(6 * H), Some(8 * H)),
+    seeded(7, "closed", 9 * H, Some(5 * H), Some(8 * H)),
+    seeded(8, "merged", 9 * H, None, Some(8 * H)),
+];
+
+fn zammad_state_id(state: &str) -> i64 {
+    match state {
+        "new" => 1,
+        "open" => 2,
+        "pending reminder" => 3,
+        "closed" => 4,
+        "merged" => 5,
+        _ => 6,
+    }
+}
+
+/// `timestamp(3)` text in UTC, or NULL.
+fn naive_utc(now: DateTime<Utc>, secs: Option<i64>) -> String {
+    secs.map_or("NULL".into(), |s| {
+        let t = now - chrono::Duration::seconds(s);
+        format!("'{}'", t.format("%Y-%m-%d %H:%M:%S"))
+    })
+}
+
+/// A Zammad database with [`ZAMMAD_TICKETS`]; customer of ticket N is user
+/// 100+N, "Anna Kunde N" <kunde.N@example.com>.
+fn zammad_database(now: DateTime<Utc>) -> Option<PgDatabase> {
+    let db = PgDatabase::create()?;
+    db.execute(ZAMMAD_DDL);
+    db.execute(ZAMMAD_SEED);
+    for t in &ZAMMAD_TICKETS {
+        let user = 100 + t.id;
+        db.execute(&format!(
+            "INSERT INTO users (id, login, firstname, lastname, email, updated_by_id, created_by_id, created_at, updated_at) \
+             VALUES ({user}, 'kunde.{id}@example.com', 'Anna', 'Kunde {id}', 'kunde.{id}@example.com', 1, 1, now(), now())",
+            id = t.id
+        ));
+        let last_contact = naive_utc(now, [t.agent, t.customer].into_iter().flatten().min());
+        db.execute(&format!(
+            "INSERT INTO tickets (id, group_id, priority_id, state_id, number, title, owner_id, customer_id, \
+               last_contact_at, last_contact_agent_at, last_contact_customer_at, create_article_type_id, \
+               create_article_sender_id, article_count, updated_by_id, created_by_id, created_at, updated_at) \
+             VALUES ({id}, 1, 2, {state}, '{number}', 'Zammad ticket {id}', 2, {user}, {last_contact}, {agent}, \
+               {customer}, 1, 2, 2, 2, {user}, {created}, {updated})",
+            id = t.id,
+            state = zammad_state_id(t.state),
+            number = 31000 + t.id,
+            agent = naive_utc(now, t.agent),
+            customer = naive_utc(now, t.customer),
+            created = naive_utc(now, Some(t.created)),
+            updated = naive_utc(now, Some(30 * 60)),
+        ));
+    }
+    Some(db)
+}
+
+fn zammad_db_setup(db: &PgDatabase, after: &str) -> Setup {
+    let mut setup = preset_setup("zammad-db", after, 9);
+    setup.set("source.url_env", "\"INTERIM_TEST_ZAMMAD_DB_URL\"");
+    setup.env("INTERIM_TEST_ZAMMAD_DB_URL", &db.url);
+    setup
+}
+
+#[test]
+fn zammad_db_selects_new_and_open_tickets_since_the_last_public_contact() {
+    let now = Utc::now().trunc_subsecs(0);
+    let Some(db) = zammad_database(now) else {
+        return;
+    };
+    let setup = zammad_db_setup(&db, "1h");
+
+    let plan = plan(&setup);
+    let waiting: BTreeSet<String> = ["1", "2", "3", "4"].map(String::from).into();
+    assert_eq!(
+        plan.keys().cloned().collect::<BTreeSet<_>>(),
+        waiting,
+        "state types new and open wait; pending, closed and merged do not\n{plan:#?}"
+    );
+    for t in ZAMMAD_TICKETS.iter().filter(|t| t.id <= 4) {
+        let row = &plan[&t.id.to_string()];
+        assert_eq!(waiting_since(row), t.waiting_since(now), "ticket {}", t.id);
+        assert_eq!(
+            text(&row["recipient"]),
+            format!("kunde.{}@example.com", t.id)
+        );
+    }
+
+    let out = sources_test(&setup);
+    assert!(out.contains("read 4 waiting ticket(s)"), "{out}");
+    assert!(has_line(&out, &["ticket 2 (#31002)"]), "{out}");
+    assert!(
+        has_line(
+            &out,
+            &["state \"open\"", "priority \"2 normal\"", "queue \"Users\""]
+        ),
+        "{out}"
+    );
+    assert!(has_line(&out, &["state \"new\""]), "{out}");
+    assert!(
+        has_line(&out, &["customer Anna Kunde 2 <kunde.2@example.com>"]),
+        "{out}"
+    );
+    assert!(has_line(&out, &["subject \"Zammad ticket 3\""]), "{out}");
+}
+
+#[test]
+fn zammad_db_incremental_polls_end_a_closed_wait() {
+    // A PostgreSQL server whose TimeZone is not UTC (initdb takes the host's
+    // zone), while Zammad writes UTC into its `timestamp` columns: the
+    // `:since` comparison must not depend on the session's zone. Only an
+    // incremental poll can end the wait: the next full one is an hour away.
+    let now = Utc::now().trunc_subsecs(0);
+    let Some(db) = zammad_database(now) else {
+        return;
+    };
+    db.execute(&format!(
+        "ALTER DATABASE {} SET timezone TO 'Asia/Kolkata'",
+        db.name
+    ));
+    let mut setup = zammad_db_setup(&db, "10h");
+    setup.set("source.full_resync", "\"1h\"");
+    let _daemon = setup.start();
+    setup.wait_for_notices("four planned notices", |n| {
+        n.len() == 4 && n.iter().all(|n| n.status == "pending")
+    });
+    db.execute(
+        "UPDATE tickets SET state_id = 4, close_at = (now() AT TIME ZONE 'UTC'), \
+         updated_at = (now() AT TIME ZONE 'UTC') WHERE id = 2",
+    );
+    let ledger = setup.wait_for_notices(
+        "the closed ticket's notice is cancelled by an incremental poll",
+        |n| {
+            n.iter()
+                .any(|n| n.ticket_id == "2" && n.status == "cancelled")
+        },
+    );
+    for n in ledger.iter().filter(|n| n.ticket_id != "2") {
+        assert_eq!(n.status, "pending", "{n:?}");
+    }
+}
+
+// ---------------------------------------------------------------- znuny-db
+
+/// Znuny's tables exactly as scripts/database/schema.mysql.sql creates them.
+const ZNUNY_DDL: &str = r#"
+CREATE TABLE queue (
+    id INTEGER NOT NULL AUTO_INCREMENT,
+    name VARCHAR (200) NOT NULL,
+    group_id INTEGER NOT NULL,
+    unlock_timeout INTEGER NULL,
+    first_response_time INTEGER NULL,
+    first_response_notify SMALLINT NULL,
+    update_time INTEGER NULL,
+    update_notify SMALLINT NULL,
+    solution_time INTEGER NULL,
+    solution_notify SMALLINT NULL,
+    system_address_id SMALLINT NOT NULL,
+    calendar_name VARCHAR (100) NULL,
+    default_sign_key VARCHAR (100) NULL,
+    salutation_id SMALLINT NOT NULL,
+    signature_id SMALLINT NOT NULL,
+    follow_up_id SMALLINT NOT NULL,
+    follow_up_lock SMALLINT NOT NULL,
+    comments VARCHAR (250) NULL,
+    valid_id SMALLINT NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    UNIQUE INDEX queue_name (name),
+    INDEX queue_group_id (group_id)
+);
+CREATE TABLE ticket_priority (
+    id SMALLINT NOT NULL AUTO_INCREMENT,
+    name VARCHAR (200) NOT NULL,
+    valid_id SMALLINT NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    UNIQUE INDEX ticket_priority_name (name)
+);
+CREATE TABLE ticket_state (
+    id SMALLINT NOT NULL AUTO_INCREMENT,
+    name VARCHAR (200) NOT NULL,
+    comments VARCHAR (250) NULL,
+    type_id SMALLINT NOT NULL,
+    valid_id SMALLINT NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    UNIQUE INDEX ticket_state_name (name)
+);
+CREATE TABLE ticket_state_type (
+    id SMALLINT NOT NULL AUTO_INCREMENT,
+    name VARCHAR (200) NOT NULL,
+    comments VARCHAR (250) NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    UNIQUE INDEX ticket_state_type_name (name)
+);
+CREATE TABLE ticket (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    tn VARCHAR (50) NOT NULL,
+    title VARCHAR (255) NULL,
+    queue_id INTEGER NOT NULL,
+    ticket_lock_id SMALLINT NOT NULL,
+    type_id SMALLINT NULL,
+    service_id INTEGER NULL,
+    sla_id INTEGER NULL,
+    user_id INTEGER NOT NULL,
+    responsible_user_id INTEGER NOT NULL,
+    ticket_priority_id SMALLINT NOT NULL,
+    ticket_state_id SMALLINT NOT NULL,
+    customer_id VARCHAR (150) NULL,
+    customer_user_id VARCHAR (250) NULL,
+    timeout INTEGER NOT NULL,
+    until_time INTEGER NOT NULL,
+    escalation_time INTEGER NOT NULL,
+    escalation_update_time INTEGER NOT NULL,
+    escalation_response_time INTEGER NOT NULL,
+    escalation_solution_time INTEGER NOT NULL,
+    archive_flag SMALLINT NOT NULL DEFAULT 0,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    UNIQUE INDEX ticket_tn (tn),
+    INDEX ticket_archive_flag (archive_flag),
+    INDEX ticket_create_time (create_time),
+    INDEX ticket_customer_id (customer_id),
+    INDEX ticket_customer_user_id (customer_user_id),
+    INDEX ticket_queue_id (queue_id),
+    INDEX ticket_queue_view (ticket_state_id, ticket_lock_id),
+    INDEX ticket_ticket_priority_id (ticket_priority_id),
+    INDEX ticket_ticket_state_id (ticket_state_id),
+    INDEX ticket_until_time (until_time)
+);
+CREATE TABLE article (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    ticket_id BIGINT NOT NULL,
+    article_sender_type_id SMALLINT NOT NULL,
+    communication_channel_id BIGINT NOT NULL,
+    is_visible_for_customer SMALLINT NOT NULL,
+    search_index_needs_rebuild SMALLINT NOT NULL DEFAULT 1,
+    insert_fingerprint VARCHAR (64) NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    INDEX article_article_sender_type_id (article_sender_type_id),
+    INDEX article_communication_channel_id (communication_channel_id),
+    INDEX article_search_index_needs_rebuild (search_index_needs_rebuild),
+    INDEX article_ticket_id (ticket_id)
+);
+CREATE TABLE customer_user (
+    id INTEGER NOT NULL AUTO_INCREMENT,
+    login VARCHAR (200) NOT NULL,
+    email VARCHAR (150) NOT NULL,
+    customer_id VARCHAR (150) NOT NULL,
+    pw VARCHAR (128) NULL,
+    title VARCHAR (50) NULL,
+    first_name VARCHAR (100) NOT NULL,
+    last_name VARCHAR (100) NOT NULL,
+    phone VARCHAR (150) NULL,
+    fax VARCHAR (150) NULL,
+    mobile VARCHAR (150) NULL,
+    street VARCHAR (150) NULL,
+    zip VARCHAR (200) NULL,
+    city VARCHAR (200) NULL,
+    country VARCHAR (200) NULL,
+    comments VARCHAR (250) NULL,
+    valid_id SMALLINT NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    UNIQUE INDEX customer_user_login (login)
+);
+"#;
+
+/// Znuny's initial_insert.mysql.sql rows for these tables.
+const ZNUNY_SEED: &str = r#"
+INSERT INTO ticket_state_type (id, name, comments, create_by, create_time, change_by, change_time)
+VALUES (1, 'new', 'All new state types (default: viewable).', 1, NOW(), 1, NOW()),
+       (2, 'open', 'All open state types (default: viewable).', 1, NOW(), 1, NOW()),
+       (3, 'closed', 'All closed state types (default: not viewable).', 1, NOW(), 1, NOW()),
+       (4, 'pending reminder', 'All ''pending reminder'' state types (default: viewable).', 1, NOW(), 1, NOW()),
+       (5, 'pending auto', 'All ''pending auto *'' state types (default: viewable).', 1, NOW(), 1, NOW()),
+       (6, 'removed', 'All ''removed'' state types (default: not viewable).', 1, NOW(), 1, NOW()),
+       (7, 'merged', 'State type for merged tickets (default: not viewable).', 1, NOW(), 1, NOW());
+INSERT INTO ticket_state (id, name, comments, type_id, valid_id, create_by, create_time, change_by, change_time)
+VALUES (1, 'new', 'New ticket created by customer.', 1, 1, 1, NOW(), 1, NOW()),
+       (2, 'closed successful', 'Ticket is closed successful.', 3, 1, 1, NOW(), 1, NOW()),
+       (3, 'closed unsuccessful', 'Ticket is closed unsuccessful.', 3, 1, 1, NOW(), 1, NOW()),
+       (4, 'open', 'Open tickets.', 2, 1, 1, NOW(), 1, NOW()),
+       (5, 'removed', 'Customer removed ticket.', 6, 1, 1, NOW(), 1, NOW()),
+       (6, 'pending reminder', 'Ticket is pending for agent reminder.', 4, 1, 1, NOW(), 1, NOW()),
+       (7, 'pending auto close+', 'Ticket is pending for automatic close.', 5, 1, 1, NOW(), 1, NOW()),
+       (8, 'pending auto close-', 'Ticket is pending for automatic close.', 5, 1, 1, NOW(), 1, NOW()),
+       (9, 'merged', 'State for merged tickets.', 7, 1, 1, NOW(), 1, NOW());
+INSERT INTO ticket_priority (id, name, valid_id, create_by, create_time, change_by, change_time)
+VALUES (1, '1 very low', 1, 1, NOW(), 1, NOW()), (2, '2 low', 1, 1, NOW(), 1, NOW()),
+       (3, '3 normal', 1, 1, NOW(), 1, NOW()), (4, '4 high', 1, 1, NOW(), 1, NOW()),
+       (5, '5 very high', 1, 1, NOW(), 1, NOW());
+INSERT INTO queue (id, name, group_id, system_address_id, salutation_id, signature_id, follow_up_id,
+                   follow_up_lock, valid_id, create_by, create_time, change_by, change_time)
+VALUES (1, 'Postmaster', 1, 1, 1, 1, 1, 0, 1, 1, NOW(), 1, NOW()),
+       (2, 'Raw', 1, 1, 1, 1, 1, 0, 1, 1, NOW(), 1, NOW()),
+       (3, 'Junk', 1, 1, 1, 1, 1, 0, 1, 1, NOW(), 1, NOW()),
+       (4, 'Misc', 1, 1, 1, 1, 1, 0, 1, 1, NOW(), 1, NOW());
+"#;
+
+/// Znuny tickets: (id, state id, created, articles as (seconds ago, sender
+/// type: 1 agent / 3 customer, visible for the customer)).
+type ZnunyTicket = (i64, i64, i64, &'static [(i64, i64, bool)]);
+
+const ZNUNY_TICKETS: [ZnunyTicket; 9] = [
+    (1, 1, 3 * H, &[]),
+    // The customer wrote 2 h ago; the internal note 30 min ago is not contact.
+    (
+        2,
+        4,
+        6 * H,
+        &[(6 * H, 3, true), (2 * H, 3, true), (30 * 60, 1, false)],
+    ),
+    // The agent's public reply 90 min ago restarted the clock.
+    (3, 4, 7 * H, &[(6 * H, 3, true), (90 * 60, 1, true)]),
+    (4, 6, 8 * H, &[(5 * H, 3, true)]),
+    (5, 2, 8 * H, &[(5 * H, 3, true)]),
+    (6, 9, 8 * H, &[(5 * H, 3, true)]),
+    // A walk-in customer without a customer_user row: the login is the address.
+    (7, 4, 5 * H, &[(4 * H, 3, true)]),
+    (8, 7, 8 * H, &[(5 * H, 3, true)]),
+    (9, 5, 8 * H, &[(5 * H, 3, true)]),
+];
+
+const ZNUNY_ZONE: chrono_tz::Tz = chrono_tz::Europe::Berlin;
+
+/// DATETIME text as Znuny writes it: wall-clock time of the server's zone.
+fn berlin(now: DateTime<Utc>, secs: i64) -> String {
+    let t = (now - chrono::Duration::seconds(secs)).with_timezone(&ZNUNY_ZONE);
+    format!("'{}'", t.format("%Y-%m-%d %H:%M:%S"))
+}
+
+fn znuny_database(now: DateTime<Utc>) -> Option<MariaDbDatabase> {
+    let db = MariaDbDatabase::create()?;
+    db.execute(ZNUNY_DDL);
+    db.execute(ZNUNY_SEED);
+    for (id, state, created, articles) in ZNUNY_TICKETS {
+        let login = if id == 7 {
+            "walk-in@example.org".to_string()
+        } else {
+            format!("kunde{id}")
+        };
+        if id != 7 {
+            db.execute(&format!(
+                "INSERT INTO customer_user (login, email, customer_id, first_name, last_name, valid_id, \
+                   create_time, create_by, change_time, change_by) \
+                 VALUES ('{login}', 'kunde{id}@example.de', 'ACME', 'Karl', 'Kunde {id}', 1, NOW(), 1, NOW(), 1)"
+            ));
+        }
+        let until = if state == 6 {
+            now.timestamp() + 86_400
+        } else {
+            0
+        };
+        db.execute(&format!(
+            "INSERT INTO ticket (id, tn, title, queue_id, ticket_lock_id, type_id, user_id, responsible_user_id, \
+               ticket_priority_id, ticket_state_id, customer_id, customer_user_id, timeout, until_time, \
+               escalation_time, escalation_update_time, escalation_response_time, escalation_solution_time, \
+               create_time, create_by, change_time, change_by) \
+             VALUES ({id}, '202601010000{id:02}', 'Znuny ticket {id}', 4, 1, 1, 1, 1, 3, {state}, 'ACME', '{login}', \
+               0, {until}, 0, 0, 0, 0, {created}, 1, {changed}, 1)",
+            created = berlin(now, created),
+            changed = berlin(now, 20 * 60),
+        ));
+        for (at, sender, visible) in articles {
+            let channel = if *visible { 1 } else { 3 };
+            db.execute(&format!(
+                "INSERT INTO article (ticket_id, article_sender_type_id, communication_channel_id, \
+                   is_visible_for_customer, create_time, create_by, change_time, change_by) \
+                 VALUES ({id}, {sender}, {channel}, {}, {at}, 1, {at}, 1)",
+                i32::from(*visible),
+                at = berlin(now, *at),
+            ));
+        }
+    }
+    Some(db)
+}
+
+fn znuny_setup(db: &MariaDbDatabase, after: &str) -> Setup {
+    let mut setup = preset_setup("znuny-db", after, 9);
+    setup.set("source.url_env", "\"INTERIM_TEST_ZNUNY_DB_URL\"");
+    setup.env("INTERIM_TEST_ZNUNY_DB_URL", &db.url);
+    setup.set("source.timezone", &toml_str(ZNUNY_ZONE.name()));
+    setup
+}
+
+#[test]
+fn znuny_db_selects_new_and_open_tickets_since_the_newest_visible_article() {
+    let now = Utc::now().trunc_subsecs(0);
+    let Some(db) = znuny_database(now) else {
+        return;
+    };
+    let setup = znuny_setup(&db, "1h");
+
+    let plan = plan(&setup);
+    let waiting: BTreeSet<String> = ["1", "2", "3", "7"].map(String::from).into();
+    assert_eq!(
+        plan.keys().cloned().collect::<BTreeSet<_>>(),
+        waiting,
+        "state types new and open wait; pending reminder, pending auto, closed, merged and removed do not\n{plan:#?}"
+    );
+    let ago = |secs: i64| now - chrono::Duration::seconds(secs);
+    for (id, since, recipient) in [
+        ("1", ago(3 * H), "kunde1@example.de"),
+        ("2", ago(2 * H), "kunde2@example.de"),
+        ("3", ago(90 * 60), "kunde3@example.de"),
+        ("7", ago(4 * H), "walk-in@example.org"),
+    ] {
+        let row = &plan[id];
+        assert_eq!(waiting_since(row), since, "ticket {id}");
+        assert_eq!(text(&row["recipient"]), recipient, "ticket {id}");
+    }
+
+    let out = sources_test(&setup);
+    assert!(out.contains("read 4 waiting ticket(s)"), "{out}");
+    assert!(has_line(&out, &["ticket 2 (#20260101000002)"]), "{out}");
+    assert!(
+        has_line(
+            &out,
+            &["state \"open\"", "priority \"3 normal\"", "queue \"Misc\""]
+        ),
+        "{out}"
+    );
+    assert!(has_line(&out, &["state \"new\""]), "{out}");
+    assert!(
+        has_line(&out, &["customer Karl Kunde 2 <kunde2@example.de>"]),
+        "{out}"
+    );
+    assert!(has_line(&out, &["<walk-in@example.org>"]), "{out}");
+    assert!(has_line(&out, &["extra", "\"pending_until\":0"]), "{out}");
+}
+
+#[test]
+fn znuny_db_incremental_polls_end_a_closed_wait() {
+    let now = Utc::now().trunc_subsecs(0);
+    let Some(db) = znuny_database(now) else {
+        return;
+    };
+    let mut setup = znuny_setup(&db, "10h");
+    // Only an incremental poll can end the wait: the next full one is an hour away.
+    setup.set("source.full_resync", "\"1h\"");
+    let _daemon = setup.start();
+    setup.wait_for_notices("four planned notices", |n| {
+        n.len() == 4 && n.iter().all(|n| n.status == "pending")
+    });
+    db.execute(&format!(
+        "UPDATE ticket SET ticket_state_id = 2, change_time = {} WHERE id = 2",
+        berlin(Utc::now(), 0)
+    ));
+    let ledger = setup.wait_for_notices(
+        "the closed ticket's notice is cancelled by an incremental poll",
+        |n| {
+            n.iter()
+                .any(|n| n.ticket_id == "2" && n.status == "cancelled")
+        },
+    );
+    for n in ledger.iter().filter(|n| n.ticket_id != "2") {
+        assert_eq!(n.status, "pending", "{n:?}");
+    }
+}
+
+// --------------------------------------------------------------- zammad-api
+
+const ZAMMAD_TOKEN: &str = "zammad-tok-4f1e9a0c";
+
+/// Zammad's `GET /api/v1/tickets/search?query=…&expand=true&page=N&per_page=M`:
+/// a JSON array of expanded tickets, `Authorization: Token token=…`.
+fn zammad_api(tickets: Arc<Vec<Value>>) -> ApiServer {
+    ApiServer::start(move |req: &ApiRequest| {
+        if req.header("authorization") != format!("Token token={ZAMMAD_TOKEN}") {
+            return ApiResponse::json(&json!({"error": "Authentication required"}))
+                .with_status(401);
+        }
+        if req.path != "/api/v1/tickets/search" || req.param("expand") != Some("true") {
+            return ApiResponse::error(404);
+        }
+        let per_page = req.number("per_page").unwrap_or(50).min(200);
+        let page = req.number("page").unwrap_or(1);
+        ApiResponse::json(&Value::Array(page_of(&tickets, page, per_page)))
+    })
+}
+
+fn zammad_api_setup(server: &ApiServer, mail_port: u16) -> Setup {
+    let mut setup = preset_setup("zammad-api", "1h", mail_port);
+    setup.set(
+        "source.url",
+        &toml_str(
+            &server.url("/api/v1/tickets/search?query=state.name:(new%20OR%20open)&expand=true"),
+        ),
+    );
+    setup.set("source.token_env", "\"INTERIM_TEST_ZAMMAD_TOKEN\"");
+    setup.env("INTERIM_TEST_ZAMMAD_TOKEN", ZAMMAD_TOKEN);
+    setup
+}
+
+#[test]
+fn zammad_api_end_to_end_mails_the_waiting_customers() {
+    // 100 tickets whose customers wrote 10 minutes ago fill page 1; the
+    // interesting ones are on page 2. (The search would not return pending
+    // or closed tickets; they are served anyway, as from a broader query.)
+    let mut tickets: Vec<Value> = (1..=100)
+        .map(|id| {
+            ZammadTicket {
+                id,
+                state: "open",
+                customer: &format!("filler{id}@example.com"),
+                created_at: zammad_ago(3 * H),
+                last_contact_agent_at: Some(zammad_ago(2 * H)),
+                last_contact_customer_at: Some(zammad_ago(600)),
+            }
+            .json()
+        })
+        .collect();
+    let interesting = [
+        (
+            101,
+            "open",
+            "anna.schmidt@example.com",
+            9 * H,
+            Some(3 * H),
+            Some(2 * H),
+        ),
+        (102, "new", "ben.meier@example.com", 90 * 60, None, None),
+        (
+            103,
+            "pending reminder",
+            "carla@example.com",
+            9 * H,
+            Some(6 * H),
+            Some(5 * H),
+        ),
+        (
+            104,
+            "closed",
+            "dirk@example.com",
+            9 * H,
+            Some(6 * H),
+            Some(5 * H),
+        ),
+        (
+            105,
+            "open",
+            "emma@example.com",
+            9 * H,
+            Some(20 * 60),
+            Some(5 * H),
+        ),
+        (106, "merged", "fritz@example.com", 9 * H, None, Some(5 * H)),
+        (
+            107,
+            "pending close",
+            "gina@example.com",
+            9 * H,
+            Some(6 * H),
+            Some(5 * H),
+        ),
+    ];
+    for (id, state, customer, created, agent, cust) in interesting {
+        tickets.push(
+            ZammadTicket {
+                id,
+                state,
+                customer,
+                created_at: zammad_ago(created),
+                last_contact_agent_at: agent.map(zammad_ago),
+                last_contact_customer_at: cust.map(zammad_ago),
+            }
+            .json(),
+        );
+    }
+    let server = zammad_api(Arc::new(tickets));
+    let sink = SmtpSink::start();
+    let setup = zammad_api_setup(&server, sink.port());
+
+    let _daemon = setup.start();
+    let ledger = setup.wait_for_notices("the notices of 101 and 102 went out", |n| {
+        n.iter().filter(|n| n.status == "sent").count() == 2
+    });
+    setup.assert_stays(Duration::from_secs(2), "no further mail", || {
+        sink.mails().len() == 2
+    });
+    let sent: BTreeSet<&str> = ledger
+        .iter()
+        .filter(|n| n.status == "sent")
+        .map(|n| n.ticket_id.as_str())
+        .collect();
+    assert_eq!(sent, BTreeSet::from(["101", "102"]));
+    for (id, address) in [
+        (101, "anna.schmidt@example.com"),
+        (102, "ben.meier@example.com"),
+    ] {
+        let mails = sink.mails_to(address);
+        assert_eq!(mails.len(), 1, "one notice to {address}");
+        let subject = mails[0].subject();
+        assert!(
+            subject.contains(&format!("{}", 31000 + id))
+                && subject.contains(&format!("Zammad ticket {id}")),
+            "{subject}"
+        );
+    }
+    let tracked: BTreeSet<&str> = ledger.iter().map(|n| n.ticket_id.as_str()).collect();
+    for id in ["103", "104", "106", "107"] {
+        assert!(
+            !tracked.contains(id),
+            "ticket {id} does not wait: {ledger:#?}"
+        );
+    }
+    let pending_105 = ledger.iter().find(|n| n.ticket_id == "105");
+    assert_eq!(
+        pending_105.map(|n| n.status.as_str()),
+        Some("pending"),
+        "the agent's reply 20 minutes ago restarted the clock"
+    );
+    assert_eq!(ledger.len(), 2 + 1 + 100, "{ledger:#?}");
+
+    let requests = server.requests();
+    let first_poll: Vec<Option<usize>> =
+        requests.iter().take(3).map(|r| r.number("page")).collect();
+    assert_eq!(first_poll, vec![Some(1), Some(2), Some(3)]);
+    for r in &requests {
+        assert_eq!(r.param("per_page"), Some("100"));
+        assert_eq!(r.param("expand"), Some("true"));
+        assert_eq!(r.param("query"), Some("state.name:(new OR open)"));
+        assert_eq!(
+            r.header("authorization"),
+            format!("Token token={ZAMMAD_TOKEN}")
+        );
+    }
+    let log = fs::read_to_string(setup.path("daemon.log")).unwrap_or_default();
+    assert!(!log.contains(ZAMMAD_TOKEN), "the token leaked into the log");
+}
+
+#[test]
+fn preset_values_can_be_overridden_key_by_key() {
+    let t = |id: i64, state: &str| {
+        ZammadTicket {
+            id,
+            state,
+            customer: &format!("c{id}@example.com"),
+            created_at: zammad_ago(3 * H),
+            last_contact_agent_at: None,
+            last_contact_customer_at: Some(zammad_ago(2 * H)),
+        }
+        .json()
+    };
+    let tickets = vec![
+        t(1, "open"),
+        t(2, "new"),
+        t(3, "pending reminder"),
+        t(4, "closed"),
+        t(5, "open"),
+    ];
+    let server = zammad_api(Arc::new(tickets));
+    let mut setup = zammad_api_setup(&server, 9);
+    // One key of the preset's pagination table, and its waiting states.
+    setup.set("source.pagination", "{ size = 2 }");
+    setup.set(
+        "source.waiting_states",
+        r#"["new", "open", "pending reminder"]"#,
+    );
+
+    let out = sources_test(&setup);
+    assert!(
+        out.contains("read 4 waiting ticket(s), 1 ended, 0 skipped"),
+        "{out}"
+    );
+    let pages: Vec<(Option<usize>, Option<usize>)> = server
+        .requests()
+        .iter()
+        .map(|r| (r.number("page"), r.number("per_page")))
+        .collect();
+    assert_eq!(
+        pages,
+        vec![
+            (Some(1), Some(2)),
+            (Some(2), Some(2)),
+            (Some(3), Some(2)),
+            (Some(4), Some(2))
+        ]
+    );
+}
+
+// -------------------------------------------------------------- zendesk-api
+
+const ZENDESK_TOKEN: &str = "zendesk-api-tok-77c1b2";
+const ZENDESK_USER: &str = "agent@example.com/token";
+
+/// One row of the Zendesk fixture: the ticket, its requester and metric set.
+#[derive(Clone)]
+struct ZendeskRow {
+    ticket: Value,
+    user: Value,
+    metrics: Option<Value>,
+}
+
+fn zendesk_page(
+    rows: &[ZendeskRow],
+    after_cursor: &str,
+    end: bool,
+    req: &ApiRequest,
+) -> ApiResponse {
+    let url = |cursor: &str| {
+        format!(
+            "{}/api/v2/incremental/tickets/cursor.json?cursor={cursor}",
+            req.base
+        )
+    };
+    ApiResponse::json(&json!({
+        "tickets": rows.iter().map(|r| r.ticket.clone()).collect::<Vec<_>>(),
+        "users": rows.iter().map(|r| r.user.clone()).collect::<Vec<_>>(),
+        "metric_sets": rows.iter().filter_map(|r| r.metrics.clone()).collect::<Vec<_>>(),
+        "after_url": url(after_cursor),
+        "after_cursor": after_cursor,
+        "before_url": null,
+        "before_cursor": null,
+        "end_of_stream": end
+    }))
+}
+
+#[test]
+fn zendesk_api_end_to_end_mails_new_open_and_on_hold_tickets() {
+    let user = |id: i64, name: &str, email: &str, locale: &str, zone: &str| {
+        zendesk_user(id, name, email, locale, zone)
+    };
+    let row = |id: i64,
+               status: &str,
+               created: i64,
+               updated: &str,
+               requester: Option<i64>,
+               assignee: Option<i64>,
+               u: Value| {
+        let requester_id = u["id"].as_i64().unwrap_or_default();
+        ZendeskRow {
+            ticket: zendesk_ticket(id, status, requester_id, &ago(created), updated),
+            user: u,
+            metrics: (requester.is_some() || assignee.is_some()).then(|| {
+                zendesk_metric_set(
+                    id,
+                    requester.map(ago).as_deref(),
+                    assignee.map(ago).as_deref(),
+                )
+            }),
+        }
+    };
+    let newest_update = ago(600);
+    let older = ago(900);
+    let page1 = vec![
+        row(
+            1001,
+            "open",
+            10 * H,
+            &older,
+            Some(3 * H),
+            Some(5 * H),
+            user(
+                501,
+                "Clara Schulz",
+                "clara@example.de",
+                "de",
+                "Europe/Berlin",
+            ),
+        ),
+        row(
+            1002,
+            "new",
+            2 * H,
+            &older,
+            None,
+            None,
+            user(
+                502,
+                "Dan Brown",
+                "dan@example.com",
+                "en-US",
+                "America/New_York",
+            ),
+        ),
+        row(
+            1003,
+            "hold",
+            10 * H,
+            &older,
+            Some(4 * H),
+            None,
+            user(
+                503,
+                "Eve Adams",
+                "eve@example.com",
+                "en-GB",
+                "Europe/London",
+            ),
+        ),
+        row(
+            1004,
+            "pending",
+            10 * H,
+            &older,
+            Some(5 * H),
+            Some(6 * H),
+            user(
+                504,
+                "Hal Jordan",
+                "hal@example.com",
+                "en-US",
+                "America/Chicago",
+            ),
+        ),
+    ];
+    let page2 = vec![
+        row(
+            1005,
+            "solved",
+            10 * H,
+            &older,
+            Some(5 * H),
+            Some(6 * H),
+            user(
+                505,
+                "Ida Wells",
+                "ida@example.com",
+                "en-US",
+                "America/Chicago",
+            ),
+        ),
+        row(
+            1006,
+            "closed",
+            10 * H,
+            &older,
+            Some(5 * H),
+            Some(6 * H),
+            user(
+                506,
+                "Jon Snow",
+                "jon@example.com",
+                "en-US",
+                "America/Chicago",
+            ),
+        ),
+        row(
+            1007,
+            "deleted",
+            10 * H,
+            &older,
+            Some(5 * H),
+            Some(6 * H),
+            user(
+                507,
+                "Kim Park",
+                "kim@example.com",
+                "en-US",
+                "America/Chicago",
+            ),
+        ),
+        row(
+            1008,
+            "open",
+            10 * H,
+            &newest_update,
+            Some(5 * H),
+            Some(10 * 60),
+            user(
+                508,
+                "Finn Berg",
+                "finn@example.com",
+                "de-CH",
+                "Europe/Zurich",
+            ),
+        ),
+    ];
+    let changes: Arc<Mutex<Vec<ZendeskRow>>> = Arc::new(Mutex::new(Vec::new()));
+    let changed = changes.clone();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ZENDESK_USER}:{ZENDESK_TOKEN}"))
+    );
+    let expected_auth = basic.clone();
+    let server = ApiServer::start(move |req| {
+        if req.header("authorization") != expected_auth {
+            return ApiResponse::json(&json!({"error": "Couldn't authenticate you"}))
+                .with_status(401);
+        }
+        if req.path != "/api/v2/incremental/tickets/cursor.json" {
+            return ApiResponse::error(404);
+        }
+        match (req.param("cursor"), req.param("start_time")) {
+            (Some("c1"), _) => zendesk_page(&page2, "c2", true, req),
+            (Some(cursor), _) => zendesk_page(&[], cursor, true, req),
+            (None, Some("0")) => zendesk_page(&page1, "c1", false, req),
+            (None, _) => {
+                let rows = changed.lock().map(|c| c.clone()).unwrap_or_default();
+                zendesk_page(&rows, "c3", true, req)
+            }
+        }
+    });
+    let sink = SmtpSink::start();
+    let mut setup = preset_setup("zendesk-api", "1h", sink.port());
+    setup.set(
+        "source.url",
+        &toml_str(
+            &server.url(
+                "/api/v2/incremental/tickets/cursor.json?start_time=0&include=users,metric_sets",
+            ),
+        ),
+    );
+    setup.set("source.username", &toml_str(ZENDESK_USER));
+    setup.set("source.password_env", "\"INTERIM_TEST_ZENDESK_TOKEN\"");
+    setup.env("INTERIM_TEST_ZENDESK_TOKEN", ZENDESK_TOKEN);
+
+    let _daemon = setup.start();
+    let ledger = setup.wait_for_notices("the notices of 1001, 1002 and 1003 went out", |n| {
+        n.iter().filter(|n| n.status == "sent").count() == 3
+    });
+    let sent: BTreeSet<&str> = ledger
+        .iter()
+        .filter(|n| n.status == "sent")
+        .map(|n| n.ticket_id.as_str())
+        .collect();
+    assert_eq!(sent, BTreeSet::from(["1001", "1002", "1003"]));
+    for (address, subject) in [
+        ("clara@example.de", "Zwischenbescheid zu"),
+        ("dan@example.com", "Update on"),
+        ("eve@example.com", "Update on"),
+    ] {
+        let mails = sink.mails_to(address);
+        assert_eq!(mails.len(), 1, "one notice to {address}");
+        assert!(
+            mails[0].subject().starts_with(subject),
+            "{address}: {} (the requester's locale)",
+            mails[0].subject()
+        );
+    }
+    let tracked: BTreeSet<&str> = ledger.iter().map(|n| n.ticket_id.as_str()).collect();
+    for id in ["1004", "1005", "1006", "1007"] {
+        assert!(
+            !tracked.contains(id),
+            "ticket {id} does not wait: {ledger:#?}"
+        );
+    }
+    let notice_1008 = ledger.iter().find(|n| n.ticket_id == "1008");
+    assert_eq!(
+        notice_1008.map(|n| n.status.as_str()),
+        Some("pending"),
+        "the assignee's update 10 minutes ago restarted the clock"
+    );
+
+    // The requester's ticket is solved: the incremental export reports it.
+    let solved = ZendeskRow {
+        ticket: zendesk_ticket(1008, "solved", 508, &ago(10 * H), &ago(0)),
+        user: zendesk_user(
+            508,
+            "Finn Berg",
+            "finn@example.com",
+            "de-CH",
+            "Europe/Zurich",
+        ),
+        metrics: Some(zendesk_metric_set(1008, Some(&ago(5 * H)), Some(&ago(0)))),
+    };
+    if let Ok(mut c) = changes.lock() {
+        c.push(solved);
+    }
+    setup.wait_for_notices("the solved ticket's notice is cancelled", |n| {
+        n.iter()
+            .any(|n| n.ticket_id == "1008" && n.status == "cancelled")
+    });
+    assert_eq!(sink.mails().len(), 3, "no other mail went out");
+
+    let requests = server.requests();
+    assert_eq!(
+        requests[0].param("include"),
+        Some("users,metric_sets"),
+        "users and metric sets are side-loaded"
+    );
+    assert_eq!(
+        requests[1].param("cursor"),
+        Some("c1"),
+        "page 2 by after_cursor"
+    );
+    let incremental = requests
+        .iter()
+        .find_map(|r| r.param("start_time").filter(|s| *s != "0"))
+        .expect("an incremental poll");
+    assert_eq!(
+        incremental.parse::<i64>().ok(),
+        Some(instant(&newest_update).timestamp() - 120),
+        "start_time = the newest updated_at minus source.overlap (2m)"
+    );
+    for r in &requests {
+        assert_eq!(r.header("authorization"), basic);
+    }
+    let log = fs::read_to_string(setup.path("daemon.log")).unwrap_or_default();
+    assert!(
+        !log.contains(ZENDESK_TOKEN),
+        "the token leaked into the log"
+    );
+}
