@@ -248,8 +248,15 @@ impl HttpSource {
                 .iter()
                 .find(|(c, _)| c == "state")
                 .map(|(_, v)| v.clone());
-            let waiting =
-                matches!(&state, Some(Cell::Text(s)) if states.contains(&s.to_lowercase()));
+            // Numbers count too (Freshdesk's `"status": 2`).
+            let text = match &state {
+                Some(Cell::Text(s)) => Some(s.to_lowercase()),
+                Some(Cell::Int(i)) => Some(i.to_string()),
+                Some(Cell::Float(f)) => Some(f.to_string()),
+                Some(Cell::Bool(b)) => Some(b.to_string()),
+                _ => None,
+            };
+            let waiting = text.is_some_and(|t| states.contains(&t));
             if !waiting {
                 // Not a waiting state: the row reports a wait that ended.
                 for (column, cell) in cells.iter_mut() {
