@@ -36,11 +36,8 @@ impl Dispatcher {
         notice: &ClaimedNotice,
     ) -> anyhow::Result<()> {
         let settings = &live.config.settings;
-        // The latest plan may have cancelled it since we claimed it.
-        if self.store.status_of(&notice.id).await? != Some(Status::Pending) {
-            debug!("no longer pending; not sent");
-            return Ok(());
-        }
+        // The claim itself is the check against the latest plan: it takes
+        // only notices that are still pending, right before this send.
         let Some(policy) = settings.policies.iter().find(|p| p.name == notice.policy) else {
             // Renamed or removed: the next plan cancels it.
             self.store.release(&notice.id, None).await?;
