@@ -84,7 +84,14 @@ impl PollSchedule {
     }
 }
 
-/// Polls the source once (as `kind` says) and applies the plan to the ledger.
+/// Rows planned and written per transaction: bounds memory on large
+/// helpdesks (a million tickets are never held at once).
+const CHUNK: usize = 5_000;
+
+/// Polls the source once (as `kind` says) and applies the plan to the
+/// ledger chunk by chunk; a full poll then ends the series of tickets it
+/// did not see. The poll counts as successful (`last_poll_at`) only when
+/// every chunk was applied.
 pub async fn poll_and_plan(
     source: &Source,
     store: &Store,
@@ -93,74 +100,79 @@ pub async fn poll_and_plan(
     kind: PollKind,
     problems: &mut ProblemLog,
 ) -> anyhow::Result<PollSummary> {
-    let snapshot = source.poll(now, kind).await?;
     let dry_run = settings.daemon.dry_run;
-    let plan = match kind {
-        PollKind::Full => {
-            let series = store.load_series(dry_run).await?;
-            planner::plan(settings, &snapshot.tickets, &series, dry_run)
-        }
-        PollKind::Changes { .. } => {
-            let ids: Vec<&str> = snapshot
-                .tickets
-                .iter()
-                .map(|t| t.id.as_str())
-                .chain(snapshot.ended.iter().map(String::as_str))
-                .collect();
-            let series = store.load_series_for(dry_run, &ids).await?;
-            planner::plan_changes(
-                settings,
-                &snapshot.tickets,
-                &snapshot.ended,
-                &series,
-                dry_run,
-            )
-        }
+    let full = kind == PollKind::Full;
+    let poll_id = now.timestamp_millis();
+    let mut summary = PollSummary {
+        full,
+        ..PollSummary::default()
     };
-    let watermark = match (store.source_watermark().await?, snapshot.max_updated_at) {
-        (Some(old), Some(new)) => Some(old.max(new)),
-        (old, new) => new.or(old),
-    };
-    store.apply_plan(&plan, dry_run, now, watermark).await?;
+    let mut problems_now = Vec::new();
+    let mut poll = source.poll_chunks(now, kind, CHUNK);
+    while let Some(chunk) = poll.next_chunk().await {
+        let snapshot = chunk?;
+        let ids: Vec<&str> = snapshot
+            .tickets
+            .iter()
+            .map(|t| t.id.as_str())
+            .chain(snapshot.ended.iter().map(String::as_str))
+            .collect();
+        let series = store.load_series_for(dry_run, &ids).await?;
+        let plan = planner::plan_changes(
+            settings,
+            &snapshot.tickets,
+            &snapshot.ended,
+            &series,
+            dry_run,
+        );
+        store
+            .apply_chunk(&plan, dry_run, now, poll_id, &ids)
+            .await?;
 
-    let skipped = snapshot.skipped.len() + plan.skipped.len();
-    metrics::counter!("interim_source_rows_skipped_total").increment(skipped as u64);
-    // Today the only non-fatal finding is an unknown customer time zone.
-    metrics::counter!("interim_source_invalid_timezone_total")
-        .increment(snapshot.warnings.len() as u64);
-    if kind == PollKind::Full {
-        metrics::gauge!("interim_tickets_tracked").set(snapshot.tickets.len() as f64);
-    }
-    metrics::gauge!("interim_source_last_success_timestamp_seconds").set(now.timestamp() as f64);
-    for planned in &plan.upserts {
-        metrics::counter!("interim_notices_planned_total", "policy" => planned.key.policy.clone())
-            .increment(1);
-    }
-    for c in &plan.cancels {
-        info!(ticket.id = %c.key.ticket_id, policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
-    }
-    metrics::counter!("interim_notices_cancelled_total").increment(plan.cancels.len() as u64);
-    let problems_now = snapshot
-        .skipped
-        .iter()
-        .map(|e| e.to_string())
-        .chain(
+        summary.tickets += snapshot.tickets.len();
+        summary.ended += snapshot.ended.len();
+        summary.skipped_rows += snapshot.skipped.len() + plan.skipped.len();
+        summary.planned += plan.upserts.len();
+        summary.cancelled += plan.cancels.len();
+        metrics::counter!("interim_source_rows_skipped_total")
+            .increment((snapshot.skipped.len() + plan.skipped.len()) as u64);
+        // Today the only non-fatal finding is an unknown customer time zone.
+        metrics::counter!("interim_source_invalid_timezone_total")
+            .increment(snapshot.warnings.len() as u64);
+        for planned in &plan.upserts {
+            metrics::counter!("interim_notices_planned_total", "policy" => planned.key.policy.clone()).increment(1);
+        }
+        for c in &plan.cancels {
+            info!(ticket.id = %c.key.ticket_id, policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
+        }
+        problems_now.extend(snapshot.skipped.iter().map(|e| e.to_string()));
+        problems_now.extend(
             plan.skipped
                 .iter()
                 .map(|(policy, e)| format!("{e} (policy {policy})")),
-        )
-        .chain(snapshot.warnings.iter().map(|e| e.to_string()));
+        );
+        problems_now.extend(snapshot.warnings.iter().map(|e| e.to_string()));
+    }
+    let watermark = match (store.source_watermark().await?, poll.max_updated_at) {
+        (Some(old), Some(new)) => Some(old.max(new)),
+        (old, new) => new.or(old),
+    };
+    let swept = store
+        .finish_poll(dry_run, now, full.then_some(poll_id), watermark)
+        .await?;
+    for (id, ticket, policy) in &swept {
+        info!(ticket.id = %ticket, policy = %policy, notice.id = %id, reason = "the ticket is no longer waiting", "pending notice cancelled");
+    }
+    summary.cancelled += swept.len();
+    metrics::counter!("interim_notices_cancelled_total").increment(summary.cancelled as u64);
+    if full {
+        metrics::gauge!("interim_tickets_tracked").set(summary.tickets as f64);
+    }
+    metrics::gauge!("interim_source_last_success_timestamp_seconds").set(now.timestamp() as f64);
     problems.report(
-        problems_now,
+        problems_now.into_iter(),
         "row skipped or corrected: it breaks the column contract",
-        kind == PollKind::Full,
+        full,
     );
-    Ok(PollSummary {
-        full: kind == PollKind::Full,
-        tickets: snapshot.tickets.len(),
-        ended: snapshot.ended.len(),
-        skipped_rows: skipped,
-        planned: plan.upserts.len(),
-        cancelled: plan.cancels.len(),
-    })
+    Ok(summary)
 }

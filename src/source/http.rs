@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::columns::{Cell, parse_timestamp_text};
+use super::sql::CellRow;
 use crate::config::{HttpAuth, HttpSourceSettings, Pagination, SourceSettings};
 use crate::secret::{ExposeSecret, redact_url};
 
 /// How often one page is asked for again after 429/503 with Retry-After.
 const MAX_THROTTLED_RETRIES: usize = 5;
 
+#[derive(Clone)]
 pub struct HttpSource {
     url: String,
     settings: HttpSourceSettings,
@@ -35,11 +38,43 @@ impl HttpSource {
 
     /// Reads every page (changes since `since` when given) and hands each
     /// item, as named cells, to `each`. `deadline` bounds the whole poll.
-    pub async fn for_each_row(
+    /// Reads the pages in a task of its own and sends each page's items.
+    pub fn stream_pages(
         &self,
         since: Option<DateTime<Utc>>,
         deadline: Instant,
-        mut each: impl FnMut(Vec<(String, Cell)>),
+    ) -> (
+        mpsc::UnboundedReceiver<anyhow::Result<Vec<CellRow>>>,
+        tokio::task::AbortHandle,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let this = self.clone();
+        let reader = tokio::spawn(async move {
+            let mut page = Vec::new();
+            let sent = tx.clone();
+            let outcome = this
+                .for_each_row(since, deadline, |cells, last_of_page| {
+                    page.push(cells);
+                    if last_of_page {
+                        let _ = sent.send(Ok(std::mem::take(&mut page)));
+                    }
+                })
+                .await;
+            if !page.is_empty() {
+                let _ = tx.send(Ok(page));
+            }
+            if let Err(e) = outcome {
+                let _ = tx.send(Err(e));
+            }
+        });
+        (rx, reader.abort_handle())
+    }
+
+    async fn for_each_row(
+        &self,
+        since: Option<DateTime<Utc>>,
+        deadline: Instant,
+        mut each: impl FnMut(Vec<(String, Cell)>, bool),
     ) -> anyhow::Result<()> {
         let mut url = reqwest::Url::parse(&self.url)
             .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))?;
@@ -77,7 +112,7 @@ impl HttpSource {
                 );
             };
             let sideloaded = self.sideloaded(&body);
-            for item in items {
+            for (index, item) in items.iter().enumerate() {
                 rows += 1;
                 if rows > self.settings.max_rows {
                     anyhow::bail!(
@@ -85,7 +120,7 @@ impl HttpSource {
                         self.settings.max_rows
                     );
                 }
-                each(self.cells(item, &sideloaded));
+                each(self.cells(item, &sideloaded), index + 1 == items.len());
             }
             let next = match &self.settings.pagination {
                 Pagination::None => None,

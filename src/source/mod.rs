@@ -43,6 +43,131 @@ pub struct Snapshot {
     pub max_updated_at: Option<DateTime<Utc>>,
 }
 
+impl Snapshot {
+    fn empty(kind: PollKind, polled_at: DateTime<Utc>) -> Self {
+        Self {
+            kind,
+            tickets: Vec::new(),
+            ended: Vec::new(),
+            skipped: Vec::new(),
+            warnings: Vec::new(),
+            polled_at,
+            max_updated_at: None,
+        }
+    }
+}
+
+enum Rows {
+    Sql(
+        tokio::sync::mpsc::Receiver<Result<Vec<sql::CellRow>, sqlx::Error>>,
+        sql::SqlPool,
+    ),
+    Http(tokio::sync::mpsc::UnboundedReceiver<anyhow::Result<Vec<sql::CellRow>>>),
+}
+
+/// A poll in progress: [`next_chunk`](Self::next_chunk) yields its rows
+/// after the column contract, chunk by chunk.
+pub struct ChunkedPoll {
+    rows: Rows,
+    /// The task reading the source: stopped when the poll is dropped (a
+    /// stop signal must not wait for a slow query).
+    reader: tokio::task::AbortHandle,
+    kind: PollKind,
+    now: DateTime<Utc>,
+    started: Instant,
+    deadline: Instant,
+    settings: SourceSettings,
+    /// Hashes of the ids seen so far (a duplicate row is skipped).
+    seen: HashSet<u64>,
+    /// The newest `updated_at` seen so far: the next watermark.
+    pub max_updated_at: Option<DateTime<Utc>>,
+}
+
+impl ChunkedPoll {
+    /// The next chunk, None when the poll is complete. An error ends the
+    /// poll: the caller must not treat what it got as complete.
+    pub async fn next_chunk(&mut self) -> Option<anyhow::Result<Snapshot>> {
+        let timeout = self.settings.timeout;
+        let too_slow = || {
+            anyhow::anyhow!(
+                "the source took longer than source.timeout ({})",
+                humantime::format_duration(timeout)
+            )
+        };
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        let raw = match &mut self.rows {
+            Rows::Http(rx) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Some(Err(too_slow())),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => return Some(Err(e)),
+                Ok(Some(Ok(rows))) => Some(rows),
+            },
+            Rows::Sql(rx, pool) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Some(Err(too_slow())),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => {
+                    let cause = match e {
+                        sqlx::Error::PoolTimedOut => pool
+                            .connect_error()
+                            .await
+                            .unwrap_or_else(|| "timed out waiting for a connection".into()),
+                        other => crate::secret::redact_url(&other.to_string()),
+                    };
+                    return Some(Err(anyhow::anyhow!(
+                        "source query against {} failed: {cause}",
+                        self.settings.url.redacted()
+                    )));
+                }
+                Ok(Some(Ok(rows))) => Some(rows),
+            },
+        };
+        let Some(raw) = raw else {
+            metrics::histogram!("interim_source_poll_duration_seconds")
+                .record(self.started.elapsed().as_secs_f64());
+            return None;
+        };
+        let mut snapshot = Snapshot::empty(self.kind, self.now);
+        for cells in raw {
+            match columns::ticket_from_row(cells, self.settings.timezone, &mut snapshot.warnings) {
+                Ok(row) => {
+                    if let Some(at) = row.updated_at() {
+                        self.max_updated_at = self.max_updated_at.max(Some(at));
+                    }
+                    if !self.seen.insert(id_hash(row.id())) {
+                        snapshot.skipped.push(RowError {
+                            ticket_id: Some(row.id().to_owned()),
+                            column: "id".into(),
+                            reason: "the source returned this id twice; the first row counts"
+                                .into(),
+                        });
+                        continue;
+                    }
+                    match row {
+                        SourceRow::Waiting(ticket) => snapshot.tickets.push(*ticket),
+                        SourceRow::NotWaiting { id, .. } => snapshot.ended.push(id),
+                    }
+                }
+                Err(e) => snapshot.skipped.push(e),
+            }
+        }
+        snapshot.max_updated_at = self.max_updated_at;
+        Some(Ok(snapshot))
+    }
+}
+
+impl Drop for ChunkedPoll {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
+}
+
 pub struct Source {
     settings: SourceSettings,
     backend: Backend,
@@ -73,96 +198,65 @@ impl Source {
         }
     }
 
-    /// One poll. A failing query or page fails the whole poll (the caller
-    /// keeps its previous state); a bad row is only skipped.
-    pub async fn poll(&self, now: DateTime<Utc>, kind: PollKind) -> anyhow::Result<Snapshot> {
+    /// Starts a poll whose rows arrive in chunks (at most `chunk` rows, or
+    /// one page of an API), so a large helpdesk is never held in memory
+    /// at once.
+    pub fn poll_chunks(&self, now: DateTime<Utc>, kind: PollKind, chunk: usize) -> ChunkedPoll {
         let started = Instant::now();
-        let mut snapshot = Snapshot {
-            kind,
-            tickets: Vec::new(),
-            ended: Vec::new(),
-            skipped: Vec::new(),
-            warnings: Vec::new(),
-            polled_at: now,
-            max_updated_at: None,
-        };
-        let zone = self.settings.timezone;
-        let mut seen = HashSet::new();
-        let each = |cells| match columns::ticket_from_row(cells, zone, &mut snapshot.warnings) {
-            Ok(row) => {
-                if let Some(at) = row.updated_at() {
-                    snapshot.max_updated_at = snapshot.max_updated_at.max(Some(at));
-                }
-                if !seen.insert(row.id().to_owned()) {
-                    snapshot.skipped.push(RowError {
-                        ticket_id: Some(row.id().to_owned()),
-                        column: "id".into(),
-                        reason: "the source returned this id twice; the first row counts".into(),
-                    });
-                    return;
-                }
-                match row {
-                    SourceRow::Waiting(ticket) => snapshot.tickets.push(*ticket),
-                    SourceRow::NotWaiting { id, .. } => snapshot.ended.push(id),
-                }
-            }
-            Err(e) => snapshot.skipped.push(e),
-        };
-        let too_slow = || {
-            anyhow::anyhow!(
-                "the source took longer than source.timeout ({})",
-                humantime::format_duration(self.settings.timeout)
-            )
-        };
-        match &self.backend {
+        let deadline = started + self.settings.timeout;
+        let (rows, reader) = match &self.backend {
             Backend::Http(api) => {
                 let since = match kind {
                     PollKind::Changes { since } => Some(since),
                     PollKind::Full => None,
                 };
-                let deadline = started + self.settings.timeout;
-                tokio::time::timeout(
-                    self.settings.timeout,
-                    api.for_each_row(since, deadline, each),
-                )
-                .await
-                .map_err(|_| too_slow())??;
+                let (rows, reader) = api.stream_pages(since, deadline);
+                (Rows::Http(rows), reader)
             }
             Backend::Sql(pool) => {
                 let (query, param) = match (kind, &self.settings.incremental_query) {
                     (PollKind::Changes { since }, Some(query)) => {
                         let param = match sql::since_parameter(query) {
                             Some("since_unix") => Param::SinceUnix(since),
-                            _ => Param::Since { at: since, zone },
+                            _ => Param::Since {
+                                at: since,
+                                zone: self.settings.timezone,
+                            },
                         };
                         (query.as_str(), param)
                     }
                     _ => (self.settings.query.as_str(), Param::None),
                 };
-                let outcome = tokio::time::timeout(
-                    self.settings.timeout,
-                    pool.for_each_row(query, param, each),
-                )
-                .await
-                .map_err(|_| too_slow())?;
-                if let Err(e) = outcome {
-                    let cause = match e {
-                        sqlx::Error::PoolTimedOut => pool
-                            .connect_error()
-                            .await
-                            .unwrap_or_else(|| "timed out waiting for a connection".into()),
-                        other => crate::secret::redact_url(&other.to_string()),
-                    };
-                    anyhow::bail!(
-                        "source query against {} failed: {cause}",
-                        self.settings.url.redacted()
-                    );
-                }
+                let (rows, reader) = pool.stream_chunks(query, param, chunk);
+                (Rows::Sql(rows, pool.clone()), reader)
             }
+        };
+        ChunkedPoll {
+            rows,
+            reader,
+            kind,
+            now,
+            started,
+            deadline,
+            settings: self.settings.clone(),
+            seen: HashSet::new(),
+            max_updated_at: None,
         }
-        metrics::histogram!("interim_source_poll_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        Ok(snapshot)
+    }
+
+    /// One whole poll, collected (for the one-shot commands).
+    pub async fn poll(&self, now: DateTime<Utc>, kind: PollKind) -> anyhow::Result<Snapshot> {
+        let mut poll = self.poll_chunks(now, kind, 10_000);
+        let mut all = Snapshot::empty(kind, now);
+        while let Some(chunk) = poll.next_chunk().await {
+            let chunk = chunk?;
+            all.tickets.extend(chunk.tickets);
+            all.ended.extend(chunk.ended);
+            all.skipped.extend(chunk.skipped);
+            all.warnings.extend(chunk.warnings);
+        }
+        all.max_updated_at = poll.max_updated_at;
+        Ok(all)
     }
 
     /// Re-reads one ticket with `query` (`source.recheck_query`); None when

@@ -8,10 +8,58 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Column, ColumnIndex, Database, Decode, Row, Type, TypeInfo, ValueRef};
+use tokio::sync::mpsc;
 
 use super::columns::Cell;
 use crate::config::SourceSettings;
 
+/// One row as named cells.
+pub type CellRow = Vec<(String, Cell)>;
+
+/// Binds the parameter, reads the rows of one query and sends them in
+/// chunks (a macro: each backend's query type is its own).
+macro_rules! drain {
+    ($query:expr, $db:ty, $value:expr, $binds:expr, $pool:expr, $chunk:expr, $mysql:expr, $tx:expr) => {{
+        let mut query = $query;
+        for _ in 0..$binds {
+            query = match &$value {
+                BindValue::None => query,
+                BindValue::Text(t) => query.bind(t.clone()),
+                BindValue::Instant(t) => query.bind(*t),
+                BindValue::Naive(t) => query.bind(*t),
+                BindValue::Int(i) => query.bind(*i),
+            };
+        }
+        let mut rows = query.fetch($pool);
+        let mut batch = Vec::with_capacity($chunk.min(10_000));
+        let mut outcome: Result<(), sqlx::Error> = Ok(());
+        loop {
+            match rows.try_next().await {
+                Ok(Some(row)) => {
+                    batch.push(read_row::<$db>(&row, $mysql));
+                    if batch.len() >= $chunk
+                        && $tx.send(Ok(std::mem::take(&mut batch))).await.is_err()
+                    {
+                        break; // nobody listens any more
+                    }
+                }
+                Ok(None) => {
+                    if !batch.is_empty() {
+                        let _ = $tx.send(Ok(std::mem::take(&mut batch))).await;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        outcome
+    }};
+}
+
+#[derive(Clone)]
 pub enum SqlPool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
@@ -46,68 +94,65 @@ impl SqlPool {
         }
     }
 
-    /// Runs the query and hands every row, as named cells, to `each`,
-    /// streaming (rows are never collected here).
-    pub async fn for_each_row(
+    /// Runs the query in a task of its own and sends its rows, as named
+    /// cells, in chunks of `chunk` rows. The channel holds one chunk, so
+    /// memory stays bounded while the consumer plans and writes.
+    pub fn stream_chunks(
         &self,
         query: &str,
         param: Param<'_>,
-        mut each: impl FnMut(Vec<(String, Cell)>),
-    ) -> Result<(), sqlx::Error> {
+        chunk: usize,
+    ) -> (
+        mpsc::Receiver<Result<Vec<CellRow>, sqlx::Error>>,
+        tokio::task::AbortHandle,
+    ) {
+        let (tx, rx) = mpsc::channel(1);
         let (sql, binds) = param.rewrite(query, matches!(self, SqlPool::Postgres(_)));
-        let sql = || AssertSqlSafe(sql.clone());
-        match self {
-            SqlPool::Sqlite(pool) => {
-                let mut q = sqlx::query(sql());
-                for _ in 0..binds {
-                    q = match &param {
-                        Param::None => q,
-                        Param::Id(id) => q.bind(id.to_string()),
-                        Param::Since { at, zone } => q.bind(
-                            at.with_timezone(zone)
-                                .format("%Y-%m-%d %H:%M:%S")
-                                .to_string(),
-                        ),
-                        Param::SinceUnix(at) => q.bind(at.timestamp()),
-                    };
-                }
-                let mut rows = q.fetch(pool);
-                while let Some(row) = rows.try_next().await? {
-                    each(read_row::<sqlx::Sqlite>(&row, false));
-                }
+        let value = param.bind_value(
+            matches!(self, SqlPool::Postgres(_)),
+            matches!(self, SqlPool::MySql(_)),
+        );
+        let pool = self.clone();
+        let chunk = chunk.max(1);
+        let reader = tokio::spawn(async move {
+            let sql = AssertSqlSafe(sql);
+            let outcome = match &pool {
+                SqlPool::Sqlite(p) => drain!(
+                    sqlx::query(sql),
+                    sqlx::Sqlite,
+                    value,
+                    binds,
+                    p,
+                    chunk,
+                    false,
+                    tx
+                ),
+                SqlPool::Postgres(p) => drain!(
+                    sqlx::query(sql),
+                    sqlx::Postgres,
+                    value,
+                    binds,
+                    p,
+                    chunk,
+                    false,
+                    tx
+                ),
+                SqlPool::MySql(p) => drain!(
+                    sqlx::query(sql),
+                    sqlx::MySql,
+                    value,
+                    binds,
+                    p,
+                    chunk,
+                    true,
+                    tx
+                ),
+            };
+            if let Err(e) = outcome {
+                let _ = tx.send(Err(e)).await;
             }
-            SqlPool::Postgres(pool) => {
-                let mut q = sqlx::query(sql());
-                if binds > 0 {
-                    q = match &param {
-                        Param::None => q,
-                        Param::Id(id) => q.bind(id.to_string()),
-                        Param::Since { at, .. } => q.bind(*at),
-                        Param::SinceUnix(at) => q.bind(at.timestamp()),
-                    };
-                }
-                let mut rows = q.fetch(pool);
-                while let Some(row) = rows.try_next().await? {
-                    each(read_row::<sqlx::Postgres>(&row, false));
-                }
-            }
-            SqlPool::MySql(pool) => {
-                let mut q = sqlx::query(sql());
-                for _ in 0..binds {
-                    q = match &param {
-                        Param::None => q,
-                        Param::Id(id) => q.bind(id.to_string()),
-                        Param::Since { at, zone } => q.bind(at.with_timezone(zone).naive_local()),
-                        Param::SinceUnix(at) => q.bind(at.timestamp()),
-                    };
-                }
-                let mut rows = q.fetch(pool);
-                while let Some(row) = rows.try_next().await? {
-                    each(read_row::<sqlx::MySql>(&row, true));
-                }
-            }
-        }
-        Ok(())
+        });
+        (rx, reader.abort_handle())
     }
 
     /// Runs a query with the ticket id bound to its `:id` (or `$1` / `?`)
@@ -116,15 +161,13 @@ impl SqlPool {
         &self,
         query: &str,
         id: &str,
-    ) -> Result<Option<Vec<(String, Cell)>>, sqlx::Error> {
-        let mut first = None;
-        self.for_each_row(query, Param::Id(id), |row| {
-            if first.is_none() {
-                first = Some(row);
-            }
-        })
-        .await?;
-        Ok(first)
+    ) -> Result<Option<CellRow>, sqlx::Error> {
+        let (mut chunks, _reader) = self.stream_chunks(query, Param::Id(id), 1);
+        match chunks.recv().await {
+            Some(Ok(mut rows)) => Ok(rows.pop()),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
     }
 
     /// Why connecting fails, from one direct attempt: the pool only says it
@@ -152,6 +195,16 @@ impl SqlPool {
             SqlPool::MySql(p) => p.close().await,
         }
     }
+}
+
+/// A parameter's value, owned, as the backend compares it.
+#[derive(Clone)]
+pub enum BindValue {
+    None,
+    Text(String),
+    Instant(DateTime<Utc>),
+    Naive(NaiveDateTime),
+    Int(i64),
 }
 
 fn pool_options<DB: Database>(settings: &SourceSettings) -> sqlx::pool::PoolOptions<DB> {
@@ -275,6 +328,24 @@ pub enum Param<'a> {
 }
 
 impl Param<'_> {
+    /// The value to bind, in the form the backend compares.
+    fn bind_value(&self, postgres: bool, mysql: bool) -> BindValue {
+        match self {
+            Param::None => BindValue::None,
+            Param::Id(id) => BindValue::Text((*id).to_owned()),
+            Param::SinceUnix(at) => BindValue::Int(at.timestamp()),
+            Param::Since { at, .. } if postgres => BindValue::Instant(*at),
+            Param::Since { at, zone } if mysql => {
+                BindValue::Naive(at.with_timezone(zone).naive_local())
+            }
+            Param::Since { at, zone } => BindValue::Text(
+                at.with_timezone(zone)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string(),
+            ),
+        }
+    }
+
     fn name(&self) -> Option<&'static str> {
         match self {
             Param::None => None,

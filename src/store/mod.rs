@@ -430,6 +430,95 @@ impl Store {
         now: DateTime<Utc>,
         watermark: Option<DateTime<Utc>>,
     ) -> anyhow::Result<()> {
+        self.apply(plan, dry_run, now, None, Some(watermark)).await
+    }
+
+    /// Applies the plan of one chunk of a poll, and marks the series of the
+    /// chunk's tickets as seen by poll `poll_id` (for [`finish_poll`](Self::finish_poll)).
+    pub async fn apply_chunk(
+        &self,
+        plan: &Plan,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        poll_id: i64,
+        ticket_ids: &[&str],
+    ) -> anyhow::Result<()> {
+        self.apply(plan, dry_run, now, Some((poll_id, ticket_ids)), None)
+            .await
+    }
+
+    /// Ends a poll: with `sweep` (a full poll) the series of tickets it did
+    /// not see end and their pending notices are cancelled (returned for
+    /// the log); records the poll time and the watermark.
+    pub async fn finish_poll(
+        &self,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        sweep: Option<i64>,
+        watermark: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Vec<(String, String, String)>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("failed to begin the poll transaction")?;
+        let mut cancelled = Vec::new();
+        if let Some(poll_id) = sweep {
+            let rows = sqlx::query(self.sql(
+                "UPDATE notices SET status = 'cancelled', cancel_reason = 'the ticket is no longer waiting',
+                        finished_at = ?3, updated_at = ?3, claimed_by = NULL, claim_until = NULL
+                 WHERE status = 'pending'
+                   AND id IN (SELECT next_id FROM series WHERE dry_run = ?1 AND seen_poll <> ?2 AND next_id IS NOT NULL)
+                 RETURNING id, ticket_id, policy",
+            ))
+            .bind(i64::from(dry_run))
+            .bind(poll_id)
+            .bind(ms(now))
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &rows {
+                cancelled.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+            }
+            sqlx::query(self.sql("DELETE FROM series WHERE dry_run = ?1 AND seen_poll <> ?2"))
+                .bind(i64::from(dry_run))
+                .bind(poll_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.write_poll_meta(&mut tx, now, watermark).await?;
+        tx.commit().await.context("failed to commit the poll")?;
+        Ok(cancelled)
+    }
+
+    async fn write_poll_meta(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        now: DateTime<Utc>,
+        watermark: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('last_poll_at', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
+            .bind(ms(now).to_string())
+            .execute(&mut **tx)
+            .await?;
+        if let Some(watermark) = watermark {
+            sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('source_watermark', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
+                .bind(ms(watermark).to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One transaction: new series, cancels, ended series, upserts; then
+    /// either the seen marks of a chunk or the poll's meta data.
+    async fn apply(
+        &self,
+        plan: &Plan,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        seen: Option<(i64, &[&str])>,
+        meta: Option<Option<DateTime<Utc>>>,
+    ) -> anyhow::Result<()> {
         let mut tx = self
             .pool
             .begin()
@@ -506,17 +595,25 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('last_poll_at', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
-            .bind(now_ms.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if let Some(watermark) = watermark {
-            sqlx::query(self.sql(
-                "INSERT INTO meta (key, value) VALUES ('source_watermark', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            ))
-            .bind(ms(watermark).to_string())
-            .execute(&mut *tx)
-            .await?;
+        if let Some((poll_id, ids)) = seen {
+            for chunk in ids.chunks(500) {
+                let params: Vec<String> =
+                    (2..chunk.len() + 2).map(|i| self.placeholder(i)).collect();
+                let sql = format!(
+                    "UPDATE series SET seen_poll = {} WHERE dry_run = {} AND ticket_id IN ({})",
+                    self.placeholder(1),
+                    i64::from(dry_run),
+                    params.join(", ")
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(poll_id);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        if let Some(watermark) = meta {
+            self.write_poll_meta(&mut tx, now, watermark).await?;
         }
         tx.commit().await.context("failed to commit the plan")?;
         Ok(())
