@@ -41,9 +41,17 @@ impl EmailChannel {
 
     pub async fn send(&self, out: &Outgoing<'_>) -> Result<(), DeliveryError> {
         let message = build_message(&self.settings.from, self.settings.reply_to.as_ref(), out)?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(classify(&e, &self.settings)),
+        // lettre bounds only the TCP connect by its timeout; a server that
+        // accepts and then never answers must not hold a send slot forever.
+        match tokio::time::timeout(self.settings.timeout, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(&e, &self.settings)),
+            Err(_) => Err(DeliveryError::retryable(format!(
+                "SMTP {}:{}: timed out, no answer within {}",
+                self.settings.host,
+                self.settings.port,
+                humantime::format_duration(self.settings.timeout)
+            ))),
         }
     }
 }
@@ -54,6 +62,10 @@ fn classify(e: &lettre::transport::smtp::Error, settings: &EmailSettings) -> Del
     // lettre's Display does not contain credentials; the server's reply may
     // quote our envelope, which is fine to log.
     let reason = format!("SMTP {server}: {e}");
+    // A non-ASCII address to a server without SMTPUTF8 never works.
+    if e.is_client() && e.to_string().contains("SMTPUTF8") {
+        return DeliveryError::permanent(reason);
+    }
     if !e.is_permanent() {
         return DeliveryError::retryable(reason);
     }
@@ -110,7 +122,7 @@ pub fn build_message(
         .map(|n| clip(&single_line(n), 100))
         .filter(|n| !n.is_empty())
         .or(parsed.name.clone());
-    let to = Mailbox::new(name, parsed.email);
+    let to = Mailbox::new(name, ascii_domain(parsed.email));
     let domain = from.email.domain().to_owned();
     let mut builder = Message::builder()
         .from(from.clone())
@@ -139,6 +151,20 @@ pub fn build_message(
         None => builder.singlepart(SinglePart::plain(out.message.text.clone())),
     };
     built.map_err(|e| DeliveryError::permanent(format!("cannot build the email: {e}")))
+}
+
+/// The address with an internationalised domain in its ASCII form
+/// (`bücher.example` → `xn--bcher-kva.example`), which every mail server
+/// accepts; a non-ASCII local part stays as it is (it needs SMTPUTF8).
+fn ascii_domain(address: lettre::Address) -> lettre::Address {
+    let domain = address.domain();
+    if domain.is_ascii() {
+        return address;
+    }
+    match idna::domain_to_ascii(domain) {
+        Ok(ascii) => lettre::Address::new(address.user(), ascii).unwrap_or(address),
+        Err(_) => address,
+    }
 }
 
 /// A Message-ID reference `<id@host>` from ticket data, or nothing when the

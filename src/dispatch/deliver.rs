@@ -307,9 +307,11 @@ impl Dispatcher {
                     RetryDecision::RetryAt(at) => {
                         let at = policy.window.first_send_instant(at).unwrap_or(at);
                         warn!(channel = %notice.channel, error = %reason, attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
-                        self.store
-                            .record_retry(notice, attempt_started, at, &reason)
-                            .await
+                        self.persist(notice, || {
+                            self.store
+                                .record_retry(notice, attempt_started, at, &reason)
+                        })
+                        .await
                     }
                     RetryDecision::GiveUp(why) => {
                         let reason = format!("{reason}; {why}");
@@ -322,6 +324,31 @@ impl Dispatcher {
         }
     }
 
+    /// Writes a result, retrying while the store cannot be written (locked,
+    /// disk full) and holding the send slot meanwhile: no further notice of
+    /// this slot goes out while a result is unrecorded. Gives up when the
+    /// claim's lease would end (then the notice is tried again, same id).
+    async fn persist<F, Fut>(&self, notice: &ClaimedNotice, write: F) -> anyhow::Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let lease = self.live().config.settings.store.claim_lease;
+        let deadline = std::time::Instant::now() + lease;
+        let mut wait = std::time::Duration::from_millis(200);
+        loop {
+            match write().await {
+                Ok(()) => return Ok(()),
+                Err(e) if std::time::Instant::now() + wait < deadline => {
+                    warn!(error = format!("{e:#}"), notice.id = %notice.id, "cannot record a result yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub(super) async fn finish(
         &self,
         notice: &ClaimedNotice,
@@ -330,16 +357,18 @@ impl Dispatcher {
         next_notice_at: Option<DateTime<Utc>>,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.store
-            .record_done(
+        let finished = Utc::now();
+        self.persist(notice, || {
+            self.store.record_done(
                 notice,
                 status,
                 attempt_started,
-                Utc::now(),
+                finished,
                 next_notice_at,
                 error,
             )
-            .await?;
+        })
+        .await?;
         metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => notice.policy.clone(), "channel" => notice.channel.clone()).increment(1);
         Ok(())
     }

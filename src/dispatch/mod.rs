@@ -138,7 +138,9 @@ impl Dispatcher {
             .store
             .last_poll_at()
             .await?
-            .is_some_and(|at| now - at <= max_age);
+            // A poll stamped in the future (the clock stepped back) is not
+            // fresh: its age is unknown until the next successful poll.
+            .is_some_and(|at| at <= now + chrono::Duration::seconds(5) && now - at <= max_age);
         let was_stale = self.stale_logged.swap(!fresh, Ordering::Relaxed);
         if !fresh && !was_stale {
             warn!(

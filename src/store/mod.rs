@@ -110,6 +110,50 @@ pub struct Store {
 /// The advisory lock key of the poller role ("interim" in ASCII).
 const POLLER_LOCK_KEY: i64 = 0x0069_6e74_6572_696d;
 
+/// A write transaction on one pooled connection, with explicit BEGIN and
+/// COMMIT. When the COMMIT fails (a full disk) and the ROLLBACK fails too,
+/// or the transaction is dropped unfinished, the connection is closed
+/// instead of returning to the pool: an open transaction left on a pooled
+/// SQLite connection would hold the write lock and block every later write.
+pub struct WriteTx {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl WriteTx {
+    fn conn(&mut self) -> &mut AnyConnection {
+        match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => unreachable!("a WriteTx holds its connection until commit"),
+        }
+    }
+
+    async fn commit(mut self) -> anyhow::Result<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        match conn.execute("COMMIT").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if conn.execute("ROLLBACK").await.is_err() {
+                    let _ = conn.detach().close().await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        // Unfinished (an error on the way): never hand the open transaction
+        // back to the pool; dropping the detached connection closes it,
+        // which rolls the transaction back.
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
 /// Held by the one daemon that may use a SQLite store (a no-op for
 /// PostgreSQL, which several instances share).
 pub struct DaemonLock {
@@ -282,6 +326,20 @@ impl Store {
     /// What [`lead_polling`](Self::lead_polling) last found.
     pub fn is_poller(&self) -> bool {
         self.is_poller.load(Ordering::Relaxed)
+    }
+
+    /// Begins a write transaction (SQLite: IMMEDIATE, so it takes the write
+    /// lock at once instead of failing on upgrade).
+    async fn begin_write(&self) -> anyhow::Result<WriteTx> {
+        let mut conn = self.pool.acquire().await.context("store unreachable")?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        conn.execute(begin)
+            .await
+            .context("failed to begin a transaction")?;
+        Ok(WriteTx { conn: Some(conn) })
     }
 
     pub fn backend(&self) -> Backend {
@@ -458,8 +516,7 @@ impl Store {
         watermark: Option<DateTime<Utc>>,
     ) -> anyhow::Result<Vec<(String, String, String)>> {
         let mut tx = self
-            .pool
-            .begin()
+            .begin_write()
             .await
             .context("failed to begin the poll transaction")?;
         let mut cancelled = Vec::new();
@@ -474,7 +531,7 @@ impl Store {
             .bind(i64::from(dry_run))
             .bind(poll_id)
             .bind(ms(now))
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
             for r in &rows {
                 cancelled.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
@@ -482,7 +539,7 @@ impl Store {
             sqlx::query(self.sql("DELETE FROM series WHERE dry_run = ?1 AND seen_poll <> ?2"))
                 .bind(i64::from(dry_run))
                 .bind(poll_id)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         self.write_poll_meta(&mut tx, now, watermark).await?;
@@ -492,18 +549,18 @@ impl Store {
 
     async fn write_poll_meta(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut WriteTx,
         now: DateTime<Utc>,
         watermark: Option<DateTime<Utc>>,
     ) -> anyhow::Result<()> {
         sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('last_poll_at', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
             .bind(ms(now).to_string())
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         if let Some(watermark) = watermark {
             sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('source_watermark', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
                 .bind(ms(watermark).to_string())
-                .execute(&mut **tx)
+                .execute(tx.conn())
                 .await?;
         }
         Ok(())
@@ -520,8 +577,7 @@ impl Store {
         meta: Option<Option<DateTime<Utc>>>,
     ) -> anyhow::Result<()> {
         let mut tx = self
-            .pool
-            .begin()
+            .begin_write()
             .await
             .context("failed to begin the plan transaction")?;
         let now_ms = ms(now);
@@ -531,7 +587,7 @@ impl Store {
                 .bind(&key.policy)
                 .bind(ms(key.episode))
                 .bind(i64::from(dry_run))
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         for cancel in &plan.cancels {
@@ -541,7 +597,7 @@ impl Store {
             .bind(&cancel.id)
             .bind(&cancel.reason)
             .bind(now_ms)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         }
         for key in &plan.ended_series {
@@ -550,7 +606,7 @@ impl Store {
                 .bind(&key.policy)
                 .bind(ms(key.episode))
                 .bind(i64::from(dry_run))
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         for n in &plan.upserts {
@@ -584,7 +640,7 @@ impl Store {
             .bind(&n.ticket_json)
             .bind(now_ms)
             .bind(n.ticket_hash)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
             sqlx::query(self.sql("UPDATE series SET next_id = ?5 WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4"))
                 .bind(&n.key.ticket_id)
@@ -592,7 +648,7 @@ impl Store {
                 .bind(ms(n.key.episode))
                 .bind(i64::from(dry_run))
                 .bind(&n.id)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         if let Some((poll_id, ids)) = seen {
@@ -609,7 +665,7 @@ impl Store {
                 for id in chunk {
                     query = query.bind(*id);
                 }
-                query.execute(&mut *tx).await?;
+                query.execute(tx.conn()).await?;
             }
         }
         if let Some(watermark) = meta {
@@ -687,9 +743,9 @@ impl Store {
         next_notice_at: Option<DateTime<Utc>>,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sent_at = matches!(status, Status::Sent | Status::DryRun).then_some(ms(finished));
-        sqlx::query(self.sql("UPDATE notices SET status = ?2, attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?3),
+        sqlx::query(self.sql("UPDATE notices SET status = ?2, attempts = attempts + CASE WHEN ?2 = 'suppressed' THEN 0 ELSE 1 END, first_attempt_at = COALESCE(first_attempt_at, ?3),
                     last_attempt_at = ?3, sent_at = ?4, finished_at = ?5, next_notice_at = ?6, last_error = COALESCE(?7, last_error),
                     claimed_by = NULL, claim_until = NULL, updated_at = ?5
              WHERE id = ?1"))
@@ -700,7 +756,7 @@ impl Store {
         .bind(ms(finished))
         .bind(next_notice_at.map(ms))
         .bind(error)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         // The next notice is spaced from when this one's final attempt began.
         sqlx::query(self.sql(
@@ -713,7 +769,7 @@ impl Store {
         .bind(i64::from(n.dry_run))
         .bind(n.number as i64)
         .bind(ms(attempt_started))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit()
             .await

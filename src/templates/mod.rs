@@ -206,8 +206,8 @@ impl Templates {
         let subject = render("subject")?.unwrap_or_default();
         Ok(Message {
             subject: clip(&single_line(&subject), MAX_SUBJECT_CHARS),
-            text: render("txt")?.unwrap_or_default(),
-            html: render("html")?,
+            text: without_controls(&render("txt")?.unwrap_or_default()),
+            html: render("html")?.map(|h| without_controls(&h)),
             language,
         })
     }
@@ -255,6 +255,14 @@ pub fn single_line(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Bodies keep line breaks and tabs; other control characters (a NUL in
+/// ticket data) may not appear in mail (RFC 2045) and are dropped.
+fn without_controls(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        .collect()
 }
 
 /// The longest subject we send, in characters: mail clients show far less,
