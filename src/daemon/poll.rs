@@ -102,7 +102,6 @@ pub async fn poll_and_plan(
 ) -> anyhow::Result<PollSummary> {
     let dry_run = settings.daemon.dry_run;
     let full = kind == PollKind::Full;
-    let poll_id = now.timestamp_millis();
     let mut summary = PollSummary {
         full,
         ..PollSummary::default()
@@ -125,9 +124,7 @@ pub async fn poll_and_plan(
             &series,
             dry_run,
         );
-        store
-            .apply_chunk(&plan, dry_run, now, poll_id, &ids)
-            .await?;
+        store.apply_chunk(&plan, dry_run, now).await?;
 
         summary.tickets += snapshot.tickets.len();
         summary.ended += snapshot.ended.len();
@@ -158,7 +155,7 @@ pub async fn poll_and_plan(
         (old, new) => new.or(old),
     };
     let swept = store
-        .finish_poll(dry_run, now, full.then_some(poll_id), watermark)
+        .finish_poll(dry_run, now, full.then_some(&poll.seen), watermark)
         .await?;
     for (id, ticket, policy) in &swept {
         info!(ticket.id = %ticket, policy = %policy, notice.id = %id, reason = "the ticket is no longer waiting", "pending notice cancelled");

@@ -77,8 +77,9 @@ pub struct ChunkedPoll {
     started: Instant,
     deadline: Instant,
     settings: SourceSettings,
-    /// Hashes of the ids seen so far (a duplicate row is skipped).
-    seen: HashSet<u64>,
+    /// The ids seen so far: a duplicate row is skipped, and after a full
+    /// poll every series of a ticket not among them ends.
+    pub seen: HashSet<Box<str>>,
     /// The newest `updated_at` seen so far: the next watermark.
     pub max_updated_at: Option<DateTime<Utc>>,
 }
@@ -133,7 +134,7 @@ impl ChunkedPoll {
                     if let Some(at) = row.updated_at() {
                         self.max_updated_at = self.max_updated_at.max(Some(at));
                     }
-                    if !self.seen.insert(id_hash(row.id())) {
+                    if !self.seen.insert(row.id().into()) {
                         snapshot.skipped.push(RowError {
                             ticket_id: Some(row.id().to_owned()),
                             column: "id".into(),
@@ -159,13 +160,6 @@ impl Drop for ChunkedPoll {
     fn drop(&mut self) {
         self.reader.abort();
     }
-}
-
-fn id_hash(id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    id.hash(&mut hasher);
-    hasher.finish()
 }
 
 pub struct Source {

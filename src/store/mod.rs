@@ -488,59 +488,83 @@ impl Store {
         now: DateTime<Utc>,
         watermark: Option<DateTime<Utc>>,
     ) -> anyhow::Result<()> {
-        self.apply(plan, dry_run, now, None, Some(watermark)).await
+        self.apply(plan, dry_run, now, Some(watermark)).await
     }
 
-    /// Applies the plan of one chunk of a poll, and marks the series of the
-    /// chunk's tickets as seen by poll `poll_id` (for [`finish_poll`](Self::finish_poll)).
+    /// Applies the plan of one chunk of a poll (the poll's time is written
+    /// by [`finish_poll`](Self::finish_poll) once every chunk is in).
     pub async fn apply_chunk(
         &self,
         plan: &Plan,
         dry_run: bool,
         now: DateTime<Utc>,
-        poll_id: i64,
-        ticket_ids: &[&str],
     ) -> anyhow::Result<()> {
-        self.apply(plan, dry_run, now, Some((poll_id, ticket_ids)), None)
-            .await
+        self.apply(plan, dry_run, now, None).await
     }
 
-    /// Ends a poll: with `sweep` (a full poll) the series of tickets it did
-    /// not see end and their pending notices are cancelled (returned for
-    /// the log); records the poll time and the watermark.
+    /// Ends a poll: with `seen` (the ids a full poll returned) the series of
+    /// tickets it did not return end and their pending notices are
+    /// cancelled (returned for the log); then records the poll time and
+    /// the watermark. Reading the series' ticket ids costs less than
+    /// marking every seen series on every poll.
     pub async fn finish_poll(
         &self,
         dry_run: bool,
         now: DateTime<Utc>,
-        sweep: Option<i64>,
+        seen: Option<&std::collections::HashSet<Box<str>>>,
         watermark: Option<DateTime<Utc>>,
     ) -> anyhow::Result<Vec<(String, String, String)>> {
+        let mut absent: Vec<String> = Vec::new();
+        if let Some(seen) = seen {
+            let ids: Vec<String> = sqlx::query_scalar(
+                self.sql("SELECT DISTINCT ticket_id FROM series WHERE dry_run = ?1"),
+            )
+            .bind(i64::from(dry_run))
+            .fetch_all(&self.pool)
+            .await
+            .context("failed to read the tracked tickets")?;
+            absent = ids
+                .into_iter()
+                .filter(|id| !seen.contains(id.as_str()))
+                .collect();
+        }
         let mut tx = self
             .begin_write()
             .await
             .context("failed to begin the poll transaction")?;
         let mut cancelled = Vec::new();
-        if let Some(poll_id) = sweep {
-            let rows = sqlx::query(self.sql(
+        for chunk in absent.chunks(500) {
+            let params: Vec<String> = (3..chunk.len() + 3).map(|i| self.placeholder(i)).collect();
+            let list = params.join(", ");
+            let sql = format!(
                 "UPDATE notices SET status = 'cancelled', cancel_reason = 'the ticket is no longer waiting',
-                        finished_at = ?3, updated_at = ?3, claimed_by = NULL, claim_until = NULL
+                        finished_at = {now}, updated_at = {now}, claimed_by = NULL, claim_until = NULL
                  WHERE status = 'pending'
-                   AND id IN (SELECT next_id FROM series WHERE dry_run = ?1 AND seen_poll <> ?2 AND next_id IS NOT NULL)
+                   AND id IN (SELECT next_id FROM series WHERE dry_run = {dry} AND next_id IS NOT NULL AND ticket_id IN ({list}))
                  RETURNING id, ticket_id, policy",
-            ))
-            .bind(i64::from(dry_run))
-            .bind(poll_id)
-            .bind(ms(now))
-            .fetch_all(tx.conn())
-            .await?;
-            for r in &rows {
+                now = self.placeholder(1),
+                dry = self.placeholder(2),
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(ms(now))
+                .bind(i64::from(dry_run));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for r in &query.fetch_all(tx.conn()).await? {
                 cancelled.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
             }
-            sqlx::query(self.sql("DELETE FROM series WHERE dry_run = ?1 AND seen_poll <> ?2"))
-                .bind(i64::from(dry_run))
-                .bind(poll_id)
-                .execute(tx.conn())
-                .await?;
+            let params: Vec<String> = (2..chunk.len() + 2).map(|i| self.placeholder(i)).collect();
+            let sql = format!(
+                "DELETE FROM series WHERE dry_run = {} AND ticket_id IN ({})",
+                self.placeholder(1),
+                params.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(dry_run));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            query.execute(tx.conn()).await?;
         }
         self.write_poll_meta(&mut tx, now, watermark).await?;
         tx.commit().await.context("failed to commit the poll")?;
@@ -566,14 +590,13 @@ impl Store {
         Ok(())
     }
 
-    /// One transaction: new series, cancels, ended series, upserts; then
-    /// either the seen marks of a chunk or the poll's meta data.
+    /// One transaction: new series, cancels, ended series, upserts, and
+    /// (a whole poll at once) the poll's time and watermark.
     async fn apply(
         &self,
         plan: &Plan,
         dry_run: bool,
         now: DateTime<Utc>,
-        seen: Option<(i64, &[&str])>,
         meta: Option<Option<DateTime<Utc>>>,
     ) -> anyhow::Result<()> {
         let mut tx = self
@@ -650,23 +673,6 @@ impl Store {
                 .bind(&n.id)
                 .execute(tx.conn())
                 .await?;
-        }
-        if let Some((poll_id, ids)) = seen {
-            for chunk in ids.chunks(500) {
-                let params: Vec<String> =
-                    (2..chunk.len() + 2).map(|i| self.placeholder(i)).collect();
-                let sql = format!(
-                    "UPDATE series SET seen_poll = {} WHERE dry_run = {} AND ticket_id IN ({})",
-                    self.placeholder(1),
-                    i64::from(dry_run),
-                    params.join(", ")
-                );
-                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(poll_id);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                query.execute(tx.conn()).await?;
-            }
         }
         if let Some(watermark) = meta {
             self.write_poll_meta(&mut tx, now, watermark).await?;
