@@ -221,94 +221,89 @@ fn explain(
     )
 }
 
-pub fn print_plan(rows: &[PlanRow], format: Format) {
+/// JSON on stdout for tools, or an aligned table for people.
+fn print_rows<T: Serialize>(
+    rows: &[T],
+    format: Format,
+    headers: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) {
     match format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
         ),
         Format::Table => {
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.send_at.clone(),
-                        r.ticket_id.clone(),
-                        r.policy.clone(),
-                        format!("{}/{}", r.number, r.max),
-                        r.channel.clone(),
-                        r.recipient.clone().unwrap_or_default(),
-                        r.why.clone(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                render_table(
-                    &[
-                        "SEND AT",
-                        "TICKET",
-                        "POLICY",
-                        "NO.",
-                        "CHANNEL",
-                        "RECIPIENT",
-                        "WHY THEN"
-                    ],
-                    &table
-                )
-            );
-            println!("{} notice(s)", rows.len());
+            let table: Vec<Vec<String>> = rows.iter().map(cells).collect();
+            print!("{}", render_table(headers, &table));
         }
     }
 }
 
-pub fn print_notices(rows: &[NoticeRow], format: Format) {
-    match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
-        ),
-        Format::Table => {
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.id.clone(),
-                        r.ticket_id.clone(),
-                        r.policy.clone(),
-                        format!("{}/{}", r.number, r.max_notices),
-                        r.status.to_string(),
-                        r.attempts.to_string(),
-                        rfc3339(r.send_at),
-                        r.sent_at.map(rfc3339).unwrap_or_default(),
-                        r.recipient.clone().unwrap_or_default(),
-                        r.last_error
-                            .clone()
-                            .or_else(|| r.cancel_reason.clone())
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                render_table(
-                    &[
-                        "ID",
-                        "TICKET",
-                        "POLICY",
-                        "NO.",
-                        "STATUS",
-                        "TRIES",
-                        "PLANNED",
-                        "SENT",
-                        "RECIPIENT",
-                        "NOTE"
-                    ],
-                    &table
-                )
-            );
-        }
+pub fn print_plan(rows: &[PlanRow], format: Format) {
+    print_rows(
+        rows,
+        format,
+        &[
+            "SEND AT",
+            "TICKET",
+            "POLICY",
+            "NO.",
+            "CHANNEL",
+            "RECIPIENT",
+            "WHY THEN",
+        ],
+        |r| {
+            vec![
+                r.send_at.clone(),
+                r.ticket_id.clone(),
+                r.policy.clone(),
+                format!("{}/{}", r.number, r.max),
+                r.channel.clone(),
+                r.recipient.clone().unwrap_or_default(),
+                r.why.clone(),
+            ]
+        },
+    );
+    if format == Format::Table {
+        println!("{} notice(s)", rows.len());
     }
+}
+
+pub fn print_notices(rows: &[NoticeRow], format: Format) {
+    print_rows(
+        rows,
+        format,
+        &[
+            "ID",
+            "TICKET",
+            "POLICY",
+            "NO.",
+            "STATUS",
+            "TRIES",
+            "PLANNED",
+            "SENT",
+            "RECIPIENT",
+            "NOTE",
+        ],
+        |r| {
+            vec![
+                r.id.clone(),
+                r.ticket_id.clone(),
+                r.policy.clone(),
+                format!("{}/{}", r.number, r.max_notices),
+                r.status.to_string(),
+                r.attempts.to_string(),
+                rfc3339(r.send_at),
+                r.sent_at.map(rfc3339).unwrap_or_default(),
+                r.recipient.clone().unwrap_or_default(),
+                r.last_error
+                    .clone()
+                    .or_else(|| r.cancel_reason.clone())
+                    .unwrap_or_default(),
+            ]
+        },
+    );
 }
 
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -500,29 +495,19 @@ pub async fn suppression_rows(
 }
 
 pub fn print_suppressions(rows: &[SuppressionRow], format: Format) {
-    match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
-        ),
-        Format::Table => {
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.address.clone(),
-                        r.source.clone(),
-                        r.since.clone().unwrap_or_default(),
-                        r.reason.clone(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                render_table(&["ADDRESS", "SOURCE", "SINCE", "REASON"], &table)
-            );
-        }
-    }
+    print_rows(
+        rows,
+        format,
+        &["ADDRESS", "SOURCE", "SINCE", "REASON"],
+        |r| {
+            vec![
+                r.address.clone(),
+                r.source.clone(),
+                r.since.clone().unwrap_or_default(),
+                r.reason.clone(),
+            ]
+        },
+    );
 }
 
 /// `interim sources test`: one full poll, what it read, as `plan` sees it.

@@ -717,17 +717,6 @@ impl Store {
             .context("failed to read claimed notices")
     }
 
-    /// The earliest next attempt among pending notices, to sleep until it.
-    pub async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar(
-            self.sql("SELECT MIN(next_attempt_at) FROM notices WHERE status = 'pending'"),
-        )
-        .fetch_one(&self.pool)
-        .await
-        .context("failed to read the next due time")?;
-        Ok(v.map(from_ms))
-    }
-
     /// The notice's status as the latest plan left it (the pre-send check).
     pub async fn status_of(&self, id: &str) -> anyhow::Result<Option<Status>> {
         let v: Option<String> =
