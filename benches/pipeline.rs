@@ -201,6 +201,7 @@ async fn planning(n: usize) -> anyhow::Result<()> {
         steady * 1000.0,
         "ms",
     );
+    breakdown(n, &source, &store, settings).await?;
 
     // 1 % of the tickets change; the incremental poll reads only those.
     let changed = (n / 100).max(1);
@@ -235,6 +236,49 @@ async fn planning(n: usize) -> anyhow::Result<()> {
     );
     store.close().await;
     source.close().await;
+    Ok(())
+}
+
+/// Where a steady full poll spends its time, step by step (the profile
+/// behind BENCHMARKS.md), on one 5,000-row chunk scaled to the whole poll.
+async fn breakdown(
+    n: usize,
+    source: &Source,
+    store: &Store,
+    settings: &interim::config::Settings,
+) -> anyhow::Result<()> {
+    let scale = n as f64 / 5000.0;
+    let t = Instant::now();
+    let mut poll = source.poll_chunks(Utc::now(), PollKind::Full, 5000);
+    let Some(chunk) = poll.next_chunk().await else {
+        return Ok(());
+    };
+    let chunk = chunk?;
+    let read = t.elapsed().as_secs_f64();
+    drop(poll);
+    let ids: Vec<&str> = chunk.tickets.iter().map(|t| t.id.as_str()).collect();
+    let t = Instant::now();
+    let series = store.load_series_for(false, &ids).await?;
+    let load = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let plan =
+        interim::planner::plan_changes(settings, &chunk.tickets, &chunk.ended, &series, false);
+    let planning = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    store.apply_chunk(&plan, false, Utc::now()).await?;
+    let apply = t.elapsed().as_secs_f64();
+    for (what, secs) in [
+        ("read + column contract", read),
+        ("load series", load),
+        ("plan", planning),
+        ("write (no changes)", apply),
+    ] {
+        row(
+            &format!("  steady poll of {n}, {what} (scaled from 5,000 rows)"),
+            secs * scale * 1000.0,
+            "ms",
+        );
+    }
     Ok(())
 }
 
