@@ -8,7 +8,8 @@
 //!
 //! Environment: INTERIM_BENCH_SIZES (default "10000,100000"; add 1000000
 //! for the full run), INTERIM_BENCH_NOTICES (default 2000),
-//! INTERIM_TEST_POSTGRES_URL (PostgreSQL rows are skipped without it).
+//! INTERIM_TEST_POSTGRES_URL (PostgreSQL rows are skipped without it),
+//! INTERIM_BENCH_DELIVERY=0 (planning rows only).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -55,7 +56,9 @@ async fn run() -> anyhow::Result<()> {
     for &n in &sizes {
         planning(n).await?;
     }
-    delivery(notices).await?;
+    if std::env::var("INTERIM_BENCH_DELIVERY").as_deref() != Ok("0") {
+        delivery(notices).await?;
+    }
     Ok(())
 }
 
