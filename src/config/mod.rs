@@ -2,6 +2,9 @@
 //! environment overrides, validated into [`Settings`] and compiled
 //! [`Templates`].
 
+mod calendars;
+mod channels;
+mod policies;
 mod raw;
 mod settings;
 mod source;
