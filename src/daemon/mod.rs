@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 pub use poll::{PollSchedule, PollSummary, ProblemLog, poll_and_plan};
 pub use signals::{reload_on_sighup, shutdown_on_signals};
 
-use crate::config::{self, Config, Settings, SourceSettings};
+use crate::config::{self, Config, Settings};
 use crate::dispatch::Dispatcher;
 use crate::http::{AdminState, ReloadRequest};
 use crate::source::Source;
@@ -88,7 +88,8 @@ pub async fn run_with_listener(
     // The first poll runs before any dispatch, so a restart acts on fresh
     // data and never warns about a snapshot it has not tried to take.
     let mut source = Source::new(&settings.source)?;
-    let mut source_settings = settings.source.clone();
+    // The settings the source was built from: a reload brings new ones.
+    let mut source_built_from = settings.clone();
     let mut problems = ProblemLog::default();
     let mut schedule = PollSchedule::default();
     tokio::select! {
@@ -117,12 +118,14 @@ pub async fn run_with_listener(
                     _ = tokio::time::sleep_until(started + settings.daemon.poll_interval) => {}
                 }
                 started = tokio::time::Instant::now();
-                if !same_source(&source_settings, &settings.source) {
+                // Any reload rebuilds the source (cheap: it connects lazily),
+                // so no source key can be missed by a comparison.
+                if !Arc::ptr_eq(&source_built_from, &settings) {
+                    source_built_from = settings.clone();
                     match Source::new(&settings.source) {
                         Ok(new) => {
                             source.close().await;
                             source = new;
-                            source_settings = settings.source.clone();
                         }
                         Err(e) => error!(
                             error = format!("{e:#}"),
@@ -232,13 +235,6 @@ fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), Str
     dispatcher
         .replace(new, channels)
         .map_err(|e| format!("{e:#}"))
-}
-
-fn same_source(a: &SourceSettings, b: &SourceSettings) -> bool {
-    a.url.expose() == b.url.expose()
-        && a.query == b.query
-        && a.timezone == b.timezone
-        && a.timeout == b.timeout
 }
 
 /// One poll, if this instance is the poller, with its outcome logged;
