@@ -91,6 +91,24 @@ impl Policy {
         }
     }
 
+    /// The promise a notice makes: when notice `number + 1` will go out if
+    /// notice `number` is sent at `sent` (send window applied), or None
+    /// when `number` is the last (`max` is the smaller of the notice's and
+    /// the policy's limit).
+    pub fn next_notice_at(
+        &self,
+        waiting_since: DateTime<Utc>,
+        number: u32,
+        max: u32,
+        sent: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if number >= max.min(self.max_notices) {
+            return None;
+        }
+        self.due_at(waiting_since, number + 1, Some(sent))
+            .and_then(|due| self.window.first_send_instant(due))
+    }
+
     /// The policies that apply to a ticket: in order, the first match, and
     /// after it every further match while `continue = true` allows.
     pub fn applicable<'a>(policies: &'a [Policy], ticket: &Ticket) -> Vec<&'a Policy> {

@@ -395,13 +395,8 @@ pub async fn preview(
                 state.and_then(|s| s.last_ref_at),
             )
             .unwrap_or(now);
-        let next_notice_at = (number < policy.max_notices)
-            .then(|| {
-                policy
-                    .due_at(ticket.waiting_since, number + 1, Some(now))
-                    .and_then(|d| policy.window.first_send_instant(d))
-            })
-            .flatten();
+        let next_notice_at =
+            policy.next_notice_at(ticket.waiting_since, number, policy.max_notices, now);
         let id = key.notice_id(number, settings.daemon.dry_run);
         let facts = NoticeFacts {
             ticket,

@@ -196,17 +196,12 @@ impl Dispatcher {
     ) -> anyhow::Result<()> {
         let settings = &live.config.settings;
         let attempt_started = Utc::now();
-        let next_notice_at = if notice.number < notice.max_notices.min(policy.max_notices) {
-            policy
-                .due_at(
-                    ticket.waiting_since,
-                    notice.number + 1,
-                    Some(attempt_started),
-                )
-                .and_then(|due| policy.window.first_send_instant(due))
-        } else {
-            None
-        };
+        let next_notice_at = policy.next_notice_at(
+            ticket.waiting_since,
+            notice.number,
+            notice.max_notices,
+            attempt_started,
+        );
         let facts = NoticeFacts {
             ticket,
             policy,
