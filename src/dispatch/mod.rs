@@ -75,6 +75,8 @@ pub struct Dispatcher {
     instance: String,
     tracker: TaskTracker,
     stale_logged: AtomicBool,
+    /// The last read of the store's last poll time, and when it was read.
+    last_poll_cache: Mutex<Option<(std::time::Instant, Option<DateTime<Utc>>)>>,
     /// Notices being sent by this process right now. A claim is never taken
     /// twice while its send runs, even if its lease ran out meanwhile.
     in_flight: Mutex<HashSet<String>>,
@@ -99,6 +101,7 @@ impl Dispatcher {
             instance,
             tracker: TaskTracker::new(),
             stale_logged: AtomicBool::new(false),
+            last_poll_cache: Mutex::new(None),
             in_flight: Mutex::new(HashSet::new()),
             recipients: Mutex::new(HashSet::new()),
             slot_freed: tokio::sync::Notify::new(),
@@ -131,11 +134,30 @@ impl Dispatcher {
 
     /// Nothing is sent on stale data: when the last successful poll is older
     /// than `max_snapshot_age`, a ticket may have been answered meanwhile.
+    /// The store's last successful poll, read at most once a second: the
+    /// dispatcher asks before every claim, and the answer only moves with
+    /// polls (seconds apart), so re-reading it per notice is wasted I/O.
+    async fn last_poll_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        if let Some((read, value)) = *self
+            .last_poll_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            && read.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return Ok(value);
+        }
+        let value = self.store.last_poll_at().await?;
+        *self
+            .last_poll_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), value));
+        Ok(value)
+    }
+
     async fn snapshot_is_fresh(&self, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let max_snapshot_age = self.live().config.settings.daemon.max_snapshot_age;
         let max_age = chrono::Duration::from_std(max_snapshot_age).unwrap_or_default();
         let fresh = self
-            .store
             .last_poll_at()
             .await?
             // A poll stamped in the future (the clock stepped back) is not
