@@ -8,8 +8,9 @@ mod support;
 use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
-use sqlx::{AssertSqlSafe, Connection};
-use support::{Setup, Ticket, block_on, text};
+use support::mariadb::MariaDbDatabase;
+use support::postgres::PgDatabase;
+use support::{Setup, Ticket, text};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Server {
@@ -17,75 +18,32 @@ enum Server {
     MariaDb,
 }
 
-/// A throw-away database on a real server, dropped when the test ends.
-struct TestDatabase {
-    server: Server,
-    admin_url: String,
-    name: String,
-    url: String,
+/// A throw-away database on a real server (the shared test helpers),
+/// dropped when the test ends.
+enum TestDatabase {
+    Postgres(PgDatabase),
+    MariaDb(MariaDbDatabase),
 }
 
 impl TestDatabase {
     fn create(server: Server) -> Option<Self> {
-        let var = match server {
-            Server::Postgres => "INTERIM_TEST_POSTGRES_URL",
-            Server::MariaDb => "INTERIM_TEST_MYSQL_URL",
-        };
-        let Ok(admin_url) = std::env::var(var) else {
-            println!("skipped: {var} is not set");
-            return None;
-        };
-        let name = format!("interim_test_{:016x}", rand::random::<u64>());
-        let base = admin_url.split('?').next().unwrap_or_default();
-        let (server_url, _) = base
-            .rsplit_once('/')
-            .expect("server URL with a database path");
-        let db = Self {
-            server,
-            url: format!("{server_url}/{name}"),
-            admin_url,
-            name,
-        };
-        db.run(&db.admin_url, &format!("CREATE DATABASE {}", db.name));
-        Some(db)
-    }
-
-    fn run(&self, url: &str, sql: &str) {
-        let result = self.try_run(url, sql);
-        result.unwrap_or_else(|e| panic!("statement on {} failed: {e}\n{sql}", self.name));
-    }
-
-    fn try_run(&self, url: &str, sql: &str) -> Result<(), sqlx::Error> {
-        let sql = AssertSqlSafe(sql.to_string());
-        block_on(async {
-            match self.server {
-                Server::Postgres => {
-                    let mut conn = sqlx::PgConnection::connect(url).await?;
-                    sqlx::raw_sql(sql).execute(&mut conn).await?;
-                    conn.close().await
-                }
-                Server::MariaDb => {
-                    let mut conn = sqlx::MySqlConnection::connect(url).await?;
-                    sqlx::raw_sql(sql).execute(&mut conn).await?;
-                    conn.close().await
-                }
-            }
-        })
+        match server {
+            Server::Postgres => PgDatabase::create().map(Self::Postgres),
+            Server::MariaDb => MariaDbDatabase::create().map(Self::MariaDb),
+        }
     }
 
     fn execute(&self, sql: &str) {
-        self.run(&self.url, sql);
+        match self {
+            Self::Postgres(db) => db.execute(sql),
+            Self::MariaDb(db) => db.execute(sql),
+        }
     }
-}
 
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let sql = match self.server {
-            Server::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            Server::MariaDb => format!("DROP DATABASE IF EXISTS {}", self.name),
-        };
-        if let Err(e) = self.try_run(&self.admin_url, &sql) {
-            eprintln!("could not drop the test database {}: {e}", self.name);
+    fn url(&self) -> &str {
+        match self {
+            Self::Postgres(db) => &db.url,
+            Self::MariaDb(db) => &db.url,
         }
     }
 }
@@ -144,7 +102,7 @@ fn plan_due_tickets(server: Server, variant: Variant, zone: Option<chrono_tz::Tz
     }
 
     let mut setup = Setup::new();
-    setup.set("source.url", &support::toml_str(&db.url));
+    setup.set("source.url", &support::toml_str(db.url()));
     setup.set("source.query", &support::toml_str(
         "SELECT id, number, state, customer_email, language, waiting_since FROM tickets WHERE state <> 'closed'",
     ));
