@@ -259,12 +259,16 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             let config = load(config_flag, quiet)?;
             let store = Store::open(&config.settings.store.url).await?;
             let refused = store.retry(&ids, Utc::now()).await?;
-            let retried = ids.len() - refused.len();
-            println!("{retried} notice(s) put back to pending");
+            let retried = ids.len().saturating_sub(refused.len());
+            println!("{retried} notice(s) put back to pending as the next notice of their series");
             if !refused.is_empty() {
+                let lines: Vec<String> = refused
+                    .iter()
+                    .map(|(id, reason)| format!("  {id}: {reason}"))
+                    .collect();
                 return Err(Failure::Runtime(anyhow::anyhow!(
-                    "not dead (or unknown), left as they are: {}",
-                    refused.join(", ")
+                    "left as they are:\n{}",
+                    lines.join("\n")
                 )));
             }
         }

@@ -85,6 +85,11 @@ pub async fn readiness(
     if let Err(e) = store.ping().await {
         return (Some(format!("store unreachable: {e:#}")), None);
     }
+    // A rejected poll (a broken query) needs an operator at once, even
+    // while the previous snapshot is still fresh enough to send on.
+    if let Some(problem) = dispatcher.poll_problem() {
+        return (Some(problem), store.last_poll_at().await.ok().flatten());
+    }
     let max_age = dispatcher.live().config.settings.daemon.max_snapshot_age;
     match store.last_poll_at().await {
         Err(e) => (Some(format!("store unreachable: {e:#}")), None),

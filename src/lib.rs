@@ -7,6 +7,7 @@
 
 pub mod calendar;
 pub mod channels;
+pub mod clock;
 pub mod cli;
 pub mod config;
 pub mod daemon;

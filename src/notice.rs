@@ -1,7 +1,7 @@
 //! Notice identity and ledger status.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Namespace of interim's UUID v5 notice ids.
@@ -9,7 +9,7 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_1e5a_2b7d_4e1b_9a3c_5d8e_0f21_4b6
 
 /// One wait of one ticket under one policy: the notices of a series are
 /// numbered 1, 2, … up to the policy's `max_notices`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SeriesKey {
     pub ticket_id: String,
     pub policy: String,
@@ -43,7 +43,7 @@ impl SeriesKey {
 }
 
 pub fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+    crate::clock::to_millis(t)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,15 +1,21 @@
-//! Planning: from a snapshot of waiting tickets, the policies and the
-//! ledger's series, decide which notice each series should have pending
-//! next and which pending notices must be cancelled. Pure: time is an
-//! argument, the store applies the result.
+//! Planning: from waiting tickets, the policies and the ledger's series,
+//! decide which notice each series should have pending next, which pending
+//! notices must be cancelled, and how the series rows change. Pure: `now`
+//! is an argument and the store applies the result.
+//!
+//! A series remembers how far it got (the last notice that reached an end,
+//! the last real send) for as long as the ledger keeps it: a ticket that
+//! leaves the snapshot and comes back with the same wait continues at the
+//! next number, spaced from its last send.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ChannelKind, FileFormat, FileSettings, Settings};
-use crate::notice::{SeriesKey, Status};
+use crate::notice::{SeriesKey, Status, truncate_millis};
 use crate::policy::Policy;
 use crate::source::RowError;
 use crate::ticket::Ticket;
@@ -21,11 +27,34 @@ pub struct SeriesState {
     /// The number of the last notice that reached an end (sent, dead,
     /// suppressed, dry run); 0 before the first.
     pub done: u32,
-    /// When the last done notice's final attempt started: the reference for
-    /// spacing the next one by `repeat_every`.
-    pub last_ref_at: Option<DateTime<Utc>>,
+    /// When the series' last real send started (its successful attempt):
+    /// the reference for spacing the next notice by `repeat_every`.
+    pub last_sent_at: Option<DateTime<Utc>>,
+    /// Whether the latest poll showed the ticket waiting under the policy.
+    pub active: bool,
+    /// False when the state was derived from the notices because the
+    /// ledger had no series row (yet) for it.
+    pub stored: bool,
     /// The notice after `done`, if the ledger has it.
     pub next: Option<NextNotice>,
+}
+
+impl SeriesState {
+    /// A series the ledger has never seen.
+    pub fn fresh(key: SeriesKey) -> Self {
+        Self {
+            key,
+            done: 0,
+            last_sent_at: None,
+            active: true,
+            stored: false,
+            next: None,
+        }
+    }
+
+    fn pending_next(&self) -> Option<&NextNotice> {
+        self.next.as_ref().filter(|n| n.status == Status::Pending)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,10 +67,13 @@ pub struct NextNotice {
     /// Hash of the ticket data stored with it (to see a changed ticket
     /// without loading its data).
     pub ticket_hash: i64,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub max_notices: u32,
 }
 
 /// The notice a series should have pending now.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedNotice {
     pub id: String,
     pub key: SeriesKey,
@@ -56,51 +88,76 @@ pub struct PlannedNotice {
     pub ticket_hash: i64,
 }
 
-/// A pending notice whose wait ended before it went out.
-#[derive(Debug, Clone, PartialEq)]
+/// A pending notice that must not go out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cancel {
     pub id: String,
     pub key: SeriesKey,
     pub reason: String,
 }
 
-#[derive(Debug, Default)]
+/// A series row to create (with what the notices say of it) or whose
+/// `active` flag changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesWrite {
+    pub key: SeriesKey,
+    pub done: u32,
+    pub last_sent_at: Option<DateTime<Utc>>,
+    pub active: bool,
+    pub next_id: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Whether the plan is about dry-run series (their own ids and rows).
+    pub dry_run: bool,
     /// New or changed pending notices (also revivals of cancelled ones).
     pub upserts: Vec<PlannedNotice>,
-    /// Every notice a series should have pending, changed or not: only
-    /// collected for `interim plan` (see [`plan_all`]).
-    pub wanted: Vec<PlannedNotice>,
     /// Pending notices to cancel.
     pub cancels: Vec<Cancel>,
-    /// Series to create in the ledger.
-    pub new_series: Vec<SeriesKey>,
-    /// Series whose ticket is gone or whose wait restarted.
-    pub ended_series: Vec<SeriesKey>,
+    /// Series rows to create, activate or deactivate.
+    pub series: Vec<SeriesWrite>,
+    /// Series of waits that are over for good (`waiting_since` moved on).
+    pub deleted_series: Vec<SeriesKey>,
     /// Tickets that could not be planned for a policy (bad address).
+    #[serde(skip)]
     pub skipped: Vec<(String, RowError)>,
 }
 
-/// Plans every series for `tickets` (a full snapshot: a ticket missing from
-/// it is no longer waiting).
-pub fn plan(
-    settings: &Settings,
-    tickets: &[Ticket],
-    series: &[SeriesState],
-    dry_run: bool,
-) -> Plan {
-    plan_scoped(settings, tickets, &[], series, dry_run, true, false)
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty()
+            && self.cancels.is_empty()
+            && self.series.is_empty()
+            && self.deleted_series.is_empty()
+    }
 }
 
-/// Like [`plan`], and also lists every notice the series want, changed or
-/// not, in [`Plan::wanted`] (what `interim plan` shows).
-pub fn plan_all(
-    settings: &Settings,
-    tickets: &[Ticket],
-    series: &[SeriesState],
-    dry_run: bool,
-) -> Plan {
-    plan_scoped(settings, tickets, &[], series, dry_run, true, true)
+/// Which series a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The live series: notices are planned to be sent.
+    Live,
+    /// Dry run: its own series, recorded as `dry_run`, never sent.
+    DryRun,
+    /// The live series while dry run is on: nothing new is planned, but a
+    /// pending notice whose wait ended is still cancelled.
+    CancelOnly,
+}
+
+impl Mode {
+    pub fn dry_run(self) -> bool {
+        self == Mode::DryRun
+    }
+
+    /// The modes a poll plans in when `dry_run` is on or off.
+    pub fn for_daemon(dry_run: bool) -> &'static [Mode] {
+        if dry_run {
+            &[Mode::DryRun, Mode::CancelOnly]
+        } else {
+            &[Mode::Live]
+        }
+    }
 }
 
 /// A stable hash of a ticket's JSON: SipHash with fixed keys.
@@ -111,135 +168,244 @@ pub fn ticket_hash(json: &str) -> i64 {
     hasher.finish() as i64
 }
 
-/// Plans the series of changed tickets only (an incremental poll):
-/// `tickets` still wait, `ended` no longer do; every other ticket's series
-/// stays as it is. `series` may hold only the series of these tickets.
-pub fn plan_changes(
-    settings: &Settings,
-    tickets: &[Ticket],
-    ended: &[String],
-    series: &[SeriesState],
-    dry_run: bool,
-) -> Plan {
-    plan_scoped(settings, tickets, ended, series, dry_run, false, false)
+/// A ticket as the ledger stores it, with its hash.
+pub fn ticket_record(ticket: &Ticket) -> (String, i64) {
+    let json = serde_json::to_string(ticket).unwrap_or_default();
+    let hash = ticket_hash(&json);
+    (json, hash)
 }
 
-fn plan_scoped(
+/// The series keys `tickets` belong to now (every applicable policy, in
+/// their current wait): what the store must know before planning.
+pub fn series_keys(settings: &Settings, tickets: &[Ticket]) -> Vec<SeriesKey> {
+    tickets
+        .iter()
+        .flat_map(|t| {
+            Policy::applicable(&settings.policies, t)
+                .into_iter()
+                .map(|p| SeriesKey::new(&t.id, &p.name, t.waiting_since))
+        })
+        .collect()
+}
+
+/// Plans the series of some tickets: `tickets` wait now, `ended` no longer
+/// do; `series` holds every state the ledger has of these tickets (missing
+/// ones are new). Tickets not mentioned are not touched: a full poll ends
+/// the series of absent tickets in the store (see `Store::finish_poll`).
+pub fn plan(
     settings: &Settings,
     tickets: &[Ticket],
     ended: &[String],
     series: &[SeriesState],
-    dry_run: bool,
-    full: bool,
-    collect_wanted: bool,
+    now: DateTime<Utc>,
+    mode: Mode,
 ) -> Plan {
-    let mut out = Plan::default();
-    let known: HashMap<&SeriesKey, &SeriesState> = series.iter().map(|s| (&s.key, s)).collect();
-    let mut wanted_keys: HashSet<SeriesKey> = HashSet::new();
-    let mut episodes: HashMap<&str, DateTime<Utc>> = HashMap::new();
-
-    for ticket in tickets {
-        episodes.insert(
-            &ticket.id,
-            crate::notice::truncate_millis(ticket.waiting_since),
-        );
-        let mut ticket_json: Option<(String, i64)> = None;
-        for policy in Policy::applicable(&settings.policies, ticket) {
-            let recipient = match recipient_for(settings, policy, ticket) {
-                Ok(r) => r,
-                Err(e) => {
-                    out.skipped.push((policy.name.clone(), e));
-                    continue;
-                }
-            };
-            let key = SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
-            wanted_keys.insert(key.clone());
-            let state = known.get(&key);
-            if state.is_none() {
-                out.new_series.push(key.clone());
-            }
-            let done = state.map_or(0, |s| s.done);
-            if done >= policy.max_notices {
-                continue;
-            }
-            let number = done + 1;
-            let Some(due_at) = policy.due_at(
-                ticket.waiting_since,
-                number,
-                state.and_then(|s| s.last_ref_at),
-            ) else {
-                continue;
-            };
-            let Some(send_at) = policy.window.first_send_instant(due_at) else {
-                continue;
-            };
-            let (json, hash) = ticket_json.get_or_insert_with(|| {
-                let json = serde_json::to_string(ticket).unwrap_or_default();
-                let hash = ticket_hash(&json);
-                (json, hash)
-            });
-            let id = key.notice_id(number, dry_run);
-            let unchanged = state.and_then(|s| s.next.as_ref()).is_some_and(|next| {
-                next.id == id
-                    && next.status == Status::Pending
-                    && next.due_at == due_at
-                    && next.send_at == send_at
-                    && next.ticket_hash == *hash
-            });
-            if unchanged && !collect_wanted {
-                continue;
-            }
-            let planned = PlannedNotice {
-                id,
-                key: key.clone(),
-                number,
-                max_notices: policy.max_notices,
-                channel: policy.channel.clone(),
-                recipient,
-                due_at,
-                send_at,
-                ticket_json: json.clone(),
-                ticket_hash: *hash,
-            };
-            if collect_wanted {
-                out.wanted.push(planned.clone());
-            }
-            if !unchanged {
-                out.upserts.push(planned);
-            }
-        }
-    }
-
-    let ended: HashSet<&str> = ended.iter().map(String::as_str).collect();
+    let mut out = Plan {
+        dry_run: mode.dry_run(),
+        ..Plan::default()
+    };
+    let mut by_ticket: HashMap<&str, Vec<&SeriesState>> = HashMap::new();
     for state in series {
-        if wanted_keys.contains(&state.key) {
-            continue;
-        }
-        let ticket_id = state.key.ticket_id.as_str();
-        // A partial snapshot says nothing about tickets it does not list.
-        if !full && !episodes.contains_key(ticket_id) && !ended.contains(ticket_id) {
-            continue;
-        }
-        let same_episode = episodes.get(state.key.ticket_id.as_str()) == Some(&state.key.episode);
-        let reason = if !episodes.contains_key(state.key.ticket_id.as_str()) {
-            "the ticket is no longer waiting"
-        } else if !same_episode {
-            "the wait restarted (waiting_since changed)"
-        } else {
-            "the ticket no longer matches the policy"
-        };
-        if let Some(next) = state.next.as_ref().filter(|n| n.status == Status::Pending) {
-            out.cancels.push(Cancel {
-                id: next.id.clone(),
-                key: state.key.clone(),
-                reason: reason.to_owned(),
-            });
-        }
-        if !same_episode {
-            out.ended_series.push(state.key.clone());
+        by_ticket
+            .entry(state.key.ticket_id.as_str())
+            .or_default()
+            .push(state);
+    }
+    let no_states = Vec::new();
+    for ticket in tickets {
+        let states = by_ticket.get(ticket.id.as_str()).unwrap_or(&no_states);
+        plan_ticket(settings, ticket, states, now, mode, &mut out);
+    }
+    for id in ended {
+        for state in by_ticket.get(id.as_str()).unwrap_or(&no_states) {
+            end_series(state, "the ticket is no longer waiting", false, &mut out);
         }
     }
     out
+}
+
+fn plan_ticket(
+    settings: &Settings,
+    ticket: &Ticket,
+    states: &[&SeriesState],
+    now: DateTime<Utc>,
+    mode: Mode,
+    out: &mut Plan,
+) {
+    let episode = truncate_millis(ticket.waiting_since);
+    let mut handled: HashSet<&str> = HashSet::new();
+    let mut record: Option<(String, i64)> = None;
+    for policy in Policy::applicable(&settings.policies, ticket) {
+        handled.insert(policy.name.as_str());
+        let key = SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
+        let recipient = match recipient_for(settings, policy, ticket) {
+            Ok(r) => r,
+            Err(e) => {
+                // Neither waiting nor ended for this policy: its series is
+                // left exactly as it is.
+                out.skipped.push((policy.name.clone(), e));
+                continue;
+            }
+        };
+        let state = states
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| (*s).clone())
+            .unwrap_or_else(|| SeriesState::fresh(key.clone()));
+        if !state.stored || !state.active {
+            out.series.push(SeriesWrite {
+                key: key.clone(),
+                done: state.done,
+                last_sent_at: state.last_sent_at,
+                active: true,
+                next_id: state.next.as_ref().map(|n| n.id.clone()),
+            });
+        }
+        if mode == Mode::CancelOnly {
+            continue;
+        }
+        let (json, hash) = record.get_or_insert_with(|| ticket_record(ticket));
+        let facts = TicketFacts {
+            ticket,
+            json,
+            hash: *hash,
+            recipient,
+        };
+        match plan_series(policy, &facts, &state, now, mode.dry_run()) {
+            SeriesPlan::Upsert(n) => out.upserts.push(n),
+            SeriesPlan::Cancel(c) => out.cancels.push(c),
+            SeriesPlan::Unchanged | SeriesPlan::Finished => {}
+        }
+    }
+    for state in states {
+        if handled.contains(state.key.policy.as_str()) && state.key.episode == episode {
+            continue;
+        }
+        if state.key.episode != episode {
+            end_series(
+                state,
+                "the wait restarted (waiting_since changed)",
+                true,
+                out,
+            );
+        } else {
+            let policy = &state.key.policy;
+            let reason = if settings.policies.iter().any(|p| &p.name == policy) {
+                format!("the ticket no longer matches policy {policy}")
+            } else {
+                format!("policy {policy} is no longer configured")
+            };
+            end_series(state, &reason, false, out);
+        }
+    }
+}
+
+/// Cancels a series' pending notice and deactivates it (or deletes it,
+/// when its wait is over for good).
+fn end_series(state: &SeriesState, reason: &str, delete: bool, out: &mut Plan) {
+    if let Some(next) = state.pending_next() {
+        out.cancels.push(Cancel {
+            id: next.id.clone(),
+            key: state.key.clone(),
+            reason: reason.to_owned(),
+        });
+    }
+    if delete {
+        out.deleted_series.push(state.key.clone());
+    } else if state.active && state.stored {
+        out.series.push(SeriesWrite {
+            key: state.key.clone(),
+            done: state.done,
+            last_sent_at: state.last_sent_at,
+            active: false,
+            next_id: state.next.as_ref().map(|n| n.id.clone()),
+        });
+    }
+}
+
+/// A ticket with what the ledger stores of it and its recipient under one
+/// policy.
+pub struct TicketFacts<'a> {
+    pub ticket: &'a Ticket,
+    pub json: &'a str,
+    pub hash: i64,
+    pub recipient: Option<String>,
+}
+
+/// What one series needs now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesPlan {
+    /// This notice should be pending (new, moved, re-routed or revived).
+    Upsert(PlannedNotice),
+    /// The pending notice is right as it is.
+    Unchanged,
+    /// The pending notice must not go out (the policy sends fewer now).
+    Cancel(Cancel),
+    /// Every notice of the series has been sent.
+    Finished,
+}
+
+/// The notice a series should have pending at `now`: number `done + 1`,
+/// due by the policy's timing and placed in its send window (an overdue
+/// notice whose window instant has passed goes to the next one).
+pub fn plan_series(
+    policy: &Policy,
+    facts: &TicketFacts<'_>,
+    state: &SeriesState,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> SeriesPlan {
+    let next = state.pending_next();
+    if state.done >= policy.max_notices {
+        return match next {
+            Some(n) => SeriesPlan::Cancel(Cancel {
+                id: n.id.clone(),
+                key: state.key.clone(),
+                reason: format!(
+                    "policy {} now sends at most {} notice(s)",
+                    policy.name, policy.max_notices
+                ),
+            }),
+            None => SeriesPlan::Finished,
+        };
+    }
+    let number = state.done + 1;
+    let id = state.key.notice_id(number, dry_run);
+    let stored = next.filter(|n| n.id == id);
+    let Some(due_at) = policy.due_at(facts.ticket.waiting_since, number, state.last_sent_at)
+    else {
+        return SeriesPlan::Finished;
+    };
+    let Some(send_at) = policy
+        .window
+        .place(due_at, now, stored.map(|n| n.send_at))
+        .map(truncate_millis)
+    else {
+        return SeriesPlan::Finished;
+    };
+    let unchanged = stored.is_some_and(|n| {
+        n.due_at == due_at
+            && n.send_at == send_at
+            && n.ticket_hash == facts.hash
+            && n.channel == policy.channel
+            && n.recipient == facts.recipient
+            && n.max_notices == policy.max_notices
+    });
+    if unchanged {
+        return SeriesPlan::Unchanged;
+    }
+    SeriesPlan::Upsert(PlannedNotice {
+        id,
+        key: state.key.clone(),
+        number,
+        max_notices: policy.max_notices,
+        channel: policy.channel.clone(),
+        recipient: facts.recipient.clone(),
+        due_at,
+        send_at,
+        ticket_json: facts.json.to_owned(),
+        ticket_hash: facts.hash,
+    })
 }
 
 /// Who a notice goes to. An email policy needs a valid customer address;

@@ -58,18 +58,21 @@ impl Matcher {
 
 impl Policy {
     /// Adds wait time: business time in the policy's calendar, else wall-clock.
+    /// The result is cut to the millisecond, the ledger's precision.
     pub fn add_wait(&self, from: DateTime<Utc>, amount: Duration) -> Option<DateTime<Utc>> {
-        match &self.window.calendar {
+        let at = match &self.window.calendar {
             Some(calendar) => calendar.add_business_time(from, amount),
             None => chrono::Duration::from_std(amount)
                 .ok()
                 .and_then(|d| from.checked_add_signed(d)),
-        }
+        };
+        at.map(crate::clock::to_millis)
     }
 
-    /// When notice `number` (1-based) is due, given the planning reference
-    /// instant of the previous notice (when its successful attempt started).
-    /// `max(waiting_since + after + (n-1)·repeat, previous + repeat)`.
+    /// When notice `number` (1-based) is due, given when the series' last
+    /// real send started (its successful attempt; dead, suppressed and
+    /// cancelled notices do not count):
+    /// `max(waiting_since + after + (n-1)·repeat, last_sent + repeat)`.
     pub fn due_at(
         &self,
         waiting_since: DateTime<Utc>,

@@ -132,8 +132,11 @@ pub struct PlanRow {
     pub why: String,
 }
 
-/// The notices that would go out at or before `at + horizon`, evaluated on
-/// the tickets polled now, without the staleness rule.
+/// The notices due at or before `at + horizon`, each with the instant it
+/// would be sent, evaluated as if now were `at` (on the tickets polled
+/// now, without the staleness rule). Every notice of a series that falls
+/// due within the horizon is listed, numbered, each spaced from the one
+/// before as if that went out as planned.
 pub async fn plan_rows(
     config: &Config,
     at: DateTime<Utc>,
@@ -146,40 +149,89 @@ pub async fn plan_rows(
     for e in &snapshot.skipped {
         tracing::warn!("row skipped: {e}");
     }
+    let dry_run = settings.daemon.dry_run;
     let store = Store::open(&settings.store.url).await?;
-    let series = store.load_series(settings.daemon.dry_run).await?;
+    let ids: Vec<&str> = snapshot.tickets.iter().map(|t| t.id.as_str()).collect();
+    let series = crate::daemon::series_of(&store, settings, &snapshot.tickets, &ids, dry_run).await?;
     store.close().await;
-    let plan = planner::plan_all(
-        settings,
-        &snapshot.tickets,
-        &series,
-        settings.daemon.dry_run,
-    );
-    let until = at + chrono::Duration::from_std(horizon).unwrap_or_default();
-    let mut rows: Vec<PlanRow> = plan
-        .wanted
-        .into_iter()
-        .filter(|n| n.send_at <= until)
-        .map(|n| {
-            let policy = settings.policies.iter().find(|p| p.name == n.key.policy);
-            PlanRow {
-                why: policy
-                    .map(|p| explain(p, settings, n.due_at, n.send_at))
-                    .unwrap_or_default(),
-                ticket_id: n.key.ticket_id,
-                policy: n.key.policy,
-                number: n.number,
-                max: n.max_notices,
-                due_at: rfc3339(n.due_at),
-                send_at: rfc3339(n.send_at),
-                channel: n.channel,
-                recipient: n.recipient,
-                notice_id: n.id,
+    let at = crate::clock::to_millis(at);
+    let until = chrono::Duration::from_std(horizon)
+        .ok()
+        .and_then(|h| at.checked_add_signed(h))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let mut rows = Vec::new();
+    for ticket in &snapshot.tickets {
+        for policy in Policy::applicable(&settings.policies, ticket) {
+            let recipient = match planner::recipient_for(settings, policy, ticket) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("row skipped: {e} (policy {})", policy.name);
+                    continue;
+                }
+            };
+            let key = crate::notice::SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
+            let state = series
+                .iter()
+                .find(|s| s.key == key)
+                .cloned()
+                .unwrap_or_else(|| planner::SeriesState::fresh(key.clone()));
+            for (number, due_at, send_at) in upcoming(policy, ticket, &state, at, until, dry_run) {
+                rows.push(PlanRow {
+                    why: explain(policy, settings, due_at, send_at),
+                    ticket_id: ticket.id.clone(),
+                    policy: policy.name.clone(),
+                    number,
+                    max: policy.max_notices,
+                    due_at: rfc3339(due_at),
+                    send_at: rfc3339(send_at),
+                    channel: policy.channel.clone(),
+                    recipient: recipient.clone(),
+                    notice_id: key.notice_id(number, dry_run),
+                });
             }
-        })
-        .collect();
-    rows.sort_by(|a, b| (&a.send_at, &a.ticket_id).cmp(&(&b.send_at, &b.ticket_id)));
+        }
+    }
+    rows.sort_by(|a, b| {
+        (&a.send_at, &a.ticket_id, a.number).cmp(&(&b.send_at, &b.ticket_id, b.number))
+    });
     Ok(rows)
+}
+
+/// The notices of a series due by `until`, as (number, due, send): the
+/// next one as the planner would place it at `now`, each later one spaced
+/// from the one before as if that went out when planned.
+fn upcoming(
+    policy: &Policy,
+    ticket: &crate::ticket::Ticket,
+    state: &planner::SeriesState,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    dry_run: bool,
+) -> Vec<(u32, DateTime<Utc>, DateTime<Utc>)> {
+    let mut out = Vec::new();
+    let mut last_sent = state.last_sent_at;
+    let first_id = state.key.notice_id(state.done.saturating_add(1), dry_run);
+    let mut stored = state
+        .next
+        .as_ref()
+        .filter(|n| n.id == first_id && n.status == crate::notice::Status::Pending)
+        .map(|n| n.send_at);
+    let mut number = state.done;
+    while number < policy.max_notices {
+        number += 1;
+        let Some(due) = policy.due_at(ticket.waiting_since, number, last_sent) else {
+            break;
+        };
+        if due > until {
+            break;
+        }
+        let Some(send) = policy.window.place(due, now, stored.take()) else {
+            break;
+        };
+        out.push((number, due, send));
+        last_sent = Some(send);
+    }
+    out
 }
 
 /// Why a notice goes out when it does: how its wait is counted, which
@@ -379,31 +431,54 @@ pub async fn preview(
             ticket.state
         )));
     }
+    let dry_run = settings.daemon.dry_run;
     let store = Store::open(&settings.store.url).await?;
-    let series = store.load_series(settings.daemon.dry_run).await?;
+    let series = crate::daemon::series_of(
+        &store,
+        settings,
+        std::slice::from_ref(ticket),
+        &[ticket.id.as_str()],
+        dry_run,
+    )
+    .await?;
     store.close().await;
-    let now = Utc::now();
+    let now = crate::clock::to_millis(Utc::now());
     let mut out = String::new();
     for policy in policies {
         let key = crate::notice::SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
-        let state = series.iter().find(|s| s.key == key);
-        let number = state.map_or(1, |s| s.done + 1).min(policy.max_notices);
-        let due_at = policy
-            .due_at(
-                ticket.waiting_since,
-                number,
-                state.and_then(|s| s.last_ref_at),
-            )
-            .unwrap_or(now);
+        let state = series
+            .iter()
+            .find(|s| s.key == key)
+            .cloned()
+            .unwrap_or_else(|| planner::SeriesState::fresh(key.clone()));
+        let Some((number, due_at, send_at)) =
+            upcoming(policy, ticket, &state, now, DateTime::<Utc>::MAX_UTC, dry_run)
+                .into_iter()
+                .next()
+        else {
+            let _ = writeln!(
+                out,
+                "policy:    {} (series finished)\n\nAll {} notice(s) of this wait have gone out{}; the next notice comes only when the wait restarts.\n",
+                policy.name,
+                state.done.min(policy.max_notices),
+                state
+                    .last_sent_at
+                    .map(|t| format!(" (the last attempt started {})", rfc3339(t)))
+                    .unwrap_or_default(),
+            );
+            continue;
+        };
+        // Rendered as it will go out: at its send instant.
+        let at = send_at.max(now);
         let next_notice_at =
-            policy.next_notice_at(ticket.waiting_since, number, policy.max_notices, now);
-        let id = key.notice_id(number, settings.daemon.dry_run);
+            policy.next_notice_at(ticket.waiting_since, number, policy.max_notices, at);
+        let id = key.notice_id(number, dry_run);
         let facts = NoticeFacts {
             ticket,
             policy,
             notice_id: &id,
             number,
-            now,
+            now: at,
             due_at,
             next_notice_at,
         };
@@ -424,6 +499,7 @@ pub async fn preview(
         let _ = writeln!(out, "recipient: {}", recipient.unwrap_or_default());
         let _ = writeln!(out, "language:  {}", message.language);
         let _ = writeln!(out, "due at:    {}", rfc3339(due_at));
+        let _ = writeln!(out, "sends at:  {}", rfc3339(send_at));
         let _ = writeln!(out, "subject:   {}", message.subject);
         let _ = writeln!(out, "\n{}", message.text.trim_end());
         if let Some(html) = &message.html {

@@ -113,12 +113,55 @@ impl SendWindow {
         None
     }
 
-    /// Whether `at` is an acceptable send instant (inside hours; the exact
-    /// slot is not required: a claimed notice was planned on one).
-    pub fn allows(&self, at: DateTime<Utc>) -> bool {
-        self.calendar.as_ref().is_none_or(|c| c.is_open(at))
+    /// Whether a notice planned for the send instant `planned` may go out
+    /// at `now`: inside the calendar's working hours, and with `send_at` no
+    /// later than [`SLOT_GRACE`] after its slot. A notice held longer (an
+    /// outage, a failed attempt) waits for the next slot: never a 9:00
+    /// notice at 23:30.
+    pub fn still_sendable(&self, planned: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        if now < planned {
+            return false;
+        }
+        if let Some(calendar) = &self.calendar
+            && !calendar.is_open(now)
+        {
+            return false;
+        }
+        match &self.send_at {
+            None => true,
+            Some(_) => planned
+                .checked_add_signed(SLOT_GRACE)
+                .is_none_or(|end| now < end),
+        }
+    }
+
+    /// The send instant of a notice due at `due`, evaluated at `now`: the
+    /// first window instant at or after `due`, unless that has passed and
+    /// may no longer be used (see [`still_sendable`](Self::still_sendable));
+    /// then the first window instant at or after `now`. Once a held notice
+    /// was moved so, `stored` (its planned instant) is kept while it is
+    /// usable, so the plan does not change on every poll.
+    pub fn place(
+        &self,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        stored: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        let usable = |at: DateTime<Utc>| at >= now || self.still_sendable(at, now);
+        let first = self.first_send_instant(due)?;
+        if usable(first) {
+            return Some(first);
+        }
+        match stored {
+            Some(s) if s > first && usable(s) && self.first_send_instant(s) == Some(s) => Some(s),
+            _ => self.first_send_instant(now),
+        }
     }
 }
+
+/// How long after its `send_at` slot a held notice may still go out (a
+/// backlog draining, a quick retry); after that it waits for the next slot.
+pub const SLOT_GRACE: chrono::Duration = chrono::Duration::minutes(10);
 
 #[cfg(test)]
 mod tests {

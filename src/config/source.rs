@@ -31,6 +31,10 @@ pub struct SourceSettings {
     /// Zone of naive timestamps in source rows.
     pub timezone: Tz,
     pub timeout: Duration,
+    /// A poll that skips more than this share of its rows (or every row)
+    /// for contract errors is a failed poll: a broken query must not look
+    /// like "nobody waits" and cancel everything.
+    pub max_skipped_share: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +170,17 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         "source.timeout",
         parse_duration(s.timeout.as_deref().unwrap_or("60s")),
     )?;
+    let max_skipped_share = match s.max_skipped_share {
+        None => 0.5,
+        Some(share) if (0.0..=1.0).contains(&share) => share,
+        Some(share) => {
+            p.add(
+                "source.max_skipped_share",
+                format!("{share} is not a share between 0.0 and 1.0"),
+            );
+            0.5
+        }
+    };
     let mut out = SourceSettings {
         url: SecretUrl::new(url.replacen("mariadb:", "mysql:", 1)),
         query: String::new(),
@@ -176,6 +191,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         overlap,
         timezone,
         timeout,
+        max_skipped_share,
     };
     if kind == "http" {
         for key in SQL_ONLY {

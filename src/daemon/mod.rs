@@ -1,22 +1,29 @@
 //! The daemon: a poll loop (source → planner → ledger) and a dispatch loop
 //! (ledger → channels), plus reloads, the admin endpoint and systemd
-//! notifications; all stopped by one shutdown token.
+//! notifications; all stopped by one shutdown token. Each loop reads the
+//! clock once per turn and passes `now` down.
 
 mod poll;
+mod replan;
 mod signals;
+mod stage;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-pub use poll::{PollSchedule, PollSummary, ProblemLog, poll_and_plan};
+pub use poll::{
+    CHUNK, PollRejected, PollSchedule, PollSummary, ProblemLog, poll_and_plan, poll_in_chunks,
+    series_of,
+};
+pub use replan::{ReplanSummary, replan};
 pub use signals::{reload_on_sighup, shutdown_on_signals};
 
+use crate::clock::Clock;
 use crate::config::{self, Config, Settings};
 use crate::dispatch::Dispatcher;
 use crate::http::{AdminState, ReloadRequest};
@@ -42,6 +49,16 @@ pub async fn run_with_listener(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with_clock(config, listener, shutdown, crate::clock::system()).await
+}
+
+/// The daemon on a given clock.
+pub async fn run_with_clock(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
     let settings = config.settings.clone();
     let store = Store::open(&settings.store.url).await?;
     let _lock = store.lock_for_daemon()?;
@@ -51,7 +68,13 @@ pub async fn run_with_listener(
     }
     let channels = crate::channels::build(&settings).context("failed to set up channels")?;
     let instance = format!("{}-{}", hostname(), std::process::id());
-    let dispatcher = Dispatcher::new(config.clone(), store.clone(), channels, instance)?;
+    let dispatcher = Dispatcher::new(
+        config.clone(),
+        store.clone(),
+        channels,
+        instance,
+        clock.clone(),
+    )?;
     let poll_now = Arc::new(Notify::new());
     let dispatch_now = Arc::new(Notify::new());
     let metrics = crate::telemetry::install();
@@ -85,67 +108,51 @@ pub async fn run_with_listener(
         "interim started"
     );
 
+    // The config may have changed while the daemon was stopped: what is
+    // pending follows it before anything is sent.
+    replan_logged(&store, &settings, clock.now()).await;
     // The first poll runs before any dispatch, so a restart acts on fresh
     // data and never warns about a snapshot it has not tried to take.
-    let mut source = Source::new(&settings.source)?;
-    // The settings the source was built from: a reload brings new ones.
-    let mut source_built_from = settings.clone();
-    let mut problems = ProblemLog::default();
-    let mut schedule = PollSchedule::default();
+    let mut poller = Poller::new(store.clone(), dispatcher.clone())?;
     tokio::select! {
         biased;
         _ = shutdown.cancelled() => {}
-        _ = poll_logged(&source, &store, &settings, &mut schedule, &mut problems) => {}
+        _ = poller.tick(clock.now()) => {}
     }
     crate::systemd::ready();
 
-    let poller = {
-        let (store, dispatcher, poll_now, dispatch_now, shutdown) = (
-            store.clone(),
+    let poll_loop = {
+        let (dispatcher, poll_now, dispatch_now, shutdown, clock) = (
             dispatcher.clone(),
             poll_now.clone(),
             dispatch_now.clone(),
             shutdown.clone(),
+            clock.clone(),
         );
         tokio::spawn(async move {
             let mut started = tokio::time::Instant::now();
             loop {
-                let settings = dispatcher.live().config.settings.clone();
+                let interval = dispatcher.live().config.settings.daemon.poll_interval;
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     _ = poll_now.notified() => {}
-                    _ = tokio::time::sleep_until(started + settings.daemon.poll_interval) => {}
+                    _ = tokio::time::sleep_until(started + interval) => {}
                 }
                 started = tokio::time::Instant::now();
-                // Any reload rebuilds the source (cheap: it connects lazily),
-                // so no source key can be missed by a comparison.
-                if !Arc::ptr_eq(&source_built_from, &settings) {
-                    source_built_from = settings.clone();
-                    match Source::new(&settings.source) {
-                        Ok(new) => {
-                            source.close().await;
-                            source = new;
-                        }
-                        Err(e) => error!(
-                            error = format!("{e:#}"),
-                            "cannot use the reloaded source; polling the previous one"
-                        ),
-                    }
-                }
                 // Polls never overlap: the next one starts after this one.
-                // A stop does not wait for a slow poll: dropping it midway is
-                // safe, the plan is applied in one transaction.
+                // A stop does not wait for a slow poll: dropping it midway
+                // is safe, nothing of an unfinished poll is applied.
                 let polled = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
-                    ok = poll_logged(&source, &store, &settings, &mut schedule, &mut problems) => ok,
+                    ok = poller.tick(clock.now()) => ok,
                 };
                 if polled {
                     dispatch_now.notify_one();
                 }
             }
-            source.close().await;
+            poller.close().await;
         })
     };
 
@@ -154,7 +161,7 @@ pub async fn run_with_listener(
         if shutdown.is_cancelled() {
             break;
         }
-        if let Err(e) = dispatcher.dispatch_due(Utc::now()).await {
+        if let Err(e) = dispatcher.dispatch_due(clock.now()).await {
             error!(error = format!("{e:#}"), "dispatch failed; retrying");
         }
         watchdog.feed();
@@ -166,6 +173,8 @@ pub async fn run_with_listener(
             Some(answer) = reload_rx.recv() => {
                 let outcome = reload(&config.path, &dispatcher);
                 if outcome.is_ok() {
+                    let settings = dispatcher.live().config.settings.clone();
+                    replan_logged(&store, &settings, clock.now()).await;
                     poll_now.notify_one();
                 }
                 let _ = answer.send(outcome);
@@ -179,7 +188,7 @@ pub async fn run_with_listener(
         in_flight = dispatcher.tracker().len(),
         "shutting down: no new claims; waiting for sends in flight"
     );
-    let _ = poller.await;
+    let _ = poll_loop.await;
     dispatcher.tracker().close();
     let timeout = dispatcher.live().config.settings.daemon.shutdown_timeout;
     if tokio::time::timeout(timeout, dispatcher.tracker().wait())
@@ -197,6 +206,125 @@ pub async fn run_with_listener(
     store.close().await;
     info!("interim stopped");
     Ok(())
+}
+
+/// The poll side of the daemon: the source (rebuilt after a reload), the
+/// full/incremental schedule and the log of bad rows.
+pub struct Poller {
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    source: Source,
+    /// The settings the source was built from: a reload brings new ones.
+    built_from: Arc<Settings>,
+    schedule: PollSchedule,
+    problems: ProblemLog,
+    chunk: usize,
+}
+
+impl Poller {
+    pub fn new(store: Store, dispatcher: Arc<Dispatcher>) -> anyhow::Result<Self> {
+        let settings = dispatcher.live().config.settings.clone();
+        Ok(Self {
+            source: Source::new(&settings.source)?,
+            built_from: settings,
+            store,
+            dispatcher,
+            schedule: PollSchedule::default(),
+            problems: ProblemLog::default(),
+            chunk: CHUNK,
+        })
+    }
+
+    /// Rows per chunk (tests and simulations use small chunks).
+    pub fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk = chunk.max(1);
+        self
+    }
+
+    /// One poll at `now`, if this instance is the poller, with its outcome
+    /// logged; true when it polled successfully.
+    pub async fn tick(&mut self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let settings = self.dispatcher.live().config.settings.clone();
+        // Any reload rebuilds the source (cheap: it connects lazily), so no
+        // source key can be missed by a comparison.
+        if !Arc::ptr_eq(&self.built_from, &settings) {
+            self.built_from = settings.clone();
+            match Source::new(&settings.source) {
+                Ok(new) => {
+                    self.source.close().await;
+                    self.source = new;
+                }
+                Err(e) => error!(
+                    error = format!("{e:#}"),
+                    "cannot use the reloaded source; polling the previous one"
+                ),
+            }
+        }
+        let leading = self.store.lead_polling().await;
+        metrics::gauge!("interim_poller").set(if leading { 1.0 } else { 0.0 });
+        if !leading {
+            return false;
+        }
+        let outcome = match self
+            .schedule
+            .next_kind(&self.source, &self.store, &settings, now)
+            .await
+        {
+            Ok(kind) => poll_in_chunks(
+                &self.source,
+                &self.store,
+                &settings,
+                now,
+                kind,
+                &mut self.problems,
+                self.chunk,
+            )
+            .await
+            .map(|s| (kind, s)),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((kind, summary)) => {
+                self.schedule.done(kind, now);
+                self.dispatcher.note_poll(now);
+                debug!(?summary, "poll done");
+                true
+            }
+            Err(e) => {
+                metrics::counter!("interim_source_poll_failures_total").increment(1);
+                let rejected = e.downcast_ref::<PollRejected>().map(|r| r.0.clone());
+                if let Some(reason) = &rejected {
+                    error!(reason = %reason, "poll rejected; keeping the previous plan, nothing is cancelled");
+                } else {
+                    error!(
+                        error = format!("{e:#}"),
+                        "poll failed; keeping the previous plan and retrying next interval"
+                    );
+                }
+                self.dispatcher.set_poll_problem(rejected);
+                false
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        self.source.close().await;
+    }
+}
+
+async fn replan_logged(store: &Store, settings: &Settings, now: chrono::DateTime<chrono::Utc>) {
+    match replan(store, settings, now).await {
+        Ok(summary) if summary.changed() => info!(
+            moved = summary.moved,
+            cancelled = summary.cancelled,
+            "pending notices follow the config"
+        ),
+        Ok(_) => {}
+        Err(e) => error!(
+            error = format!("{e:#}"),
+            "cannot re-plan the pending notices; the next polls do"
+        ),
+    }
 }
 
 /// Re-reads config and templates, validates them fully and swaps them in;
@@ -235,43 +363,6 @@ fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), Str
     dispatcher
         .replace(new, channels)
         .map_err(|e| format!("{e:#}"))
-}
-
-/// One poll, if this instance is the poller, with its outcome logged;
-/// true when it polled successfully.
-async fn poll_logged(
-    source: &Source,
-    store: &Store,
-    settings: &Settings,
-    schedule: &mut PollSchedule,
-    problems: &mut ProblemLog,
-) -> bool {
-    let leading = store.lead_polling().await;
-    metrics::gauge!("interim_poller").set(if leading { 1.0 } else { 0.0 });
-    if !leading {
-        return false;
-    }
-    let outcome = match schedule.next_kind(source, store, settings).await {
-        Ok(kind) => poll_and_plan(source, store, settings, Utc::now(), kind, problems)
-            .await
-            .map(|s| (kind, s)),
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok((kind, summary)) => {
-            schedule.done(kind);
-            debug!(?summary, "poll done");
-            true
-        }
-        Err(e) => {
-            metrics::counter!("interim_source_poll_failures_total").increment(1);
-            error!(
-                error = format!("{e:#}"),
-                "poll failed; keeping the previous plan and retrying next interval"
-            );
-            false
-        }
-    }
 }
 
 fn hostname() -> String {

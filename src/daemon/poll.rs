@@ -1,16 +1,20 @@
 //! One poll: read the source (fully, or only what changed since the
-//! watermark), plan the affected series, and apply the plan to the ledger.
+//! watermark), plan the affected series chunk by chunk, and apply the plans
+//! to the ledger only once the poll is complete. A poll that fails (an
+//! error, a reader that died, too many skipped rows) changes nothing.
 
-use std::collections::HashSet;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::stage::PlanStage;
 use crate::config::Settings;
-use crate::planner;
-use crate::source::{PollKind, Source};
-use crate::store::Store;
+use crate::notice::SeriesKey;
+use crate::planner::{self, Mode, Plan};
+use crate::policy::Policy;
+use crate::source::{PollKind, RowError, Snapshot, Source};
+use crate::store::{PollEnd, Store};
 
 /// What one poll did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -22,6 +26,12 @@ pub struct PollSummary {
     pub planned: usize,
     pub cancelled: usize,
 }
+
+/// A poll that was read completely but not taken: every row, or too large
+/// a share of them, broke the column contract.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct PollRejected(pub String);
 
 /// Remembers which bad rows were already logged, so a broken row is one
 /// log line, not one per poll (the metric still counts every poll).
@@ -48,11 +58,11 @@ impl ProblemLog {
 }
 
 /// Decides between full and incremental polls: incremental ones only with
-/// `source.incremental_query` and a known watermark, and a full one at
-/// least every `source.full_resync` (the only way to see deleted tickets).
+/// an incremental query and a known watermark, and a full one at least
+/// every `source.full_resync` (the only way to see deleted tickets).
 #[derive(Default)]
 pub struct PollSchedule {
-    last_full: Option<Instant>,
+    last_full: Option<DateTime<Utc>>,
 }
 
 impl PollSchedule {
@@ -61,37 +71,84 @@ impl PollSchedule {
         source: &Source,
         store: &Store,
         settings: &Settings,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<PollKind> {
+        let resync = chrono::Duration::from_std(settings.source.full_resync)
+            .unwrap_or(chrono::Duration::MAX);
         let resync_due = self
             .last_full
-            .is_none_or(|at| at.elapsed() >= settings.source.full_resync);
+            .is_none_or(|at| now < at || now.signed_duration_since(at) >= resync);
         if !source.incremental() || resync_due {
             return Ok(PollKind::Full);
         }
-        let overlap = chrono::Duration::from_std(settings.source.overlap).unwrap_or_default();
+        let overlap =
+            chrono::Duration::from_std(settings.source.overlap).unwrap_or(chrono::Duration::zero());
         Ok(match store.source_watermark().await? {
             Some(watermark) => PollKind::Changes {
-                since: watermark - overlap,
+                since: watermark.checked_sub_signed(overlap).unwrap_or(watermark),
             },
             None => PollKind::Full,
         })
     }
 
-    pub fn done(&mut self, kind: PollKind) {
+    pub fn done(&mut self, kind: PollKind, now: DateTime<Utc>) {
         if kind == PollKind::Full {
-            self.last_full = Some(Instant::now());
+            self.last_full = Some(now);
         }
     }
 }
 
-/// Rows planned and written per transaction: bounds memory on large
-/// helpdesks (a million tickets are never held at once).
-const CHUNK: usize = 5_000;
+/// Rows planned per chunk: bounds memory on large helpdesks (a million
+/// tickets are never held at once).
+pub const CHUNK: usize = 5_000;
 
-/// Polls the source once (as `kind` says) and applies the plan to the
-/// ledger chunk by chunk; a full poll then ends the series of tickets it
-/// did not see. The poll counts as successful (`last_poll_at`) only when
-/// every chunk was applied.
+/// Incremental polls judge their share of skipped rows from this many rows
+/// on: one broken row in a quiet minute must not hold every notice.
+const MIN_ROWS_FOR_SHARE: usize = 10;
+
+/// Rows a poll read and how many of them it had to skip, by column.
+#[derive(Default)]
+struct RowCounts {
+    rows: usize,
+    skipped: usize,
+    by_column: BTreeMap<String, usize>,
+}
+
+impl RowCounts {
+    fn skip(&mut self, column: &str) {
+        self.skipped += 1;
+        *self.by_column.entry(column.to_owned()).or_default() += 1;
+    }
+
+    /// Why the poll must not be taken, if it must not.
+    fn rejection(&self, share: f64, full: bool) -> Option<String> {
+        if self.rows == 0 || self.skipped == 0 {
+            return None;
+        }
+        let all = self.skipped == self.rows;
+        let too_many = (self.skipped as f64) / (self.rows as f64) > share;
+        let judged = full || self.rows >= MIN_ROWS_FOR_SHARE;
+        if !(judged && (all || too_many)) {
+            return None;
+        }
+        let columns: Vec<String> = self
+            .by_column
+            .iter()
+            .map(|(column, n)| format!("column {column}: {n}"))
+            .collect();
+        Some(format!(
+            "the poll was not taken: {} of {} rows broke the column contract ({}); more than source.max_skipped_share ({share}) means a broken query, not tickets that stopped waiting",
+            self.skipped,
+            self.rows,
+            columns.join(", ")
+        ))
+    }
+}
+
+/// Polls the source once (as `kind` says) at `now`, plans every chunk
+/// against the ledger and stages the plans; only when the poll is complete
+/// are they applied, then a full poll ends the series of tickets it did
+/// not see. The poll counts as successful (`last_poll_at`) only then.
 pub async fn poll_and_plan(
     source: &Source,
     store: &Store,
@@ -100,65 +157,99 @@ pub async fn poll_and_plan(
     kind: PollKind,
     problems: &mut ProblemLog,
 ) -> anyhow::Result<PollSummary> {
-    let dry_run = settings.daemon.dry_run;
+    poll_in_chunks(source, store, settings, now, kind, problems, CHUNK).await
+}
+
+/// [`poll_and_plan`] with a chosen chunk size (tests use small ones).
+pub async fn poll_in_chunks(
+    source: &Source,
+    store: &Store,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    kind: PollKind,
+    problems: &mut ProblemLog,
+    chunk: usize,
+) -> anyhow::Result<PollSummary> {
+    let modes = Mode::for_daemon(settings.daemon.dry_run);
     let full = kind == PollKind::Full;
     let mut summary = PollSummary {
         full,
         ..PollSummary::default()
     };
+    let mut counts = RowCounts::default();
     let mut problems_now = Vec::new();
-    let mut poll = source.poll_chunks(now, kind, CHUNK);
+    let mut stage = PlanStage::default();
+    let mut poll = source.poll_chunks(now, kind, chunk);
     while let Some(chunk) = poll.next_chunk().await {
         let snapshot = chunk?;
-        let ids: Vec<&str> = snapshot
-            .tickets
-            .iter()
-            .map(|t| t.id.as_str())
-            .chain(snapshot.ended.iter().map(String::as_str))
-            .collect();
-        let series = store.load_series_for(dry_run, &ids).await?;
-        let plan = planner::plan_changes(
-            settings,
-            &snapshot.tickets,
-            &snapshot.ended,
-            &series,
-            dry_run,
-        );
-        store.apply_chunk(&plan, dry_run, now).await?;
-
+        for (i, mode) in modes.iter().enumerate() {
+            let plan = plan_chunk(store, settings, &snapshot, now, *mode).await?;
+            if i == 0 {
+                count_policy_skips(settings, &snapshot, &plan, &mut counts);
+                problems_now.extend(
+                    plan.skipped
+                        .iter()
+                        .map(|(policy, e)| format!("{e} (policy {policy})")),
+                );
+            }
+            stage.push(plan)?;
+        }
+        counts.rows += snapshot.tickets.len() + snapshot.ended.len() + snapshot.skipped.len();
+        for e in &snapshot.skipped {
+            counts.skip(&e.column);
+        }
         summary.tickets += snapshot.tickets.len();
         summary.ended += snapshot.ended.len();
-        summary.skipped_rows += snapshot.skipped.len() + plan.skipped.len();
-        summary.planned += plan.upserts.len();
-        summary.cancelled += plan.cancels.len();
-        metrics::counter!("interim_source_rows_skipped_total")
-            .increment((snapshot.skipped.len() + plan.skipped.len()) as u64);
         // Today the only non-fatal finding is an unknown customer time zone.
         metrics::counter!("interim_source_invalid_timezone_total")
             .increment(snapshot.warnings.len() as u64);
+        metrics::counter!("interim_source_future_updated_at_total")
+            .increment(snapshot.future.len() as u64);
+        problems_now.extend(snapshot.skipped.iter().map(|e| e.to_string()));
+        problems_now.extend(snapshot.warnings.iter().map(|e| e.to_string()));
+        problems_now.extend(snapshot.future.iter().map(|e| e.to_string()));
+    }
+    summary.skipped_rows = counts.skipped;
+    metrics::counter!("interim_source_rows_skipped_total").increment(counts.skipped as u64);
+    problems.report(
+        problems_now.into_iter(),
+        "row skipped or corrected: it breaks the column contract",
+        full,
+    );
+    if let Some(reason) = counts.rejection(settings.source.max_skipped_share, full) {
+        metrics::counter!("interim_source_polls_rejected_total").increment(1);
+        return Err(PollRejected(reason).into());
+    }
+
+    // The poll is complete: now, and only now, it changes the ledger.
+    for plan in stage.into_plans()? {
+        let plan = plan?;
+        store.apply_plan(&plan, now).await?;
+        summary.planned += plan.upserts.len();
+        summary.cancelled += plan.cancels.len();
         for planned in &plan.upserts {
             metrics::counter!("interim_notices_planned_total", "policy" => planned.key.policy.clone()).increment(1);
         }
         for c in &plan.cancels {
             info!(ticket.id = %c.key.ticket_id, policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
         }
-        problems_now.extend(snapshot.skipped.iter().map(|e| e.to_string()));
-        problems_now.extend(
-            plan.skipped
-                .iter()
-                .map(|(policy, e)| format!("{e} (policy {policy})")),
-        );
-        problems_now.extend(snapshot.warnings.iter().map(|e| e.to_string()));
     }
     let watermark = match (store.source_watermark().await?, poll.max_updated_at) {
         (Some(old), Some(new)) => Some(old.max(new)),
         (old, new) => new.or(old),
-    };
+    }
+    .map(|w| w.min(now));
+    let dry_flags: Vec<bool> = modes.iter().map(|m| m.dry_run()).collect();
     let swept = store
-        .finish_poll(dry_run, now, full.then_some(&poll.seen), watermark)
+        .finish_poll(PollEnd {
+            now,
+            seen: full.then_some(&poll.seen),
+            modes: &dry_flags,
+            watermark,
+        })
         .await?;
-    for (id, ticket, policy) in &swept {
-        info!(ticket.id = %ticket, policy = %policy, notice.id = %id, reason = "the ticket is no longer waiting", "pending notice cancelled");
+    for s in &swept {
+        info!(ticket.id = %s.ticket_id, policy = %s.policy, notice.id = %s.id, reason = "the ticket is no longer waiting", "pending notice cancelled");
     }
     summary.cancelled += swept.len();
     metrics::counter!("interim_notices_cancelled_total").increment(summary.cancelled as u64);
@@ -166,10 +257,82 @@ pub async fn poll_and_plan(
         metrics::gauge!("interim_tickets_tracked").set(summary.tickets as f64);
     }
     metrics::gauge!("interim_source_last_success_timestamp_seconds").set(now.timestamp() as f64);
-    problems.report(
-        problems_now.into_iter(),
-        "row skipped or corrected: it breaks the column contract",
-        full,
-    );
     Ok(summary)
+}
+
+/// The plan of one chunk in one mode, against what the ledger knows of
+/// its tickets (series rows, or their notices where a row is missing).
+async fn plan_chunk(
+    store: &Store,
+    settings: &Settings,
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+    mode: Mode,
+) -> anyhow::Result<Plan> {
+    let ids: Vec<&str> = snapshot
+        .tickets
+        .iter()
+        .map(|t| t.id.as_str())
+        .chain(snapshot.ended.iter().map(String::as_str))
+        .collect();
+    let series = series_of(store, settings, &snapshot.tickets, &ids, mode.dry_run()).await?;
+    Ok(planner::plan(
+        settings,
+        &snapshot.tickets,
+        &snapshot.ended,
+        &series,
+        now,
+        mode,
+    ))
+}
+
+/// Every series state of these tickets: the stored rows, and for a wait
+/// without a row, what its notices say.
+pub async fn series_of(
+    store: &Store,
+    settings: &Settings,
+    tickets: &[crate::ticket::Ticket],
+    ids: &[&str],
+    dry_run: bool,
+) -> anyhow::Result<Vec<planner::SeriesState>> {
+    let mut series = store.load_series_for(dry_run, ids).await?;
+    let known: HashSet<&SeriesKey> = series.iter().map(|s| &s.key).collect();
+    let missing: Vec<SeriesKey> = planner::series_keys(settings, tickets)
+        .into_iter()
+        .filter(|k| !known.contains(k))
+        .collect();
+    if !missing.is_empty() {
+        let derived = store.derive_series(dry_run, &missing).await?;
+        series.extend(derived);
+    }
+    Ok(series)
+}
+
+/// A row counts as skipped when every policy that applies to it had to
+/// skip it (an email policy and no valid address).
+fn count_policy_skips(
+    settings: &Settings,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    counts: &mut RowCounts,
+) {
+    if plan.skipped.is_empty() {
+        return;
+    }
+    let mut per_ticket: HashMap<&str, Vec<&RowError>> = HashMap::new();
+    for (_, e) in &plan.skipped {
+        if let Some(id) = e.ticket_id.as_deref() {
+            per_ticket.entry(id).or_default().push(e);
+        }
+    }
+    for ticket in &snapshot.tickets {
+        let Some(skips) = per_ticket.get(ticket.id.as_str()) else {
+            continue;
+        };
+        if skips.len() >= Policy::applicable(&settings.policies, ticket).len()
+            && let Some(first) = skips.first()
+        {
+            counts.skip(&first.column);
+        }
+    }
 }

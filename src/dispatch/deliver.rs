@@ -1,17 +1,20 @@
-//! One delivery: the checks before a send (still wanted, inside the send
-//! window, ticket still waiting, recipient not suppressed, rate limits),
-//! rendering, the send, and recording its result.
+//! One delivery: the checks before a send (the policy still wants it, the
+//! send window is open, the ticket still waits, the recipient may receive
+//! it, the rate limits), rendering, the send, and recording its result
+//! together with the series' next notice.
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{Dispatcher, Live};
+use super::{Claim, Dispatcher, Live};
 use crate::channels::{DeliveryError, Outgoing, Refusal};
 use crate::config::{ChannelKind, FileFormat, Settings};
 use crate::notice::{Status, truncate_millis};
+use crate::planner::{self, PlannedNotice, SeriesPlan, SeriesState, TicketFacts};
 use crate::policy::Policy;
 use crate::retry::{RetryDecision, decide};
-use crate::store::ClaimedNotice;
+use crate::store::{Outcome, Recorded};
 use crate::templates::NoticeFacts;
 use crate::ticket::Ticket;
 
@@ -29,63 +32,90 @@ fn addresses_customer(settings: &Settings, channel: &str) -> bool {
         })
 }
 
+/// How long a notice whose window never opens waits before it is looked
+/// at again (a configuration mistake that `check-config` reports).
+const NO_WINDOW_RETRY: chrono::Duration = chrono::Duration::hours(1);
+
 impl Dispatcher {
+    /// The checks before the send, at `now` (the claim's instant), then the
+    /// send. The claim itself is the check against the latest plan: it
+    /// takes only notices that are still pending, right before this send.
     pub(super) async fn try_deliver(
         &self,
         live: &Live,
-        notice: &ClaimedNotice,
+        claim: &Claim,
+        now: DateTime<Utc>,
+        lost: &CancellationToken,
     ) -> anyhow::Result<()> {
         let settings = &live.config.settings;
-        // The claim itself is the check against the latest plan: it takes
-        // only notices that are still pending, right before this send.
-        let Some(policy) = settings.policies.iter().find(|p| p.name == notice.policy) else {
-            // Renamed or removed: the next plan cancels it.
-            self.store.release(&notice.id, None).await?;
-            return Ok(());
+        let Some(policy) = settings.policies.iter().find(|p| p.name == claim.policy) else {
+            let reason = format!("policy {} is no longer configured", claim.policy);
+            info!(reason, "pending notice cancelled");
+            return self.cancel(claim, &reason, now).await;
         };
-        let now = Utc::now();
-        // Retries follow the send window too: never at night.
-        if !policy.window.allows(now) {
-            self.store
-                .release(&notice.id, policy.window.first_send_instant(now))
-                .await?;
+        if claim.number > policy.max_notices {
+            let reason = format!(
+                "policy {} now sends at most {} notice(s)",
+                policy.name, policy.max_notices
+            );
+            info!(reason, "pending notice cancelled");
+            return self.cancel(claim, &reason, now).await;
+        }
+        // Attempts, first or retry, go out only inside the send window: a
+        // notice held past its slot (an outage) waits for the next one.
+        if !policy.window.still_sendable(claim.send_at, now) {
+            let next = policy.window.first_send_instant(now);
+            let at = next.unwrap_or(now + NO_WINDOW_RETRY);
+            debug!(next = %crate::channels::rfc3339(at), "outside the send window; held for the next one");
+            self.persist(claim, |n| async move {
+ self.store.release(&n, Some(at), next.map(truncate_millis)).await
+            })
+            .await?;
             return Ok(());
         }
-        let stored = match &notice.ticket {
+        let stored = match &claim.ticket {
             Ok(t) => t.clone(),
             Err(e) => {
                 let reason = format!("the stored ticket cannot be read: {e}");
                 return self
-                    .finish(notice, Status::Dead, now, None, Some(&reason))
+                    .finish(live, policy, claim, None, Status::Dead, now, None, Some(&reason))
                     .await;
             }
         };
-        let Some(ticket) = self.recheck(live, policy, notice, stored).await? else {
+        let Some(ticket) = self.recheck(live, policy, claim, stored, now).await? else {
             return Ok(());
         };
-        if let Some(rate) = live.rates.get(&notice.channel)
+        if let Some(rate) = live.rates.get(&claim.channel)
             && rate.check().is_err()
         {
             let wait = settings
                 .channels
-                .get(&notice.channel)
+                .get(&claim.channel)
                 .and_then(|c| c.rate)
                 .map_or(1.0, |r| 1.0 / r);
             let next = now + chrono::Duration::milliseconds((wait * 1000.0) as i64);
-            self.store.release(&notice.id, Some(next)).await?;
+            self.persist(claim, |n| async move {
+ self.store.release(&n, Some(next), None).await
+            })
+            .await?;
             return Ok(());
         }
         // Last check before the send: it may reserve the recipient.
-        let customer = addresses_customer(settings, &notice.channel);
+        let customer = addresses_customer(settings, &claim.channel);
         if customer
             && !self
-                .recipient_may_receive(live, policy, notice, now)
+                .recipient_may_receive(live, policy, claim, &ticket, now)
                 .await?
         {
             return Ok(());
         }
-        let result = self.render_and_send(live, policy, notice, &ticket).await;
-        if let Some(recipient) = &notice.recipient {
+        let result = if lost.is_cancelled() {
+            // Taken over or cancelled while we checked: not ours to send.
+            Ok(())
+        } else {
+            self.render_and_send(live, policy, claim, &ticket).await
+        };
+        if let Some(recipient) = &claim.recipient {
             self.recipients_guard().remove(recipient);
         }
         result
@@ -98,15 +128,16 @@ impl Dispatcher {
         &self,
         live: &Live,
         policy: &Policy,
-        notice: &ClaimedNotice,
+        claim: &Claim,
         stored: Ticket,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<Option<Ticket>> {
         let (Some(source), Some(query)) =
             (&live.recheck, &live.config.settings.source.recheck_query)
         else {
             return Ok(Some(stored));
         };
-        let fresh = match source.recheck(query, &notice.ticket_id).await {
+        let fresh = match source.recheck(query, &claim.ticket_id).await {
             Ok(fresh) => fresh,
             Err(e) => {
                 // Unsure is not sent: try again shortly.
@@ -114,16 +145,19 @@ impl Dispatcher {
                     error = format!("{e:#}"),
                     "pre-send re-check failed; the notice waits"
                 );
-                let retry = Utc::now()
+                let retry = now
                     + chrono::Duration::from_std(live.config.settings.daemon.poll_interval)
-                        .unwrap_or_default();
-                self.store.release(&notice.id, Some(retry)).await?;
+                        .unwrap_or(chrono::Duration::minutes(1));
+                self.persist(claim, |n| async move {
+ self.store.release(&n, Some(retry), None).await
+                })
+                .await?;
                 return Ok(None);
             }
         };
         let reason = match &fresh {
             None => Some("the pre-send re-check found the ticket no longer waiting"),
-            Some(t) if truncate_millis(t.waiting_since) != notice.episode => {
+            Some(t) if truncate_millis(t.waiting_since) != claim.episode => {
                 Some("the pre-send re-check found the wait restarted")
             }
             Some(t)
@@ -138,7 +172,7 @@ impl Dispatcher {
         match reason {
             Some(reason) => {
                 info!(reason, "pending notice cancelled");
-                self.store.cancel(&notice.id, reason, Utc::now()).await?;
+                self.cancel(claim, reason, now).await?;
                 Ok(None)
             }
             None => Ok(fresh),
@@ -151,36 +185,54 @@ impl Dispatcher {
         &self,
         live: &Live,
         policy: &Policy,
-        notice: &ClaimedNotice,
+        claim: &Claim,
+        ticket: &Ticket,
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
-        let Some(recipient) = notice.recipient.as_deref() else {
+        let Some(recipient) = claim.recipient.as_deref() else {
             return Ok(true);
         };
         if let Some(reason) = live.suppressor.reason(&self.store, recipient).await? {
             info!(recipient, reason = %reason, "recipient suppressed; notice not sent");
-            self.finish(notice, Status::Suppressed, now, None, Some(&reason))
-                .await?;
+            self.finish(
+                live,
+                policy,
+                claim,
+                Some(ticket),
+                Status::Suppressed,
+                now,
+                None,
+                Some(&reason),
+            )
+            .await?;
             return Ok(false);
         }
         if let Some(interval) = live.config.settings.limits.per_recipient {
-            let interval = chrono::Duration::from_std(interval).unwrap_or_default();
+            let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
             if let Some(last) = self.store.last_sent_to(recipient).await?
-                && last + interval > now
+                && let Some(free_at) = last.checked_add_signed(interval)
+                && free_at > now
             {
-                let next = policy
-                    .window
-                    .first_send_instant(last + interval)
-                    .unwrap_or(last + interval);
-                debug!(recipient, next = %crate::channels::rfc3339(next), "held by limits.per_recipient");
-                self.store.release(&notice.id, Some(next)).await?;
+                let next = policy.window.first_send_instant(free_at);
+                debug!(recipient, next = %crate::channels::rfc3339(next.unwrap_or(free_at)), "held by limits.per_recipient");
+                self.persist(claim, |n| async move {
+ self.store.release(&n,
+                        Some(next.unwrap_or(free_at)),
+                        next.map(truncate_millis),
+                    ).await
+                })
+                .await?;
                 return Ok(false);
             }
             // Two notices to one address never go out side by side.
             if !self.recipients_guard().insert(recipient.to_owned()) {
-                self.store
-                    .release(&notice.id, Some(now + chrono::Duration::seconds(1)))
-                    .await?;
+                self.persist(claim, |n| async move {
+ self.store.release(&n,
+                        Some(now + chrono::Duration::seconds(1)),
+                        None,
+                    ).await
+                })
+                .await?;
                 return Ok(false);
             }
         }
@@ -191,24 +243,25 @@ impl Dispatcher {
         &self,
         live: &Live,
         policy: &Policy,
-        notice: &ClaimedNotice,
+        claim: &Claim,
         ticket: &Ticket,
     ) -> anyhow::Result<()> {
         let settings = &live.config.settings;
-        let attempt_started = Utc::now();
+        // The spacing reference of this notice: when its attempt started.
+        let attempt_started = self.clock.now();
         let next_notice_at = policy.next_notice_at(
             ticket.waiting_since,
-            notice.number,
-            notice.max_notices,
+            claim.number,
+            claim.max_notices,
             attempt_started,
         );
         let facts = NoticeFacts {
             ticket,
             policy,
-            notice_id: &notice.id,
-            number: notice.number,
+            notice_id: &claim.id,
+            number: claim.number,
             now: attempt_started,
-            due_at: notice.due_at,
+            due_at: claim.due_at,
             next_notice_at,
         };
         let message = match live.config.templates.render(settings, &facts) {
@@ -217,15 +270,27 @@ impl Dispatcher {
                 let reason = format!("template {} failed to render: {e}", policy.template);
                 error!(error = %reason, "notice is dead");
                 return self
-                    .finish(notice, Status::Dead, attempt_started, None, Some(&reason))
+                    .finish(
+                        live,
+                        policy,
+                        claim,
+                        Some(ticket),
+                        Status::Dead,
+                        attempt_started,
+                        None,
+                        Some(&reason),
+                    )
                     .await;
             }
         };
-        if notice.dry_run {
-            info!(channel = %notice.channel, recipient = notice.recipient.as_deref().unwrap_or(""), subject = %message.subject, "dry run: would send");
+        if claim.dry_run {
+            info!(channel = %claim.channel, recipient = claim.recipient.as_deref().unwrap_or(""), subject = %message.subject, "dry run: would send");
             return self
                 .finish(
-                    notice,
+                    live,
+                    policy,
+                    claim,
+                    Some(ticket),
                     Status::DryRun,
                     attempt_started,
                     next_notice_at,
@@ -233,86 +298,131 @@ impl Dispatcher {
                 )
                 .await;
         }
-        let Some(channel) = live.channels.get(&notice.channel) else {
-            self.store.release(&notice.id, None).await?;
+        let Some(channel) = live.channels.get(&claim.channel) else {
+            // Re-routed by a reload after the claim: the next claim finds it.
+            self.persist(claim, |n| async move { self.store.release(&n, None, None).await })
+                .await?;
             return Ok(());
         };
         let state_for_customer =
             crate::templates::state_for_customer(settings, ticket, &message.language);
         let outgoing = Outgoing {
-            notice_id: &notice.id,
-            policy: &notice.policy,
-            number: notice.number,
-            max: notice.max_notices,
+            notice_id: &claim.id,
+            policy: &claim.policy,
+            number: claim.number,
+            max: claim.max_notices,
             ticket,
             state_for_customer: &state_for_customer,
-            due_at: notice.due_at,
+            due_at: claim.due_at,
             next_notice_at,
-            waited_seconds: (attempt_started - ticket.waiting_since).num_seconds(),
+            waited_seconds: attempt_started
+                .signed_duration_since(ticket.waiting_since)
+                .num_seconds(),
             message: &message,
         };
         let clock = std::time::Instant::now();
         let result = channel.send(&outgoing).await;
-        metrics::histogram!("interim_delivery_duration_seconds", "channel" => notice.channel.clone()).record(clock.elapsed().as_secs_f64());
+        metrics::histogram!("interim_delivery_duration_seconds", "channel" => claim.channel.clone()).record(clock.elapsed().as_secs_f64());
         let label = match &result {
             Ok(()) => "ok",
             Err(e) => e.kind(),
         };
-        metrics::counter!("interim_delivery_attempts_total", "channel" => notice.channel.clone(), "result" => label).increment(1);
+        metrics::counter!("interim_delivery_attempts_total", "channel" => claim.channel.clone(), "result" => label).increment(1);
+        let finished = self.clock.now();
         match result {
             Ok(()) => {
-                let lag = (Utc::now() - notice.send_at).num_milliseconds().max(0) as f64 / 1000.0;
-                metrics::histogram!("interim_notice_lag_seconds", "channel" => notice.channel.clone()).record(lag);
-                info!(channel = %notice.channel, recipient = notice.recipient.as_deref().unwrap_or(""), attempt = notice.attempts + 1, "notice sent");
-                self.finish(notice, Status::Sent, attempt_started, next_notice_at, None)
-                    .await
+                let lag = finished.signed_duration_since(claim.send_at).num_milliseconds().max(0) as f64
+                    / 1000.0;
+                metrics::histogram!("interim_notice_lag_seconds", "channel" => claim.channel.clone()).record(lag);
+                info!(channel = %claim.channel, recipient = claim.recipient.as_deref().unwrap_or(""), attempt = claim.attempts + 1, "notice sent");
+                self.finish(
+                    live,
+                    policy,
+                    claim,
+                    Some(ticket),
+                    Status::Sent,
+                    attempt_started,
+                    next_notice_at,
+                    None,
+                )
+                .await
             }
             Err(DeliveryError::Permanent { reason, refusal }) => {
                 match refusal {
                     Refusal::EndpointGone => {
-                        error!(channel = %notice.channel, error = %reason, "webhook endpoint is gone (HTTP 410): fix channels.{}.url", notice.channel);
-                        metrics::counter!("interim_webhook_gone_total", "channel" => notice.channel.clone()).increment(1);
+                        error!(channel = %claim.channel, error = %reason, "webhook endpoint is gone (HTTP 410): fix channels.{}.url", claim.channel);
+                        metrics::counter!("interim_webhook_gone_total", "channel" => claim.channel.clone()).increment(1);
                     }
                     Refusal::RecipientRejected if live.suppressor.auto() => {
-                        if let Some(recipient) = &notice.recipient {
+                        if let Some(recipient) = &claim.recipient {
                             warn!(recipient, error = %reason, "recipient rejected permanently; later notices to it are suppressed");
                             self.store
-                                .suppress(recipient, &reason, "auto", Utc::now())
+                                .suppress(recipient, &reason, "auto", finished)
                                 .await?;
                         }
                     }
                     _ => {
-                        warn!(channel = %notice.channel, error = %reason, "permanent delivery failure; notice is dead")
+                        warn!(channel = %claim.channel, error = %reason, "permanent delivery failure; notice is dead")
                     }
                 }
-                self.finish(notice, Status::Dead, attempt_started, None, Some(&reason))
-                    .await
+                self.finish(
+                    live,
+                    policy,
+                    claim,
+                    Some(ticket),
+                    Status::Dead,
+                    attempt_started,
+                    None,
+                    Some(&reason),
+                )
+                .await
             }
             Err(DeliveryError::Retryable {
                 reason,
                 retry_after,
             }) => {
-                let attempts = notice.attempts + 1;
-                let first = notice.first_attempt_at.unwrap_or(attempt_started);
-                let decision = match settings.channels.get(&notice.channel) {
-                    Some(c) => decide(&c.retry, attempts, first, Utc::now(), retry_after),
+                let attempts = claim.attempts.saturating_add(1);
+                let first = claim.first_attempt_at.unwrap_or(attempt_started);
+                let decision = match settings.channels.get(&claim.channel) {
+                    Some(c) => decide(&c.retry, attempts, first, finished, retry_after),
                     None => RetryDecision::GiveUp("the channel is no longer configured".into()),
                 };
                 match decision {
                     RetryDecision::RetryAt(at) => {
-                        let at = policy.window.first_send_instant(at).unwrap_or(at);
-                        warn!(channel = %notice.channel, error = %reason, attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
-                        self.persist(notice, || {
-                            self.store
-                                .record_retry(notice, attempt_started, at, &reason)
+                        // A retry inside the notice's window goes out then;
+                        // one that would miss it waits for the next window.
+                        let (at, send_at) = if policy.window.still_sendable(claim.send_at, at) {
+                            (at, claim.send_at)
+                        } else {
+                            let next = policy.window.first_send_instant(at).unwrap_or(at);
+                            (next, next)
+                        };
+                        warn!(channel = %claim.channel, error = %reason, attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
+                        let reason = reason.as_str();
+                        self.persist(claim, |n| async move {
+ self.store.record_retry(&n,
+                                attempt_started,
+                                at,
+                                truncate_millis(send_at),
+                                reason,
+                            ).await
                         })
                         .await
                     }
                     RetryDecision::GiveUp(why) => {
                         let reason = format!("{reason}; {why}");
-                        error!(channel = %notice.channel, error = %reason, "retries exhausted; notice is dead");
-                        self.finish(notice, Status::Dead, attempt_started, None, Some(&reason))
-                            .await
+                        error!(channel = %claim.channel, error = %reason, "retries exhausted; notice is dead");
+                        self.finish(
+                            live,
+                            policy,
+                            claim,
+                            Some(ticket),
+                            Status::Dead,
+                            attempt_started,
+                            None,
+                            Some(&reason),
+                        )
+                        .await
                     }
                 }
             }
@@ -321,50 +431,132 @@ impl Dispatcher {
 
     /// Writes a result, retrying while the store cannot be written (locked,
     /// disk full) and holding the send slot meanwhile: no further notice of
-    /// this slot goes out while a result is unrecorded. Gives up when the
-    /// claim's lease would end (then the notice is tried again, same id).
-    async fn persist<F, Fut>(&self, notice: &ClaimedNotice, write: F) -> anyhow::Result<()>
+    /// this slot goes out while a result is unrecorded. A fenced write (the
+    /// claim was taken over) is final: the other holder records.
+    async fn persist<F, Fut>(&self, claim: &Claim, write: F) -> anyhow::Result<()>
     where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<()>>,
+        F: Fn(crate::store::ClaimedNotice) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Recorded>>,
     {
-        let lease = self.live().config.settings.store.claim_lease;
-        let deadline = std::time::Instant::now() + lease;
         let mut wait = std::time::Duration::from_millis(200);
         loop {
-            match write().await {
-                Ok(()) => return Ok(()),
-                Err(e) if std::time::Instant::now() + wait < deadline => {
-                    warn!(error = format!("{e:#}"), notice.id = %notice.id, "cannot record a result yet; retrying");
+            match write(claim.current()).await {
+                Ok(Recorded::Done) => return Ok(()),
+                Ok(Recorded::Fenced) => {
+                    warn!(notice.id = %claim.id, "the claim of this notice was taken over or the notice changed meanwhile; this instance's result is not recorded");
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(error = format!("{e:#}"), notice.id = %claim.id, "cannot record a result yet; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
-                Err(e) => return Err(e),
             }
         }
     }
 
+    async fn cancel(&self, claim: &Claim, reason: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.persist(claim, |n| async move {
+ self.store.cancel_claimed(&n, reason, now).await
+        })
+        .await
+    }
+
+    /// Records the end of a notice and plans the next one of its series at
+    /// once, from the ticket it was rendered for: a repeat never waits for
+    /// a poll to see the ticket again.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish(
         &self,
-        notice: &ClaimedNotice,
+        live: &Live,
+        policy: &Policy,
+        claim: &Claim,
+        ticket: Option<&Ticket>,
         status: Status,
         attempt_started: DateTime<Utc>,
         next_notice_at: Option<DateTime<Utc>>,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        let finished = Utc::now();
-        self.persist(notice, || {
-            self.store.record_done(
-                notice,
-                status,
-                attempt_started,
-                finished,
-                next_notice_at,
-                error,
-            )
+        let finished = self.clock.now().max(attempt_started);
+        let next = match ticket {
+            Some(ticket) => {
+                self.plan_next(live, policy, claim, ticket, status, attempt_started, finished)
+                    .await?
+            }
+            None => None,
+        };
+        let outcome = Outcome {
+            status,
+            attempt_started,
+            finished,
+            next_notice_at,
+            error,
+        };
+        let (outcome, next) = (&outcome, next.as_ref());
+        self.persist(claim, |n| async move {
+ self.store.record_done(&n, outcome, next).await
         })
         .await?;
-        metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => notice.policy.clone(), "channel" => notice.channel.clone()).increment(1);
+        metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => claim.policy.clone(), "channel" => claim.channel.clone()).increment(1);
         Ok(())
+    }
+
+    /// The notice after this one, as the series will stand once this one
+    /// is recorded. Spacing counts real sends only.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_next(
+        &self,
+        live: &Live,
+        policy: &Policy,
+        claim: &Claim,
+        ticket: &Ticket,
+        status: Status,
+        attempt_started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<PlannedNotice>> {
+        if claim.number >= policy.max_notices {
+            return Ok(None);
+        }
+        let last_sent_at = match status {
+            Status::Sent | Status::DryRun => Some(attempt_started),
+            _ => self.store.series_last_sent(claim).await?,
+        };
+        let state = SeriesState {
+            key: crate::notice::SeriesKey {
+                ticket_id: claim.ticket_id.clone(),
+                policy: claim.policy.clone(),
+                episode: claim.episode,
+            },
+            done: claim.number,
+            last_sent_at,
+            active: true,
+            stored: true,
+            next: None,
+        };
+        let Ok(recipient) = planner::recipient_for(&live.config.settings, policy, ticket) else {
+            // The next poll reports the row and plans it once it is fixed.
+            return Ok(None);
+        };
+        // The ticket as stored, unless the re-check read a fresher one.
+        let fresh;
+        let (json, hash) = match &claim.ticket {
+            Ok(stored) if stored == ticket => (claim.ticket_json.as_str(), claim.ticket_hash),
+            _ => {
+                fresh = planner::ticket_record(ticket);
+                (fresh.0.as_str(), fresh.1)
+            }
+        };
+        let facts = TicketFacts {
+            ticket,
+            json,
+            hash,
+            recipient,
+        };
+        Ok(
+            match planner::plan_series(policy, &facts, &state, now, claim.dry_run) {
+                SeriesPlan::Upsert(next) => Some(next),
+                _ => None,
+            },
+        )
     }
 }

@@ -4,12 +4,13 @@
 //! slot records its result before it takes the next notice, so a crash can
 //! duplicate at most `concurrency` notices per channel.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -18,6 +19,7 @@ mod deliver;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::channels::Channel;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::source::Source;
 use crate::store::{ClaimedNotice, Store};
@@ -73,18 +75,47 @@ pub struct Dispatcher {
     live: RwLock<Arc<Live>>,
     store: Store,
     instance: String,
+    clock: Arc<dyn Clock>,
     tracker: TaskTracker,
     stale_logged: AtomicBool,
     /// The last read of the store's last poll time, and when it was read.
     last_poll_cache: Mutex<Option<(std::time::Instant, Option<DateTime<Utc>>)>>,
-    /// Notices being sent by this process right now. A claim is never taken
-    /// twice while its send runs, even if its lease ran out meanwhile.
-    in_flight: Mutex<HashSet<String>>,
+    /// Why the last poll was rejected (every row, or too many, skipped);
+    /// None after a poll that was taken. `/readyz` shows it.
+    poll_problem: Mutex<Option<String>>,
+    /// Notices being sent by this process right now, each with the fencing
+    /// token of its current claim. A claim that this process takes again
+    /// while its send still runs (its lease ran out meanwhile) hands the new
+    /// token to the running send instead of starting a second one.
+    in_flight: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// Recipients with a send in flight (for `limits.per_recipient`).
     recipients: Mutex<HashSet<String>>,
     /// Woken whenever a send slot frees up, so the next due notice is
     /// claimed at once instead of at the next tick.
     pub slot_freed: tokio::sync::Notify,
+}
+
+/// A claimed notice while this process sends it: the token may be renewed
+/// by a later claim of the same notice (see `Dispatcher::in_flight`).
+pub(crate) struct Claim {
+    notice: ClaimedNotice,
+    token: Arc<AtomicI64>,
+}
+
+impl Claim {
+    /// The notice with the token of its current claim.
+    pub(crate) fn current(&self) -> ClaimedNotice {
+        let mut notice = self.notice.clone();
+        notice.claim_token = self.token.load(Ordering::SeqCst);
+        notice
+    }
+}
+
+impl std::ops::Deref for Claim {
+    type Target = ClaimedNotice;
+    fn deref(&self) -> &ClaimedNotice {
+        &self.notice
+    }
 }
 
 impl Dispatcher {
@@ -93,16 +124,19 @@ impl Dispatcher {
         store: Store,
         channels: BTreeMap<String, Arc<Channel>>,
         instance: String,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<Self>> {
         let live = Live::build(config, channels, None)?;
         Ok(Arc::new(Self {
             live: RwLock::new(Arc::new(live)),
             store,
             instance,
+            clock,
             tracker: TaskTracker::new(),
             stale_logged: AtomicBool::new(false),
             last_poll_cache: Mutex::new(None),
-            in_flight: Mutex::new(HashSet::new()),
+            poll_problem: Mutex::new(None),
+            in_flight: Mutex::new(HashMap::new()),
             recipients: Mutex::new(HashSet::new()),
             slot_freed: tokio::sync::Notify::new(),
         }))
@@ -111,6 +145,10 @@ impl Dispatcher {
     /// The config, channels and slots in force now.
     pub fn live(&self) -> Arc<Live> {
         self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Swaps in a reloaded config and its channels. Sends in flight finish
@@ -130,6 +168,40 @@ impl Dispatcher {
     /// Sends in flight, for graceful shutdown.
     pub fn tracker(&self) -> &TaskTracker {
         &self.tracker
+    }
+
+    /// Waits until no send of this process is in flight (tests and
+    /// simulations step the clock only between sends).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.slot_freed.notified();
+            if self.in_flight_guard().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// A poll of this process succeeded at `at`: the staleness guard knows
+    /// at once, without waiting for its cached read of the store.
+    pub fn note_poll(&self, at: DateTime<Utc>) {
+        *self
+            .last_poll_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), Some(at)));
+        self.set_poll_problem(None);
+    }
+
+    /// Records why the last poll was rejected (None: it was taken).
+    pub fn set_poll_problem(&self, problem: Option<String>) {
+        *self.poll_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    pub fn poll_problem(&self) -> Option<String> {
+        self.poll_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Nothing is sent on stale data: when the last successful poll is older
@@ -156,13 +228,13 @@ impl Dispatcher {
 
     async fn snapshot_is_fresh(&self, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let max_snapshot_age = self.live().config.settings.daemon.max_snapshot_age;
-        let max_age = chrono::Duration::from_std(max_snapshot_age).unwrap_or_default();
-        let fresh = self
-            .last_poll_at()
-            .await?
+        let max_age = chrono::Duration::from_std(max_snapshot_age).unwrap_or(chrono::Duration::MAX);
+        let fresh = self.last_poll_at().await?.is_some_and(|at| {
             // A poll stamped in the future (the clock stepped back) is not
             // fresh: its age is unknown until the next successful poll.
-            .is_some_and(|at| at <= now + chrono::Duration::seconds(5) && now - at <= max_age);
+            at <= now + chrono::Duration::seconds(5)
+                && now.signed_duration_since(at) <= max_age
+        });
         let was_stale = self.stale_logged.swap(!fresh, Ordering::Relaxed);
         if !fresh && !was_stale {
             warn!(
@@ -176,39 +248,52 @@ impl Dispatcher {
         Ok(fresh)
     }
 
-    /// One pass: claims due notices for every free slot and starts their
-    /// sends. Returns how many were started.
+    /// One pass at `now`: claims due notices for every free slot and starts
+    /// their sends. With `daemon.dry_run` only dry-run notices are claimed:
+    /// a live notice is never sent while dry run is on. Returns how many
+    /// sends were started.
     pub async fn dispatch_due(self: &Arc<Self>, now: DateTime<Utc>) -> anyhow::Result<usize> {
         if !self.snapshot_is_fresh(now).await? {
             return Ok(0);
         }
         let mut started = 0;
         let live = self.live();
+        let dry_run = live.config.settings.daemon.dry_run;
+        let lease = live.config.settings.store.claim_lease;
         for (name, slots) in &live.slots {
             let free = slots.available_permits();
             if free == 0 {
                 continue;
             }
-            let lease = live.config.settings.store.claim_lease;
             let claimed = self
                 .store
-                .claim_due(name, now, free, lease, &self.instance)
+                .claim_due(name, dry_run, now, free, lease, &self.instance)
                 .await?;
             for notice in claimed {
-                if !self.in_flight_guard().insert(notice.id.clone()) {
-                    continue;
-                }
+                let token = {
+                    let mut in_flight = self.in_flight_guard();
+                    if let Some(running) = in_flight.get(&notice.id) {
+                        // Our own send still runs: it carries on with the
+                        // new claim.
+                        running.store(notice.claim_token, Ordering::SeqCst);
+                        continue;
+                    }
+                    let token = Arc::new(AtomicI64::new(notice.claim_token));
+                    in_flight.insert(notice.id.clone(), token.clone());
+                    token
+                };
+                let claim = Claim { notice, token };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     // Cannot happen (we claimed no more than the free slots);
                     // give the claim back rather than exceed the limit.
-                    self.in_flight_guard().remove(&notice.id);
-                    self.store.release(&notice.id, None).await?;
+                    self.in_flight_guard().remove(&claim.id);
+                    self.store.release(&claim.current(), None, None).await?;
                     continue;
                 };
-                let span = info_span!("notice", ticket.id = %notice.ticket_id, policy = %notice.policy, notice.id = %notice.id, number = notice.number);
+                let span = info_span!("notice", ticket.id = %claim.ticket_id, policy = %claim.policy, notice.id = %claim.id, number = claim.number);
                 let (this, live) = (Arc::clone(self), Arc::clone(&live));
                 self.tracker.spawn(
-                    async move { this.deliver(&live, notice, permit).await }.instrument(span),
+                    async move { this.deliver(live, claim, permit, now).await }.instrument(span),
                 );
                 started += 1;
             }
@@ -216,30 +301,65 @@ impl Dispatcher {
         Ok(started)
     }
 
+    /// Delivers one claimed notice while renewing its lease, then frees its
+    /// slot. The lease covers the whole claim → checks → send → record.
     async fn deliver(
         self: Arc<Self>,
-        live: &Live,
-        notice: ClaimedNotice,
+        live: Arc<Live>,
+        claim: Claim,
         permit: OwnedSemaphorePermit,
+        now: DateTime<Utc>,
     ) {
-        if let Err(e) = self.try_deliver(live, &notice).await {
+        let lost = CancellationToken::new();
+        let outcome = tokio::select! {
+            biased;
+            outcome = self.try_deliver(&live, &claim, now, &lost) => outcome,
+            () = self.keep_claim(&live, &claim, &lost) => Ok(()),
+        };
+        if let Err(e) = outcome {
             // The claim stays; its lease ends and the notice is tried again.
             error!(
                 error = format!("{e:#}"),
-                "failed to record a delivery; the notice will be retried when its claim expires"
+                "failed to deliver or record a notice; it will be tried again when its claim expires"
             );
         }
-        self.in_flight_guard().remove(&notice.id);
+        self.in_flight_guard().remove(&claim.id);
         drop(permit);
+        self.slot_freed.notify_waiters();
         self.slot_freed.notify_one();
+    }
+
+    /// Renews the lease of a claim every third of the lease until the
+    /// delivery ends (this future is dropped then). When the claim turns
+    /// out to be lost, `lost` fires: a send that has not started yet is
+    /// not started.
+    async fn keep_claim(&self, live: &Live, claim: &Claim, lost: &CancellationToken) {
+        let lease = live.config.settings.store.claim_lease;
+        let every = (lease / 3).max(std::time::Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .renew(&claim.current(), self.clock.now(), lease)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(notice.id = %claim.id, "the claim of this notice was lost (taken over or cancelled); it is not sent by this instance");
+                    lost.cancel();
+                    return std::future::pending().await;
+                }
+                Err(e) => warn!(error = format!("{e:#}"), "cannot renew a claim yet"),
+            }
+        }
     }
 
     fn recipients_guard(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.recipients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn in_flight_guard(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A poisoned set is still the right set: the panicking task held no
+    fn in_flight_guard(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AtomicI64>>> {
+        // A poisoned map is still the right map: the panicking task held no
         // half-done update of it.
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -45,7 +45,7 @@ impl HttpSource {
         deadline: Instant,
     ) -> (
         mpsc::UnboundedReceiver<anyhow::Result<Vec<CellRow>>>,
-        tokio::task::AbortHandle,
+        tokio::task::JoinHandle<()>,
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
         let this = self.clone();
@@ -67,7 +67,7 @@ impl HttpSource {
                 let _ = tx.send(Err(e));
             }
         });
-        (rx, reader.abort_handle())
+        (rx, reader)
     }
 
     async fn for_each_row(

@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub skipped: Vec<RowError>,
     /// Non-fatal findings (unknown time zone names).
     pub warnings: Vec<RowError>,
+    /// Rows whose `updated_at` lies after the poll's start.
+    pub future: Vec<RowError>,
     pub polled_at: DateTime<Utc>,
     /// The newest `updated_at` seen: the next watermark.
     pub max_updated_at: Option<DateTime<Utc>>,
@@ -51,6 +53,7 @@ impl Snapshot {
             ended: Vec::new(),
             skipped: Vec::new(),
             warnings: Vec::new(),
+            future: Vec::new(),
             polled_at,
             max_updated_at: None,
         }
@@ -70,16 +73,22 @@ enum Rows {
 pub struct ChunkedPoll {
     rows: Rows,
     /// The task reading the source: stopped when the poll is dropped (a
-    /// stop signal must not wait for a slow query).
-    reader: tokio::task::AbortHandle,
+    /// stop signal must not wait for a slow query). Its end is checked: a
+    /// reader that died (a panic) never looks like a complete poll.
+    reader: tokio::task::JoinHandle<()>,
     kind: PollKind,
     now: DateTime<Utc>,
     started: Instant,
     deadline: Instant,
     settings: SourceSettings,
     /// The ids seen so far: a duplicate row is skipped, and after a full
-    /// poll every series of a ticket not among them ends.
+    /// poll every series of a ticket not among them ends. Once the poll is
+    /// complete it includes the ids of skipped rows.
     pub seen: HashSet<Box<str>>,
+    /// Ids of rows skipped for a contract error.
+    skipped_ids: HashSet<Box<str>>,
+    /// The reader has ended and was checked.
+    complete: bool,
     /// The newest `updated_at` seen so far: the next watermark.
     pub max_updated_at: Option<DateTime<Utc>>,
 }
@@ -123,8 +132,20 @@ impl ChunkedPoll {
             },
         };
         let Some(raw) = raw else {
+            // The channel closed: complete only if the reader ended normally.
+            if self.complete {
+                return None;
+            }
+            self.complete = true;
+            if let Err(e) = (&mut self.reader).await {
+                let what = if e.is_panic() { "panicked" } else { "was stopped" };
+                return Some(Err(anyhow::anyhow!(
+                    "the source reader {what} before the poll was complete; nothing of this poll is used"
+                )));
+            }
             metrics::histogram!("interim_source_poll_duration_seconds")
                 .record(self.started.elapsed().as_secs_f64());
+            self.seen.extend(self.skipped_ids.drain());
             return None;
         };
         let mut snapshot = Snapshot::empty(self.kind, self.now);
@@ -132,7 +153,20 @@ impl ChunkedPoll {
             match columns::ticket_from_row(cells, self.settings.timezone, &mut snapshot.warnings) {
                 Ok(row) => {
                     if let Some(at) = row.updated_at() {
-                        self.max_updated_at = self.max_updated_at.max(Some(at));
+                        // The watermark never passes the poll's start: one
+                        // row stamped in the future (a helpdesk clock set
+                        // right later) would hide every change until then.
+                        if at > self.now {
+                            snapshot.future.push(RowError {
+                                ticket_id: Some(row.id().to_owned()),
+                                column: "updated_at".into(),
+                                reason: format!(
+                                    "{} lies in the future; the watermark stays at the poll's start",
+                                    crate::channels::rfc3339(at)
+                                ),
+                            });
+                        }
+                        self.max_updated_at = self.max_updated_at.max(Some(at.min(self.now)));
                     }
                     if !self.seen.insert(row.id().into()) {
                         snapshot.skipped.push(RowError {
@@ -148,7 +182,14 @@ impl ChunkedPoll {
                         SourceRow::NotWaiting { id, .. } => snapshot.ended.push(id),
                     }
                 }
-                Err(e) => snapshot.skipped.push(e),
+                Err(e) => {
+                    // A row skipped for a contract error is not "absent":
+                    // its ticket's series stay as they are.
+                    if let Some(id) = &e.ticket_id {
+                        self.skipped_ids.insert(id.as_str().into());
+                    }
+                    snapshot.skipped.push(e);
+                }
             }
         }
         snapshot.max_updated_at = self.max_updated_at;
@@ -234,6 +275,8 @@ impl Source {
             deadline,
             settings: self.settings.clone(),
             seen: HashSet::new(),
+            skipped_ids: HashSet::new(),
+            complete: false,
             max_updated_at: None,
         }
     }
@@ -248,6 +291,7 @@ impl Source {
             all.ended.extend(chunk.ended);
             all.skipped.extend(chunk.skipped);
             all.warnings.extend(chunk.warnings);
+            all.future.extend(chunk.future);
         }
         all.max_updated_at = poll.max_updated_at;
         Ok(all)

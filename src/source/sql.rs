@@ -104,7 +104,7 @@ impl SqlPool {
         chunk: usize,
     ) -> (
         mpsc::Receiver<Result<Vec<CellRow>, sqlx::Error>>,
-        tokio::task::AbortHandle,
+        tokio::task::JoinHandle<()>,
     ) {
         let (tx, rx) = mpsc::channel(1);
         let (sql, binds) = param.rewrite(query, matches!(self, SqlPool::Postgres(_)));
@@ -152,7 +152,7 @@ impl SqlPool {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        (rx, reader.abort_handle())
+        (rx, reader)
     }
 
     /// Runs a query with the ticket id bound to its `:id` (or `$1` / `?`)

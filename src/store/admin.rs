@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 
 use super::{NoticeFilter, NoticeRow, Store, Suppression, ms};
 
@@ -24,24 +25,127 @@ impl Store {
             .context("failed to read notices")
     }
 
-    /// Puts dead notices back to pending, due now, with a fresh retry window.
-    /// Returns the ids that were not dead (unknown or in another status).
-    pub async fn retry(&self, ids: &[String], now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+    /// Puts dead notices back to pending as the next notice of their series,
+    /// due now with a fresh retry window, so that every pre-send check
+    /// applies to them again. A notice is refused (with the reason) when it
+    /// is not dead, when its wait has ended, or when a later notice of its
+    /// series already went out; a later notice still pending is cancelled
+    /// (it follows the retried one).
+    pub async fn retry(
+        &self,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let mut refused = Vec::new();
         for id in ids {
-            let done = sqlx::query(self.sql("UPDATE notices SET status = 'pending', next_attempt_at = ?2, first_attempt_at = NULL, finished_at = NULL,
-                        updated_at = ?2
-                 WHERE id = ?1 AND status = 'dead'"))
-            .bind(id)
-            .bind(ms(now))
-            .execute(&self.pool)
-            .await
-            .with_context(|| format!("failed to retry notice {id}"))?;
-            if done.rows_affected() == 0 {
-                refused.push(id.clone());
+            if let Err(reason) = self
+                .retry_one(id, now)
+                .await
+                .with_context(|| format!("failed to retry notice {id}"))?
+            {
+                refused.push((id.clone(), reason));
             }
         }
         Ok(refused)
+    }
+
+    async fn retry_one(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Result<(), String>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(self.sql(
+            "SELECT n.status, n.number, n.ticket_id, n.policy, n.episode, n.dry_run, s.active
+             FROM notices n LEFT JOIN series s ON s.ticket_id = n.ticket_id AND s.policy = n.policy
+                  AND s.episode = n.episode AND s.dry_run = n.dry_run
+             WHERE n.id = ?1",
+        ))
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err("no such notice".into()));
+        };
+        let status: String = row.try_get(0)?;
+        if status != "dead" {
+            return Ok(Err(format!("it is {status}, not dead")));
+        }
+        let number: i64 = row.try_get(1)?;
+        let (ticket_id, policy): (String, String) = (row.try_get(2)?, row.try_get(3)?);
+        let (episode, dry_run): (i64, i64) = (row.try_get(4)?, row.try_get(5)?);
+        if row.try_get::<Option<i64>, _>(6)? != Some(1) {
+            return Ok(Err(format!(
+                "the wait it belongs to has ended (ticket {ticket_id} no longer waits under policy {policy})"
+            )));
+        }
+        let later = sqlx::query(self.sql(
+            "SELECT id, number, status, claim_until FROM notices
+             WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4 AND number > ?5",
+        ))
+        .bind(&ticket_id)
+        .bind(&policy)
+        .bind(episode)
+        .bind(dry_run)
+        .bind(number)
+        .fetch_all(tx.conn())
+        .await?;
+        let mut superseded = Vec::new();
+        for r in &later {
+            let (later_id, later_number, later_status): (String, i64, String) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            match later_status.as_str() {
+                "cancelled" => {}
+                "pending" => {
+                    if r.try_get::<Option<i64>, _>(3)?.is_some_and(|until| until >= ms(now)) {
+                        return Ok(Err(format!(
+                            "notice {later_number} of its series is being sent right now; try again in a moment"
+                        )));
+                    }
+                    superseded.push(later_id);
+                }
+                other => {
+                    return Ok(Err(format!(
+                        "notice {later_number} of its series is already {other}; retrying would repeat an older notice"
+                    )));
+                }
+            }
+        }
+        for later_id in &superseded {
+            sqlx::query(self.sql(
+                "UPDATE notices SET status = 'cancelled', cancel_reason = ?2, finished_at = ?3, updated_at = ?3,
+                        claimed_by = NULL, claim_until = NULL
+                 WHERE id = ?1 AND status = 'pending'",
+            ))
+            .bind(later_id)
+            .bind(format!("notice {number} was retried and goes first"))
+            .bind(ms(now))
+            .execute(tx.conn())
+            .await?;
+        }
+        sqlx::query(self.sql(
+            "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = ?2, first_attempt_at = NULL,
+                    finished_at = NULL, claimed_by = NULL, claim_until = NULL, updated_at = ?2
+             WHERE id = ?1 AND status = 'dead'",
+        ))
+        .bind(id)
+        .bind(ms(now))
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(self.sql(
+            "UPDATE series SET done = ?5, next_id = ?6
+             WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4",
+        ))
+        .bind(&ticket_id)
+        .bind(&policy)
+        .bind(episode)
+        .bind(dry_run)
+        .bind(number.saturating_sub(1).max(0))
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
     /// The stored suppression of an address or its `@domain`, if any.

@@ -20,6 +20,8 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+pub use delivery::{Outcome, Recorded};
+pub use plan::{PollEnd, Swept};
 pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
 
 use crate::secret::SecretUrl;
@@ -251,8 +253,13 @@ impl Store {
 
     /// SQL is written with SQLite's `?N` parameters; PostgreSQL spells them `$N`.
     fn sql(&self, text: &'static str) -> AssertSqlSafe<String> {
+        self.sql_owned(text.to_owned())
+    }
+
+    /// [`sql`](Self::sql) for a statement assembled from constant parts.
+    fn sql_owned(&self, text: String) -> AssertSqlSafe<String> {
         AssertSqlSafe(match self.backend {
-            Backend::Sqlite => text.to_owned(),
+            Backend::Sqlite => text,
             Backend::Postgres => text.replace('?', "$"),
         })
     }

@@ -1,26 +1,35 @@
 //! The planning side of the ledger: series, plans, polls, the watermark.
 
+use std::collections::{BTreeMap, HashSet};
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row};
 
+use super::rows::count;
 use super::{Store, WriteTx, from_ms, ms};
 use crate::notice::{SeriesKey, Status};
-use crate::planner::{NextNotice, Plan, SeriesState};
+use crate::planner::{NextNotice, Plan, PlannedNotice, SeriesState};
 
-const SERIES_SELECT: &str = "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_ref_at,
-            n.id, n.number, n.status, n.due_at, n.send_at, n.ticket_hash
+const SERIES_SELECT: &str = "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
+            n.id, n.number, n.status, n.due_at, n.send_at, n.ticket_hash, n.channel, n.recipient, n.max_notices
      FROM series s LEFT JOIN notices n ON n.id = s.next_id";
 
+/// Ids bound per statement (SQLite allows 32,766 parameters).
+const IDS_PER_STATEMENT: usize = 500;
+
 fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesState, sqlx::Error> {
-    let next = match r.try_get::<Option<String>, _>(5)? {
+    let next = match r.try_get::<Option<String>, _>(6)? {
         Some(id) => Some(NextNotice {
             id,
-            number: r.try_get::<i64, _>(6)? as u32,
-            status: Status::parse(&r.try_get::<String, _>(7)?).unwrap_or(Status::Pending),
-            due_at: from_ms(r.try_get(8)?),
-            send_at: from_ms(r.try_get(9)?),
-            ticket_hash: r.try_get(10)?,
+            number: count(r.try_get(7)?),
+            status: Status::parse(&r.try_get::<String, _>(8)?).unwrap_or(Status::Pending),
+            due_at: from_ms(r.try_get(9)?),
+            send_at: from_ms(r.try_get(10)?),
+            ticket_hash: r.try_get(11)?,
+            channel: r.try_get(12)?,
+            recipient: r.try_get(13)?,
+            max_notices: count(r.try_get(14)?),
         }),
         None => None,
     };
@@ -30,24 +39,61 @@ fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesState, sqlx::Error> {
             policy: r.try_get(1)?,
             episode: from_ms(r.try_get(2)?),
         },
-        done: r.try_get::<i64, _>(3)? as u32,
-        last_ref_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+        done: count(r.try_get(3)?),
+        last_sent_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+        active: r.try_get::<i64, _>(5)? != 0,
+        stored: true,
         next,
     })
 }
 
+/// How a poll ends in the ledger.
+pub struct PollEnd<'a> {
+    pub now: DateTime<Utc>,
+    /// A full poll: the ids it returned (skipped rows included). Every
+    /// active series of a ticket not among them ends.
+    pub seen: Option<&'a HashSet<Box<str>>>,
+    /// The series modes to sweep (dry run or live).
+    pub modes: &'a [bool],
+    /// The next source watermark, if it moved.
+    pub watermark: Option<DateTime<Utc>>,
+}
+
+/// A pending notice cancelled because its ticket left the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Swept {
+    pub id: String,
+    pub ticket_id: String,
+    pub policy: String,
+}
+
 impl Store {
     pub async fn last_poll_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query(self.sql("SELECT value FROM meta WHERE key = 'last_poll_at'"))
-            .fetch_optional(&self.pool)
+        self.meta_instant("last_poll_at")
             .await
-            .context("failed to read the last poll time")?;
+            .context("failed to read the last poll time")
+    }
+
+    /// The source watermark: the newest `updated_at` seen by a poll, never
+    /// later than that poll's start.
+    pub async fn source_watermark(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        self.meta_instant("source_watermark")
+            .await
+            .context("failed to read the source watermark")
+    }
+
+    async fn meta_instant(&self, key: &'static str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(self.sql("SELECT value FROM meta WHERE key = ?1"))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row
-            .and_then(|r| r.get::<String, _>(0).parse::<i64>().ok())
+            .and_then(|r| r.try_get::<String, _>(0).ok())
+            .and_then(|v| v.parse::<i64>().ok())
             .map(from_ms))
     }
 
-    /// The ledger's view of every current series (for one mode: live or dry run).
+    /// Every series the ledger keeps (for one mode: live or dry run).
     pub async fn load_series(&self, dry_run: bool) -> anyhow::Result<Vec<SeriesState>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "{SERIES_SELECT} WHERE s.dry_run = {}",
@@ -62,19 +108,18 @@ impl Store {
             .context("failed to read series")
     }
 
-    /// The series of some tickets only (an incremental poll's).
+    /// Every series of some tickets, active or not, all their waits.
     pub async fn load_series_for(
         &self,
         dry_run: bool,
         ticket_ids: &[&str],
     ) -> anyhow::Result<Vec<SeriesState>> {
         let mut out = Vec::new();
-        for chunk in ticket_ids.chunks(500) {
-            let params: Vec<String> = (1..=chunk.len()).map(|i| self.placeholder(i)).collect();
+        for chunk in ticket_ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
                 "{SERIES_SELECT} WHERE s.dry_run = {} AND s.ticket_id IN ({})",
                 i64::from(dry_run),
-                params.join(", ")
+                self.placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -91,106 +136,249 @@ impl Store {
         Ok(out)
     }
 
-    /// The source watermark: the newest `updated_at` seen by a poll.
-    pub async fn source_watermark(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query(self.sql("SELECT value FROM meta WHERE key = 'source_watermark'"))
-            .fetch_optional(&self.pool)
+    /// The states of series the ledger has notices of but no series row
+    /// (a wait that came back after its row was removed, a ledger written
+    /// by an older version), derived from their notices: the last number
+    /// that reached an end, the start of the last real send, the notice
+    /// after it. Keys without any notice are left out.
+    pub async fn derive_series(
+        &self,
+        dry_run: bool,
+        keys: &[SeriesKey],
+    ) -> anyhow::Result<Vec<SeriesState>> {
+        let wanted: HashSet<&SeriesKey> = keys.iter().collect();
+        let mut ids: Vec<&str> = keys.iter().map(|k| k.ticket_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sent = if dry_run { "dry_run" } else { "sent" };
+        let mut notices: BTreeMap<SeriesKey, Vec<(NextNotice, Option<DateTime<Utc>>)>> =
+            BTreeMap::new();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT ticket_id, policy, episode, id, number, status, due_at, send_at, ticket_hash,
+                        channel, recipient, max_notices, last_attempt_at
+                 FROM notices WHERE dry_run = {} AND ticket_id IN ({})",
+                i64::from(dry_run),
+                self.placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .context("failed to read the notices of a series")?;
+            for r in &rows {
+                let key = SeriesKey {
+                    ticket_id: r.try_get(0)?,
+                    policy: r.try_get(1)?,
+                    episode: from_ms(r.try_get(2)?),
+                };
+                if !wanted.contains(&key) {
+                    continue;
+                }
+                let notice = NextNotice {
+                    id: r.try_get(3)?,
+                    number: count(r.try_get(4)?),
+                    status: Status::parse(&r.try_get::<String, _>(5)?)
+                        .unwrap_or(Status::Pending),
+                    due_at: from_ms(r.try_get(6)?),
+                    send_at: from_ms(r.try_get(7)?),
+                    ticket_hash: r.try_get(8)?,
+                    channel: r.try_get(9)?,
+                    recipient: r.try_get(10)?,
+                    max_notices: count(r.try_get(11)?),
+                };
+                let attempt = r.try_get::<Option<i64>, _>(12)?.map(from_ms);
+                notices.entry(key).or_default().push((notice, attempt));
+            }
+        }
+        Ok(notices
+            .into_iter()
+            .map(|(key, rows)| {
+                let ended = |s: Status| {
+                    matches!(
+                        s,
+                        Status::Sent | Status::Dead | Status::Suppressed | Status::DryRun
+                    )
+                };
+                let done = rows
+                    .iter()
+                    .filter(|(n, _)| ended(n.status))
+                    .map(|(n, _)| n.number)
+                    .max()
+                    .unwrap_or(0);
+                let last_sent_at = rows
+                    .iter()
+                    .filter(|(n, _)| n.status.as_str() == sent)
+                    .filter_map(|(_, at)| *at)
+                    .max();
+                let next = rows
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .find(|n| Some(n.number) == done.checked_add(1));
+                SeriesState {
+                    key,
+                    done,
+                    last_sent_at,
+                    active: true,
+                    stored: false,
+                    next,
+                }
+            })
+            .collect())
+    }
+
+    /// Tickets with an active series, in id order after `after`, each with
+    /// the ticket data stored with its most recently written notice: what a
+    /// reload re-plans from.
+    pub async fn active_tickets(
+        &self,
+        dry_run: bool,
+        after: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let ids: Vec<String> = sqlx::query_scalar(self.sql(
+            "SELECT DISTINCT ticket_id FROM series WHERE dry_run = ?1 AND active = 1 AND ticket_id > ?2
+             ORDER BY ticket_id LIMIT ?3",
+        ))
+        .bind(i64::from(dry_run))
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to read the tickets with active series")?;
+        let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT ticket_id, updated_at, ticket FROM notices WHERE dry_run = {} AND ticket_id IN ({})",
+                i64::from(dry_run),
+                self.placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for r in &query
+                .fetch_all(&self.pool)
+                .await
+                .context("failed to read stored tickets")?
+            {
+                let id: String = r.try_get(0)?;
+                let at: i64 = r.try_get(1)?;
+                if latest.get(&id).is_none_or(|(seen, _)| *seen < at) {
+                    latest.insert(id, (at, r.try_get(2)?));
+                }
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let json = latest.remove(&id).map(|(_, j)| j).unwrap_or_default();
+                (id, json)
+            })
+            .collect())
+    }
+
+    /// With dry run off, what dry run had pending is never recorded.
+    pub async fn cancel_pending_dry_runs(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let done = sqlx::query(self.sql(
+            "UPDATE notices SET status = 'cancelled', cancel_reason = 'dry run was switched off',
+                    finished_at = ?1, updated_at = ?1, claimed_by = NULL, claim_until = NULL
+             WHERE status = 'pending' AND dry_run = 1",
+        ))
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .context("failed to cancel pending dry-run notices")?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    /// Applies one plan in one transaction.
+    pub async fn apply_plan(&self, plan: &Plan, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .begin_write()
             .await
-            .context("failed to read the source watermark")?;
-        Ok(row
-            .and_then(|r| r.get::<String, _>(0).parse::<i64>().ok())
-            .map(from_ms))
+            .context("failed to begin the plan transaction")?;
+        self.write_plan(&mut tx, plan, now).await?;
+        tx.commit().await.context("failed to commit the plan")?;
+        Ok(())
     }
 
-    /// Applies a plan in one transaction and records the poll time.
-    pub async fn apply_plan(
-        &self,
-        plan: &Plan,
-        dry_run: bool,
-        now: DateTime<Utc>,
-        watermark: Option<DateTime<Utc>>,
-    ) -> anyhow::Result<()> {
-        self.apply(plan, dry_run, now, Some(watermark)).await
-    }
-
-    /// Applies the plan of one chunk of a poll (the poll's time is written
-    /// by [`finish_poll`](Self::finish_poll) once every chunk is in).
-    pub async fn apply_chunk(
-        &self,
-        plan: &Plan,
-        dry_run: bool,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        self.apply(plan, dry_run, now, None).await
-    }
-
-    /// Ends a poll: with `seen` (the ids a full poll returned) the series of
-    /// tickets it did not return end and their pending notices are
-    /// cancelled (returned for the log); then records the poll time and
-    /// the watermark. Reading the series' ticket ids costs less than
-    /// marking every seen series on every poll.
-    pub async fn finish_poll(
-        &self,
-        dry_run: bool,
-        now: DateTime<Utc>,
-        seen: Option<&std::collections::HashSet<Box<str>>>,
-        watermark: Option<DateTime<Utc>>,
-    ) -> anyhow::Result<Vec<(String, String, String)>> {
-        let mut absent: Vec<String> = Vec::new();
-        if let Some(seen) = seen {
-            let ids: Vec<String> = sqlx::query_scalar(
-                self.sql("SELECT DISTINCT ticket_id FROM series WHERE dry_run = ?1"),
-            )
-            .bind(i64::from(dry_run))
-            .fetch_all(&self.pool)
-            .await
-            .context("failed to read the tracked tickets")?;
-            absent = ids
-                .into_iter()
-                .filter(|id| !seen.contains(id.as_str()))
-                .collect();
+    /// Ends a poll: a full poll ends the active series of tickets it did not
+    /// return (their pending notices are cancelled, returned for the log;
+    /// the series rows stay, so a ticket that comes back with the same wait
+    /// continues where it was); then the poll time and the watermark.
+    pub async fn finish_poll(&self, end: PollEnd<'_>) -> anyhow::Result<Vec<Swept>> {
+        let mut absent: Vec<(bool, Vec<String>)> = Vec::new();
+        if let Some(seen) = end.seen {
+            for &dry_run in end.modes {
+                let ids: Vec<String> = sqlx::query_scalar(self.sql(
+                    "SELECT DISTINCT ticket_id FROM series WHERE dry_run = ?1 AND active = 1",
+                ))
+                .bind(i64::from(dry_run))
+                .fetch_all(&self.pool)
+                .await
+                .context("failed to read the tracked tickets")?;
+                let gone: Vec<String> = ids
+                    .into_iter()
+                    .filter(|id| !seen.contains(id.as_str()))
+                    .collect();
+                absent.push((dry_run, gone));
+            }
         }
         let mut tx = self
             .begin_write()
             .await
             .context("failed to begin the poll transaction")?;
-        let mut cancelled = Vec::new();
-        for chunk in absent.chunks(500) {
-            let params: Vec<String> = (3..chunk.len() + 3).map(|i| self.placeholder(i)).collect();
-            let list = params.join(", ");
-            let sql = format!(
-                "UPDATE notices SET status = 'cancelled', cancel_reason = 'the ticket is no longer waiting',
-                        finished_at = {now}, updated_at = {now}, claimed_by = NULL, claim_until = NULL
-                 WHERE status = 'pending'
-                   AND id IN (SELECT next_id FROM series WHERE dry_run = {dry} AND next_id IS NOT NULL AND ticket_id IN ({list}))
-                 RETURNING id, ticket_id, policy",
-                now = self.placeholder(1),
-                dry = self.placeholder(2),
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .bind(ms(now))
-                .bind(i64::from(dry_run));
-            for id in chunk {
-                query = query.bind(id.as_str());
+        let mut swept = Vec::new();
+        let now = ms(end.now);
+        for (dry_run, ids) in &absent {
+            for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                let sql = format!(
+                    "UPDATE notices SET status = 'cancelled', cancel_reason = 'the ticket is no longer waiting',
+                            finished_at = {now}, updated_at = {now}, claimed_by = NULL, claim_until = NULL
+                     WHERE status = 'pending'
+                       AND id IN (SELECT next_id FROM series WHERE dry_run = {dry} AND active = 1
+                                  AND next_id IS NOT NULL AND ticket_id IN ({list}))
+                     RETURNING id, ticket_id, policy",
+                    now = self.placeholder(1),
+                    dry = self.placeholder(2),
+                    list = self.placeholders(3, chunk.len()),
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(i64::from(*dry_run));
+                for id in chunk {
+                    query = query.bind(id.as_str());
+                }
+                for r in &query.fetch_all(tx.conn()).await? {
+                    swept.push(Swept {
+                        id: r.try_get(0)?,
+                        ticket_id: r.try_get(1)?,
+                        policy: r.try_get(2)?,
+                    });
+                }
+                let sql = format!(
+                    "UPDATE series SET active = 0 WHERE dry_run = {} AND ticket_id IN ({})",
+                    self.placeholder(1),
+                    self.placeholders(2, chunk.len())
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(*dry_run));
+                for id in chunk {
+                    query = query.bind(id.as_str());
+                }
+                query.execute(tx.conn()).await?;
             }
-            for r in &query.fetch_all(tx.conn()).await? {
-                cancelled.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-            let params: Vec<String> = (2..chunk.len() + 2).map(|i| self.placeholder(i)).collect();
-            let sql = format!(
-                "DELETE FROM series WHERE dry_run = {} AND ticket_id IN ({})",
-                self.placeholder(1),
-                params.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(dry_run));
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            query.execute(tx.conn()).await?;
         }
-        self.write_poll_meta(&mut tx, now, watermark).await?;
+        self.write_poll_meta(&mut tx, end.now, end.watermark)
+            .await?;
         tx.commit().await.context("failed to commit the poll")?;
-        Ok(cancelled)
+        Ok(swept)
     }
 
     async fn write_poll_meta(
@@ -212,26 +400,27 @@ impl Store {
         Ok(())
     }
 
-    /// One transaction: new series, cancels, ended series, upserts, and
-    /// (a whole poll at once) the poll's time and watermark.
-    async fn apply(
+    /// Series rows, cancels, ended waits and pending notices of one plan.
+    async fn write_plan(
         &self,
+        tx: &mut WriteTx,
         plan: &Plan,
-        dry_run: bool,
         now: DateTime<Utc>,
-        meta: Option<Option<DateTime<Utc>>>,
     ) -> anyhow::Result<()> {
-        let mut tx = self
-            .begin_write()
-            .await
-            .context("failed to begin the plan transaction")?;
         let now_ms = ms(now);
-        for key in &plan.new_series {
-            sqlx::query(self.sql("INSERT INTO series (ticket_id, policy, episode, dry_run) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"))
-                .bind(&key.ticket_id)
-                .bind(&key.policy)
-                .bind(ms(key.episode))
-                .bind(i64::from(dry_run))
+        let dry_run = i64::from(plan.dry_run);
+        for s in &plan.series {
+            sqlx::query(self.sql("INSERT INTO series (ticket_id, policy, episode, dry_run, done, last_sent_at, next_id, active)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (ticket_id, policy, episode, dry_run) DO UPDATE SET active = excluded.active"))
+                .bind(&s.key.ticket_id)
+                .bind(&s.key.policy)
+                .bind(ms(s.key.episode))
+                .bind(dry_run)
+                .bind(i64::from(s.done))
+                .bind(s.last_sent_at.map(ms))
+                .bind(s.next_id.as_deref())
+                .bind(i64::from(s.active))
                 .execute(tx.conn())
                 .await?;
         }
@@ -245,61 +434,78 @@ impl Store {
             .execute(tx.conn())
             .await?;
         }
-        for key in &plan.ended_series {
+        for key in &plan.deleted_series {
             sqlx::query(self.sql("DELETE FROM series WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4"))
                 .bind(&key.ticket_id)
                 .bind(&key.policy)
                 .bind(ms(key.episode))
-                .bind(i64::from(dry_run))
+                .bind(dry_run)
                 .execute(tx.conn())
                 .await?;
         }
         for n in &plan.upserts {
-            // A pending notice follows the plan (a changed threshold moves
-            // it) unless a retry is scheduled; a cancelled one comes back
-            // when its ticket matches again. Ended notices never change.
-            sqlx::query(self.sql("INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices, status, channel,
-                                      recipient, due_at, send_at, next_attempt_at, ticket, created_at, updated_at, ticket_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?13, ?14)
-                 ON CONFLICT (id) DO UPDATE SET
-                    max_notices = excluded.max_notices, channel = excluded.channel, recipient = excluded.recipient,
-                    due_at = excluded.due_at, send_at = excluded.send_at, ticket = excluded.ticket, ticket_hash = excluded.ticket_hash,
-                    next_attempt_at = CASE WHEN notices.status = 'cancelled' OR notices.attempts = 0
-                                           THEN excluded.next_attempt_at ELSE notices.next_attempt_at END,
-                    attempts = CASE WHEN notices.status = 'cancelled' THEN 0 ELSE notices.attempts END,
-                    first_attempt_at = CASE WHEN notices.status = 'cancelled' THEN NULL ELSE notices.first_attempt_at END,
-                    cancel_reason = NULL, finished_at = NULL,
-                    status = 'pending', updated_at = excluded.updated_at
-                 WHERE notices.status IN ('pending', 'cancelled')"))
-            .bind(&n.id)
+            self.write_pending(tx, n, plan.dry_run, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a planned notice as the pending next notice of its series. A
+    /// pending notice follows the plan (a changed threshold moves it) while
+    /// its retry schedule stays; a cancelled one comes back when its ticket
+    /// matches again. Ended notices never change.
+    pub(super) async fn write_pending(
+        &self,
+        tx: &mut WriteTx,
+        n: &PlannedNotice,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let dry_run = i64::from(dry_run);
+        sqlx::query(self.sql("INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices, status, channel,
+                                  recipient, due_at, send_at, next_attempt_at, ticket, created_at, updated_at, ticket_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?13, ?14)
+             ON CONFLICT (id) DO UPDATE SET
+                max_notices = excluded.max_notices, channel = excluded.channel, recipient = excluded.recipient,
+                due_at = excluded.due_at, send_at = excluded.send_at, ticket = excluded.ticket, ticket_hash = excluded.ticket_hash,
+                next_attempt_at = CASE WHEN notices.status = 'cancelled' OR notices.attempts = 0
+                                       THEN excluded.next_attempt_at ELSE notices.next_attempt_at END,
+                attempts = CASE WHEN notices.status = 'cancelled' THEN 0 ELSE notices.attempts END,
+                first_attempt_at = CASE WHEN notices.status = 'cancelled' THEN NULL ELSE notices.first_attempt_at END,
+                cancel_reason = NULL, finished_at = NULL,
+                status = 'pending', updated_at = excluded.updated_at
+             WHERE notices.status IN ('pending', 'cancelled')"))
+        .bind(&n.id)
+        .bind(&n.key.ticket_id)
+        .bind(&n.key.policy)
+        .bind(ms(n.key.episode))
+        .bind(dry_run)
+        .bind(i64::from(n.number))
+        .bind(i64::from(n.max_notices))
+        .bind(&n.channel)
+        .bind(&n.recipient)
+        .bind(ms(n.due_at))
+        .bind(ms(n.send_at))
+        .bind(&n.ticket_json)
+        .bind(ms(now))
+        .bind(n.ticket_hash)
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(self.sql("UPDATE series SET next_id = ?5 WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4"))
             .bind(&n.key.ticket_id)
             .bind(&n.key.policy)
             .bind(ms(n.key.episode))
-            .bind(i64::from(dry_run))
-            .bind(n.number as i64)
-            .bind(n.max_notices as i64)
-            .bind(&n.channel)
-            .bind(&n.recipient)
-            .bind(ms(n.due_at))
-            .bind(ms(n.send_at))
-            .bind(&n.ticket_json)
-            .bind(now_ms)
-            .bind(n.ticket_hash)
+            .bind(dry_run)
+            .bind(&n.id)
             .execute(tx.conn())
             .await?;
-            sqlx::query(self.sql("UPDATE series SET next_id = ?5 WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4"))
-                .bind(&n.key.ticket_id)
-                .bind(&n.key.policy)
-                .bind(ms(n.key.episode))
-                .bind(i64::from(dry_run))
-                .bind(&n.id)
-                .execute(tx.conn())
-                .await?;
-        }
-        if let Some(watermark) = meta {
-            self.write_poll_meta(&mut tx, now, watermark).await?;
-        }
-        tx.commit().await.context("failed to commit the plan")?;
         Ok(())
+    }
+
+    /// `?a, ?a+1, …` (`$a, …` on PostgreSQL) for `n` parameters.
+    fn placeholders(&self, first: usize, n: usize) -> String {
+        (first..first + n)
+            .map(|i| self.placeholder(i))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

@@ -6,6 +6,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::from_ms;
+
+/// A count column as u32 (never negative, never wrapped).
+pub(super) fn count(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
 use crate::notice::Status;
 use crate::ticket::Ticket;
 
@@ -26,8 +31,14 @@ pub struct ClaimedNotice {
     /// Attempts before this one.
     pub attempts: u32,
     pub first_attempt_at: Option<DateTime<Utc>>,
-    /// The ticket as last polled; `None` when the stored JSON is unreadable.
+    /// The ticket as last polled; an error when the stored JSON is unreadable.
     pub ticket: Result<Ticket, String>,
+    /// The stored ticket JSON and its hash, as the planner wrote them.
+    pub ticket_json: String,
+    pub ticket_hash: i64,
+    /// The fencing token of this claim: a result is recorded only while
+    /// the notice still carries it (no other instance claimed it since).
+    pub claim_token: i64,
 }
 
 impl ClaimedNotice {
@@ -39,17 +50,20 @@ impl ClaimedNotice {
             policy: r.try_get("policy")?,
             episode: from_ms(r.try_get("episode")?),
             dry_run: r.try_get::<i64, _>("dry_run")? != 0,
-            number: r.try_get::<i64, _>("number")? as u32,
-            max_notices: r.try_get::<i64, _>("max_notices")? as u32,
+            number: count(r.try_get("number")?),
+            max_notices: count(r.try_get("max_notices")?),
             channel: r.try_get("channel")?,
             recipient: r.try_get("recipient")?,
             due_at: from_ms(r.try_get("due_at")?),
             send_at: from_ms(r.try_get("send_at")?),
-            attempts: r.try_get::<i64, _>("attempts")? as u32,
+            attempts: count(r.try_get("attempts")?),
             first_attempt_at: r
                 .try_get::<Option<i64>, _>("first_attempt_at")?
                 .map(from_ms),
             ticket: serde_json::from_str(&ticket_json).map_err(|e| e.to_string()),
+            ticket_json,
+            ticket_hash: r.try_get("ticket_hash")?,
+            claim_token: r.try_get("claim_token")?,
         })
     }
 }
@@ -85,10 +99,10 @@ impl NoticeRow {
             id: r.try_get("id")?,
             ticket_id: r.try_get("ticket_id")?,
             policy: r.try_get("policy")?,
-            number: r.try_get::<i64, _>("number")? as u32,
-            max_notices: r.try_get::<i64, _>("max_notices")? as u32,
+            number: count(r.try_get("number")?),
+            max_notices: count(r.try_get("max_notices")?),
             status: Status::parse(&r.try_get::<String, _>("status")?).unwrap_or(Status::Pending),
-            attempts: r.try_get::<i64, _>("attempts")? as u32,
+            attempts: count(r.try_get("attempts")?),
             due_at: from_ms(r.try_get("due_at")?),
             send_at: from_ms(r.try_get("send_at")?),
             next_attempt_at: from_ms(r.try_get("next_attempt_at")?),

@@ -1,0 +1,69 @@
+//! The one place that reads the wall clock. The daemon's loops ask a
+//! [`Clock`] for `now` and pass it down; planning, claims, pre-send checks
+//! and retry decisions take it as an argument. Tests inject a
+//! [`ManualClock`] and drive days of waits in a second.
+//!
+//! Every instant is kept to the millisecond, the precision of the ledger:
+//! a time computed in nanoseconds would never compare equal to the one
+//! stored, and every poll would rewrite every pending notice.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+pub trait Clock: Send + Sync {
+    /// The current instant, to the millisecond.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        to_millis(Utc::now())
+    }
+}
+
+/// A clock that moves only when told to (tests, simulations).
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<Mutex<DateTime<Utc>>>,
+}
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            now: Arc::new(Mutex::new(to_millis(start))),
+        }
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = to_millis(at);
+    }
+
+    /// Moves the clock forward (a negative amount steps it back).
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(next) = now.checked_add_signed(by) {
+            *now = to_millis(next);
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The system clock, shared.
+pub fn system() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// `t` cut to the millisecond (the ledger's precision).
+pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
