@@ -264,11 +264,17 @@ async fn breakdown(
     let series = store.load_series_for(false, &ids).await?;
     let load = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let plan =
-        interim::planner::plan_changes(settings, &chunk.tickets, &chunk.ended, &series, false);
+    let plan = interim::planner::plan(
+        settings,
+        &chunk.tickets,
+        &chunk.ended,
+        &series,
+        Utc::now(),
+        interim::planner::Mode::Live,
+    );
     let planning = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    store.apply_chunk(&plan, false, Utc::now()).await?;
+    store.apply_plan(&plan, Utc::now()).await?;
     let apply = t.elapsed().as_secs_f64();
     for (what, secs) in [
         ("read + column contract", read),

@@ -1195,13 +1195,9 @@ mod clock {
         tickets: &[SourceTicket],
         now: DateTime<Utc>,
     ) -> interim::planner::Plan {
-        let series = store.load_series(false).await.expect("load series");
-        let plan = interim::planner::plan(&config.settings, tickets, &series, false);
-        store
-            .apply_plan(&plan, false, now, None)
+        support::ledger::full_poll(store, &config.settings, tickets, now)
             .await
-            .expect("apply the plan");
-        plan
+            .plan
     }
 
     pub fn at(text: &str) -> DateTime<Utc> {
@@ -1212,7 +1208,7 @@ mod clock {
 
     pub async fn claim(store: &Store, now: DateTime<Utc>) -> Vec<interim::store::ClaimedNotice> {
         store
-            .claim_due("outbox", now, 8, LEASE, "test")
+            .claim_due("outbox", false, now, 8, LEASE, "test")
             .await
             .expect("claim")
     }
@@ -1244,10 +1240,7 @@ fn the_clock_stepping_back_an_hour_between_polls_sends_nothing_twice_and_loses_n
         let claimed = claim(&store, t).await;
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].number, 1);
-        store
-            .record_done(&claimed[0], Status::Sent, t, t, None, None)
-            .await
-            .expect("record the send");
+        support::ledger::record(&store, &claimed[0], Status::Sent, t).await;
         poll(&store, &config, &tickets, t).await;
         let ten_past = t + chrono::Duration::minutes(10);
 
@@ -1282,10 +1275,7 @@ fn the_clock_stepping_back_an_hour_between_polls_sends_nothing_twice_and_loses_n
         let back = ten_past - chrono::Duration::hours(1);
         assert!(claim(&store, back).await.is_empty());
         assert!(claim(&store, ten_past).await.is_empty());
-        store
-            .record_done(&second[0], Status::Sent, ten_past, ten_past, None, None)
-            .await
-            .expect("record the second send");
+        support::ledger::record(&store, &second[0], Status::Sent, ten_past).await;
         poll(&store, &config, &tickets, ten_past).await;
         assert_eq!(
             statuses(&store).await,
@@ -1318,6 +1308,7 @@ fn after_the_clock_stepped_back_a_last_poll_in_the_future_is_not_fresh() {
             store.clone(),
             channels,
             "test".into(),
+            interim::clock::system(),
         )
         .expect("a dispatcher");
         let fifty_minutes_later = now + chrono::Duration::minutes(50);

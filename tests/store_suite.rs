@@ -1,10 +1,11 @@
 //! One store test suite, run against both ledgers through the library API:
 //! SQLite (a file in a temporary directory) and PostgreSQL (a database of
-//! its own; skipped without `INTERIM_TEST_POSTGRES_URL`). The same
-//! behaviour is expected of both: claims with a lease, series advancing,
-//! cancellation by a plan, retries of dead notices, suppressions, the poll
-//! time and watermark, and concurrent claims that never hand out one
-//! notice twice.
+//! its own). The same behaviour is expected of both: claims with a lease
+//! and a fencing token, lease renewal, series advancing and remembered
+//! while a ticket is away, series derived from their notices, cancellation
+//! by a plan, retries of dead notices as the series' next notice,
+//! suppressions, the poll time and watermark, unchanged polls that write
+//! nothing, and concurrent claims that never hand out one notice twice.
 
 mod support;
 
@@ -16,9 +17,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use interim::config::{self, Settings};
 use interim::notice::{SeriesKey, Status, truncate_millis};
-use interim::planner::{self, Plan};
-use interim::store::{ClaimedNotice, NoticeFilter, Store};
+use interim::planner::{PlannedNotice, SeriesPlan, SeriesState, TicketFacts};
+use interim::store::{ClaimedNotice, NoticeFilter, Outcome, PollEnd, Recorded, Store};
 use interim::ticket::Ticket;
+use support::ledger::{self, Polled};
 use support::postgres::PgDatabase;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -47,23 +49,51 @@ impl Ctx {
             .expect("open the store a second time")
     }
 
-    /// A full poll seeing `tickets` at `now`: plans against the ledger and
-    /// applies the plan.
-    async fn poll(&self, tickets: &[Ticket], now: DateTime<Utc>) -> Plan {
-        let series = self.store.load_series(false).await.expect("load series");
-        let plan = planner::plan(&self.settings, tickets, &series, false);
-        self.store
-            .apply_plan(&plan, false, now, None)
-            .await
-            .expect("apply the plan");
-        plan
+    /// A full poll seeing `tickets` at `now`: plans against the ledger,
+    /// applies the plan and ends the series of absent tickets.
+    async fn poll(&self, tickets: &[Ticket], now: DateTime<Utc>) -> Polled {
+        ledger::full_poll(&self.store, &self.settings, tickets, now).await
     }
 
     async fn claim(&self, now: DateTime<Utc>, limit: usize, instance: &str) -> Vec<ClaimedNotice> {
+        self.claim_with(now, limit, instance, LEASE).await
+    }
+
+    async fn claim_with(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        instance: &str,
+        lease: Duration,
+    ) -> Vec<ClaimedNotice> {
         self.store
-            .claim_due(CHANNEL, now, limit, LEASE, instance)
+            .claim_due(CHANNEL, false, now, limit, lease, instance)
             .await
             .expect("claim due notices")
+    }
+
+    /// Claims at `now` until something is handed out (a PostgreSQL lease
+    /// runs on the database's clock: its end is waited for in real time).
+    async fn claim_once_free(&self, now: DateTime<Utc>, instance: &str) -> Vec<ClaimedNotice> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.claim(now, 10, instance).await;
+            if !got.is_empty() || std::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn statuses(&self) -> Vec<(String, u32, Status)> {
+        let rows = self
+            .store
+            .list(&NoticeFilter::default())
+            .await
+            .expect("list notices");
+        rows.iter()
+            .map(|r| (r.ticket_id.clone(), r.number, r.status))
+            .collect()
     }
 
     async fn status(&self, id: &str) -> Option<Status> {
@@ -148,6 +178,12 @@ fn t0() -> DateTime<Utc> {
         .expect("a valid instant")
 }
 
+/// The real time, for tests of leases (PostgreSQL measures them on the
+/// database's clock).
+fn real_now() -> DateTime<Utc> {
+    truncate_millis(Utc::now())
+}
+
 fn secs(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n)
 }
@@ -186,7 +222,7 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 }
 
 async fn claims_return_due_notices_once_until_their_lease_ends(ctx: Ctx) {
-    let now = t0();
+    let now = real_now();
     let waited = now - secs(600);
     // T3 started waiting now: its first notice is due in 60 s.
     let tickets = [
@@ -194,12 +230,13 @@ async fn claims_return_due_notices_once_until_their_lease_ends(ctx: Ctx) {
         ticket("T2", waited),
         ticket("T3", now),
     ];
-    let plan = ctx.poll(&tickets, now).await;
-    assert_eq!(plan.upserts.len(), 3, "one notice planned per ticket");
+    let polled = ctx.poll(&tickets, now).await;
+    assert_eq!(polled.plan.upserts.len(), 3, "one notice planned per ticket");
 
-    let first = ctx.claim(now, 1, "a").await;
+    let short = Duration::from_secs(2);
+    let first = ctx.claim_with(now, 1, "a", short).await;
     assert_eq!(first.len(), 1, "the limit is respected");
-    let rest = ctx.claim(now, 10, "a").await;
+    let rest = ctx.claim_with(now, 10, "a", short).await;
     let claimed: Vec<ClaimedNotice> = first.into_iter().chain(rest).collect();
     assert_eq!(
         tickets_of(&claimed),
@@ -230,56 +267,143 @@ async fn claims_return_due_notices_once_until_their_lease_ends(ctx: Ctx) {
         "claimed again within the lease: {:?}",
         tickets_of(&during)
     );
-    let before_end = ctx.claim(now + secs(29), 10, "b").await;
-    assert!(before_end.is_empty(), "claimed again within the lease");
-    // The claimant died: after the lease they are handed out again.
-    let after = ctx.claim(now + secs(31), 10, "b").await;
+    // The claimant died: after the lease they are handed out again, with
+    // a new fencing token.
+    let after = ctx.claim_once_free(now + secs(3), "b").await;
     assert_eq!(tickets_of(&after), set(&["T1", "T2"]));
+    for n in &after {
+        let old = claimed.iter().find(|c| c.id == n.id).expect("claimed before");
+        assert!(n.claim_token > old.claim_token, "a new claim, a new token");
+    }
     // A released claim is free at once.
-    ctx.store
-        .release(&after[0].id, None)
-        .await
-        .expect("release a claim");
-    let released = ctx.claim(now + secs(32), 10, "c").await;
+    assert_eq!(
+        ctx.store
+            .release(&after[0], None, None)
+            .await
+            .expect("release a claim"),
+        Recorded::Done
+    );
+    let released = ctx.claim(now + secs(3), 10, "c").await;
     assert_eq!(tickets_of(&released), set(&[after[0].ticket_id.as_str()]));
 }
 
-async fn record_done_advances_the_series_so_the_next_plan_proposes_number_two(ctx: Ctx) {
+async fn a_late_writer_whose_claim_was_taken_over_records_nothing(ctx: Ctx) {
+    let now = real_now();
+    ctx.poll(&[ticket("T1", now - secs(600))], now).await;
+    let a = ctx
+        .claim_with(now, 10, "a", Duration::from_millis(500))
+        .await;
+    assert_eq!(a.len(), 1);
+    let b = ctx.claim_once_free(now + secs(1), "b").await;
+    assert_eq!(b.len(), 1, "the expired claim is taken over");
+    assert_eq!(
+        ledger::record(&ctx.store, &b[0], Status::Sent, now + secs(1)).await,
+        Recorded::Done
+    );
+    // Instance a comes back late with its failure: it must not overwrite.
+    assert_eq!(
+        ledger::record(&ctx.store, &a[0], Status::Dead, now + secs(2)).await,
+        Recorded::Fenced
+    );
+    assert_eq!(
+        ctx.store
+            .record_retry(&a[0], now, now + secs(60), now, "timed out")
+            .await
+            .expect("record a retry"),
+        Recorded::Fenced
+    );
+    assert_eq!(
+        ctx.store.release(&a[0], None, None).await.expect("release"),
+        Recorded::Fenced
+    );
+    assert!(!ctx.store.renew(&a[0], now, LEASE).await.expect("renew"));
+    assert_eq!(ctx.status(&a[0].id).await, Some(Status::Sent));
+}
+
+async fn a_renewed_lease_keeps_a_claim_past_its_first_deadline(ctx: Ctx) {
+    let now = real_now();
+    ctx.poll(&[ticket("T1", now - secs(600))], now).await;
+    let lease = Duration::from_millis(800);
+    let a = ctx.claim_with(now, 10, "a", lease).await;
+    assert_eq!(a.len(), 1);
+    // Renewed every 200 ms for 2.4 s: three leases long, never free.
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let at = real_now();
+        assert!(ctx.store.renew(&a[0], at, lease).await.expect("renew"));
+        assert!(
+            ctx.claim(at, 10, "b").await.is_empty(),
+            "a renewed claim was taken over"
+        );
+    }
+    assert_eq!(
+        ledger::record(&ctx.store, &a[0], Status::Sent, real_now()).await,
+        Recorded::Done
+    );
+}
+
+/// The notice after `n` as the dispatcher plans it when `n` was sent at `at`.
+fn next_after(ctx: &Ctx, n: &ClaimedNotice, at: DateTime<Utc>) -> Option<PlannedNotice> {
+    let policy = &ctx.settings.policies[0];
+    let ticket = n.ticket.as_ref().expect("the stored ticket");
+    let state = SeriesState {
+        key: SeriesKey::new(&n.ticket_id, &n.policy, n.episode),
+        done: n.number,
+        last_sent_at: Some(at),
+        active: true,
+        stored: true,
+        next: None,
+    };
+    let facts = TicketFacts {
+        ticket,
+        json: &n.ticket_json,
+        hash: n.ticket_hash,
+        recipient: n.recipient.clone(),
+    };
+    match interim::planner::plan_series(policy, &facts, &state, at, false) {
+        SeriesPlan::Upsert(next) => Some(next),
+        _ => None,
+    }
+}
+
+async fn record_done_advances_the_series_and_plans_the_next_notice_at_once(ctx: Ctx) {
     let now = t0();
     let t1 = ticket("T1", now - secs(600));
     ctx.poll(std::slice::from_ref(&t1), now).await;
     let claimed = ctx.claim(now, 10, "a").await;
     assert_eq!(claimed.len(), 1);
     let n = &claimed[0];
-    ctx.store
+    let next = next_after(&ctx, n, now).expect("a next notice");
+    let recorded = ctx
+        .store
         .record_done(
             n,
-            Status::Sent,
-            now,
-            now + secs(1),
-            Some(now + secs(120)),
-            None,
+            &Outcome {
+                status: Status::Sent,
+                attempt_started: now,
+                finished: now + secs(1),
+                next_notice_at: Some(now + secs(120)),
+                error: None,
+            },
+            Some(&next),
         )
         .await
         .expect("record the send");
+    assert_eq!(recorded, Recorded::Done);
     assert_eq!(ctx.status(&n.id).await, Some(Status::Sent));
 
     let series = ctx.store.load_series(false).await.expect("load series");
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].done, 1);
-    assert_eq!(series[0].last_ref_at, Some(now));
-    assert_eq!(series[0].next, None, "the sent notice is no longer next");
-
-    let plan = ctx.poll(std::slice::from_ref(&t1), now).await;
-    assert_eq!(plan.upserts.len(), 1, "{:?}", plan.upserts);
-    let next = &plan.upserts[0];
-    assert_eq!(next.number, 2);
-    assert_eq!(next.id, notice_id(&t1, 2));
+    assert_eq!(series[0].last_sent_at, Some(now));
     assert_eq!(
-        next.due_at,
-        now + secs(120),
-        "spaced repeat_every after the previous send"
+        series[0].next.as_ref().map(|n| (n.number, n.status, n.send_at)),
+        Some((2, Status::Pending, now + secs(120))),
+        "notice 2 is planned with the send, at the instant notice 1 promised"
     );
+    // The next poll agrees and writes nothing.
+    let polled = ctx.poll(std::slice::from_ref(&t1), now + secs(2)).await;
+    assert!(polled.plan.upserts.is_empty(), "{:?}", polled.plan.upserts);
 
     let rows = ctx
         .store
@@ -294,20 +418,41 @@ async fn record_done_advances_the_series_so_the_next_plan_proposes_number_two(ct
         ctx.claim(now + secs(60), 10, "a").await.is_empty(),
         "number 2 is not due yet"
     );
-    let second = ctx.claim(now + secs(121), 10, "a").await;
+    let second = ctx.claim(now + secs(120), 10, "a").await;
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].number, 2);
 }
 
-async fn a_plan_without_the_ticket_cancels_its_pending_notice(ctx: Ctx) {
+async fn spacing_counts_real_sends_only(ctx: Ctx) {
+    let now = t0();
+    let t1 = ticket("T1", now - secs(600));
+    ctx.poll(std::slice::from_ref(&t1), now).await;
+    let first = ctx.claim(now, 10, "a").await;
+    ledger::record(&ctx.store, &first[0], Status::Sent, now).await;
+    let polled = ctx.poll(std::slice::from_ref(&t1), now).await;
+    assert_eq!(polled.plan.upserts[0].due_at, now + secs(120));
+    let second = ctx.claim(now + secs(120), 10, "a").await;
+    // Notice 2 is dead: notice 3 is spaced from notice 1, the last real send.
+    ledger::record(&ctx.store, &second[0], Status::Dead, now + secs(120)).await;
+    let polled = ctx.poll(std::slice::from_ref(&t1), now + secs(121)).await;
+    let third = &polled.plan.upserts[0];
+    assert_eq!(third.number, 3);
+    assert_eq!(
+        third.due_at,
+        now + secs(120),
+        "spaced from notice 1, the last real send, not from the dead notice 2"
+    );
+}
+
+async fn a_full_poll_without_the_ticket_cancels_its_pending_notice(ctx: Ctx) {
     let now = t0();
     let waited = now - secs(600);
     let (t1, t2) = (ticket("T1", waited), ticket("T2", waited));
     ctx.poll(&[t1.clone(), t2.clone()], now).await;
 
-    let plan = ctx.poll(std::slice::from_ref(&t2), now + secs(1)).await;
-    assert_eq!(plan.cancels.len(), 1, "{:?}", plan.cancels);
-    assert_eq!(plan.cancels[0].id, notice_id(&t1, 1));
+    let polled = ctx.poll(std::slice::from_ref(&t2), now + secs(1)).await;
+    assert_eq!(polled.swept.len(), 1, "{:?}", polled.swept);
+    assert_eq!(polled.swept[0].id, notice_id(&t1, 1));
     assert_eq!(
         ctx.status(&notice_id(&t1, 1)).await,
         Some(Status::Cancelled)
@@ -332,71 +477,125 @@ async fn a_plan_without_the_ticket_cancels_its_pending_notice(ctx: Ctx) {
         set(&["T2"]),
         "a cancelled notice is never claimed"
     );
-    ctx.store
-        .release(&claimed[0].id, None)
-        .await
-        .expect("release");
+    // The pre-send re-check cancels the claimed one.
+    assert_eq!(
+        ctx.store
+            .cancel_claimed(&claimed[0], "re-check: answered", now + secs(2))
+            .await
+            .expect("cancel"),
+        Recorded::Done
+    );
 
-    // The ticket waits again in the same episode: the notice comes back.
+    // T1 waits again in the same wait: its notice comes back.
     ctx.poll(&[t1.clone(), t2.clone()], now + secs(3)).await;
     assert_eq!(ctx.status(&notice_id(&t1, 1)).await, Some(Status::Pending));
-
-    // Cancelling one notice directly (the pre-send re-check).
-    ctx.store
-        .cancel(&notice_id(&t2, 1), "re-check: answered", now + secs(4))
-        .await
-        .expect("cancel");
-    assert_eq!(
-        ctx.status(&notice_id(&t2, 1)).await,
-        Some(Status::Cancelled)
-    );
     let claimed = ctx.claim(now + secs(5), 10, "a").await;
-    assert_eq!(tickets_of(&claimed), set(&["T1"]));
+    assert_eq!(tickets_of(&claimed), set(&["T1", "T2"]));
 }
 
-async fn retry_puts_a_dead_notice_back_to_pending(ctx: Ctx) {
+async fn a_ticket_that_returns_with_the_same_wait_continues_at_the_next_number(ctx: Ctx) {
+    let now = t0();
+    let t1 = ticket("T1", now - secs(600));
+    ctx.poll(std::slice::from_ref(&t1), now).await;
+    let first = ctx.claim(now, 10, "a").await;
+    ledger::record(&ctx.store, &first[0], Status::Sent, now).await;
+    // Away for one poll (a pending state, a shifted page), then back.
+    let away = ctx.poll(&[], now + secs(10)).await;
+    assert!(away.plan.upserts.is_empty());
+    let back = ctx.poll(std::slice::from_ref(&t1), now + secs(20)).await;
+    assert_eq!(back.plan.upserts.len(), 1, "{:?}", back.plan.upserts);
+    let next = &back.plan.upserts[0];
+    assert_eq!(next.number, 2, "the series continues");
+    assert_eq!(next.due_at, now + secs(120), "spaced from the last send");
+    let second = ctx.claim(now + secs(120), 10, "a").await;
+    assert_eq!(second.len(), 1, "notice 2 goes out");
+    assert_eq!(second[0].number, 2);
+}
+
+async fn a_series_without_its_row_is_derived_from_its_notices(ctx: Ctx) {
+    let now = t0();
+    let t1 = ticket("T1", now - secs(600));
+    ctx.poll(std::slice::from_ref(&t1), now).await;
+    let first = ctx.claim(now, 10, "a").await;
+    ledger::record(&ctx.store, &first[0], Status::Sent, now).await;
+    // A new wait ends the old one's series row for good ...
+    let restarted = ticket("T1", now + secs(5));
+    ctx.poll(std::slice::from_ref(&restarted), now + secs(5)).await;
+    // ... then the helpdesk reports the old wait again (a deleted reply).
+    let back = ctx.poll(std::slice::from_ref(&t1), now + secs(30)).await;
+    let upserts: Vec<(u32, DateTime<Utc>)> = back
+        .plan
+        .upserts
+        .iter()
+        .map(|n| (n.number, n.due_at))
+        .collect();
+    assert_eq!(
+        upserts,
+        [(2, now + secs(120))],
+        "continues at notice 2 from what the notices say, never notice 1 again"
+    );
+}
+
+async fn retry_puts_a_dead_notice_back_as_the_next_notice_of_its_series(ctx: Ctx) {
     let now = t0();
     let t1 = ticket("T1", now - secs(600));
     ctx.poll(std::slice::from_ref(&t1), now).await;
     let claimed = ctx.claim(now, 10, "a").await;
-    assert_eq!(claimed.len(), 1);
     let id = claimed[0].id.clone();
-    ctx.store
-        .record_done(
-            &claimed[0],
-            Status::Dead,
-            now,
-            now,
-            None,
-            Some("HTTP 410 Gone"),
-        )
-        .await
-        .expect("record a dead notice");
-    assert_eq!(ctx.status(&id).await, Some(Status::Dead));
-    assert!(ctx.claim(now + secs(1), 10, "a").await.is_empty());
+    ledger::record(&ctx.store, &claimed[0], Status::Dead, now).await;
+    // The next notice is planned after a dead one too.
+    ctx.poll(std::slice::from_ref(&t1), now + secs(1)).await;
+    assert_eq!(
+        ctx.statuses().await,
+        [("T1".into(), 1, Status::Dead), ("T1".into(), 2, Status::Pending)]
+    );
 
-    let later = now + secs(600);
+    let later = now + secs(30);
     let refused = ctx
         .store
         .retry(&[id.clone(), "no-such-notice".into()], later)
         .await
         .expect("retry");
-    assert_eq!(refused, ["no-such-notice"]);
-    assert_eq!(ctx.status(&id).await, Some(Status::Pending));
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].0, "no-such-notice");
+    assert_eq!(
+        ctx.statuses().await,
+        [
+            ("T1".into(), 1, Status::Pending),
+            ("T1".into(), 2, Status::Cancelled)
+        ],
+        "the retried notice is the series' next again; the later one waits behind it"
+    );
+    let series = ctx.store.load_series(false).await.expect("series");
+    assert_eq!(
+        (series[0].done, series[0].next.as_ref().map(|n| n.id.clone())),
+        (0, Some(id.clone()))
+    );
     let again = ctx.claim(later, 10, "a").await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, id);
-    assert_eq!(again[0].attempts, 1, "the failed attempt is kept");
-    assert_eq!(
-        again[0].first_attempt_at, None,
-        "a fresh retry window starts"
-    );
+    assert_eq!(again[0].attempts, 0, "a fresh retry window");
+    assert_eq!(again[0].first_attempt_at, None);
+    ctx.store.release(&again[0], None, None).await.expect("release");
     let refused = ctx
         .store
         .retry(std::slice::from_ref(&id), later)
         .await
         .expect("retry");
-    assert_eq!(refused, [id], "only dead notices can be retried");
+    assert_eq!(refused.len(), 1, "only dead notices can be retried");
+
+    // A dead notice of a wait that ended stays dead.
+    let c = ctx.claim(later, 10, "a").await;
+    ledger::record(&ctx.store, &c[0], Status::Dead, later).await;
+    ctx.poll(&[], later + secs(1)).await;
+    let refused = ctx
+        .store
+        .retry(std::slice::from_ref(&id), later + secs(2))
+        .await
+        .expect("retry");
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].1.contains("ended"), "{}", refused[0].1);
+    assert_eq!(ctx.status(&id).await, Some(Status::Dead));
 }
 
 async fn record_retry_holds_the_notice_until_its_next_attempt(ctx: Ctx) {
@@ -405,7 +604,13 @@ async fn record_retry_holds_the_notice_until_its_next_attempt(ctx: Ctx) {
     let claimed = ctx.claim(now, 10, "a").await;
     assert_eq!(claimed.len(), 1);
     ctx.store
-        .record_retry(&claimed[0], now, now + secs(60), "timed out after 2s")
+        .record_retry(
+            &claimed[0],
+            now,
+            now + secs(60),
+            claimed[0].send_at,
+            "timed out after 2s",
+        )
         .await
         .expect("record a retry");
     assert_eq!(ctx.status(&claimed[0].id).await, Some(Status::Pending));
@@ -501,10 +706,16 @@ async fn the_poll_time_and_the_watermark_are_stored(ctx: Ctx) {
     assert_eq!(store.last_poll_at().await.expect("last poll"), None);
     assert_eq!(store.source_watermark().await.expect("watermark"), None);
     let watermark = now - secs(5);
+    let end = |now, watermark| PollEnd {
+        now,
+        seen: None,
+        modes: &[false],
+        watermark,
+    };
     store
-        .apply_plan(&Plan::default(), false, now, Some(watermark))
+        .finish_poll(end(now, Some(watermark)))
         .await
-        .expect("apply");
+        .expect("finish a poll");
     assert_eq!(store.last_poll_at().await.expect("last poll"), Some(now));
     assert_eq!(
         store.source_watermark().await.expect("watermark"),
@@ -512,9 +723,9 @@ async fn the_poll_time_and_the_watermark_are_stored(ctx: Ctx) {
     );
     // A poll that saw no updated_at keeps the watermark.
     store
-        .apply_plan(&Plan::default(), false, now + secs(1), None)
+        .finish_poll(end(now + secs(1), None))
         .await
-        .expect("apply");
+        .expect("finish a poll");
     assert_eq!(
         store.last_poll_at().await.expect("last poll"),
         Some(now + secs(1))
@@ -537,33 +748,44 @@ async fn an_incremental_plan_touches_only_the_changed_tickets(ctx: Ctx) {
     let waited = now - secs(600);
     let (t1, t2) = (ticket("T1", waited), ticket("T2", waited));
     ctx.poll(&[t1.clone(), t2.clone()], now).await;
-
-    let series = ctx
-        .store
-        .load_series_for(false, &["T1"])
-        .await
-        .expect("load series of T1");
-    assert_eq!(series.len(), 1);
-    assert_eq!(series[0].key.ticket_id, "T1");
     // T1's wait ended; T2 is not in the changes and keeps its notice.
-    let plan = planner::plan_changes(&ctx.settings, &[], &["T1".into()], &series, false);
-    ctx.store
-        .apply_plan(&plan, false, now + secs(1), None)
-        .await
-        .expect("apply");
+    ledger::changes(&ctx.store, &ctx.settings, &[], &["T1".into()], now + secs(1)).await;
     assert_eq!(
         ctx.status(&notice_id(&t1, 1)).await,
         Some(Status::Cancelled)
     );
     assert_eq!(ctx.status(&notice_id(&t2, 1)).await, Some(Status::Pending));
-    assert!(
-        ctx.store
-            .load_series_for(false, &["T1"])
-            .await
-            .expect("load series")
-            .is_empty(),
-        "the ended wait's series is gone"
-    );
+    let series = ctx
+        .store
+        .load_series_for(false, &["T1"])
+        .await
+        .expect("load series");
+    assert_eq!(series.len(), 1, "the series is remembered");
+    assert!(!series[0].active, "but no longer active");
+}
+
+async fn an_unchanged_poll_writes_nothing(ctx: Ctx) {
+    let now = t0();
+    // Sub-millisecond precision from the source must not look like a change.
+    let waited = now - secs(600) + chrono::Duration::microseconds(123_456);
+    let tickets = [ticket("T1", waited), ticket("T2", now - secs(30))];
+    ctx.poll(&tickets, now).await;
+    let before = ctx.store.list(&NoticeFilter::default()).await.expect("list");
+    for step in 1..4 {
+        let polled = ctx.poll(&tickets, now + secs(step)).await;
+        assert!(
+            polled.plan.is_empty(),
+            "poll {step} changed something: {:?}",
+            polled.plan
+        );
+    }
+    let after = ctx.store.list(&NoticeFilter::default()).await.expect("list");
+    let stamps = |rows: &[interim::store::NoticeRow]| {
+        rows.iter()
+            .map(|r| (r.id.clone(), r.send_at, r.due_at))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stamps(&before), stamps(&after));
 }
 
 async fn concurrent_claims_never_return_the_same_notice_twice(ctx: Ctx) {
@@ -583,7 +805,7 @@ async fn concurrent_claims_never_return_the_same_notice_twice(ctx: Ctx) {
             let mut got = Vec::new();
             loop {
                 let claimed = store
-                    .claim_due(CHANNEL, now, 3, LEASE, instance)
+                    .claim_due(CHANNEL, false, now, 3, LEASE, instance)
                     .await
                     .expect("claim");
                 if claimed.is_empty() {
@@ -638,12 +860,18 @@ macro_rules! suite {
 
 suite!(
     claims_return_due_notices_once_until_their_lease_ends,
-    record_done_advances_the_series_so_the_next_plan_proposes_number_two,
-    a_plan_without_the_ticket_cancels_its_pending_notice,
-    retry_puts_a_dead_notice_back_to_pending,
+    a_late_writer_whose_claim_was_taken_over_records_nothing,
+    a_renewed_lease_keeps_a_claim_past_its_first_deadline,
+    record_done_advances_the_series_and_plans_the_next_notice_at_once,
+    spacing_counts_real_sends_only,
+    a_full_poll_without_the_ticket_cancels_its_pending_notice,
+    a_ticket_that_returns_with_the_same_wait_continues_at_the_next_number,
+    a_series_without_its_row_is_derived_from_its_notices,
+    retry_puts_a_dead_notice_back_as_the_next_notice_of_its_series,
     record_retry_holds_the_notice_until_its_next_attempt,
     suppressions_round_trip,
     the_poll_time_and_the_watermark_are_stored,
     an_incremental_plan_touches_only_the_changed_tickets,
+    an_unchanged_poll_writes_nothing,
     concurrent_claims_never_return_the_same_notice_twice,
 );

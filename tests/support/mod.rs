@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod faults;
 mod helpdesk;
 pub mod http;
+pub mod ledger;
 pub mod mariadb;
 pub mod postgres;
 pub mod shapes;
