@@ -7,8 +7,8 @@
 
 pub mod calendar;
 pub mod channels;
-pub mod clock;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;

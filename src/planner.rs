@@ -372,8 +372,7 @@ pub fn plan_series(
     let number = state.done + 1;
     let id = state.key.notice_id(number, dry_run);
     let stored = next.filter(|n| n.id == id);
-    let Some(due_at) = policy.due_at(facts.ticket.waiting_since, number, state.last_sent_at)
-    else {
+    let Some(due_at) = policy.due_at(facts.ticket.waiting_since, number, state.last_sent_at) else {
         return SeriesPlan::Finished;
     };
     let Some(send_at) = policy

@@ -152,7 +152,8 @@ pub async fn plan_rows(
     let dry_run = settings.daemon.dry_run;
     let store = Store::open(&settings.store.url).await?;
     let ids: Vec<&str> = snapshot.tickets.iter().map(|t| t.id.as_str()).collect();
-    let series = crate::daemon::series_of(&store, settings, &snapshot.tickets, &ids, dry_run).await?;
+    let series =
+        crate::daemon::series_of(&store, settings, &snapshot.tickets, &ids, dry_run).await?;
     store.close().await;
     let at = crate::clock::to_millis(at);
     let until = chrono::Duration::from_std(horizon)
@@ -451,11 +452,16 @@ pub async fn preview(
             .find(|s| s.key == key)
             .cloned()
             .unwrap_or_else(|| planner::SeriesState::fresh(key.clone()));
-        let Some((number, due_at, send_at)) =
-            upcoming(policy, ticket, &state, now, DateTime::<Utc>::MAX_UTC, dry_run)
-                .into_iter()
-                .next()
-        else {
+        let Some((number, due_at, send_at)) = upcoming(
+            policy,
+            ticket,
+            &state,
+            now,
+            DateTime::<Utc>::MAX_UTC,
+            dry_run,
+        )
+        .into_iter()
+        .next() else {
             let _ = writeln!(
                 out,
                 "policy:    {} (series finished)\n\nAll {} notice(s) of this wait have gone out{}; the next notice comes only when the wait restarts.\n",

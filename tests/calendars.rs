@@ -54,15 +54,26 @@ fn send_at_of(plan: &[Value], ticket: &str) -> Option<String> {
 #[test]
 fn a_ticket_whose_threshold_falls_on_a_weekend_is_notified_on_monday_at_opening() {
     let setup = weekend_setup();
-    // Saturday night: nothing is due yet for any of them.
+    // Saturday night: only ticket 3 is due (24 wall-clock hours ended on
+    // Saturday 10:00); it is listed with the instant it goes out, the next
+    // weekday slot, Monday 08:00. Nothing goes out on the weekend.
     let saturday = plan_at(&setup, "2026-12-05T23:00:00+01:00", "0s");
+    let due: Vec<(String, String)> = saturday
+        .iter()
+        .map(|r| {
+            (
+                r["ticket_id"].as_str().unwrap_or_default().to_owned(),
+                r["send_at"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(
-        saturday,
-        Vec::<Value>::new(),
+        due,
+        [("3".to_owned(), "2026-12-07T07:00:00Z".to_owned())],
         "nothing goes out on the weekend"
     );
 
-    let monday = plan_at(&setup, "2026-12-07T12:00:00+01:00", "0s");
+    let monday = plan_at(&setup, "2026-12-07T08:05:00+01:00", "1h");
     // Friday 17:00 + 1 working hour = closing time → Monday 08:00 CET.
     assert_eq!(
         send_at_of(&monday, "1").as_deref(),

@@ -231,7 +231,11 @@ async fn claims_return_due_notices_once_until_their_lease_ends(ctx: Ctx) {
         ticket("T3", now),
     ];
     let polled = ctx.poll(&tickets, now).await;
-    assert_eq!(polled.plan.upserts.len(), 3, "one notice planned per ticket");
+    assert_eq!(
+        polled.plan.upserts.len(),
+        3,
+        "one notice planned per ticket"
+    );
 
     let short = Duration::from_secs(2);
     let first = ctx.claim_with(now, 1, "a", short).await;
@@ -272,7 +276,10 @@ async fn claims_return_due_notices_once_until_their_lease_ends(ctx: Ctx) {
     let after = ctx.claim_once_free(now + secs(3), "b").await;
     assert_eq!(tickets_of(&after), set(&["T1", "T2"]));
     for n in &after {
-        let old = claimed.iter().find(|c| c.id == n.id).expect("claimed before");
+        let old = claimed
+            .iter()
+            .find(|c| c.id == n.id)
+            .expect("claimed before");
         assert!(n.claim_token > old.claim_token, "a new claim, a new token");
     }
     // A released claim is free at once.
@@ -397,7 +404,10 @@ async fn record_done_advances_the_series_and_plans_the_next_notice_at_once(ctx: 
     assert_eq!(series[0].done, 1);
     assert_eq!(series[0].last_sent_at, Some(now));
     assert_eq!(
-        series[0].next.as_ref().map(|n| (n.number, n.status, n.send_at)),
+        series[0]
+            .next
+            .as_ref()
+            .map(|n| (n.number, n.status, n.send_at)),
         Some((2, Status::Pending, now + secs(120))),
         "notice 2 is planned with the send, at the instant notice 1 promised"
     );
@@ -520,7 +530,8 @@ async fn a_series_without_its_row_is_derived_from_its_notices(ctx: Ctx) {
     ledger::record(&ctx.store, &first[0], Status::Sent, now).await;
     // A new wait ends the old one's series row for good ...
     let restarted = ticket("T1", now + secs(5));
-    ctx.poll(std::slice::from_ref(&restarted), now + secs(5)).await;
+    ctx.poll(std::slice::from_ref(&restarted), now + secs(5))
+        .await;
     // ... then the helpdesk reports the old wait again (a deleted reply).
     let back = ctx.poll(std::slice::from_ref(&t1), now + secs(30)).await;
     let upserts: Vec<(u32, DateTime<Utc>)> = back
@@ -547,7 +558,10 @@ async fn retry_puts_a_dead_notice_back_as_the_next_notice_of_its_series(ctx: Ctx
     ctx.poll(std::slice::from_ref(&t1), now + secs(1)).await;
     assert_eq!(
         ctx.statuses().await,
-        [("T1".into(), 1, Status::Dead), ("T1".into(), 2, Status::Pending)]
+        [
+            ("T1".into(), 1, Status::Dead),
+            ("T1".into(), 2, Status::Pending)
+        ]
     );
 
     let later = now + secs(30);
@@ -568,7 +582,10 @@ async fn retry_puts_a_dead_notice_back_as_the_next_notice_of_its_series(ctx: Ctx
     );
     let series = ctx.store.load_series(false).await.expect("series");
     assert_eq!(
-        (series[0].done, series[0].next.as_ref().map(|n| n.id.clone())),
+        (
+            series[0].done,
+            series[0].next.as_ref().map(|n| n.id.clone())
+        ),
         (0, Some(id.clone()))
     );
     let again = ctx.claim(later, 10, "a").await;
@@ -576,7 +593,10 @@ async fn retry_puts_a_dead_notice_back_as_the_next_notice_of_its_series(ctx: Ctx
     assert_eq!(again[0].id, id);
     assert_eq!(again[0].attempts, 0, "a fresh retry window");
     assert_eq!(again[0].first_attempt_at, None);
-    ctx.store.release(&again[0], None, None).await.expect("release");
+    ctx.store
+        .release(&again[0], None, None)
+        .await
+        .expect("release");
     let refused = ctx
         .store
         .retry(std::slice::from_ref(&id), later)
@@ -749,7 +769,14 @@ async fn an_incremental_plan_touches_only_the_changed_tickets(ctx: Ctx) {
     let (t1, t2) = (ticket("T1", waited), ticket("T2", waited));
     ctx.poll(&[t1.clone(), t2.clone()], now).await;
     // T1's wait ended; T2 is not in the changes and keeps its notice.
-    ledger::changes(&ctx.store, &ctx.settings, &[], &["T1".into()], now + secs(1)).await;
+    ledger::changes(
+        &ctx.store,
+        &ctx.settings,
+        &[],
+        &["T1".into()],
+        now + secs(1),
+    )
+    .await;
     assert_eq!(
         ctx.status(&notice_id(&t1, 1)).await,
         Some(Status::Cancelled)
@@ -770,7 +797,11 @@ async fn an_unchanged_poll_writes_nothing(ctx: Ctx) {
     let waited = now - secs(600) + chrono::Duration::microseconds(123_456);
     let tickets = [ticket("T1", waited), ticket("T2", now - secs(30))];
     ctx.poll(&tickets, now).await;
-    let before = ctx.store.list(&NoticeFilter::default()).await.expect("list");
+    let before = ctx
+        .store
+        .list(&NoticeFilter::default())
+        .await
+        .expect("list");
     for step in 1..4 {
         let polled = ctx.poll(&tickets, now + secs(step)).await;
         assert!(
@@ -779,7 +810,11 @@ async fn an_unchanged_poll_writes_nothing(ctx: Ctx) {
             polled.plan
         );
     }
-    let after = ctx.store.list(&NoticeFilter::default()).await.expect("list");
+    let after = ctx
+        .store
+        .list(&NoticeFilter::default())
+        .await
+        .expect("list");
     let stamps = |rows: &[interim::store::NoticeRow]| {
         rows.iter()
             .map(|r| (r.id.clone(), r.send_at, r.due_at))

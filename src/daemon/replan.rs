@@ -50,7 +50,9 @@ pub async fn replan(
             for (id, json) in &page {
                 match serde_json::from_str(json) {
                     Ok(ticket) => tickets.push(ticket),
-                    Err(e) => warn!(ticket.id = %id, error = %e, "the stored ticket cannot be read; its series waits for the next poll"),
+                    Err(e) => {
+                        warn!(ticket.id = %id, error = %e, "the stored ticket cannot be read; its series waits for the next poll")
+                    }
                 }
             }
             let ids: Vec<&str> = tickets.iter().map(|t| t.id.as_str()).collect();

@@ -67,7 +67,9 @@ impl PlanStage {
     }
 
     /// The staged plans, in the order they were staged.
-    pub fn into_plans(self) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Plan>> + Send>> {
+    pub fn into_plans(
+        self,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Plan>> + Send>> {
         let Some(file) = self.file else {
             return Ok(Box::new(self.memory.into_iter().map(Ok)));
         };
@@ -109,7 +111,9 @@ mod tests {
         for _ in 0..chunks {
             stage.push(plan(1000)).unwrap_or_else(|e| panic!("{e:#}"));
         }
-        stage.push(Plan::default()).unwrap_or_else(|e| panic!("{e:#}"));
+        stage
+            .push(Plan::default())
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert!(stage.file.is_some(), "spilled");
         assert_eq!(stage.len(), chunks);
         let back: Vec<Plan> = stage

@@ -68,7 +68,9 @@ impl Dispatcher {
             let at = next.unwrap_or(now + NO_WINDOW_RETRY);
             debug!(next = %crate::channels::rfc3339(at), "outside the send window; held for the next one");
             self.persist(claim, |n| async move {
- self.store.release(&n, Some(at), next.map(truncate_millis)).await
+                self.store
+                    .release(&n, Some(at), next.map(truncate_millis))
+                    .await
             })
             .await?;
             return Ok(());
@@ -78,7 +80,16 @@ impl Dispatcher {
             Err(e) => {
                 let reason = format!("the stored ticket cannot be read: {e}");
                 return self
-                    .finish(live, policy, claim, None, Status::Dead, now, None, Some(&reason))
+                    .finish(
+                        live,
+                        policy,
+                        claim,
+                        None,
+                        Status::Dead,
+                        now,
+                        None,
+                        Some(&reason),
+                    )
                     .await;
             }
         };
@@ -95,7 +106,7 @@ impl Dispatcher {
                 .map_or(1.0, |r| 1.0 / r);
             let next = now + chrono::Duration::milliseconds((wait * 1000.0) as i64);
             self.persist(claim, |n| async move {
- self.store.release(&n, Some(next), None).await
+                self.store.release(&n, Some(next), None).await
             })
             .await?;
             return Ok(());
@@ -149,7 +160,7 @@ impl Dispatcher {
                     + chrono::Duration::from_std(live.config.settings.daemon.poll_interval)
                         .unwrap_or(chrono::Duration::minutes(1));
                 self.persist(claim, |n| async move {
- self.store.release(&n, Some(retry), None).await
+                    self.store.release(&n, Some(retry), None).await
                 })
                 .await?;
                 return Ok(None);
@@ -216,10 +227,9 @@ impl Dispatcher {
                 let next = policy.window.first_send_instant(free_at);
                 debug!(recipient, next = %crate::channels::rfc3339(next.unwrap_or(free_at)), "held by limits.per_recipient");
                 self.persist(claim, |n| async move {
- self.store.release(&n,
-                        Some(next.unwrap_or(free_at)),
-                        next.map(truncate_millis),
-                    ).await
+                    self.store
+                        .release(&n, Some(next.unwrap_or(free_at)), next.map(truncate_millis))
+                        .await
                 })
                 .await?;
                 return Ok(false);
@@ -227,10 +237,9 @@ impl Dispatcher {
             // Two notices to one address never go out side by side.
             if !self.recipients_guard().insert(recipient.to_owned()) {
                 self.persist(claim, |n| async move {
- self.store.release(&n,
-                        Some(now + chrono::Duration::seconds(1)),
-                        None,
-                    ).await
+                    self.store
+                        .release(&n, Some(now + chrono::Duration::seconds(1)), None)
+                        .await
                 })
                 .await?;
                 return Ok(false);
@@ -300,8 +309,10 @@ impl Dispatcher {
         }
         let Some(channel) = live.channels.get(&claim.channel) else {
             // Re-routed by a reload after the claim: the next claim finds it.
-            self.persist(claim, |n| async move { self.store.release(&n, None, None).await })
-                .await?;
+            self.persist(claim, |n| async move {
+                self.store.release(&n, None, None).await
+            })
+            .await?;
             return Ok(());
         };
         let state_for_customer =
@@ -331,7 +342,10 @@ impl Dispatcher {
         let finished = self.clock.now();
         match result {
             Ok(()) => {
-                let lag = finished.signed_duration_since(claim.send_at).num_milliseconds().max(0) as f64
+                let lag = finished
+                    .signed_duration_since(claim.send_at)
+                    .num_milliseconds()
+                    .max(0) as f64
                     / 1000.0;
                 metrics::histogram!("interim_notice_lag_seconds", "channel" => claim.channel.clone()).record(lag);
                 info!(channel = %claim.channel, recipient = claim.recipient.as_deref().unwrap_or(""), attempt = claim.attempts + 1, "notice sent");
@@ -400,12 +414,15 @@ impl Dispatcher {
                         warn!(channel = %claim.channel, error = %reason, attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
                         let reason = reason.as_str();
                         self.persist(claim, |n| async move {
- self.store.record_retry(&n,
-                                attempt_started,
-                                at,
-                                truncate_millis(send_at),
-                                reason,
-                            ).await
+                            self.store
+                                .record_retry(
+                                    &n,
+                                    attempt_started,
+                                    at,
+                                    truncate_millis(send_at),
+                                    reason,
+                                )
+                                .await
                         })
                         .await
                     }
@@ -457,7 +474,7 @@ impl Dispatcher {
 
     async fn cancel(&self, claim: &Claim, reason: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.persist(claim, |n| async move {
- self.store.cancel_claimed(&n, reason, now).await
+            self.store.cancel_claimed(&n, reason, now).await
         })
         .await
     }
@@ -480,8 +497,16 @@ impl Dispatcher {
         let finished = self.clock.now().max(attempt_started);
         let next = match ticket {
             Some(ticket) => {
-                self.plan_next(live, policy, claim, ticket, status, attempt_started, finished)
-                    .await?
+                self.plan_next(
+                    live,
+                    policy,
+                    claim,
+                    ticket,
+                    status,
+                    attempt_started,
+                    finished,
+                )
+                .await?
             }
             None => None,
         };
@@ -494,7 +519,7 @@ impl Dispatcher {
         };
         let (outcome, next) = (&outcome, next.as_ref());
         self.persist(claim, |n| async move {
- self.store.record_done(&n, outcome, next).await
+            self.store.record_done(&n, outcome, next).await
         })
         .await?;
         metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => claim.policy.clone(), "channel" => claim.channel.clone()).increment(1);

@@ -232,8 +232,7 @@ impl Dispatcher {
         let fresh = self.last_poll_at().await?.is_some_and(|at| {
             // A poll stamped in the future (the clock stepped back) is not
             // fresh: its age is unknown until the next successful poll.
-            at <= now + chrono::Duration::seconds(5)
-                && now.signed_duration_since(at) <= max_age
+            at <= now + chrono::Duration::seconds(5) && now.signed_duration_since(at) <= max_age
         });
         let was_stale = self.stale_logged.swap(!fresh, Ordering::Relaxed);
         if !fresh && !was_stale {

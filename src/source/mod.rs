@@ -138,7 +138,11 @@ impl ChunkedPoll {
             }
             self.complete = true;
             if let Err(e) = (&mut self.reader).await {
-                let what = if e.is_panic() { "panicked" } else { "was stopped" };
+                let what = if e.is_panic() {
+                    "panicked"
+                } else {
+                    "was stopped"
+                };
                 return Some(Err(anyhow::anyhow!(
                     "the source reader {what} before the poll was complete; nothing of this poll is used"
                 )));

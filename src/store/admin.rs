@@ -49,11 +49,7 @@ impl Store {
         Ok(refused)
     }
 
-    async fn retry_one(
-        &self,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Result<(), String>> {
+    async fn retry_one(&self, id: &str, now: DateTime<Utc>) -> anyhow::Result<Result<(), String>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(self.sql(
             "SELECT n.status, n.number, n.ticket_id, n.policy, n.episode, n.dry_run, s.active
@@ -97,7 +93,9 @@ impl Store {
             match later_status.as_str() {
                 "cancelled" => {}
                 "pending" => {
-                    if r.try_get::<Option<i64>, _>(3)?.is_some_and(|until| until >= ms(now)) {
+                    if r.try_get::<Option<i64>, _>(3)?
+                        .is_some_and(|until| until >= ms(now))
+                    {
                         return Ok(Err(format!(
                             "notice {later_number} of its series is being sent right now; try again in a moment"
                         )));

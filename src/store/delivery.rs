@@ -17,7 +17,8 @@ use super::{Backend, ClaimedNotice, Store, from_ms, ms};
 use crate::notice::Status;
 use crate::planner::PlannedNotice;
 
-const CLAIMED_COLUMNS: &str = "id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
+const CLAIMED_COLUMNS: &str =
+    "id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
                due_at, send_at, attempts, first_attempt_at, ticket, ticket_hash, claim_token";
 
 /// The database's clock in Unix milliseconds (PostgreSQL).
@@ -266,9 +267,11 @@ impl Store {
         next_attempt: Option<DateTime<Utc>>,
         send_at: Option<DateTime<Utc>>,
     ) -> anyhow::Result<Recorded> {
-        let done = sqlx::query(self.sql("UPDATE notices SET claimed_by = NULL, claim_until = NULL,
+        let done = sqlx::query(self.sql(
+            "UPDATE notices SET claimed_by = NULL, claim_until = NULL,
                     next_attempt_at = COALESCE(?3, next_attempt_at), send_at = COALESCE(?4, send_at)
-             WHERE id = ?1 AND claim_token = ?2 AND status = 'pending'"))
+             WHERE id = ?1 AND claim_token = ?2 AND status = 'pending'",
+        ))
         .bind(&n.id)
         .bind(n.claim_token)
         .bind(next_attempt.map(ms))

@@ -151,8 +151,9 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         let sent = if dry_run { "dry_run" } else { "sent" };
-        let mut notices: BTreeMap<SeriesKey, Vec<(NextNotice, Option<DateTime<Utc>>)>> =
-            BTreeMap::new();
+        // Each notice of a wanted series, with when its last attempt started.
+        type Attempted = (NextNotice, Option<DateTime<Utc>>);
+        let mut notices: BTreeMap<SeriesKey, Vec<Attempted>> = BTreeMap::new();
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT ticket_id, policy, episode, id, number, status, due_at, send_at, ticket_hash,
@@ -181,8 +182,7 @@ impl Store {
                 let notice = NextNotice {
                     id: r.try_get(3)?,
                     number: count(r.try_get(4)?),
-                    status: Status::parse(&r.try_get::<String, _>(5)?)
-                        .unwrap_or(Status::Pending),
+                    status: Status::parse(&r.try_get::<String, _>(5)?).unwrap_or(Status::Pending),
                     due_at: from_ms(r.try_get(6)?),
                     send_at: from_ms(r.try_get(7)?),
                     ticket_hash: r.try_get(8)?,

@@ -62,7 +62,12 @@ pub async fn changes(
 
 /// Records the end of a claimed notice at `at` (no next notice planned:
 /// the next poll plans it).
-pub async fn record(store: &Store, n: &ClaimedNotice, status: interim::notice::Status, at: DateTime<Utc>) -> Recorded {
+pub async fn record(
+    store: &Store,
+    n: &ClaimedNotice,
+    status: interim::notice::Status,
+    at: DateTime<Utc>,
+) -> Recorded {
     store
         .record_done(
             n,
