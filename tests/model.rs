@@ -119,6 +119,10 @@ struct Sent {
     promise: Option<DateTime<Utc>>,
 }
 
+/// When a ticket's wait changed, and the wait it is in from then on
+/// (None: not waiting).
+type Change = (DateTime<Utc>, Option<DateTime<Utc>>);
+
 struct World {
     dir: tempfile::TempDir,
     clock: ManualClock,
@@ -137,7 +141,7 @@ struct World {
     successes: Vec<DateTime<Utc>>,
     /// Changes to a ticket's wait, per ticket: when, and the wait it
     /// waits from then on (None: not waiting).
-    changes: HashMap<String, Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>>,
+    changes: HashMap<String, Vec<Change>>,
     /// Instants of reloads and dry-run switches (promises across them are
     /// the operator's choice).
     reloads: Vec<DateTime<Utc>>,
@@ -571,7 +575,7 @@ impl World {
                 .iter()
                 .rev()
                 .find(|(t, _)| *t <= s.at)
-                .map_or(true, |(_, w)| *w == Some(s.episode));
+                .is_none_or(|(_, w)| *w == Some(s.episode));
             let disturbed = !waiting_then
                 || changes.iter().any(|(t, _)| *t > s.at && *t <= deadline)
                 || self.reloads.iter().any(|t| *t >= s.at && *t <= deadline);
