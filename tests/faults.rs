@@ -829,7 +829,16 @@ fn a_source_query_slower_than_the_poll_interval_never_overlaps() {
     let _daemon = setup.start();
 
     setup.wait_until(SOON, "the notice arrived", || sink.mails().len() == 1);
-    thread::sleep(Duration::from_secs(6));
+    // However loaded the machine, wait for three finished polls, not for a
+    // fixed time: each one takes longer than the interval by design.
+    let polls = || {
+        prometheus_sum(
+            &metrics_text(&setup),
+            "interim_source_poll_duration_seconds_count",
+            &[],
+        )
+    };
+    setup.wait_until(Duration::from_secs(120), "three polls finished", || polls() >= 3.0);
     let text = metrics_text(&setup);
     let elapsed = started.elapsed().as_secs_f64();
     let count = prometheus_sum(&text, "interim_source_poll_duration_seconds_count", &[]);
