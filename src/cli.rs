@@ -276,7 +276,13 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             action: SourcesAction::Test { rows },
         } => {
             let config = load(config_flag, quiet)?;
-            print!("{}", crate::report::sources_test(&config, rows).await?);
+            let test = crate::report::sources_test(&config, rows).await?;
+            print!("{}", test.report);
+            if let Some(reason) = test.rejected {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "the source's rows break the contract: {reason}"
+                )));
+            }
         }
         Command::Suppress { action } => {
             let config = load(config_flag, quiet)?;

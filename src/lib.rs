@@ -20,6 +20,7 @@ pub mod planner;
 pub mod policy;
 pub mod report;
 pub mod retry;
+pub mod row_counts;
 pub mod schedule;
 pub mod secret;
 pub mod source;

@@ -12,6 +12,7 @@ use crate::cli::Format;
 use crate::config::{ChannelKind, Config};
 use crate::planner;
 use crate::policy::Policy;
+use crate::row_counts::RowCounts;
 use crate::source::{PollKind, Source};
 use crate::store::{NoticeRow, Store};
 use crate::templates::NoticeFacts;
@@ -587,8 +588,15 @@ pub fn print_suppressions(rows: &[SuppressionRow], format: Format) {
     );
 }
 
+/// What `interim sources test` found: the report, and why the daemon would
+/// not take this poll, if it would not.
+pub struct SourcesTest {
+    pub report: String,
+    pub rejected: Option<String>,
+}
+
 /// `interim sources test`: one full poll, what it read, as `plan` sees it.
-pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<String> {
+pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<SourcesTest> {
     let settings = &config.settings;
     let kind = if settings.source.http.is_some() {
         "http"
@@ -601,14 +609,35 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Strin
     source.close().await;
     let snapshot =
         snapshot.map_err(|e| anyhow::anyhow!("source {kind} {}: {e:#}", settings.source.url))?;
+    // Tickets a policy has to skip (an email policy without a valid
+    // address) count as skipped rows too, as in the daemon.
+    let policy_skips: Vec<(String, crate::source::RowError)> = snapshot
+        .tickets
+        .iter()
+        .flat_map(|t| {
+            Policy::applicable(&settings.policies, t)
+                .into_iter()
+                .filter_map(move |p| {
+                    planner::recipient_for(settings, p, t)
+                        .err()
+                        .map(|e| (p.name.clone(), e))
+                })
+        })
+        .collect();
+    let mut counts = RowCounts::default();
+    counts.source_rows(&snapshot);
+    counts.policy_skips(settings, &snapshot.tickets, &policy_skips);
     let mut out = String::new();
     let _ = writeln!(out, "source: {kind} {}", settings.source.url);
     let _ = writeln!(
         out,
-        "read {} waiting ticket(s), {} ended, {} skipped, in {:.1} s",
+        "read {} waiting ticket(s), {} ended, {} skipped by the column contract, \
+         {} skipped by every policy that applies ({} row(s)), in {:.1} s",
         snapshot.tickets.len(),
         snapshot.ended.len(),
-        snapshot.skipped.len(),
+        counts.source_skipped,
+        counts.policy_skipped,
+        counts.rows,
         started.elapsed().as_secs_f64()
     );
     if !snapshot.tickets.is_empty() {
@@ -683,28 +712,16 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Strin
             }
         );
     }
-    // Tickets a policy has to skip (an email policy without a valid
-    // address) count as skipped rows too, as in the daemon's log.
-    let policy_skips: Vec<String> = snapshot
-        .tickets
-        .iter()
-        .flat_map(|t| {
-            Policy::applicable(&settings.policies, t)
-                .into_iter()
-                .filter_map(move |p| {
-                    planner::recipient_for(settings, p, t)
-                        .err()
-                        .map(|e| format!("{e} (policy {})", p.name))
-                })
-        })
-        .collect();
-    if !snapshot.skipped.is_empty() || !policy_skips.is_empty() {
-        let _ = writeln!(out, "\nskipped row(s):");
+    if !snapshot.skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped by the column contract:");
         for e in &snapshot.skipped {
             let _ = writeln!(out, "  {e}");
         }
-        for e in &policy_skips {
-            let _ = writeln!(out, "  {e}");
+    }
+    if !policy_skips.is_empty() {
+        let _ = writeln!(out, "\nskipped by a policy:");
+        for (policy, e) in &policy_skips {
+            let _ = writeln!(out, "  {e} (policy {policy})");
         }
     }
     if !snapshot.warnings.is_empty() {
@@ -713,5 +730,12 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Strin
             let _ = writeln!(out, "  {e}");
         }
     }
-    Ok(out)
+    let rejected = counts.rejection(settings.source.max_skipped_share, true);
+    if let Some(reason) = &rejected {
+        let _ = writeln!(out, "\nthe daemon would not take this poll: {reason}");
+    }
+    Ok(SourcesTest {
+        report: out,
+        rejected,
+    })
 }

@@ -838,7 +838,9 @@ fn a_source_query_slower_than_the_poll_interval_never_overlaps() {
             &[],
         )
     };
-    setup.wait_until(Duration::from_secs(120), "three polls finished", || polls() >= 3.0);
+    setup.wait_until(Duration::from_secs(120), "three polls finished", || {
+        polls() >= 3.0
+    });
     let text = metrics_text(&setup);
     let elapsed = started.elapsed().as_secs_f64();
     let count = prometheus_sum(&text, "interim_source_poll_duration_seconds_count", &[]);

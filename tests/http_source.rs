@@ -1102,11 +1102,12 @@ fn sources_test_shows_count_first_rows_and_policies() {
         !has_line(o, &["ticket 3 "]),
         "only --rows 2 tickets are shown\n{o}"
     );
-    assert!(!o.contains("skipped row(s)"), "{o}");
+    assert!(!o.contains("skipped by a policy:"), "{o}");
+    assert!(!o.contains("skipped by the column contract:"), "{o}");
 }
 
 #[test]
-fn sources_test_lists_every_skipped_row_and_exits_0() {
+fn sources_test_counts_and_lists_every_skipped_row_and_exits_0() {
     let since = ago(2 * 3600);
     let item = |id: Value, state: Value, waiting: &str, email: &str| json!({"id": id, "status": state, "waiting_since": waiting, "email": email, "tz": "Europe/Berlin"});
     let mut bad_zone = item(json!(15), json!("open"), &since, "c15@example.com");
@@ -1119,6 +1120,10 @@ fn sources_test_lists_every_skipped_row_and_exits_0() {
         item(json!(11), json!("open"), &since, "again11@example.com"),
         bad_zone,
         item(json!(14), json!("open"), &since, "not-an-address"),
+        // Enough good rows that half of them, not more, are skipped.
+        item(json!(16), json!("open"), &since, "c16@example.com"),
+        item(json!(17), json!("open"), &since, "c17@example.com"),
+        item(json!(18), json!("open"), &since, "c18@example.com"),
     ];
     let server = ApiServer::start(move |_| ApiResponse::json(&json!({"tickets": items})));
     let mut setup = http_setup(
@@ -1136,8 +1141,23 @@ fn sources_test_lists_every_skipped_row_and_exits_0() {
         out.all()
     );
     let o = &out.stdout;
-    assert!(o.contains("read 3 waiting ticket(s)"), "{o}");
-    assert!(o.contains("skipped row(s):"), "{o}");
+    assert!(
+        o.contains(
+            "read 6 waiting ticket(s), 0 ended, 4 skipped by the column contract, \
+             1 skipped by every policy that applies (10 row(s))"
+        ),
+        "the summary counts the rows it lists, each side named\n{o}"
+    );
+    let contract = o
+        .split("skipped by the column contract:")
+        .nth(1)
+        .and_then(|rest| rest.split("skipped by a policy:").next())
+        .unwrap_or_default();
+    assert_eq!(
+        contract.lines().filter(|l| l.contains("ticket ")).count(),
+        4,
+        "{o}"
+    );
     for needles in [
         &["ticket (no id)", "column id", "empty or NULL"][..],
         &[
@@ -1159,5 +1179,84 @@ fn sources_test_lists_every_skipped_row_and_exits_0() {
         ),
         "ticket 14 cannot get its email notice: it is listed with the skipped rows \
          even when it is not among the --rows shown\n{o}"
+    );
+}
+
+#[test]
+fn sources_test_exits_1_when_every_row_is_skipped() {
+    let items = vec![
+        json!({"id": 21, "status": "open", "waiting": ago(7200), "email": "c21@example.com"}),
+        json!({"id": 22, "status": "open", "waiting": ago(7200), "email": "c22@example.com"}),
+    ];
+    let server = ApiServer::start(move |_| ApiResponse::json(&json!({"tickets": items})));
+    // The query's waiting_since points at a field that was renamed.
+    let mut setup = http_setup(
+        &server.url("/tickets"),
+        r#"{ id = "/id", state = "/status", waiting_since = "/waiting_since", customer_email = "/email" }"#,
+        9,
+    );
+    setup.set("source.items", "\"/tickets\"");
+
+    let out = sources_test(&setup, 1);
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("read 0 waiting ticket(s), 0 ended, 2 skipped by the column contract, 0 skipped by every policy that applies (2 row(s))"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains("column waiting_since: 2"),
+        "the error names the column\n{}",
+        out.all()
+    );
+}
+
+#[test]
+fn json_ids_above_2_pow_53_keep_every_digit() {
+    // Raw JSON: 2^53 + 1 and u64::MAX are exact integers a float cannot hold.
+    let body = format!(
+        r#"{{"tickets": [
+            {{"id": 9007199254740993, "status": "open", "waiting_since": "{w}", "email": "c1@example.com"}},
+            {{"id": 9007199254740992, "status": "open", "waiting_since": "{w}", "email": "c2@example.com"}},
+            {{"id": 18446744073709551615, "status": "open", "waiting_since": "{w}", "email": "c3@example.com"}},
+            {{"id": 123456789012345678901234567890, "status": "open", "waiting_since": "{w}", "email": "c4@example.com"}}
+        ]}}"#,
+        w = ago(7200)
+    );
+    let server = ApiServer::start(move |_| ApiResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: body.clone(),
+    });
+    let mut setup = http_setup(
+        &server.url("/tickets"),
+        r#"{ id = "/id", state = "/status", waiting_since = "/waiting_since", customer_email = "/email" }"#,
+        9,
+    );
+    setup.set("source.items", "\"/tickets\"");
+
+    let plan = setup
+        .json(&["plan", "--format", "json"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: BTreeSet<String> = plan
+        .as_array()
+        .map(|rows| rows.iter().map(|r| text(&r["ticket_id"])).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            "9007199254740993".to_string(),
+            "9007199254740992".to_string(),
+            "18446744073709551615".to_string(),
+        ]),
+        "ids that differ only beyond a float's precision stay apart; \
+         one that JSON cannot carry exactly is skipped\n{plan:#}"
+    );
+    let out = sources_test(&setup, 0);
+    assert!(
+        has_line(&out.stdout, &["column id", "cannot be kept exactly"]),
+        "{}",
+        out.all()
     );
 }

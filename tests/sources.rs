@@ -169,3 +169,94 @@ fn mariadb_datetimes_are_read_in_the_source_timezone() {
 fn mariadb_unix_seconds_select_the_due_tickets() {
     plan_due_tickets(Server::MariaDb, UNIX, None);
 }
+
+/// Every id of `ids` is written into an `id` column of `sql_type`; `plan`
+/// must list each ticket under exactly that id.
+fn ids_come_out_exactly(server: Server, sql_type: &str, ids: &[&str]) {
+    let Some(db) = TestDatabase::create(server) else {
+        return;
+    };
+    db.execute(&format!(
+        "CREATE TABLE tickets (id {sql_type} PRIMARY KEY, state VARCHAR(20) NOT NULL, \
+         customer_email VARCHAR(100), waiting_since BIGINT NOT NULL)"
+    ));
+    let since = (Utc::now() - Duration::hours(2)).timestamp();
+    for (n, id) in ids.iter().enumerate() {
+        db.execute(&format!(
+            "INSERT INTO tickets VALUES ({id}, 'open', '{}', {since})",
+            Ticket::email(n as i64)
+        ));
+    }
+    let mut setup = Setup::new();
+    setup.set("source.url", &support::toml_str(db.url()));
+    setup.set(
+        "source.query",
+        &support::toml_str("SELECT id, state, customer_email, waiting_since FROM tickets"),
+    );
+    setup.email_channel("mail", 9, "");
+    setup.policy(
+        "first-notice",
+        "match = { state = [\"open\"] }\nafter = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
+    );
+    let plan = setup
+        .json(&["plan", "--format", "json"])
+        .unwrap_or_else(|e| panic!("{sql_type}: {e}"));
+    let got: BTreeSet<String> = plan
+        .as_array()
+        .map(|rows| rows.iter().map(|r| text(&r["ticket_id"])).collect())
+        .unwrap_or_default();
+    let wanted: BTreeSet<String> = ids.iter().map(|id| (*id).to_string()).collect();
+    assert_eq!(got, wanted, "{sql_type} ids\n{plan:#}");
+}
+
+#[test]
+fn mariadb_unsigned_ids_of_every_width_come_out_exactly() {
+    for (sql_type, max) in [
+        ("TINYINT UNSIGNED", "255"),
+        ("SMALLINT UNSIGNED", "65535"),
+        ("MEDIUMINT UNSIGNED", "16777215"),
+        ("INT UNSIGNED", "4294967295"),
+        ("BIGINT UNSIGNED", "18446744073709551615"),
+    ] {
+        ids_come_out_exactly(Server::MariaDb, sql_type, &["0", "1", "2", max]);
+    }
+}
+
+#[test]
+fn mariadb_signed_and_decimal_ids_come_out_exactly() {
+    ids_come_out_exactly(
+        Server::MariaDb,
+        "BIGINT",
+        &["-9223372036854775808", "9223372036854775807", "1"],
+    );
+    ids_come_out_exactly(
+        Server::MariaDb,
+        "DECIMAL(30,0)",
+        &["123456789012345678901234567890", "7"],
+    );
+}
+
+#[test]
+fn postgres_integer_and_numeric_ids_come_out_exactly() {
+    ids_come_out_exactly(Server::Postgres, "SMALLINT", &["-32768", "32767"]);
+    ids_come_out_exactly(Server::Postgres, "INTEGER", &["-2147483648", "2147483647"]);
+    ids_come_out_exactly(
+        Server::Postgres,
+        "BIGINT",
+        &["-9223372036854775808", "9223372036854775807"],
+    );
+    ids_come_out_exactly(
+        Server::Postgres,
+        "NUMERIC",
+        &[
+            "123456789012345678901234567890",
+            "18446744073709551616",
+            "3",
+        ],
+    );
+    ids_come_out_exactly(
+        Server::Postgres,
+        "NUMERIC(20,0)",
+        &["18446744073709551615", "4"],
+    );
+}

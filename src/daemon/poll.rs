@@ -3,7 +3,7 @@
 //! to the ledger only once the poll is complete. A poll that fails (an
 //! error, a reader that died, too many skipped rows) changes nothing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
@@ -12,8 +12,8 @@ use super::stage::PlanStage;
 use crate::config::Settings;
 use crate::notice::SeriesKey;
 use crate::planner::{self, Mode, Plan};
-use crate::policy::Policy;
-use crate::source::{PollKind, RowError, Snapshot, Source};
+use crate::row_counts::RowCounts;
+use crate::source::{PollKind, Snapshot, Source};
 use crate::store::{PollEnd, Store};
 
 /// What one poll did, for logs and tests.
@@ -102,49 +102,6 @@ impl PollSchedule {
 /// tickets are never held at once).
 pub const CHUNK: usize = 5_000;
 
-/// Incremental polls judge their share of skipped rows from this many rows
-/// on: one broken row in a quiet minute must not hold every notice.
-const MIN_ROWS_FOR_SHARE: usize = 10;
-
-/// Rows a poll read and how many of them it had to skip, by column.
-#[derive(Default)]
-struct RowCounts {
-    rows: usize,
-    skipped: usize,
-    by_column: BTreeMap<String, usize>,
-}
-
-impl RowCounts {
-    fn skip(&mut self, column: &str) {
-        self.skipped += 1;
-        *self.by_column.entry(column.to_owned()).or_default() += 1;
-    }
-
-    /// Why the poll must not be taken, if it must not.
-    fn rejection(&self, share: f64, full: bool) -> Option<String> {
-        if self.rows == 0 || self.skipped == 0 {
-            return None;
-        }
-        let all = self.skipped == self.rows;
-        let too_many = (self.skipped as f64) / (self.rows as f64) > share;
-        let judged = full || self.rows >= MIN_ROWS_FOR_SHARE;
-        if !(judged && (all || too_many)) {
-            return None;
-        }
-        let columns: Vec<String> = self
-            .by_column
-            .iter()
-            .map(|(column, n)| format!("column {column}: {n}"))
-            .collect();
-        Some(format!(
-            "the poll was not taken: {} of {} rows broke the column contract ({}); more than source.max_skipped_share ({share}) means a broken query, not tickets that stopped waiting",
-            self.skipped,
-            self.rows,
-            columns.join(", ")
-        ))
-    }
-}
-
 /// Polls the source once (as `kind` says) at `now`, plans every chunk
 /// against the ledger and stages the plans; only when the poll is complete
 /// are they applied, then a full poll ends the series of tickets it did
@@ -185,7 +142,7 @@ pub async fn poll_in_chunks(
         for (i, mode) in modes.iter().enumerate() {
             let plan = plan_chunk(store, settings, &snapshot, now, *mode).await?;
             if i == 0 {
-                count_policy_skips(settings, &snapshot, &plan, &mut counts);
+                counts.policy_skips(settings, &snapshot.tickets, &plan.skipped);
                 problems_now.extend(
                     plan.skipped
                         .iter()
@@ -194,10 +151,7 @@ pub async fn poll_in_chunks(
             }
             stage.push(plan)?;
         }
-        counts.rows += snapshot.tickets.len() + snapshot.ended.len() + snapshot.skipped.len();
-        for e in &snapshot.skipped {
-            counts.skip(&e.column);
-        }
+        counts.source_rows(&snapshot);
         summary.tickets += snapshot.tickets.len();
         summary.ended += snapshot.ended.len();
         // Today the only non-fatal finding is an unknown customer time zone.
@@ -209,8 +163,8 @@ pub async fn poll_in_chunks(
         problems_now.extend(snapshot.warnings.iter().map(|e| e.to_string()));
         problems_now.extend(snapshot.future.iter().map(|e| e.to_string()));
     }
-    summary.skipped_rows = counts.skipped;
-    metrics::counter!("interim_source_rows_skipped_total").increment(counts.skipped as u64);
+    summary.skipped_rows = counts.skipped();
+    metrics::counter!("interim_source_rows_skipped_total").increment(counts.skipped() as u64);
     problems.report(
         problems_now.into_iter(),
         "row skipped or corrected: it breaks the column contract",
@@ -306,33 +260,4 @@ pub async fn series_of(
         series.extend(derived);
     }
     Ok(series)
-}
-
-/// A row counts as skipped when every policy that applies to it had to
-/// skip it (an email policy and no valid address).
-fn count_policy_skips(
-    settings: &Settings,
-    snapshot: &Snapshot,
-    plan: &Plan,
-    counts: &mut RowCounts,
-) {
-    if plan.skipped.is_empty() {
-        return;
-    }
-    let mut per_ticket: HashMap<&str, Vec<&RowError>> = HashMap::new();
-    for (_, e) in &plan.skipped {
-        if let Some(id) = e.ticket_id.as_deref() {
-            per_ticket.entry(id).or_default().push(e);
-        }
-    }
-    for ticket in &snapshot.tickets {
-        let Some(skips) = per_ticket.get(ticket.id.as_str()) else {
-            continue;
-        };
-        if skips.len() >= Policy::applicable(&settings.policies, ticket).len()
-            && let Some(first) = skips.first()
-        {
-            counts.skip(&first.column);
-        }
-    }
 }

@@ -19,9 +19,19 @@ pub enum Cell {
     Timestamp(DateTime<Utc>),
     Naive(NaiveDateTime),
     Date(NaiveDate),
+    /// An exact number outside `i64` (MySQL `BIGINT UNSIGNED`, PostgreSQL
+    /// `NUMERIC`, a big JSON integer), as its decimal digits.
+    Number(String),
     /// A type we cannot read; carries the SQL type name for the error.
     Unsupported(String),
+    /// A value of a known type that cannot be read (invalid UTF-8); carries
+    /// the reason.
+    Invalid(String),
 }
+
+/// Floats hold every integer exactly only up to 2^53; a JSON id beyond
+/// that may already have lost digits when it reaches us.
+const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0;
 
 /// A row that breaks the contract: skipped, logged once, counted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -68,6 +78,20 @@ pub fn ticket_from_row(
                 "missing: the query must select an id column",
             ));
         }
+        Some(Cell::Unsupported(ty)) => {
+            return Err(error(None, "id", unsupported(&ty)));
+        }
+        Some(Cell::Invalid(reason)) => return Err(error(None, "id", reason)),
+        Some(Cell::Float(f)) if f.abs() >= EXACT_FLOAT_LIMIT || f.fract() != 0.0 => {
+            return Err(error(
+                None,
+                "id",
+                format!(
+                    "{f} is a number that cannot be kept exactly; deliver ids as integers \
+                     below 2^53 or as text"
+                ),
+            ));
+        }
         Some(cell) => text_of(&cell).filter(|s| !s.trim().is_empty()),
     };
     let Some(id) = id else {
@@ -78,10 +102,8 @@ pub fn ticket_from_row(
     let mut text = |name: &str| -> Result<Option<String>, RowError> {
         match row.remove(name) {
             None | Some(Cell::Null) => Ok(None),
-            Some(Cell::Unsupported(ty)) => Err(fail(
-                name,
-                format!("unsupported SQL type {ty}; cast it to text in the query"),
-            )),
+            Some(Cell::Unsupported(ty)) => Err(fail(name, unsupported(&ty))),
+            Some(Cell::Invalid(reason)) => Err(fail(name, reason)),
             Some(cell) => Ok(text_of(&cell)),
         }
     };
@@ -187,10 +209,15 @@ fn error(ticket_id: Option<String>, column: &str, reason: impl Into<String>) -> 
     }
 }
 
+fn unsupported(type_name: &str) -> String {
+    format!("unsupported SQL type {type_name}; cast it to text in the query")
+}
+
 fn text_of(cell: &Cell) -> Option<String> {
     match cell {
-        Cell::Null | Cell::Unsupported(_) => None,
+        Cell::Null | Cell::Unsupported(_) | Cell::Invalid(_) => None,
         Cell::Int(i) => Some(i.to_string()),
+        Cell::Number(digits) => Some(digits.clone()),
         Cell::Float(f) => Some(f.to_string()),
         Cell::Bool(b) => Some(b.to_string()),
         Cell::Text(s) => Some(s.clone()),
@@ -202,8 +229,13 @@ fn text_of(cell: &Cell) -> Option<String> {
 
 fn json_of(cell: Cell) -> serde_json::Value {
     match cell {
-        Cell::Null | Cell::Unsupported(_) => serde_json::Value::Null,
+        Cell::Null | Cell::Unsupported(_) | Cell::Invalid(_) => serde_json::Value::Null,
         Cell::Int(i) => i.into(),
+        // Integers that fit u64 stay numbers; anything else keeps its
+        // digits as text rather than rounding through a float.
+        Cell::Number(digits) => digits
+            .parse::<u64>()
+            .map_or_else(|_| digits.into(), serde_json::Value::from),
         Cell::Float(f) => f.into(),
         Cell::Bool(b) => b.into(),
         Cell::Text(s) => s.into(),
@@ -233,6 +265,9 @@ pub fn timestamp_of(cell: &Cell, zone: Tz) -> Result<Option<DateTime<Utc>>, Stri
             .map(Some)
             .ok_or_else(|| format!("{secs} is not a Unix timestamp in seconds")),
         Cell::Text(text) => parse_timestamp_text(text, zone).map(Some),
+        Cell::Number(digits) => Err(format!("{digits} is not a Unix timestamp in seconds")),
+        Cell::Invalid(reason) => Err(reason.clone()),
+        Cell::Unsupported(ty) => Err(unsupported(ty)),
         other => Err(format!("cannot read {other:?} as a timestamp")),
     }
 }

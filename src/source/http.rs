@@ -276,7 +276,22 @@ impl HttpSource {
             .settings
             .fields
             .iter()
-            .map(|(column, pointers)| (column.clone(), self.resolve(&item, pointers)))
+            .map(|(column, pointers)| {
+                // A waiting_since field that is not there at all (not even
+                // null) is a mapping that broke, not a wait that ended:
+                // read as "ended" it would cancel every notice.
+                let absent =
+                    column == "waiting_since" && pointers.iter().all(|p| item.pointer(p).is_none());
+                let cell = if absent {
+                    Cell::Invalid(format!(
+                        "the item has no field {}; check source.fields.waiting_since",
+                        pointers.join(" or ")
+                    ))
+                } else {
+                    self.resolve(&item, pointers)
+                };
+                (column.clone(), cell)
+            })
             .collect();
         if let Some(states) = &self.settings.waiting_states {
             let state = cells
@@ -288,6 +303,7 @@ impl HttpSource {
                 Some(Cell::Text(s)) => Some(s.to_lowercase()),
                 Some(Cell::Int(i)) => Some(i.to_string()),
                 Some(Cell::Float(f)) => Some(f.to_string()),
+                Some(Cell::Number(digits)) => Some(digits.clone()),
                 Some(Cell::Bool(b)) => Some(b.to_string()),
                 _ => None,
             };
@@ -354,11 +370,15 @@ fn cell_of(value: &Value) -> Cell {
     match value {
         Value::Null => Cell::Null,
         Value::Bool(b) => Cell::Bool(*b),
-        Value::Number(n) => n
-            .as_i64()
-            .map(Cell::Int)
-            .or_else(|| n.as_f64().map(Cell::Float))
-            .unwrap_or(Cell::Null),
+        // u64 ids above i64 keep their digits; only real fractions (and
+        // integers beyond u64, which serde_json has already rounded) are
+        // floats, and the contract refuses a float id it cannot keep.
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Cell::Int(i),
+            (None, Some(u), _) => Cell::Number(u.to_string()),
+            (None, None, Some(f)) => Cell::Float(f),
+            (None, None, None) => Cell::Null,
+        },
         Value::String(s) => Cell::Text(s.clone()),
         other => Cell::Text(other.to_string()),
     }

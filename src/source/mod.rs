@@ -5,6 +5,7 @@
 pub mod columns;
 pub mod http;
 pub mod sql;
+mod sql_cells;
 
 use std::collections::HashSet;
 use std::time::Instant;

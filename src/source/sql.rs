@@ -5,12 +5,13 @@
 use std::str::FromStr;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
-use sqlx::{AssertSqlSafe, Column, ColumnIndex, Database, Decode, Row, Type, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Database};
 use tokio::sync::mpsc;
 
 use super::columns::Cell;
+use super::sql_cells::read_row;
 use crate::config::SourceSettings;
 
 /// One row as named cells.
@@ -19,7 +20,7 @@ pub type CellRow = Vec<(String, Cell)>;
 /// Binds the parameter, reads the rows of one query and sends them in
 /// chunks (a macro: each backend's query type is its own).
 macro_rules! drain {
-    ($query:expr, $db:ty, $value:expr, $binds:expr, $pool:expr, $chunk:expr, $mysql:expr, $tx:expr) => {{
+    ($query:expr, $db:ty, $value:expr, $binds:expr, $pool:expr, $chunk:expr, $tx:expr) => {{
         let mut query = $query;
         for _ in 0..$binds {
             query = match &$value {
@@ -36,7 +37,7 @@ macro_rules! drain {
         loop {
             match rows.try_next().await {
                 Ok(Some(row)) => {
-                    batch.push(read_row::<$db>(&row, $mysql));
+                    batch.push(read_row::<$db>(&row));
                     if batch.len() >= $chunk
                         && $tx.send(Ok(std::mem::take(&mut batch))).await.is_err()
                     {
@@ -117,36 +118,15 @@ impl SqlPool {
         let reader = tokio::spawn(async move {
             let sql = AssertSqlSafe(sql);
             let outcome = match &pool {
-                SqlPool::Sqlite(p) => drain!(
-                    sqlx::query(sql),
-                    sqlx::Sqlite,
-                    value,
-                    binds,
-                    p,
-                    chunk,
-                    false,
-                    tx
-                ),
-                SqlPool::Postgres(p) => drain!(
-                    sqlx::query(sql),
-                    sqlx::Postgres,
-                    value,
-                    binds,
-                    p,
-                    chunk,
-                    false,
-                    tx
-                ),
-                SqlPool::MySql(p) => drain!(
-                    sqlx::query(sql),
-                    sqlx::MySql,
-                    value,
-                    binds,
-                    p,
-                    chunk,
-                    true,
-                    tx
-                ),
+                SqlPool::Sqlite(p) => {
+                    drain!(sqlx::query(sql), sqlx::Sqlite, value, binds, p, chunk, tx)
+                }
+                SqlPool::Postgres(p) => {
+                    drain!(sqlx::query(sql), sqlx::Postgres, value, binds, p, chunk, tx)
+                }
+                SqlPool::MySql(p) => {
+                    drain!(sqlx::query(sql), sqlx::MySql, value, binds, p, chunk, tx)
+                }
             };
             if let Err(e) = outcome {
                 let _ = tx.send(Err(e)).await;
@@ -211,104 +191,6 @@ fn pool_options<DB: Database>(settings: &SourceSettings) -> sqlx::pool::PoolOpti
     sqlx::pool::PoolOptions::new()
         .max_connections(2)
         .acquire_timeout(settings.timeout)
-}
-
-/// A type this backend can decode.
-trait Readable<DB: Database>: for<'r> Decode<'r, DB> + Type<DB> {}
-impl<DB: Database, T: for<'r> Decode<'r, DB> + Type<DB>> Readable<DB> for T {}
-
-fn read_row<DB>(row: &DB::Row, mysql: bool) -> Vec<(String, Cell)>
-where
-    DB: Database,
-    usize: ColumnIndex<DB::Row>,
-    String: Readable<DB>,
-    i64: Readable<DB>,
-    i32: Readable<DB>,
-    i16: Readable<DB>,
-    f64: Readable<DB>,
-    f32: Readable<DB>,
-    bool: Readable<DB>,
-    DateTime<Utc>: Readable<DB>,
-    NaiveDateTime: Readable<DB>,
-    NaiveDate: Readable<DB>,
-    Vec<u8>: Readable<DB>,
-{
-    row.columns()
-        .iter()
-        .enumerate()
-        .map(|(i, column)| (column.name().to_owned(), read_cell::<DB>(row, i, mysql)))
-        .collect()
-}
-
-fn read_cell<DB>(row: &DB::Row, i: usize, mysql: bool) -> Cell
-where
-    DB: Database,
-    usize: ColumnIndex<DB::Row>,
-    String: Readable<DB>,
-    i64: Readable<DB>,
-    i32: Readable<DB>,
-    i16: Readable<DB>,
-    f64: Readable<DB>,
-    f32: Readable<DB>,
-    bool: Readable<DB>,
-    DateTime<Utc>: Readable<DB>,
-    NaiveDateTime: Readable<DB>,
-    NaiveDate: Readable<DB>,
-    Vec<u8>: Readable<DB>,
-{
-    let Ok(raw) = row.try_get_raw(i) else {
-        return Cell::Null;
-    };
-    if raw.is_null() {
-        return Cell::Null;
-    }
-    let type_name = raw.type_info().name().to_ascii_uppercase();
-    // MySQL TIMESTAMP columns are absolute instants (sent in UTC), unlike
-    // DATETIME, which is wall-clock time in the source zone.
-    if mysql
-        && type_name == "TIMESTAMP"
-        && let Ok(t) = row.try_get::<DateTime<Utc>, _>(i)
-    {
-        return Cell::Timestamp(t);
-    }
-    if let Ok(v) = row.try_get::<String, _>(i) {
-        return Cell::Text(v);
-    }
-    if let Ok(v) = row.try_get::<i64, _>(i) {
-        return Cell::Int(v);
-    }
-    if let Ok(v) = row.try_get::<i32, _>(i) {
-        return Cell::Int(v.into());
-    }
-    if let Ok(v) = row.try_get::<i16, _>(i) {
-        return Cell::Int(v.into());
-    }
-    if let Ok(v) = row.try_get::<bool, _>(i) {
-        return Cell::Bool(v);
-    }
-    if let Ok(v) = row.try_get::<f64, _>(i) {
-        return Cell::Float(v);
-    }
-    if let Ok(v) = row.try_get::<f32, _>(i) {
-        return Cell::Float(v.into());
-    }
-    if let Ok(v) = row.try_get::<NaiveDateTime, _>(i) {
-        return Cell::Naive(v);
-    }
-    if let Ok(v) = row.try_get::<DateTime<Utc>, _>(i) {
-        return Cell::Timestamp(v);
-    }
-    if let Ok(v) = row.try_get::<NaiveDate, _>(i) {
-        return Cell::Date(v);
-    }
-    // MySQL hands out some text (e.g. from CONCAT over binary collations)
-    // as bytes.
-    if let Ok(bytes) = row.try_get::<Vec<u8>, _>(i)
-        && let Ok(text) = String::from_utf8(bytes)
-    {
-        return Cell::Text(text);
-    }
-    Cell::Unsupported(type_name)
 }
 
 /// The value a query's parameter is bound to.
