@@ -175,7 +175,9 @@ impl Templates {
         } else {
             self.default_language.clone()
         };
-        let zone = customer_zone(settings, facts.ticket, facts.policy);
+        let shown = customer_zone(settings, facts.ticket, facts.policy);
+        // A zone the customer did not give is named next to every date.
+        let date = |t| locale::format_date_time(t, shown.zone, &language, !shown.customer_given);
         let state_for_customer = state_for_customer(settings, facts.ticket, &language);
         let waited = (facts.now - facts.ticket.waiting_since)
             .to_std()
@@ -187,13 +189,16 @@ impl Templates {
                 number => facts.number,
                 max => facts.policy.max_notices,
                 is_last => facts.next_notice_at.is_none(),
-                due_at => locale::format_date_time(facts.due_at, zone, &language),
+                due_at => date(facts.due_at),
             },
             policy => context! { name => &facts.policy.name },
             waited => locale::format_waited(waited, &language),
             waited_seconds => waited.as_secs(),
-            waiting_since => locale::format_date_time(facts.ticket.waiting_since, zone, &language),
-            next_notice_at => facts.next_notice_at.map(|t| locale::format_date_time(t, zone, &language)),
+            waiting_since => date(facts.ticket.waiting_since),
+            // The promise is rounded up, never shown before the plan.
+            next_notice_at => facts.next_notice_at.map(|t| {
+                locale::format_promise(t, shown.zone, &language, !shown.customer_given)
+            }),
             language => &language,
         };
         let render = |part: &str| -> Result<Option<String>, minijinja::Error> {
@@ -213,16 +218,37 @@ impl Templates {
     }
 }
 
+/// The zone a notice's dates are shown in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShownZone {
+    pub zone: Tz,
+    /// Whether it is the ticket's own `timezone`; a fallback zone is named
+    /// next to each date ("15:23 Uhr MEZ").
+    pub customer_given: bool,
+}
+
 /// The zone dates are shown in: the customer's, else the policy calendar's,
 /// else the daemon's. An invalid customer zone falls back silently here;
 /// the source already warned about it.
-pub fn customer_zone(settings: &Settings, ticket: &Ticket, policy: &Policy) -> Tz {
-    ticket
+pub fn customer_zone(settings: &Settings, ticket: &Ticket, policy: &Policy) -> ShownZone {
+    if let Some(zone) = ticket
         .timezone
         .as_deref()
         .and_then(|z| z.parse::<Tz>().ok())
-        .or_else(|| policy.window.calendar.as_ref().map(|c| c.timezone))
-        .unwrap_or(settings.daemon.timezone)
+    {
+        return ShownZone {
+            zone,
+            customer_given: true,
+        };
+    }
+    ShownZone {
+        zone: policy
+            .window
+            .calendar
+            .as_ref()
+            .map_or(settings.daemon.timezone, |c| c.timezone),
+        customer_given: false,
+    }
 }
 
 fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
