@@ -533,3 +533,31 @@ fn a_customer_email_with_a_display_name_is_delivered_to_its_address() {
         "the ticket's customer_name is the display name"
     );
 }
+
+#[test]
+fn text_that_is_not_utf8_is_skipped_with_that_reason() {
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", 9, "")
+        .policy("customer-mail", &every_ticket("mail"));
+    let helpdesk = setup.helpdesk();
+    helpdesk.insert(&[Ticket::new(1), Ticket::new(2)]);
+    // SQLite keeps whatever bytes it is given in a TEXT column.
+    helpdesk.execute("UPDATE tickets SET subject = CAST(x'48e96c6c6f' AS TEXT) WHERE id = 2");
+
+    let out = setup.cli(&["sources", "test"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("ticket 2:"))
+        .unwrap_or_else(|| panic!("ticket 2 is listed as skipped\n{stdout}"));
+    assert!(
+        line.contains("column subject") && line.contains("not valid UTF-8"),
+        "the skip names the column and the real reason: {line}"
+    );
+    assert!(!line.contains("unsupported SQL type"), "{line}");
+    assert!(
+        stdout.contains("read 1 waiting ticket(s), 0 ended, 1 skipped by the column contract"),
+        "{stdout}"
+    );
+}
