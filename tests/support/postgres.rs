@@ -19,10 +19,10 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     /// A new empty database, or None (after printing that the test was
-    /// skipped) when `INTERIM_TEST_POSTGRES_URL` is not set.
+    /// skipped, or fails in CI) when `INTERIM_TEST_POSTGRES_URL` is not set.
     pub fn create() -> Option<Self> {
         let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-            println!("skipped: {POSTGRES_URL_VAR} is not set");
+            super::skip_or_fail(&format!("{POSTGRES_URL_VAR} is not set"));
             return None;
         };
         let name = format!("interim_test_{:016x}", rand::random::<u64>());
