@@ -55,9 +55,16 @@ impl Calendar {
     ) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
         // Start a day early: a local date's interval may begin before `from`'s
         // local date in UTC terms.
-        let first = from.with_timezone(&self.timezone).date_naive() - chrono::Days::new(1);
-        (0..MAX_DAYS_AHEAD)
-            .filter_map(move |offset| first.checked_add_days(chrono::Days::new(offset as u64)))
+        // Near chrono's ends local time overflows: no intervals there.
+        let first = crate::clock::computable(from)
+            .then(|| {
+                from.with_timezone(&self.timezone)
+                    .date_naive()
+                    .checked_sub_days(chrono::Days::new(1))
+            })
+            .flatten();
+        (0..first.map_or(0, |_| MAX_DAYS_AHEAD))
+            .filter_map(move |offset| first?.checked_add_days(chrono::Days::new(offset as u64)))
             .flat_map(move |date| self.intervals_on(date))
             .filter(move |(_, end)| *end > from)
             .map(move |(start, end)| (start.max(from), end))
@@ -112,7 +119,10 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
             // most a few hours, and start on a minute boundary everywhere).
             let mut probe = local;
             for _ in 0..(24 * 60) {
-                probe += chrono::Duration::minutes(1);
+                let Some(next) = probe.checked_add_signed(chrono::Duration::minutes(1)) else {
+                    break;
+                };
+                probe = next;
                 if let Some(t) = tz.from_local_datetime(&probe).earliest() {
                     let gap_end = t.with_timezone(&Utc);
                     // The first valid local minute after the gap, truncated to

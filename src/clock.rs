@@ -67,3 +67,39 @@ pub fn system() -> Arc<dyn Clock> {
 pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
+
+/// The years an instant from outside (a source row, a header) may lie in.
+/// Inside them every sum with a configured duration (at most
+/// [`MAX_DURATION_YEARS`]) stays far inside chrono's range, so planning
+/// cannot overflow; outside them the value is a unit mistake (milliseconds
+/// read as seconds) or garbage, and its row is skipped with the reason.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
+/// The longest duration a config key may hold.
+pub const MAX_DURATION_YEARS: u64 = 100;
+
+/// `t` if it lies in [`YEARS`], else why not.
+pub fn plausible(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    use chrono::Datelike;
+    if YEARS.contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{} lies outside the years {}-{}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            YEARS.start(),
+            YEARS.end()
+        ))
+    }
+}
+
+/// The years calendar, cron and local-time arithmetic accept: every
+/// plausible instant plus every configured duration lies inside, and
+/// chrono's ends (where local time overflows) lie far outside. Outside,
+/// those functions answer "no such instant" instead of panicking.
+pub const COMPUTABLE_YEARS: std::ops::RangeInclusive<i32> = 1000..=20_000;
+
+/// Whether calendar, cron and local-time arithmetic may work on `t`.
+pub fn computable(t: DateTime<Utc>) -> bool {
+    COMPUTABLE_YEARS.contains(&chrono::Datelike::year(&t))
+}

@@ -43,8 +43,18 @@ pub fn decide(
     if let Some(wanted) = retry_after {
         delay = delay.max(wanted.min(policy.max));
     }
-    let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
-    let deadline = first_attempt + chrono::Duration::from_std(policy.retry_for).unwrap_or_default();
+    let after = |from: DateTime<Utc>, d: Duration| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| from.checked_add_signed(d))
+    };
+    // An instant beyond chrono's range is "never": give up rather than panic.
+    let (Some(next), Some(deadline)) = (after(now, delay), after(first_attempt, policy.retry_for))
+    else {
+        return RetryDecision::GiveUp(format!(
+            "gave up after {attempts} attempts: the next attempt lies beyond any date"
+        ));
+    };
     if next > deadline {
         return RetryDecision::GiveUp(format!(
             "gave up after {attempts} attempts over {} (retry_for = {})",

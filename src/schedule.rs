@@ -64,10 +64,15 @@ impl SendAt {
 
     /// The first slot instant at or after `at`.
     pub fn next_slot(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !crate::clock::computable(at) {
+            return None;
+        }
         let local = at.with_timezone(&self.timezone).naive_local();
         // Evaluate cron on naive wall-clock time (as if it were UTC), starting
         // one second before `at` so a slot exactly at `at` counts.
-        let start = (local - chrono::Duration::seconds(1)).and_utc();
+        let start = local
+            .checked_sub_signed(chrono::Duration::seconds(1))?
+            .and_utc();
         for slot in self.schedule.after(&start).take(MAX_STEPS) {
             let instant = local_to_utc(self.timezone, slot.naive_utc());
             // A slot in the repeated autumn hour maps to its earlier
@@ -105,7 +110,7 @@ impl SendWindow {
             let slot = send_at.next_slot(at)?;
             match &self.calendar {
                 Some(calendar) if !calendar.is_open(slot) => {
-                    at = slot + chrono::Duration::seconds(1);
+                    at = slot.checked_add_signed(chrono::Duration::seconds(1))?;
                 }
                 _ => return Some(slot),
             }

@@ -561,3 +561,51 @@ fn text_that_is_not_utf8_is_skipped_with_that_reason() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_waiting_since_beyond_the_year_9999_skips_its_row_and_the_daemon_keeps_sending() {
+    let sink = SmtpSink::start();
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", sink.port(), "")
+        .toml(
+            "[calendars.always]\ntimezone = \"Europe/Berlin\"\n\
+             hours = { mon = \"00:00-24:00\", tue = \"00:00-24:00\", wed = \"00:00-24:00\", \
+             thu = \"00:00-24:00\", fri = \"00:00-24:00\", sat = \"00:00-24:00\", sun = \"00:00-24:00\" }",
+        )
+        .policy(
+            "customer-mail",
+            &(every_ticket("mail") + "\ncalendar = \"always\"\nrepeat_every = \"1d\""),
+        );
+    let helpdesk = setup.helpdesk();
+    helpdesk.insert(&[Ticket::new(1), Ticket::new(2), Ticket::new(3)]);
+    // Integer seconds of the year 262140: chrono can hold it, but no
+    // calendar arithmetic on it can (this panicked on every start).
+    helpdesk.execute("UPDATE tickets SET waiting_since = 8210266876799 WHERE id = 2");
+
+    let plan = setup.cli(&["plan", "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("ticket 2: column waiting_since") && stderr.contains("9999"),
+        "the skip names the ticket, the column and the range\n{stderr}"
+    );
+    let planned: Value = serde_json::from_slice(&plan.stdout).unwrap_or(Value::Null);
+    let ids: BTreeSet<String> = planned
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| support::text(&r["ticket_id"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(ids, BTreeSet::from(["1".to_string(), "3".to_string()]));
+
+    let mut daemon = setup.start();
+    setup.wait_until(SOON, "tickets 1 and 3 got their notice", || {
+        sink.mails().len() == 2
+    });
+    assert!(daemon.is_running(), "the row did not stop the daemon");
+    let tickets: BTreeSet<String> = setup.notices().into_iter().map(|n| n.ticket_id).collect();
+    assert_eq!(tickets, BTreeSet::from(["1".to_string(), "3".to_string()]));
+}

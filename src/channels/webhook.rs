@@ -90,7 +90,7 @@ impl WebhookChannel {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let reason = format!("POST {url}: HTTP {}", status.as_u16());
         if status == StatusCode::REQUEST_TIMEOUT
             || status == StatusCode::TOO_MANY_REQUESTS
@@ -116,15 +116,19 @@ impl WebhookChannel {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+/// `Retry-After` as seconds or an HTTP date, measured from `now`; a date
+/// in the past is no wait. Whatever it says, the retry policy caps it.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
+    Some(
+        at.with_timezone(&chrono::Utc)
+            .signed_duration_since(now)
+            .to_std()
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -146,7 +150,10 @@ mod tests {
 
     #[test]
     fn retry_after_accepts_seconds() {
-        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("120", chrono::Utc::now()),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after("soon", chrono::Utc::now()), None);
     }
 }

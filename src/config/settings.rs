@@ -190,10 +190,19 @@ impl Problems {
     }
 }
 
+/// A duration from the config: humantime syntax, at most
+/// [`MAX_DURATION_YEARS`](crate::clock::MAX_DURATION_YEARS) long, so every
+/// instant plus a configured duration stays computable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
         format!("invalid duration \"{text}\": {e} (write e.g. \"90s\", \"4h\", \"2d\")")
-    })
+    })?;
+    let years = crate::clock::MAX_DURATION_YEARS;
+    // humantime's year is 365.25 days.
+    if duration > Duration::from_secs(years * 31_557_600) {
+        return Err(format!("duration \"{text}\" is longer than {years} years"));
+    }
+    Ok(duration)
 }
 
 pub(super) fn parse_zone(text: &str) -> Result<Tz, String> {

@@ -104,7 +104,10 @@ impl Dispatcher {
                 .get(&claim.channel)
                 .and_then(|c| c.rate)
                 .map_or(1.0, |r| 1.0 / r);
-            let next = now + chrono::Duration::milliseconds((wait * 1000.0) as i64);
+            // A rate far below one a second must not overflow the instant.
+            let next = chrono::Duration::try_milliseconds((wait.min(86_400.0) * 1000.0) as i64)
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now);
             self.persist(claim, |n| async move {
                 self.store.release(&n, Some(next), None).await
             })

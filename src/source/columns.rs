@@ -249,6 +249,24 @@ fn json_of(cell: Cell) -> serde_json::Value {
 /// text, `YYYY-MM-DD HH:MM:SS[.fff]` text (naive, in the source zone) and
 /// integer Unix seconds.
 pub fn timestamp_of(cell: &Cell, zone: Tz) -> Result<Option<DateTime<Utc>>, String> {
+    let read = any_timestamp_of(cell, zone)?;
+    match (read, cell) {
+        (None, _) => Ok(None),
+        (Some(t), Cell::Int(secs)) => crate::clock::plausible(t).map(Some).map_err(|reason| {
+            // The classic mistake: epoch milliseconds where seconds belong.
+            let as_millis = DateTime::from_timestamp_millis(*secs)
+                .is_some_and(|t| crate::clock::plausible(t).is_ok());
+            if as_millis {
+                format!("{reason}: {secs} looks like milliseconds; the contract wants Unix seconds")
+            } else {
+                format!("{secs} seconds: {reason}")
+            }
+        }),
+        (Some(t), _) => crate::clock::plausible(t).map(Some),
+    }
+}
+
+fn any_timestamp_of(cell: &Cell, zone: Tz) -> Result<Option<DateTime<Utc>>, String> {
     match cell {
         Cell::Null => Ok(None),
         Cell::Timestamp(t) => Ok(Some(*t)),

@@ -215,9 +215,15 @@ impl HttpSource {
                     .headers()
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(crate::channels::webhook::parse_retry_after)
+                    .and_then(|v| {
+                        crate::channels::webhook::parse_retry_after(v, chrono::Utc::now())
+                    })
                     .unwrap_or(Duration::from_secs(1));
-                if Instant::now() + wait >= deadline {
+                // A Retry-After of u64::MAX seconds overflows an Instant.
+                if Instant::now()
+                    .checked_add(wait)
+                    .is_none_or(|t| t >= deadline)
+                {
                     anyhow::bail!(
                         "GET {shown}: HTTP {} and Retry-After {}s is beyond source.timeout",
                         status.as_u16(),
