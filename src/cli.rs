@@ -1,6 +1,9 @@
 //! The command line: parses arguments, loads the config, calls the library.
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+//! A reader that goes away (`interim plan | head -1`) ends a command
+//! quietly with 0; a closed stderr loses only the messages.
 
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -132,6 +135,8 @@ enum Failure {
     Usage(String),
     Config(ConfigError),
     Runtime(anyhow::Error),
+    /// Stdout's reader went away: it has what it wanted.
+    StdoutClosed,
 }
 
 impl From<anyhow::Error> for Failure {
@@ -155,24 +160,45 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
+            complain(format_args!("failed to start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(dispatch(cli, quiet)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
+            complain(format_args!("{message}"));
             ExitCode::from(2)
         }
         Err(Failure::Config(e)) => {
-            eprintln!("error: {e}");
+            complain(format_args!("{e}"));
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("error: {e:#}");
+            complain(format_args!("{e:#}"));
             ExitCode::from(1)
         }
+    }
+}
+
+/// `error: …` on stderr; `eprintln!` would panic when stderr is closed.
+fn complain(message: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+}
+
+/// Writes a command's result to stdout; `println!` would panic when the
+/// reader went away.
+fn emit(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Err(Failure::StdoutClosed),
+        Err(e) => Err(Failure::Runtime(
+            anyhow::Error::new(e).context("failed to write to stdout"),
+        )),
     }
 }
 
@@ -202,7 +228,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         }
         Command::CheckConfig => {
             let config = load(config_flag, quiet)?;
-            print!("{}", crate::report::config_summary(&config));
+            emit(&crate::report::config_summary(&config))?;
         }
         Command::Plan {
             at,
@@ -220,7 +246,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 None => std::time::Duration::ZERO,
             };
             let rows = crate::report::plan_rows(&config, at, horizon).await?;
-            crate::report::print_plan(&rows, format);
+            emit(&crate::report::plan_text(&rows, format))?;
         }
         Command::Preview { ticket, policy } => {
             let config = load(config_flag, quiet)?;
@@ -230,7 +256,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     crate::report::PreviewError::NotFound(m) => Failure::Usage(m),
                     crate::report::PreviewError::Other(e) => Failure::Runtime(e),
                 })?;
-            print!("{text}");
+            emit(&text)?;
         }
         Command::Notices {
             status,
@@ -253,14 +279,16 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             };
             let store = Store::open(&config.settings.store.url).await?;
             let rows = store.list(&NoticeFilter { status, ticket }).await?;
-            crate::report::print_notices(&rows, format);
+            emit(&crate::report::notices_text(&rows, format))?;
         }
         Command::Retry { ids } => {
             let config = load(config_flag, quiet)?;
             let store = Store::open(&config.settings.store.url).await?;
             let refused = store.retry(&ids, Utc::now()).await?;
             let retried = ids.len().saturating_sub(refused.len());
-            println!("{retried} notice(s) put back to pending as the next notice of their series");
+            let printed = emit(&format!(
+                "{retried} notice(s) put back to pending as the next notice of their series\n"
+            ));
             if !refused.is_empty() {
                 let lines: Vec<String> = refused
                     .iter()
@@ -271,18 +299,20 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     lines.join("\n")
                 )));
             }
+            printed?;
         }
         Command::Sources {
             action: SourcesAction::Test { rows },
         } => {
             let config = load(config_flag, quiet)?;
             let test = crate::report::sources_test(&config, rows).await?;
-            print!("{}", test.report);
+            let printed = emit(&test.report);
             if let Some(reason) = test.rejected {
                 return Err(Failure::Runtime(anyhow::anyhow!(
                     "the source's rows break the contract: {reason}"
                 )));
             }
+            printed?;
         }
         Command::Suppress { action } => {
             let config = load(config_flag, quiet)?;
@@ -293,7 +323,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     store
                         .suppress(&entry.key(), &reason, "cli", Utc::now())
                         .await?;
-                    println!("{} suppressed: {reason}", entry.key());
+                    emit(&format!("{} suppressed: {reason}\n", entry.key()))?;
                 }
                 SuppressAction::Remove { address } => {
                     let entry = crate::suppress::Entry::parse(&address).map_err(Failure::Usage)?;
@@ -303,11 +333,11 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                             entry.key()
                         )));
                     }
-                    println!("{} no longer suppressed", entry.key());
+                    emit(&format!("{} no longer suppressed\n", entry.key()))?;
                 }
                 SuppressAction::List { format } => {
                     let rows = crate::report::suppression_rows(&config, &store).await?;
-                    crate::report::print_suppressions(&rows, format);
+                    emit(&crate::report::suppressions_text(&rows, format))?;
                 }
             }
             store.close().await;
@@ -317,7 +347,10 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             let store = Store::open(&config.settings.store.url)
                 .await
                 .context("migration failed")?;
-            println!("store {} is migrated", config.settings.store.url);
+            emit(&format!(
+                "store {} is migrated\n",
+                config.settings.store.url
+            ))?;
             store.close().await;
         }
         Command::Healthcheck => {

@@ -17,6 +17,15 @@ use tokio_util::sync::CancellationToken;
 use crate::notice::Status;
 use crate::store::{NoticeFilter, NoticeRow, Store};
 
+/// A line of the demo's story on stdout. A reader that went away
+/// (`interim demo | head`) loses the story, not the demo.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// One sample ticket: (number, subject, state, priority, customer, email,
 /// language, seconds it has waited when the demo starts).
 struct Sample {
@@ -408,20 +417,20 @@ pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
     let helpdesk = create_helpdesk(&dir.join("helpdesk.db")).await?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    println!(
+    say!(
         "interim demo: a sample helpdesk with {} tickets (German, English and one French customer)",
         TICKETS.len()
     );
-    println!("and three policies, with seconds where a service team would configure hours:");
-    println!(
+    say!("and three policies, with seconds where a service team would configure hours:");
+    say!(
         "  team-escalation  urgent priority: one JSON notice to the team after 15s (continue = true: the next rules apply too)"
     );
-    println!(
+    say!(
         "  urgent           high/urgent priority: first notice after 10s, then every 6s, at most 2"
     );
-    println!("  standard         everything else that waits: after 20s, then every 8s, at most 3");
-    println!("Tickets in pending_customer (we wait for the customer) and closed ones get nothing.");
-    println!(
+    say!("  standard         everything else that waits: after 20s, then every 8s, at most 3");
+    say!("Tickets in pending_customer (we wait for the customer) and closed ones get nothing.");
+    say!(
         "The daemon runs for {}s; notices go to {}/outbox.\n",
         length.as_secs(),
         dir.display()
@@ -440,7 +449,7 @@ pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep_until(started + Duration::from_secs(*second)).await;
         apply_event(&helpdesk, *number, *event).await?;
-        println!("  t+{second:>2}s  #{number}: {}", event.describe());
+        say!("  t+{second:>2}s  #{number}: {}", event.describe());
     }
     tokio::time::sleep_until(started + length).await;
     shutdown.cancel();
@@ -449,7 +458,7 @@ pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
     let store = Store::open(&config.settings.store.url).await?;
     let notices = store.list(&NoticeFilter::default()).await?;
     store.close().await;
-    print!("{}", summary(&notices, dir));
+    say!("{}", summary(&notices, dir).trim_end());
     Ok(())
 }
 

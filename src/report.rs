@@ -275,27 +275,24 @@ fn explain(
     )
 }
 
-/// JSON on stdout for tools, or an aligned table for people.
-fn print_rows<T: Serialize>(
+/// JSON for tools, or an aligned table for people.
+fn rows_text<T: Serialize>(
     rows: &[T],
     format: Format,
     headers: &[&str],
     cells: impl Fn(&T) -> Vec<String>,
-) {
+) -> String {
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
-        ),
+        Format::Json => serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()) + "\n",
         Format::Table => {
             let table: Vec<Vec<String>> = rows.iter().map(cells).collect();
-            print!("{}", render_table(headers, &table));
+            render_table(headers, &table)
         }
     }
 }
 
-pub fn print_plan(rows: &[PlanRow], format: Format) {
-    print_rows(
+pub fn plan_text(rows: &[PlanRow], format: Format) -> String {
+    let mut out = rows_text(
         rows,
         format,
         &[
@@ -320,12 +317,13 @@ pub fn print_plan(rows: &[PlanRow], format: Format) {
         },
     );
     if format == Format::Table {
-        println!("{} notice(s)", rows.len());
+        let _ = writeln!(out, "{} notice(s)", rows.len());
     }
+    out
 }
 
-pub fn print_notices(rows: &[NoticeRow], format: Format) {
-    print_rows(
+pub fn notices_text(rows: &[NoticeRow], format: Format) -> String {
+    rows_text(
         rows,
         format,
         &[
@@ -357,7 +355,7 @@ pub fn print_notices(rows: &[NoticeRow], format: Format) {
                     .unwrap_or_default(),
             ]
         },
-    );
+    )
 }
 
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -572,8 +570,8 @@ pub async fn suppression_rows(
     Ok(rows)
 }
 
-pub fn print_suppressions(rows: &[SuppressionRow], format: Format) {
-    print_rows(
+pub fn suppressions_text(rows: &[SuppressionRow], format: Format) -> String {
+    rows_text(
         rows,
         format,
         &["ADDRESS", "SOURCE", "SINCE", "REASON"],
@@ -585,7 +583,7 @@ pub fn print_suppressions(rows: &[SuppressionRow], format: Format) {
                 r.reason.clone(),
             ]
         },
-    );
+    )
 }
 
 /// What `interim sources test` found: the report, and why the daemon would

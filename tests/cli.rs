@@ -4,6 +4,7 @@
 mod support;
 
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -148,6 +149,40 @@ fn plan_at_a_future_time_shows_a_notice_that_is_not_due_now() {
         setup.notices().is_empty(),
         "plan records nothing in the ledger"
     );
+}
+
+/// `interim plan | head -1`: the reader takes its line and goes away, and
+/// the rest of the table meets a closed pipe (EPIPE).
+#[test]
+fn plan_into_a_reader_that_stops_after_one_line_exits_0_without_a_panic() {
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", free_port(), "")
+        .policy("first-notice", &first_notice("5m", "mail"));
+    // More rows than a pipe holds (64 KiB), so the writer outlives the reader.
+    let tickets: Vec<_> = (1..=1000).map(Ticket::new).collect();
+    setup.helpdesk().insert(&tickets);
+
+    let mut plan = setup
+        .command(&["plan"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn interim plan");
+    let mut first = String::new();
+    BufReader::new(plan.stdout.take().expect("a stdout pipe"))
+        .read_line(&mut first)
+        .expect("read the first line");
+    let out = plan.wait_with_output().expect("wait for interim plan");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        first.starts_with("SEND AT"),
+        "the table's header: {first:?}"
+    );
+    assert_eq!(out.status.code(), Some(0), "exit 0:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "no panic:\n{stderr}");
 }
 
 #[test]

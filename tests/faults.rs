@@ -1341,3 +1341,34 @@ fn after_the_clock_stepped_back_a_last_poll_in_the_future_is_not_fresh() {
         store.close().await;
     });
 }
+
+// ---------------------------------------------------------------------------
+// G. The log's reader goes away
+// ---------------------------------------------------------------------------
+
+/// `interim run 2>&1 | head -2`: once the pipe closed, every write to
+/// stderr fails with EPIPE. The lines are lost; the work is not.
+#[test]
+fn a_closed_stderr_does_not_stop_the_daemon() {
+    let sink = SmtpSink::start();
+    let setup = mail_setup(sink.port(), "");
+    setup.helpdesk().insert(&[Ticket::new(1)]);
+    let mut daemon = setup.start_with_closed_stderr();
+
+    let notice = the_notice(&setup, "the notice is recorded as sent", |n| {
+        n.status == "sent"
+    });
+    assert_eq!(notice.attempts, 1, "{notice:?}");
+    assert_eq!(sink.mails_to(&Ticket::email(1)).len(), 1);
+    setup.wait_until(SOON, "/readyz answers ready", || {
+        support::http::get(&setup.admin(), "/readyz").is_ok_and(|r| r.status == 200)
+    });
+    assert!(daemon.is_running(), "the daemon still runs");
+
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(SOON);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM stops the daemon with exit 0 within {SOON:?}: {status:?}"
+    );
+}

@@ -354,13 +354,26 @@ impl Setup {
     /// the daemon starts never race it creating the store (that race has its
     /// own test).
     pub fn start(&self) -> Daemon {
+        self.migrate();
+        self.spawn_run()
+    }
+
+    /// Like [`Self::start`], with stderr on a pipe whose reader is gone
+    /// before the daemon writes to it: every log line meets EPIPE.
+    pub fn start_with_closed_stderr(&self) -> Daemon {
+        self.migrate();
+        let mut child = self.spawn_run_with_stderr(Stdio::piped());
+        drop(child.stderr.take());
+        Daemon { child }
+    }
+
+    fn migrate(&self) {
         let migrate = self.cli(&["migrate"]);
         let stderr = String::from_utf8_lossy(&migrate.stderr);
         assert!(
             migrate.status.success(),
             "interim migrate failed:\n{stderr}"
         );
-        self.spawn_run()
     }
 
     /// Starts `interim run` as it is, without migrating first.
@@ -370,14 +383,18 @@ impl Setup {
             .append(true)
             .open(self.path("daemon.log"));
         let log = log.expect("open the daemon log");
+        Daemon {
+            child: self.spawn_run_with_stderr(log.into()),
+        }
+    }
+
+    fn spawn_run_with_stderr(&self, stderr: Stdio) -> Child {
         let mut command = self.command(&["run"]);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
-        Daemon {
-            child: command.spawn().expect("spawn interim run"),
-        }
+            .stderr(stderr);
+        command.spawn().expect("spawn interim run")
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
