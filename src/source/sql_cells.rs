@@ -84,6 +84,8 @@ fn exact<E>(value: Result<BigDecimal, E>, type_name: &str) -> Cell {
     }
 }
 
+/// Every column of the row as a named cell. (One generic function: the
+/// list of decodable types is written once.)
 pub fn read_row<DB>(row: &DB::Row) -> Vec<(String, Cell)>
 where
     DB: Backend,
@@ -100,79 +102,63 @@ where
     NaiveDate: Readable<DB>,
     Vec<u8>: Readable<DB>,
 {
+    let read_cell = |i: usize| -> Cell {
+        let Ok(raw) = row.try_get_raw(i) else {
+            return Cell::Null;
+        };
+        if raw.is_null() {
+            return Cell::Null;
+        }
+        let type_name = raw.type_info().name().to_ascii_uppercase();
+        if let Some(cell) = DB::special(row, i, &type_name) {
+            return cell;
+        }
+        if let Ok(v) = row.try_get::<String, _>(i) {
+            return Cell::Text(v);
+        }
+        if let Ok(v) = row.try_get::<i64, _>(i) {
+            return Cell::Int(v);
+        }
+        if let Ok(v) = row.try_get::<i32, _>(i) {
+            return Cell::Int(v.into());
+        }
+        if let Ok(v) = row.try_get::<i16, _>(i) {
+            return Cell::Int(v.into());
+        }
+        if let Ok(v) = row.try_get::<bool, _>(i) {
+            return Cell::Bool(v);
+        }
+        if let Ok(v) = row.try_get::<f64, _>(i) {
+            return Cell::Float(v);
+        }
+        if let Ok(v) = row.try_get::<f32, _>(i) {
+            return Cell::Float(v.into());
+        }
+        if let Ok(v) = row.try_get::<NaiveDateTime, _>(i) {
+            return Cell::Naive(v);
+        }
+        if let Ok(v) = row.try_get::<DateTime<Utc>, _>(i) {
+            return Cell::Timestamp(v);
+        }
+        if let Ok(v) = row.try_get::<NaiveDate, _>(i) {
+            return Cell::Date(v);
+        }
+        // MySQL hands out some text (e.g. from CONCAT over binary collations)
+        // as bytes; SQLite text may hold any bytes.
+        if let Ok(bytes) = row.try_get::<Vec<u8>, _>(i) {
+            return match String::from_utf8(bytes) {
+                Ok(text) => Cell::Text(text),
+                Err(e) => Cell::Invalid(format!(
+                    "{NOT_UTF8} (bad byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                )),
+            };
+        }
+        Cell::Unsupported(type_name)
+    };
     row.columns()
         .iter()
         .enumerate()
-        .map(|(i, column)| (column.name().to_owned(), read_cell::<DB>(row, i)))
+        .map(|(i, column)| (column.name().to_owned(), read_cell(i)))
         .collect()
-}
-
-fn read_cell<DB>(row: &DB::Row, i: usize) -> Cell
-where
-    DB: Backend,
-    usize: ColumnIndex<DB::Row>,
-    String: Readable<DB>,
-    i64: Readable<DB>,
-    i32: Readable<DB>,
-    i16: Readable<DB>,
-    f64: Readable<DB>,
-    f32: Readable<DB>,
-    bool: Readable<DB>,
-    DateTime<Utc>: Readable<DB>,
-    NaiveDateTime: Readable<DB>,
-    NaiveDate: Readable<DB>,
-    Vec<u8>: Readable<DB>,
-{
-    let Ok(raw) = row.try_get_raw(i) else {
-        return Cell::Null;
-    };
-    if raw.is_null() {
-        return Cell::Null;
-    }
-    let type_name = raw.type_info().name().to_ascii_uppercase();
-    if let Some(cell) = DB::special(row, i, &type_name) {
-        return cell;
-    }
-    if let Ok(v) = row.try_get::<String, _>(i) {
-        return Cell::Text(v);
-    }
-    if let Ok(v) = row.try_get::<i64, _>(i) {
-        return Cell::Int(v);
-    }
-    if let Ok(v) = row.try_get::<i32, _>(i) {
-        return Cell::Int(v.into());
-    }
-    if let Ok(v) = row.try_get::<i16, _>(i) {
-        return Cell::Int(v.into());
-    }
-    if let Ok(v) = row.try_get::<bool, _>(i) {
-        return Cell::Bool(v);
-    }
-    if let Ok(v) = row.try_get::<f64, _>(i) {
-        return Cell::Float(v);
-    }
-    if let Ok(v) = row.try_get::<f32, _>(i) {
-        return Cell::Float(v.into());
-    }
-    if let Ok(v) = row.try_get::<NaiveDateTime, _>(i) {
-        return Cell::Naive(v);
-    }
-    if let Ok(v) = row.try_get::<DateTime<Utc>, _>(i) {
-        return Cell::Timestamp(v);
-    }
-    if let Ok(v) = row.try_get::<NaiveDate, _>(i) {
-        return Cell::Date(v);
-    }
-    // MySQL hands out some text (e.g. from CONCAT over binary collations)
-    // as bytes; SQLite text may hold any bytes.
-    if let Ok(bytes) = row.try_get::<Vec<u8>, _>(i) {
-        return match String::from_utf8(bytes) {
-            Ok(text) => Cell::Text(text),
-            Err(e) => Cell::Invalid(format!(
-                "{NOT_UTF8} (bad byte at offset {})",
-                e.utf8_error().valid_up_to()
-            )),
-        };
-    }
-    Cell::Unsupported(type_name)
 }
