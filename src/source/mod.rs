@@ -333,3 +333,72 @@ impl Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SourceSettings {
+        SourceSettings {
+            url: crate::secret::SecretUrl::new("https://helpdesk.invalid/tickets".into()),
+            query: String::new(),
+            recheck_query: None,
+            incremental_query: None,
+            http: None,
+            full_resync: std::time::Duration::from_secs(3600),
+            overlap: std::time::Duration::from_secs(120),
+            timezone: chrono_tz::UTC,
+            timeout: std::time::Duration::from_secs(10),
+            max_skipped_share: 0.5,
+        }
+    }
+
+    /// Issue 10: a reader task that panics drops its sender, so its channel
+    /// closes exactly as after a complete poll. Taken as complete, an empty
+    /// full poll would end every series; it must end in an error instead
+    /// (the daemon then applies nothing of the poll and cancels nothing).
+    #[tokio::test]
+    async fn a_reader_that_panics_is_a_failed_poll_that_cancels_nothing() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let row = vec![
+            ("id".to_owned(), Cell::Int(7)),
+            ("state".to_owned(), Cell::Text("open".into())),
+            (
+                "waiting_since".to_owned(),
+                Cell::Text("2026-12-01T08:00:00Z".into()),
+            ),
+        ];
+        let reader = tokio::spawn(async move {
+            let _ = tx.send(Ok(vec![row]));
+            panic!("a bug in the reader, after its first page");
+        });
+        let now = Utc::now();
+        let started = Instant::now();
+        let mut poll = ChunkedPoll {
+            rows: Rows::Http(rx),
+            reader,
+            kind: PollKind::Full,
+            now,
+            started,
+            deadline: started + std::time::Duration::from_secs(10),
+            settings: settings(),
+            seen: HashSet::new(),
+            skipped_ids: HashSet::new(),
+            complete: false,
+            max_updated_at: None,
+        };
+
+        let first = poll.next_chunk().await;
+        let tickets = match first {
+            Some(Ok(snapshot)) => snapshot.tickets.len(),
+            Some(Err(e)) => panic!("the page read before the panic is an error: {e:#}"),
+            None => panic!("the page read before the panic is missing"),
+        };
+        assert_eq!(tickets, 1, "the page read before the panic");
+        match poll.next_chunk().await {
+            Some(Err(e)) => assert!(e.to_string().contains("panicked"), "{e:#}"),
+            Some(Ok(_)) => panic!("a chunk after the reader panicked"),
+            None => panic!("a reader that panicked ended the poll as complete"),
+        }
+    }
+}

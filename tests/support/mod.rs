@@ -10,6 +10,7 @@ pub mod faults;
 mod helpdesk;
 pub mod http;
 pub mod ledger;
+pub mod library;
 pub mod mariadb;
 pub mod postgres;
 pub mod shapes;

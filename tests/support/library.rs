@@ -1,0 +1,100 @@
+//! The daemon's own parts in the test process on an injected clock: the
+//! real store, dispatcher and poller, built from a [`Setup`]'s config the
+//! way `interim run` builds them, and stepped by the test (a poll, a
+//! dispatch) at the instant it sets. tests/model.rs drives the same parts
+//! through random days.
+//!
+//! [`Setup`]: super::Setup
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use interim::clock::{Clock, ManualClock};
+use interim::config::Config;
+use interim::daemon::Poller;
+use interim::dispatch::Dispatcher;
+use interim::store::{NoticeFilter, NoticeRow, Store};
+
+/// A daemon without its loops: nothing happens until the test calls.
+pub struct InProcess {
+    pub clock: ManualClock,
+    pub config: Config,
+    pub store: Store,
+    pub dispatcher: Arc<Dispatcher>,
+    poller: Poller,
+}
+
+impl InProcess {
+    /// Opens (and migrates) the store, takes back stale claims and
+    /// re-plans what is pending, as a starting daemon does. Call inside a
+    /// runtime.
+    pub async fn start(config: Config, clock: ManualClock) -> Self {
+        let store = Store::open(&config.settings.store.url)
+            .await
+            .expect("open the store");
+        store.release_all_claims().await.expect("release claims");
+        let channels = interim::channels::build(&config.settings).expect("build the channels");
+        let dispatcher = Dispatcher::new(
+            config.clone(),
+            store.clone(),
+            channels,
+            "in-process".into(),
+            Arc::new(clock.clone()),
+        )
+        .expect("a dispatcher");
+        interim::daemon::replan(&store, &config.settings, clock.now())
+            .await
+            .expect("re-plan at start");
+        let poller = Poller::new(store.clone(), dispatcher.clone()).expect("a poller");
+        Self {
+            clock,
+            config,
+            store,
+            dispatcher,
+            poller,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// One poll now; true when it succeeded.
+    pub async fn poll(&mut self) -> bool {
+        let now = self.now();
+        self.poller.tick(now).await
+    }
+
+    /// Dispatch passes now until one starts no send, each waiting for its
+    /// sends to finish; how many sends were started in all.
+    pub async fn dispatch(&self) -> usize {
+        let mut started = 0;
+        loop {
+            let now = self.now();
+            let n = self
+                .dispatcher
+                .dispatch_due(now)
+                .await
+                .expect("a dispatch pass");
+            self.dispatcher.wait_idle().await;
+            if n == 0 {
+                return started;
+            }
+            started += n;
+        }
+    }
+
+    /// The whole ledger.
+    pub async fn notices(&self) -> Vec<NoticeRow> {
+        self.store
+            .list(&NoticeFilter::default())
+            .await
+            .expect("list the ledger")
+    }
+
+    pub async fn close(self) {
+        self.dispatcher.wait_idle().await;
+        self.poller.close().await;
+        self.store.close().await;
+    }
+}
