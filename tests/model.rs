@@ -218,26 +218,8 @@ fn text(t: DateTime<Utc>) -> String {
 }
 
 async fn start_daemon(config: &Config, clock: &ManualClock) -> (Store, Arc<Dispatcher>, Poller) {
-    let store = Store::open(&config.settings.store.url)
-        .await
-        .expect("open the store");
-    store.release_all_claims().await.expect("release claims");
-    let channels = interim::channels::build(&config.settings).expect("channels");
-    let dispatcher = Dispatcher::new(
-        config.clone(),
-        store.clone(),
-        channels,
-        "model".into(),
-        Arc::new(clock.clone()),
-    )
-    .expect("a dispatcher");
-    interim::daemon::replan(&store, &config.settings, clock.now())
-        .await
-        .expect("re-plan at start");
-    let poller = Poller::new(store.clone(), dispatcher.clone())
-        .expect("a poller")
-        .with_chunk(2);
-    (store, dispatcher, poller)
+    let (store, dispatcher, poller) = support::library::start_parts(config, clock, "model").await;
+    (store, dispatcher, poller.with_chunk(2))
 }
 
 impl World {

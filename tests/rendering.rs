@@ -4,15 +4,14 @@
 //! minute shown and the next notice is planned at or before it; a date in a
 //! zone the customer did not give carries the zone's name.
 
+mod support;
+
 use std::str::FromStr;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use interim::clock::{Clock, ManualClock};
 use interim::config::{self, Config};
-use interim::daemon::Poller;
-use interim::dispatch::Dispatcher;
-use interim::store::{NoticeFilter, Store};
+use interim::store::NoticeFilter;
 use interim::templates::NoticeFacts;
 use interim::ticket::Ticket;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
@@ -367,19 +366,8 @@ template = "interim"
 
     let sent_at = at("2026-12-03T09:00:00.250Z");
     let clock = ManualClock::new(sent_at);
-    let store = Store::open(&config.settings.store.url)
-        .await
-        .expect("open the store");
-    let channels = interim::channels::build(&config.settings).expect("channels");
-    let dispatcher = Dispatcher::new(
-        config.clone(),
-        store.clone(),
-        channels,
-        "rendering".into(),
-        Arc::new(clock.clone()),
-    )
-    .expect("a dispatcher");
-    let mut poller = Poller::new(store.clone(), dispatcher.clone()).expect("a poller");
+    let (store, dispatcher, mut poller) =
+        support::library::start_parts(&config, &clock, "rendering").await;
     assert!(poller.tick(clock.now()).await, "the poll failed");
     let started = dispatcher
         .dispatch_due(clock.now())

@@ -29,23 +29,7 @@ impl InProcess {
     /// re-plans what is pending, as a starting daemon does. Call inside a
     /// runtime.
     pub async fn start(config: Config, clock: ManualClock) -> Self {
-        let store = Store::open(&config.settings.store.url)
-            .await
-            .expect("open the store");
-        store.release_all_claims().await.expect("release claims");
-        let channels = interim::channels::build(&config.settings).expect("build the channels");
-        let dispatcher = Dispatcher::new(
-            config.clone(),
-            store.clone(),
-            channels,
-            "in-process".into(),
-            Arc::new(clock.clone()),
-        )
-        .expect("a dispatcher");
-        interim::daemon::replan(&store, &config.settings, clock.now())
-            .await
-            .expect("re-plan at start");
-        let poller = Poller::new(store.clone(), dispatcher.clone()).expect("a poller");
+        let (store, dispatcher, poller) = start_parts(&config, &clock, "in-process").await;
         Self {
             clock,
             config,
@@ -97,4 +81,32 @@ impl InProcess {
         self.poller.close().await;
         self.store.close().await;
     }
+}
+
+/// The store, dispatcher and poller as a starting daemon builds them:
+/// store opened and migrated, stale claims taken back, pending notices
+/// re-planned. Call inside a runtime.
+pub async fn start_parts(
+    config: &Config,
+    clock: &ManualClock,
+    instance: &str,
+) -> (Store, Arc<Dispatcher>, Poller) {
+    let store = Store::open(&config.settings.store.url)
+        .await
+        .expect("open the store");
+    store.release_all_claims().await.expect("release claims");
+    let channels = interim::channels::build(&config.settings).expect("build the channels");
+    let dispatcher = Dispatcher::new(
+        config.clone(),
+        store.clone(),
+        channels,
+        instance.into(),
+        Arc::new(clock.clone()),
+    )
+    .expect("a dispatcher");
+    interim::daemon::replan(&store, &config.settings, clock.now())
+        .await
+        .expect("re-plan at start");
+    let poller = Poller::new(store.clone(), dispatcher.clone()).expect("a poller");
+    (store, dispatcher, poller)
 }
