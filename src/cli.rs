@@ -152,6 +152,7 @@ impl From<ConfigError> for Failure {
 }
 
 pub fn main() -> ExitCode {
+    crate::private_files::restrict_umask();
     let cli = Cli::parse();
     let quiet = !matches!(cli.command, Command::Run | Command::Demo { .. });
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -412,7 +412,7 @@ dir = "config/templates"
 pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
     prepare_dir(dir)?;
     let config_path = dir.join("interim.toml");
-    std::fs::write(&config_path, config_text(dir))
+    crate::private_files::write(&config_path, config_text(dir).as_bytes())
         .with_context(|| format!("failed to write {}", config_path.display()))?;
     let helpdesk = create_helpdesk(&dir.join("helpdesk.db")).await?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -477,7 +477,8 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
         }
         let _ = std::fs::remove_dir_all(dir.join("outbox"));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
+    crate::private_files::create_dir_all(dir)
+        .with_context(|| format!("failed to create {}", dir.display()))
 }
 
 async fn create_helpdesk(path: &Path) -> anyhow::Result<SqlitePool> {

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod notice;
 pub mod planner;
 pub mod policy;
+pub mod private_files;
 pub mod report;
 pub mod retry;
 pub mod row_counts;

@@ -32,14 +32,17 @@ impl FileChannel {
         let fail = |what: &str, e: std::io::Error| {
             DeliveryError::retryable(format!("{what} {}: {e}", dir.display()))
         };
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| fail("cannot create", e))?;
         let target: PathBuf = dir.join(format!("{}.{extension}", out.notice_id));
         let temp = dir.join(format!(".{}.{extension}.tmp", out.notice_id));
-        tokio::fs::write(&temp, &bytes)
-            .await
-            .map_err(|e| fail("cannot write to", e))?;
+        // Notices hold customer data: folder 0700, files 0600.
+        let (folder, file) = (dir.clone(), temp.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::private_files::create_dir_all(&folder).map_err(|e| ("cannot create", e))?;
+            crate::private_files::write(&file, &bytes).map_err(|e| ("cannot write to", e))
+        })
+        .await
+        .map_err(|e| fail("cannot write to", std::io::Error::other(e)))?
+        .map_err(|(what, e)| fail(what, e))?;
         tokio::fs::rename(&temp, &target)
             .await
             .map_err(|e| fail("cannot write to", e))?;

@@ -40,7 +40,7 @@ pub fn from_ms(v: i64) -> DateTime<Utc> {
 /// Waits for an exclusive lock on `path` (created if missing).
 async fn lock_file_blocking(path: PathBuf) -> anyhow::Result<std::fs::File> {
     tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
+        let file = crate::private_files::open_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -147,7 +147,7 @@ impl Store {
             bail!("store.url {url} names no file");
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| {
+            crate::private_files::create_dir_all(dir).with_context(|| {
                 format!("failed to create the store's folder {}", dir.display())
             })?;
         }
@@ -155,6 +155,10 @@ impl Store {
         // with another process doing the same (a CLI command next to a
         // starting daemon): one at a time, under a lock file.
         let setup_lock = lock_file_blocking(path.with_extension("setup.lock")).await?;
+        // Created here, private, before SQLite creates it with its default
+        // mode; its WAL and SHM files take the database file's mode.
+        crate::private_files::create_file(&path)
+            .with_context(|| format!("failed to create the store {}", path.display()))?;
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .after_connect(|conn, _| {
@@ -271,7 +275,7 @@ impl Store {
             return Ok(DaemonLock { _file: None });
         };
         let lock_path = path.with_extension("lock");
-        let file = std::fs::OpenOptions::new()
+        let file = crate::private_files::open_options()
             .create(true)
             .truncate(false)
             .write(true)
