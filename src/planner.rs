@@ -362,8 +362,11 @@ pub fn plan_series(
                 id: n.id.clone(),
                 key: state.key.clone(),
                 reason: format!(
-                    "policy {} now sends at most {} notice(s)",
-                    policy.name, policy.max_notices
+                    // Names the key, so the reason in the ledger leads to the
+                    // config change that caused it (issue 10, item 4).
+                    "policy {name} now sends at most {max} notice(s) (max_notices = {max})",
+                    name = policy.name,
+                    max = policy.max_notices
                 ),
             }),
             None => SeriesPlan::Finished,

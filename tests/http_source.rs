@@ -16,35 +16,17 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Value, json};
-use support::api::{ApiRequest, ApiResponse, ApiServer, page_of};
-use support::shapes::{freshdesk_ticket, helpscout_conversation, zendesk_ticket, zendesk_user};
+use support::api::{ApiRequest, ApiResponse, ApiServer, http_setup, page_of};
+use support::shapes::{
+    FRESHDESK_FIELDS, freshdesk_ticket, helpscout_conversation, zendesk_ticket, zendesk_user,
+};
 use support::{Setup, SmtpSink, ago, text, toml_str};
 
 /// `after` of the test policy: notice 1 is due one hour into the wait.
 const AFTER_SECS: i64 = 3600;
 
-/// Freshdesk's documented ticket fields (`include=requester,stats`).
-const FRESHDESK_FIELDS: &str = r#"{ id = "/id", subject = "/subject", state = "/status", priority = "/priority", queue = "/group_id", customer_email = "/requester/email", customer_name = "/requester/name", waiting_since = ["/stats/agent_responded_at", "/stats/requester_responded_at", "/created_at"], updated_at = "/updated_at" }"#;
-
 /// Help Scout's conversation fields.
 const HELPSCOUT_FIELDS: &str = r#"{ id = "/id", number = "/number", subject = "/subject", state = "/status", customer_email = "/primaryCustomer/email", customer_name = "/primaryCustomer/last", waiting_since = "/customerWaitingSince/time", updated_at = "/userUpdatedAt" }"#;
-
-/// A config polling the HTTP API at `url` with `fields` (an inline TOML
-/// table), and one policy (notice 1 an hour into the wait) mailing to the
-/// SMTP port `mail_port`.
-fn http_setup(url: &str, fields: &str, mail_port: u16) -> Setup {
-    let mut setup = Setup::new();
-    setup.unset("source.query");
-    setup.set("source.kind", "\"http\"");
-    setup.set("source.url", &toml_str(url));
-    setup.set("source.fields", fields);
-    setup.email_channel("mail", mail_port, "");
-    setup.policy(
-        "first-notice",
-        "after = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
-    );
-    setup
-}
 
 /// `interim plan --format json` over ten years: the first notice of every
 /// waiting ticket, by ticket id.

@@ -13,14 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use support::postgres::PgDatabase;
-use support::{Helpdesk, Notice, Setup, TICKET_QUERY, sql_lit, toml_str};
-
-/// The changes since `:since`, closed tickets included with a NULL
-/// `waiting_since` (their wait is over).
-const INCREMENTAL_QUERY: &str = "SELECT id, number, subject, state, priority, queue, \
-    customer_email, customer_name, language, \
-    CASE WHEN state = 'closed' THEN NULL ELSE waiting_since END AS waiting_since, \
-    updated_at, thread_message_id FROM tickets WHERE updated_at >= :since";
+use support::{Helpdesk, INCREMENTAL_QUERY, Notice, Setup, TICKET_QUERY, sql_lit, toml_str};
 
 /// The same with the watermark as integer Unix seconds (SQLite).
 const INCREMENTAL_QUERY_UNIX: &str = "SELECT id, number, subject, state, priority, queue, \
@@ -141,21 +134,6 @@ fn minutes_ago(m: i64) -> DateTime<Utc> {
     Utc::now() - chrono::Duration::minutes(m)
 }
 
-/// The "poll done" log lines: (full polls, incremental polls).
-fn polls(setup: &Setup) -> (usize, usize) {
-    let log = fs::read_to_string(setup.path("daemon.log")).unwrap_or_default();
-    let done = log.lines().filter(|l| l.contains("poll done"));
-    done.fold((0, 0), |(full, inc), line| {
-        if line.contains("full: true") {
-            (full + 1, inc)
-        } else if line.contains("full: false") {
-            (full, inc + 1)
-        } else {
-            panic!("a \"poll done\" line that does not say full: true|false: {line}")
-        }
-    })
-}
-
 fn status_of(notices: &[Notice], ticket: i64) -> Vec<String> {
     notices
         .iter()
@@ -165,8 +143,8 @@ fn status_of(notices: &[Notice], ticket: i64) -> Vec<String> {
 }
 
 fn wait_for_incremental_poll(setup: &Setup) {
-    let (_, before) = polls(setup);
-    setup.wait_until(SOON, "an incremental poll ran", || polls(setup).1 > before);
+    let (_, before) = setup.polls();
+    setup.wait_until(SOON, "an incremental poll ran", || setup.polls().1 > before);
 }
 
 fn closed_ticket_is_cancelled_by_the_next_incremental_poll(kind: Kind) {
@@ -198,7 +176,7 @@ fn closed_ticket_is_cancelled_by_the_next_incremental_poll(kind: Kind) {
         changed.elapsed()
     );
     assert_eq!(status_of(&notices, 3), ["pending"]);
-    let (full, incremental) = polls(&setup);
+    let (full, incremental) = setup.polls();
     assert_eq!(
         full, 1,
         "only the first poll may be full (full_resync = 1h); {incremental} incremental"
@@ -227,11 +205,11 @@ fn deleted_ticket_is_noticed_at_the_next_full_resync(kind: Kind) {
         n.len() == 2 && n.iter().all(|n| n.status == "pending")
     });
     // Delete right after a full poll, so incremental polls come first.
-    let (full_before, _) = polls(&setup);
-    setup.wait_until(SOON, "a full resync ran", || polls(&setup).0 > full_before);
+    let (full_before, _) = setup.polls();
+    setup.wait_until(SOON, "a full resync ran", || setup.polls().0 > full_before);
     desk.execute("DELETE FROM tickets WHERE id = 1");
     let deleted = Instant::now();
-    let (_, incremental_before) = polls(&setup);
+    let (_, incremental_before) = setup.polls();
     setup.assert_stays(
         Duration::from_millis(1500),
         "incremental polls not to notice the deletion",
@@ -241,7 +219,7 @@ fn deleted_ticket_is_noticed_at_the_next_full_resync(kind: Kind) {
         },
     );
     assert!(
-        polls(&setup).1 > incremental_before,
+        setup.polls().1 > incremental_before,
         "no incremental poll ran between the deletion and the next full resync"
     );
     setup.wait_until(SOON, "the deleted ticket's notice is cancelled", || {
@@ -311,7 +289,7 @@ fn late_commit_inside_the_overlap_is_not_missed(kind: Kind, query: &str) {
         let notices = setup.try_notices().unwrap_or_default();
         status_of(&notices, 2) == ["pending"]
     });
-    let (_, incremental_before) = polls(&setup);
+    let (_, incremental_before) = setup.polls();
     setup.assert_stays(
         Duration::from_millis(2500),
         "ticket 3, older than watermark - overlap, to stay unseen by incremental polls",
@@ -320,7 +298,7 @@ fn late_commit_inside_the_overlap_is_not_missed(kind: Kind, query: &str) {
             status_of(&notices, 3).is_empty()
         },
     );
-    let (full, incremental) = polls(&setup);
+    let (full, incremental) = setup.polls();
     assert!(incremental > incremental_before, "no incremental poll ran");
     assert_eq!(
         full, 1,

@@ -55,8 +55,11 @@ impl Dispatcher {
         };
         if claim.number > policy.max_notices {
             let reason = format!(
-                "policy {} now sends at most {} notice(s)",
-                policy.name, policy.max_notices
+                // Names the key, so the reason in the ledger leads to the
+                // config change that caused it (issue 10, item 4).
+                "policy {name} now sends at most {max} notice(s) (max_notices = {max})",
+                name = policy.name,
+                max = policy.max_notices
             );
             info!(reason, "pending notice cancelled");
             return self.cancel(claim, &reason, now).await;

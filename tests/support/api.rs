@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{block_on, lock};
+use super::{Setup, block_on, lock, toml_str};
 
 /// One request the server received.
 #[derive(Clone, Debug)]
@@ -194,4 +194,21 @@ impl ApiServer {
 pub fn page_of(items: &[Value], page: usize, per_page: usize) -> Vec<Value> {
     let start = page.saturating_sub(1).saturating_mul(per_page);
     items.iter().skip(start).take(per_page).cloned().collect()
+}
+
+/// A config polling the HTTP API at `url` with `fields` (an inline TOML
+/// table), and one policy (notice 1 an hour into the wait) mailing to the
+/// SMTP port `mail_port`.
+pub fn http_setup(url: &str, fields: &str, mail_port: u16) -> Setup {
+    let mut setup = Setup::new();
+    setup.unset("source.query");
+    setup.set("source.kind", "\"http\"");
+    setup.set("source.url", &toml_str(url));
+    setup.set("source.fields", fields);
+    setup.email_channel("mail", mail_port, "");
+    setup.policy(
+        "first-notice",
+        "after = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
+    );
+    setup
 }

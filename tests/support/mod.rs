@@ -45,6 +45,12 @@ pub const FROM: &str = "Interim Service <service@interim.test>";
 pub const TICKET_QUERY: &str = "SELECT id, number, subject, state, priority, queue, \
     customer_email, customer_name, language, waiting_since, updated_at, thread_message_id \
     FROM tickets WHERE state <> 'closed'";
+/// The changes since `:since` over the test helpdesk, closed tickets
+/// included with a NULL `waiting_since` (their wait is over).
+pub const INCREMENTAL_QUERY: &str = "SELECT id, number, subject, state, priority, queue, \
+    customer_email, customer_name, language, \
+    CASE WHEN state = 'closed' THEN NULL ELSE waiting_since END AS waiting_since, \
+    updated_at, thread_message_id FROM tickets WHERE updated_at >= :since";
 pub const WORDING_EN: &str = "We are working on a solution for you";
 pub const WORDING_DE: &str = "Wir arbeiten an einer Lösung für Sie";
 
@@ -108,10 +114,16 @@ pub struct Notice {
     pub status: String,
     pub attempts: u64,
     pub due_at: Option<String>,
+    /// The planned send instant (calendar and `send_at` applied).
+    pub send_at: Option<String>,
     pub sent_at: Option<String>,
+    /// The promise a sent notice made: when the next one goes out.
+    pub next_notice_at: Option<String>,
     pub last_error: Option<String>,
+    pub cancel_reason: Option<String>,
     pub channel: String,
     pub recipient: Option<String>,
+    pub dry_run: bool,
 }
 
 /// Text of a JSON scalar: ids may be strings or integers; null is "".
@@ -433,6 +445,63 @@ impl Setup {
             Err(_) => false,
         });
         seen
+    }
+
+    /// The sum of the `/metrics` samples named `name` whose labels include
+    /// `labels`; 0 when there is none or `/metrics` does not answer.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        http::get(&self.admin(), "/metrics")
+            .map(|r| faults::prometheus_sum(&r.body, name, labels))
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until `n` polls that began after this call were taken and
+    /// applied: the daemon has seen the source as it is now, and time
+    /// passed (for asserting that something did not happen). The first
+    /// poll to finish may have begun before the call, hence one more.
+    pub fn wait_for_polls(&self, n: usize) {
+        let applied = || {
+            let (full, incremental) = self.polls();
+            full + incremental
+        };
+        let target = applied() + n + 1;
+        self.wait_until(
+            Duration::from_secs(20),
+            &format!("{n} more polls were applied"),
+            || applied() >= target,
+        );
+    }
+
+    /// The "poll done" log lines so far: (full polls, incremental polls).
+    pub fn polls(&self) -> (usize, usize) {
+        let log = fs::read_to_string(self.path("daemon.log")).unwrap_or_default();
+        let done = log.lines().filter(|l| l.contains("poll done"));
+        done.fold((0, 0), |(full, inc), line| {
+            if line.contains("full: true") {
+                (full + 1, inc)
+            } else if line.contains("full: false") {
+                (full, inc + 1)
+            } else {
+                panic!("a \"poll done\" line that does not say full: true|false: {line}")
+            }
+        })
+    }
+
+    /// Writes the config, sends SIGHUP and waits until the daemon counts
+    /// the reload as successful; panics when it rejects it.
+    pub fn reload(&self, daemon: &Daemon) {
+        let reloads = |result| self.metric("interim_config_reloads_total", &[("result", result)]);
+        let (ok, failed) = (reloads("success"), reloads("failure"));
+        self.write_config();
+        daemon.signal("HUP");
+        self.wait_until(Duration::from_secs(20), "the reload is taken", || {
+            assert!(
+                reloads("failure") == failed,
+                "the reload was rejected\n--- daemon log tail ---\n{}",
+                self.log_tail(30)
+            );
+            reloads("success") > ok
+        });
     }
 
     /// Asserts that `condition` holds throughout `window` (for things that must not happen).

@@ -15,6 +15,10 @@ pub fn zammad_ago(secs: i64) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Freshdesk's documented ticket fields (`include=requester,stats`), as
+/// `source.fields` of an `http` source.
+pub const FRESHDESK_FIELDS: &str = r#"{ id = "/id", subject = "/subject", state = "/status", priority = "/priority", queue = "/group_id", customer_email = "/requester/email", customer_name = "/requester/name", waiting_since = ["/stats/agent_responded_at", "/stats/requester_responded_at", "/created_at"], updated_at = "/updated_at" }"#;
+
 /// A Zendesk ticket (Tickets API, "Show Ticket" / incremental export row).
 pub fn zendesk_ticket(
     id: i64,
