@@ -585,15 +585,6 @@ fn a_500_mid_pagination_keeps_the_previous_snapshot() {
     });
     broken.store(true, Ordering::SeqCst);
     let broke_at = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
-    eprintln!(
-        "DEBUG {:?}",
-        server
-            .requests()
-            .iter()
-            .map(|r| (r.path.clone(), r.query.clone()))
-            .collect::<Vec<_>>()
-    );
     setup.wait_until(Duration::from_secs(10), "a poll failed on page 2", || {
         fs::read_to_string(setup.path("daemon.log"))
             .unwrap_or_default()
