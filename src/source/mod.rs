@@ -10,7 +10,6 @@ mod sql_cells;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 pub use columns::{Cell, RowError, SourceRow};
@@ -119,10 +118,10 @@ impl ChunkedPoll {
                 Ok(Some(Err(e))) => {
                     let cause = match e {
                         sqlx::Error::PoolTimedOut => pool
-                            .connect_error()
+                            .connect_error(&self.settings.url)
                             .await
                             .unwrap_or_else(|| "timed out waiting for a connection".into()),
-                        other => crate::secret::redact_url(&other.to_string()),
+                        other => self.settings.url.scrub(&other.to_string()),
                     };
                     return Some(Err(anyhow::anyhow!(
                         "source query against {} failed: {cause}",
@@ -311,10 +310,11 @@ impl Source {
         let row = tokio::time::timeout(self.settings.timeout, pool.first_row_for_id(query, id))
             .await
             .map_err(|_| anyhow::anyhow!("the re-check query took longer than source.timeout"))?
-            .with_context(|| {
-                format!(
-                    "re-check query against {} failed",
-                    self.settings.url.redacted()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "re-check query against {} failed: {}",
+                    self.settings.url,
+                    self.settings.url.scrub(&e.to_string())
                 )
             })?;
         let Some(cells) = row else {

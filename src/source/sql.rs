@@ -4,7 +4,6 @@
 
 use std::str::FromStr;
 
-use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Database};
@@ -13,6 +12,7 @@ use tokio::sync::mpsc;
 use super::columns::Cell;
 use super::sql_cells::read_row;
 use crate::config::SourceSettings;
+use crate::secret::SecretUrl;
 
 /// One row as named cells.
 pub type CellRow = Vec<(String, Cell)>;
@@ -72,23 +72,28 @@ impl SqlPool {
     /// failed poll (retried), not a failed start.
     pub fn connect(settings: &SourceSettings) -> anyhow::Result<SqlPool> {
         let url = settings.url.expose();
-        let redacted = settings.url.redacted();
+        // sqlx's message may quote a piece of a URL it misread.
+        let invalid = |e: sqlx::Error| {
+            anyhow::anyhow!(
+                "invalid source URL {}: {}",
+                settings.url,
+                settings.url.scrub(&e.to_string())
+            )
+        };
         if url.starts_with("sqlite:") {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .with_context(|| format!("invalid source URL {redacted}"))?
+                .map_err(invalid)?
                 .read_only(true);
             Ok(SqlPool::Sqlite(
                 pool_options(settings).connect_lazy_with(options),
             ))
         } else if url.starts_with("postgres") {
-            let options = sqlx::postgres::PgConnectOptions::from_str(url)
-                .with_context(|| format!("invalid source URL {redacted}"))?;
+            let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(invalid)?;
             Ok(SqlPool::Postgres(
                 pool_options(settings).connect_lazy_with(options),
             ))
         } else {
-            let options = sqlx::mysql::MySqlConnectOptions::from_str(url)
-                .with_context(|| format!("invalid source URL {redacted}"))?;
+            let options = sqlx::mysql::MySqlConnectOptions::from_str(url).map_err(invalid)?;
             Ok(SqlPool::MySql(
                 pool_options(settings).connect_lazy_with(options),
             ))
@@ -151,8 +156,9 @@ impl SqlPool {
     }
 
     /// Why connecting fails, from one direct attempt: the pool only says it
-    /// timed out waiting for a connection, which hides the cause.
-    pub async fn connect_error(&self) -> Option<String> {
+    /// timed out waiting for a connection, which hides the cause. The
+    /// driver's message is scrubbed of every piece of `url`'s secrets.
+    pub async fn connect_error(&self, url: &SecretUrl) -> Option<String> {
         use sqlx::ConnectOptions;
         let attempt = async {
             match self {
@@ -163,7 +169,7 @@ impl SqlPool {
         };
         match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(crate::secret::redact_url(&e.to_string())),
+            Ok(Err(e)) => Some(url.scrub(&e.to_string())),
             Err(_) => Some("no answer within 5 s".into()),
         }
     }

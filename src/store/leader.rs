@@ -43,9 +43,7 @@ impl Store {
             *session = Some(
                 AnyConnection::connect(self.url.expose())
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("{}", crate::secret::redact_url(&e.to_string()))
-                    })?,
+                    .map_err(|e| anyhow::anyhow!("{}", self.url.scrub(&e.to_string())))?,
             );
         }
         let Some(conn) = session.as_mut() else {

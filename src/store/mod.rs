@@ -206,7 +206,7 @@ impl Store {
         .map_err(|e| {
             anyhow::anyhow!(
                 "failed to connect to the store {url}: {}",
-                crate::secret::redact_url(&e.to_string())
+                url.scrub(&e.to_string())
             )
         })?;
         let _ = probe.close().await;
@@ -218,7 +218,7 @@ impl Store {
             .map_err(|e| {
                 anyhow::anyhow!(
                     "failed to connect to the store {url}: {}",
-                    crate::secret::redact_url(&e.to_string())
+                    url.scrub(&e.to_string())
                 )
             })?;
         // Several instances may start at once: migrations run one at a time
