@@ -16,8 +16,13 @@ pub fn init(format: LogFormat) {
 
 /// Like [`init`], with another filter when `INTERIM_LOG` is unset.
 pub fn init_with_default(format: LogFormat, default_filter: &str) {
-    let filter =
+    let mut filter =
         EnvFilter::try_from_env("INTERIM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // sqlx logs a connect URL's unknown parameters with their values: with
+    // a password that holds an `&`, pieces of it.
+    if let Ok(quiet) = "sqlx_postgres::options=error".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

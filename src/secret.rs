@@ -102,6 +102,12 @@ struct Reading {
 /// sorted and merged. Every boundary is next to an ASCII delimiter, so
 /// each range is a valid `str` slice.
 fn secret_ranges(url: &str) -> Vec<Range<usize>> {
+    merge(candidate_ranges(url))
+}
+
+/// [`secret_ranges`] before merging, empty ones included (an empty
+/// `password=` before a `#` still marks where a secret begins).
+fn candidate_ranges(url: &str) -> Vec<Range<usize>> {
     let scheme = scheme_of(url);
     let starts: Vec<usize> = match scheme {
         Some(s) if url[s.len() + 1..].starts_with("//") => vec![s.len() + 3],
@@ -124,7 +130,7 @@ fn secret_ranges(url: &str) -> Vec<Range<usize>> {
             ranges.extend(query_and_fragment(url, reading.host_start));
         }
     }
-    merge(ranges)
+    ranges
 }
 
 /// The readings of the authority that begins at `start`: the standard one
@@ -210,18 +216,20 @@ fn query_and_fragment(url: &str, host_start: usize) -> Vec<Range<usize>> {
                 .find('#')
                 .unwrap_or(url.len() - query_start);
         let mut param_start = query_start;
-        for param in url[query_start..query_end].split(['&', ';']) {
+        for param in url[query_start..query_end].split('&') {
             if let Some(eq) = param.find('=')
-                && eq + 1 < param.len()
                 && is_secret_parameter(&param[..eq])
             {
-                out.push(param_start + eq + 1..param_start + param.len());
+                // A secret with an `&` in it runs on into what looks like
+                // further parameters: everything after it goes.
+                out.push(param_start + eq + 1..query_end);
+                break;
             }
             param_start += param.len() + 1;
         }
         at = query_end;
     }
-    if url[at..].starts_with('#') && at + 1 < url.len() {
+    if url[at..].starts_with('#') {
         out.push(at + 1..url.len());
     }
     out
@@ -250,9 +258,10 @@ fn merge(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
     out
 }
 
-/// `text` with `url` redacted and the secret parts of `url` (whole, and
-/// each piece between delimiters, as written, percent-decoded and
-/// percent-encoded) masked.
+/// `text` with `url` redacted and the secret parts of `url` masked: each
+/// whole, and each piece of one that begins and ends at a delimiter
+/// (where a misreading parser splits), as written, percent-decoded and
+/// percent-encoded.
 pub fn scrub(text: &str, url: &str) -> String {
     let mut out = if url.is_empty() {
         text.to_owned()
@@ -260,11 +269,8 @@ pub fn scrub(text: &str, url: &str) -> String {
         text.replace(url, &redact_url(url))
     };
     let mut pieces: Vec<String> = Vec::new();
-    for range in secret_ranges(url) {
-        let secret = &url[range];
-        let parts =
-            std::iter::once(secret).chain(secret.split(['/', '?', '#', '@', ':', '&', '=', ';']));
-        for part in parts {
+    for range in spans(url, candidate_ranges(url)) {
+        for part in delimited_pieces(&url[range]) {
             pieces.push(part.to_owned());
             pieces.push(percent_decoded(part));
             pieces.extend(percent_encoded(part));
@@ -276,6 +282,50 @@ pub fn scrub(text: &str, url: &str) -> String {
     for piece in pieces {
         if out.contains(&piece) {
             out = out.replace(&piece, "***");
+        }
+    }
+    out
+}
+
+/// Secret ranges joined where they overlap or only delimiters stand
+/// between them (a query value and the fragment after it: one secret with
+/// a `#` inside).
+fn spans(url: &str, mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last)
+                if r.start <= last.end || url[last.end..r.start].chars().all(is_delimiter) =>
+            {
+                last.end = last.end.max(r.end);
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+fn is_delimiter(c: char) -> bool {
+    matches!(c, '/' | '?' | '#' | '@' | ':' | '&' | '=' | ';')
+}
+
+/// Every substring of `secret` that starts at its start or after a
+/// delimiter and ends at its end or before one.
+fn delimited_pieces(secret: &str) -> Vec<&str> {
+    let delimiters: Vec<usize> = secret.match_indices(is_delimiter).map(|(i, _)| i).collect();
+    let starts = std::iter::once(0).chain(delimiters.iter().map(|i| i + 1));
+    let ends: Vec<usize> = delimiters
+        .iter()
+        .copied()
+        .chain(std::iter::once(secret.len()))
+        .collect();
+    let mut out = Vec::new();
+    for start in starts {
+        for &end in &ends {
+            if start < end {
+                out.push(&secret[start..end]);
+            }
         }
     }
     out
@@ -375,8 +425,8 @@ mod tests {
     #[test]
     fn credential_parameters_and_the_fragment_are_masked() {
         assert_eq!(
-            redact_url("https://h.example/a?Token=abc&page=2&API_KEY=k#frag"),
-            "https://h.example/a?Token=***&page=2&API_KEY=***#***"
+            redact_url("https://h.example/a?page=2&Token=abc&API_KEY=k#frag"),
+            "https://h.example/a?page=2&Token=***#***"
         );
         assert_eq!(
             redact_url("https://h.example/a?query=state:open&expand=true"),
