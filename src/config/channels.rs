@@ -26,8 +26,9 @@ pub(super) fn channel_settings(
             "password_file",
             "from",
             "reply_to",
+            "allow_insecure",
         ],
-        "webhook" => &["url", "secret_env", "secret_file"],
+        "webhook" => &["url", "secret_env", "secret_file", "allow_insecure"],
         "file" => &["path", "format"],
         other => {
             p.add(
@@ -37,7 +38,7 @@ pub(super) fn channel_settings(
             return None;
         }
     };
-    let present: [(&str, bool); 12] = [
+    let present: [(&str, bool); 13] = [
         ("host", raw.host.is_some()),
         ("port", raw.port.is_some()),
         ("tls", raw.tls.is_some()),
@@ -50,6 +51,7 @@ pub(super) fn channel_settings(
         ("secret_env", raw.secret_env.is_some()),
         ("secret_file", raw.secret_file.is_some()),
         ("path", raw.path.is_some()),
+        ("allow_insecure", raw.allow_insecure.is_some()),
     ];
     for (field, is_set) in present {
         if is_set && !used.contains(&field) {
@@ -184,6 +186,7 @@ pub(super) fn channel_settings(
                 from: from?,
                 reply_to,
                 timeout,
+                allow_insecure: raw.allow_insecure.unwrap_or(false),
             })
         }
         "webhook" => {
@@ -230,6 +233,7 @@ pub(super) fn channel_settings(
                 url: SecretUrl::new(url),
                 key: Arc::new(SecretBytes(key_bytes)),
                 timeout,
+                allow_insecure: raw.allow_insecure.unwrap_or(false),
             })
         }
         _ => {

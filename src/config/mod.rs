@@ -4,6 +4,7 @@
 
 mod calendars;
 mod channels;
+mod cleartext;
 mod policies;
 mod raw;
 mod settings;

@@ -82,6 +82,8 @@ pub struct RawSource {
     pub url: Option<String>,
     pub url_env: Option<String>,
     pub url_file: Option<String>,
+    /// http: no warning when credentials go over plain http://.
+    pub allow_insecure: Option<bool>,
     pub query: Option<String>,
     pub recheck_query: Option<String>,
     pub incremental_query: Option<String>,
@@ -199,6 +201,8 @@ pub struct RawChannel {
     // file
     pub path: Option<String>,
     pub format: Option<String>,
+    // email and webhook: no warning about cleartext
+    pub allow_insecure: Option<bool>,
     // every kind
     pub timeout: Option<String>,
     pub concurrency: Option<i64>,

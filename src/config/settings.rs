@@ -131,6 +131,8 @@ pub struct EmailSettings {
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
     pub timeout: Duration,
+    /// The operator accepts the password in cleartext (`tls = "none"`).
+    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +141,8 @@ pub struct WebhookSettings {
     /// The signing key: the bytes behind `whsec_BASE64`.
     pub key: Arc<SecretBytes>,
     pub timeout: Duration,
+    /// The operator accepts notices over plain `http://`.
+    pub allow_insecure: bool,
 }
 
 /// Key bytes that never print.
@@ -446,6 +450,8 @@ impl Settings {
                 None => None,
             },
         };
+
+        warnings.extend(super::cleartext::warnings(source.as_ref(), &channels));
 
         if !p.lines.is_empty() {
             return Err(p.lines);

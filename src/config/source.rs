@@ -14,6 +14,8 @@ use crate::secret::{SecretString, SecretUrl};
 pub struct SourceSettings {
     /// The database URL (sql) or the first page's URL (http).
     pub url: SecretUrl,
+    /// http: the operator accepts credentials over plain `http://`.
+    pub allow_insecure: bool,
     /// sql: the waiting tickets. Empty for http.
     pub query: String,
     /// sql: re-reads one ticket (`:id`) right before its notice is sent.
@@ -183,6 +185,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
     };
     let mut out = SourceSettings {
         url: SecretUrl::new(url.replacen("mariadb:", "mysql:", 1)),
+        allow_insecure: s.allow_insecure.unwrap_or(false),
         query: String::new(),
         recheck_query: None,
         incremental_query: None,
@@ -212,10 +215,11 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         || s.pagination.is_some()
         || s.auth.is_some()
         || s.since_param.is_some()
+        || s.allow_insecure.is_some()
     {
         p.add(
             "source",
-            "items, fields, pagination, auth and since_param belong to kind = \"http\"",
+            "items, fields, pagination, auth, since_param and allow_insecure belong to kind = \"http\"",
         );
     }
     let query = s.query.clone().filter(|q| !q.trim().is_empty());

@@ -107,6 +107,10 @@ pub async fn run_with_clock(
         dry_run = settings.daemon.dry_run,
         "interim started"
     );
+    // What check-config warns about (cleartext credentials among it), once.
+    for warning in &settings.warnings {
+        warn!(config = %config.path.display(), "{warning}");
+    }
 
     // The config may have changed while the daemon was stopped: what is
     // pending follows it before anything is sent.
@@ -360,9 +364,20 @@ fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), Str
         warn!("http.listen changed: takes effect at the next restart");
     }
     let channels = crate::channels::build(&new.settings).map_err(|e| format!("channels: {e:#}"))?;
+    let added: Vec<String> = new
+        .settings
+        .warnings
+        .iter()
+        .filter(|w| !old.warnings.contains(w))
+        .cloned()
+        .collect();
     dispatcher
         .replace(new, channels)
-        .map_err(|e| format!("{e:#}"))
+        .map_err(|e| format!("{e:#}"))?;
+    for warning in added {
+        warn!(config = %path.display(), "{warning}");
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

@@ -341,6 +341,7 @@ mod tests {
     fn settings() -> SourceSettings {
         SourceSettings {
             url: crate::secret::SecretUrl::new("https://helpdesk.invalid/tickets".into()),
+            allow_insecure: false,
             query: String::new(),
             recheck_query: None,
             incremental_query: None,
