@@ -72,3 +72,88 @@ impl Write for LossyStderr {
         Ok(())
     }
 }
+
+/// The most characters of a value from outside (ticket data, a server's
+/// reply) that a log line shows.
+pub const MAX_OUTSIDE_CHARS: usize = 200;
+
+/// A value from outside as a log line shows it: at most
+/// [`MAX_OUTSIDE_CHARS`] characters, with the original length when cut
+/// (`…(10240 chars)`), control characters escaped so that it cannot start
+/// a line of its own.
+pub fn outside(text: &str) -> String {
+    clip(text, MAX_OUTSIDE_CHARS)
+}
+
+/// [`outside`] with another limit (for our own text around such values).
+pub fn clip(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut total = 0usize;
+    for c in text.chars() {
+        total += 1;
+        if total > max {
+            continue;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if total > max {
+        out.push_str(&format!("…({total} chars)"));
+    }
+    out
+}
+
+/// A mail address as info lines show it: `a***@example.com`. Anything
+/// that is not an address (a webhook URL, an outbox path) stays as it is.
+pub fn mask_address(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !address.contains(['/', '\\']) => {
+            let first = local.chars().next().map(String::from).unwrap_or_default();
+            outside(&format!("{first}***@{domain}"))
+        }
+        _ => outside(address),
+    }
+}
+
+/// `text` with every occurrence of `address` masked ([`mask_address`]).
+pub fn mask_address_in(text: &str, address: &str) -> String {
+    if address.is_empty() || !address.contains('@') {
+        return text.to_owned();
+    }
+    let masked = mask_address(address);
+    let lower = address.to_lowercase();
+    text.replace(address, &masked).replace(&lower, &masked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_clipped_with_their_length() {
+        let zone = "x".repeat(10_240);
+        let shown = outside(&zone);
+        assert_eq!(shown, format!("{}…(10240 chars)", "x".repeat(200)));
+        assert_eq!(outside("Europe/Berlin"), "Europe/Berlin");
+        assert_eq!(outside("a\nINFO forged"), "a\\nINFO forged");
+    }
+
+    #[test]
+    fn addresses_are_masked_to_their_first_letter_and_domain() {
+        assert_eq!(mask_address("alice@example.com"), "a***@example.com");
+        assert_eq!(
+            mask_address("https://hooks.example/x"),
+            "https://hooks.example/x"
+        );
+        assert_eq!(
+            mask_address_in(
+                "550 5.1.1 <Alice@Example.com>: unknown",
+                "Alice@Example.com"
+            ),
+            "550 5.1.1 <A***@Example.com>: unknown"
+        );
+    }
+}

@@ -441,7 +441,7 @@ pub fn recipient_for(
             let mailbox: Mailbox = raw.parse().map_err(|_| {
                 fail(format!(
                     "\"{}\" is not a valid email address",
-                    crate::templates::single_line(raw)
+                    crate::logging::outside(&crate::templates::single_line(raw))
                 ))
             })?;
             Ok(Some(mailbox.email.to_string()))

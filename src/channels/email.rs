@@ -59,9 +59,7 @@ impl EmailChannel {
 /// SMTP 5xx is permanent; 4xx, timeouts and connection errors are retried.
 fn classify(e: &lettre::transport::smtp::Error, settings: &EmailSettings) -> DeliveryError {
     let server = format!("{}:{}", settings.host, settings.port);
-    // lettre's Display does not contain credentials; the server's reply may
-    // quote our envelope, which is fine to log.
-    let reason = format!("SMTP {server}: {e}");
+    let reason = format!("SMTP {server}: {}", reply_text(e, settings));
     // A non-ASCII address to a server without SMTPUTF8 never works.
     if e.is_client() && e.to_string().contains("SMTPUTF8") {
         return DeliveryError::permanent(reason);
@@ -75,6 +73,71 @@ fn classify(e: &lettre::transport::smtp::Error, settings: &EmailSettings) -> Del
         Refusal::Other
     };
     DeliveryError::Permanent { reason, refusal }
+}
+
+/// What of an SMTP error is logged and recorded: lettre's text (which holds
+/// no credentials) with the server's reply clipped; a reply that belongs
+/// to the AUTH exchange, or quotes the credentials anywhere, only by its
+/// codes: a server may echo what it was sent.
+fn reply_text(e: &lettre::transport::smtp::Error, settings: &EmailSettings) -> String {
+    let text = e.to_string();
+    let Some(password) = &settings.password else {
+        return crate::logging::outside(&text);
+    };
+    let user = settings.username.as_deref().unwrap_or("");
+    if !touches_auth(&text, user, password.expose_secret()) {
+        return crate::logging::outside(&text);
+    }
+    let kind = match e.status() {
+        Some(code) if e.is_permanent() => format!("permanent error ({code})"),
+        Some(code) => format!("transient error ({code})"),
+        None => "error".to_string(),
+    };
+    let enhanced = text
+        .split_whitespace()
+        .find(|w| is_enhanced_status(w))
+        .map(|code| format!("{code} "))
+        .unwrap_or_default();
+    format!(
+        "{kind}: {enhanced}(the server's reply to AUTH is not shown: it may quote the credentials)"
+    )
+}
+
+/// Whether an SMTP error's text is about authentication or holds the
+/// credentials, as sent or in the base64 of AUTH PLAIN and AUTH LOGIN.
+fn touches_auth(text: &str, user: &str, password: &str) -> bool {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let b64_unpadded = |s: &str| b64(s).trim_end_matches('=').to_owned();
+    let lower = text.to_lowercase();
+    if lower.contains("auth") {
+        return true;
+    }
+    let plain = format!("\0{user}\0{password}");
+    [
+        password.to_owned(),
+        b64(password),
+        b64_unpadded(password),
+        b64_unpadded(&plain),
+        b64_unpadded(&format!("{user}{plain}")),
+    ]
+    .iter()
+    .chain(
+        (user.chars().count() >= 4)
+            .then(|| b64_unpadded(user))
+            .iter(),
+    )
+    .any(|form| form.chars().count() >= 4 && text.contains(form.as_str()))
+}
+
+/// `5.7.8`, `4.2.0`: an enhanced status code (RFC 3463).
+fn is_enhanced_status(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && parts[1..]
+            .iter()
+            .all(|p| (1..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Whether a permanent SMTP error rejects the recipient address itself (so

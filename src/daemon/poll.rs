@@ -47,7 +47,7 @@ impl ProblemLog {
     fn report(&mut self, problems: impl Iterator<Item = String>, what: &str, full: bool) {
         let current: HashSet<String> = problems.collect();
         for problem in current.difference(&self.seen) {
-            warn!(problem = %problem, "{what}");
+            warn!(problem = %crate::logging::clip(problem, 2000), "{what}");
         }
         if full {
             self.seen = current;
@@ -185,7 +185,7 @@ pub async fn poll_in_chunks(
             metrics::counter!("interim_notices_planned_total", "policy" => planned.key.policy.clone()).increment(1);
         }
         for c in &plan.cancels {
-            info!(ticket.id = %c.key.ticket_id, policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
+            info!(ticket.id = %crate::logging::outside(&c.key.ticket_id), policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
         }
     }
     let watermark = match (store.source_watermark().await?, poll.max_updated_at) {
@@ -203,7 +203,7 @@ pub async fn poll_in_chunks(
         })
         .await?;
     for s in &swept {
-        info!(ticket.id = %s.ticket_id, policy = %s.policy, notice.id = %s.id, reason = "the ticket is no longer waiting", "pending notice cancelled");
+        info!(ticket.id = %crate::logging::outside(&s.ticket_id), policy = %s.policy, notice.id = %s.id, reason = "the ticket is no longer waiting", "pending notice cancelled");
     }
     summary.cancelled += swept.len();
     metrics::counter!("interim_notices_cancelled_total").increment(summary.cancelled as u64);

@@ -51,7 +51,7 @@ pub async fn replan(
                 match serde_json::from_str(json) {
                     Ok(ticket) => tickets.push(ticket),
                     Err(e) => {
-                        warn!(ticket.id = %id, error = %e, "the stored ticket cannot be read; its series waits for the next poll")
+                        warn!(ticket.id = %crate::logging::outside(id), error = %e, "the stored ticket cannot be read; its series waits for the next poll")
                     }
                 }
             }
@@ -59,7 +59,7 @@ pub async fn replan(
             let series = series_of(store, settings, &tickets, &ids, dry_run).await?;
             let plan = planner::plan(settings, &tickets, &[], &series, now, mode);
             for c in &plan.cancels {
-                info!(ticket.id = %c.key.ticket_id, policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
+                info!(ticket.id = %crate::logging::outside(&c.key.ticket_id), policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
             }
             summary.moved += plan.upserts.len();
             summary.cancelled += plan.cancels.len();

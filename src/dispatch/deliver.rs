@@ -32,6 +32,26 @@ fn addresses_customer(settings: &Settings, channel: &str) -> bool {
         })
 }
 
+/// A recipient as info and warn lines show it: `a***@example.com`, in
+/// full only when debug logging is on.
+fn shown(recipient: &str) -> String {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        crate::logging::outside(recipient)
+    } else {
+        crate::logging::mask_address(recipient)
+    }
+}
+
+/// `text` (a server's reply, a suppression reason) with `recipient` in it
+/// shown as [`shown`] shows it.
+fn shown_in(text: &str, recipient: &str) -> String {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        text.to_owned()
+    } else {
+        crate::logging::mask_address_in(text, recipient)
+    }
+}
+
 /// How long a notice whose window never opens waits before it is looked
 /// at again (a configuration mistake that `check-config` reports).
 const NO_WINDOW_RETRY: chrono::Duration = chrono::Duration::hours(1);
@@ -210,7 +230,7 @@ impl Dispatcher {
             return Ok(true);
         };
         if let Some(reason) = live.suppressor.reason(&self.store, recipient).await? {
-            info!(recipient, reason = %reason, "recipient suppressed; notice not sent");
+            info!(recipient = %shown(recipient), reason = %shown_in(&reason, recipient), "recipient suppressed; notice not sent");
             self.finish(
                 live,
                 policy,
@@ -283,7 +303,7 @@ impl Dispatcher {
             Ok(m) => m,
             Err(e) => {
                 let reason = format!("template {} failed to render: {e}", policy.template);
-                error!(error = %reason, "notice is dead");
+                error!(error = %crate::logging::clip(&reason, 1000), "notice is dead");
                 return self
                     .finish(
                         live,
@@ -299,7 +319,7 @@ impl Dispatcher {
             }
         };
         if claim.dry_run {
-            info!(channel = %claim.channel, recipient = claim.recipient.as_deref().unwrap_or(""), subject = %message.subject, "dry run: would send");
+            info!(channel = %claim.channel, recipient = %shown(claim.recipient.as_deref().unwrap_or("")), subject = %crate::logging::outside(&message.subject), "dry run: would send");
             return self
                 .finish(
                     live,
@@ -354,7 +374,7 @@ impl Dispatcher {
                     .max(0) as f64
                     / 1000.0;
                 metrics::histogram!("interim_notice_lag_seconds", "channel" => claim.channel.clone()).record(lag);
-                info!(channel = %claim.channel, recipient = claim.recipient.as_deref().unwrap_or(""), attempt = claim.attempts + 1, "notice sent");
+                info!(channel = %claim.channel, recipient = %shown(claim.recipient.as_deref().unwrap_or("")), attempt = claim.attempts + 1, "notice sent");
                 self.finish(
                     live,
                     policy,
@@ -375,14 +395,14 @@ impl Dispatcher {
                     }
                     Refusal::RecipientRejected if live.suppressor.auto() => {
                         if let Some(recipient) = &claim.recipient {
-                            warn!(recipient, error = %reason, "recipient rejected permanently; later notices to it are suppressed");
+                            warn!(recipient = %shown(recipient), error = %shown_in(&reason, recipient), "recipient rejected permanently; later notices to it are suppressed");
                             self.store
                                 .suppress(recipient, &reason, "auto", finished)
                                 .await?;
                         }
                     }
                     _ => {
-                        warn!(channel = %claim.channel, error = %reason, "permanent delivery failure; notice is dead")
+                        warn!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), "permanent delivery failure; notice is dead")
                     }
                 }
                 self.finish(
@@ -417,7 +437,7 @@ impl Dispatcher {
                             let next = policy.window.first_send_instant(at).unwrap_or(at);
                             (next, next)
                         };
-                        warn!(channel = %claim.channel, error = %reason, attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
+                        warn!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
                         let reason = reason.as_str();
                         self.persist(claim, |n| async move {
                             self.store
@@ -434,7 +454,7 @@ impl Dispatcher {
                     }
                     RetryDecision::GiveUp(why) => {
                         let reason = format!("{reason}; {why}");
-                        error!(channel = %claim.channel, error = %reason, "retries exhausted; notice is dead");
+                        error!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), "retries exhausted; notice is dead");
                         self.finish(
                             live,
                             policy,

@@ -289,7 +289,7 @@ impl Dispatcher {
                     self.store.release(&claim.current(), None, None).await?;
                     continue;
                 };
-                let span = info_span!("notice", ticket.id = %claim.ticket_id, policy = %claim.policy, notice.id = %claim.id, number = claim.number);
+                let span = info_span!("notice", ticket.id = %crate::logging::outside(&claim.ticket_id), policy = %claim.policy, notice.id = %claim.id, number = claim.number);
                 let (this, live) = (Arc::clone(self), Arc::clone(&live));
                 self.tracker.spawn(
                     async move { this.deliver(live, claim, permit, now).await }.instrument(span),

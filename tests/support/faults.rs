@@ -41,6 +41,10 @@ pub enum SmtpFault {
     /// Says 354 to DATA, reads the first line of the message, then closes
     /// the connection without a reply.
     DropMidData,
+    /// Offers AUTH PLAIN and LOGIN and answers AUTH with a 535 whose lines
+    /// echo the command and the decoded credentials, then closes: a server
+    /// that would put a password into the client's log.
+    EchoAuth,
 }
 
 #[derive(Default)]
@@ -168,8 +172,30 @@ fn serve_smtp(
         match verb.as_str() {
             "EHLO" => {
                 let utf8 = if smtputf8 { "250-SMTPUTF8\r\n" } else { "" };
-                out.write_all(format!("250-interim-faults\r\n{utf8}250 8BITMIME\r\n").as_bytes())?;
+                let auth = if *fault == SmtpFault::EchoAuth {
+                    "250-AUTH PLAIN LOGIN\r\n"
+                } else {
+                    ""
+                };
+                out.write_all(
+                    format!("250-interim-faults\r\n{utf8}{auth}250 8BITMIME\r\n").as_bytes(),
+                )?;
                 out.flush()?;
+            }
+            "AUTH" if *fault == SmtpFault::EchoAuth => {
+                use base64::Engine;
+                let payload = command.split_whitespace().nth(2).unwrap_or_default();
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(payload)
+                    .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+                    .unwrap_or_default();
+                return reply(
+                    &mut out,
+                    &format!(
+                        "535-5.7.8 you sent: {command}\r\n535-5.7.8 that is:{decoded}\r\n\
+                         535 5.7.8 Authentication credentials invalid"
+                    ),
+                );
             }
             "HELO" => reply(&mut out, "250 interim-faults")?,
             "MAIL" => {
