@@ -107,11 +107,21 @@ pub struct RawSource {
     pub pagination: Option<RawPagination>,
     pub max_pages: Option<i64>,
     pub max_rows: Option<i64>,
+    pub max_page_bytes: Option<RawBytes>,
+    pub allowed_origins: Option<Vec<String>>,
     pub since_param: Option<String>,
     pub since_format: Option<String>,
     pub waiting_states: Option<Vec<String>>,
     #[serde(default)]
     pub sideload: BTreeMap<String, RawSideload>,
+}
+
+/// A size in bytes: an integer, or text with a unit (`"32MiB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawBytes {
+    Count(i64),
+    Text(String),
 }
 
 /// One JSON pointer, or several: the latest timestamp (or first value) wins.

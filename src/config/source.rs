@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::raw::{Pointers, RawConfig, RawSource};
+use super::raw::{Pointers, RawBytes, RawConfig, RawSource};
 use super::settings::{Problems, parse_duration, parse_zone, read_secret};
 use crate::secret::{SecretString, SecretUrl};
 
@@ -52,6 +52,13 @@ pub struct HttpSourceSettings {
     pub pagination: Pagination,
     pub max_pages: usize,
     pub max_rows: usize,
+    /// A page's body is read up to this many bytes; a larger page fails
+    /// the poll.
+    pub max_page_bytes: u64,
+    /// Origins besides `source.url`'s that next pages may be on; they get
+    /// the same credentials. Serialized as `Url::origin` does
+    /// (`scheme://host[:port]`, the default port left out).
+    pub allowed_origins: Vec<String>,
     /// Query parameter that asks only for tickets changed since the watermark.
     pub since_param: Option<String>,
     pub since_unix: bool,
@@ -110,6 +117,9 @@ pub struct Sideload {
     /// Pointer to the referencing value inside an item, e.g. `/requester_id`.
     pub reference: String,
 }
+
+/// `source.max_page_bytes` when it is not set: 32 MiB.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 32 * 1024 * 1024;
 
 const SQL_ONLY: &[&str] = &["query", "recheck_query", "incremental_query"];
 
@@ -216,10 +226,12 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         || s.auth.is_some()
         || s.since_param.is_some()
         || s.allow_insecure.is_some()
+        || s.allowed_origins.is_some()
+        || s.max_page_bytes.is_some()
     {
         p.add(
             "source",
-            "items, fields, pagination, auth, since_param and allow_insecure belong to kind = \"http\"",
+            "items, fields, pagination, auth, since_param, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
         );
     }
     let query = s.query.clone().filter(|q| !q.trim().is_empty());
@@ -392,6 +404,19 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
             false
         }
     };
+    let max_page_bytes = match &s.max_page_bytes {
+        None => DEFAULT_MAX_PAGE_BYTES,
+        Some(raw) => p
+            .take("source.max_page_bytes", parse_bytes(raw))
+            .unwrap_or(DEFAULT_MAX_PAGE_BYTES),
+    };
+    let allowed_origins = s
+        .allowed_origins
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, text)| p.take(&format!("source.allowed_origins[{i}]"), parse_origin(text)))
+        .collect();
     Some(HttpSourceSettings {
         auth,
         items: s.items.clone().unwrap_or_default(),
@@ -400,6 +425,8 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
         pagination,
         max_pages: limit(p, "source.max_pages", s.max_pages, 1000),
         max_rows: limit(p, "source.max_rows", s.max_rows, 1_000_000),
+        max_page_bytes,
+        allowed_origins,
         since_param: s.since_param.clone(),
         since_unix,
         waiting_states: s
@@ -417,6 +444,70 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
             })
             .collect(),
     })
+}
+
+/// Bytes as an integer or with a unit: `33554432`, `"32MiB"`, `"500 kB"`.
+fn parse_bytes(raw: &RawBytes) -> Result<u64, String> {
+    let hint = "write e.g. 33554432, \"32MiB\" or \"512KiB\"";
+    let bytes = match raw {
+        RawBytes::Count(n) => u64::try_from(*n).ok(),
+        RawBytes::Text(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let (digits, unit) = text.split_at(split);
+            let factor: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => Some(1),
+                "kb" => Some(1_000),
+                "mb" => Some(1_000_000),
+                "gb" => Some(1_000_000_000),
+                "kib" => Some(1 << 10),
+                "mib" => Some(1 << 20),
+                "gib" => Some(1 << 30),
+                _ => None,
+            };
+            digits
+                .parse::<u64>()
+                .ok()
+                .zip(factor)
+                .and_then(|(n, f)| n.checked_mul(f))
+        }
+    };
+    let shown = match raw {
+        RawBytes::Count(n) => n.to_string(),
+        RawBytes::Text(text) => format!("\"{text}\""),
+    };
+    match bytes {
+        Some(0) => Err(format!("{shown} must be above 0")),
+        Some(n) => Ok(n),
+        None => Err(format!("{shown} is not a size in bytes ({hint})")),
+    }
+}
+
+/// `scheme://host[:port]` as `Url::origin` serializes it (lower case, the
+/// default port left out), so that it compares with a page URL's origin.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let shown = crate::secret::redact_url(text);
+    let form = "write scheme://host[:port], e.g. \"https://api2.example.com\"";
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| format!("\"{shown}\" is not an origin ({e}; {form})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!(
+            "\"{shown}\" is not an http or https origin ({form})"
+        ));
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(format!(
+            "\"{shown}\" is more than an origin: no credentials, path or query ({form})"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 fn required_secret(
