@@ -6,17 +6,28 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LINK, LOCATION, RETRY_AFTER};
+use reqwest::redirect;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::columns::{Cell, parse_timestamp_text};
+use super::page::{self, PageError};
 use super::sql::CellRow;
 use crate::config::{HttpAuth, HttpSourceSettings, Pagination, SourceSettings};
 use crate::secret::{ExposeSecret, redact_url};
 
 /// How often one page is asked for again after 429/503 with Retry-After.
 const MAX_THROTTLED_RETRIES: usize = 5;
+/// Redirects followed for one page (all within its origin).
+const MAX_REDIRECTS: usize = 10;
+/// Chunks of rows read ahead of the consumer: the reader waits when they
+/// are not taken, so a slow planner never lets pages pile up in memory.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Rows of one poll as they are read, chunk by chunk, or the error that
+/// ended it.
+pub type PageReceiver = mpsc::Receiver<anyhow::Result<Vec<CellRow>>>;
 
 #[derive(Clone)]
 pub struct HttpSource {
@@ -26,58 +37,72 @@ pub struct HttpSource {
     client: reqwest::Client,
 }
 
+/// `scheme://host[:port]`, the default port left out.
+fn origin(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// The source's own client: redirects are followed only to the origin of
+/// the URL asked for, so credentials never travel with one (reqwest drops
+/// `Authorization` on a cross-host redirect, but not a custom header).
+fn client() -> anyhow::Result<reqwest::Client> {
+    crate::channels::install_crypto_provider();
+    let policy = redirect::Policy::custom(|attempt| {
+        let home = attempt.previous().first().map(origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if home.is_some_and(|home| home == origin(attempt.url())) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    Ok(reqwest::Client::builder()
+        .redirect(policy)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("interim/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
 impl HttpSource {
     pub fn new(source: &SourceSettings, settings: &HttpSourceSettings) -> anyhow::Result<Self> {
         Ok(Self {
             url: source.url.expose().to_owned(),
             settings: settings.clone(),
             zone: source.timezone,
-            client: crate::channels::webhook::client()?,
+            client: client()?,
         })
     }
 
-    /// Reads every page (changes since `since` when given) and hands each
-    /// item, as named cells, to `each`. `deadline` bounds the whole poll.
-    /// Reads the pages in a task of its own and sends each page's items.
+    /// Reads every page (changes since `since` when given) in a task of
+    /// its own and sends the items, as named cells, in chunks of at most
+    /// `chunk` rows. `deadline` bounds the whole poll.
     pub fn stream_pages(
         &self,
         since: Option<DateTime<Utc>>,
         deadline: Instant,
-    ) -> (
-        mpsc::UnboundedReceiver<anyhow::Result<Vec<CellRow>>>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        chunk: usize,
+    ) -> (PageReceiver, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let this = self.clone();
         let reader = tokio::spawn(async move {
-            let mut page = Vec::new();
-            let sent = tx.clone();
-            let outcome = this
-                .for_each_row(since, deadline, |cells, last_of_page| {
-                    page.push(cells);
-                    if last_of_page {
-                        let _ = sent.send(Ok(std::mem::take(&mut page)));
-                    }
-                })
-                .await;
-            if !page.is_empty() {
-                let _ = tx.send(Ok(page));
-            }
-            if let Err(e) = outcome {
-                let _ = tx.send(Err(e));
+            if let Err(e) = this.read_pages(since, deadline, chunk.max(1), &tx).await {
+                let _ = tx.send(Err(e)).await;
             }
         });
         (rx, reader)
     }
 
-    async fn for_each_row(
+    async fn read_pages(
         &self,
         since: Option<DateTime<Utc>>,
         deadline: Instant,
-        mut each: impl FnMut(Vec<(String, Cell)>, bool),
+        chunk: usize,
+        tx: &mpsc::Sender<anyhow::Result<Vec<CellRow>>>,
     ) -> anyhow::Result<()> {
         let mut url = reqwest::Url::parse(&self.url)
             .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))?;
+        let home = origin(&url);
         if let (Some(param), Some(since)) = (&self.settings.since_param, since) {
             let value = if self.settings.since_unix {
                 since.timestamp().to_string()
@@ -98,29 +123,32 @@ impl HttpSource {
         }
         let mut rows = 0usize;
         for page in 1..=self.settings.max_pages {
-            let (headers, body) = self.fetch(&url, deadline).await?;
+            let (headers, bytes) = self.fetch(&url, &home, deadline).await?;
             let shown = redact_url(url.as_str());
-            let items = if self.settings.items.is_empty() {
-                Some(&body)
-            } else {
-                body.pointer(&self.settings.items)
-            };
-            let Some(Value::Array(items)) = items else {
-                anyhow::bail!(
+            let (body, items) = self.decode(&bytes, rows).map_err(|e| match e {
+                PageError::NotJson(e) => anyhow::anyhow!("GET {shown}: the body is not JSON: {e}"),
+                PageError::NoList => anyhow::anyhow!(
                     "GET {shown}: page {page}: the items pointer \"{}\" does not resolve to a list",
                     self.settings.items
-                );
-            };
-            let sideloaded = self.sideloaded(&body);
-            for (index, item) in items.iter().enumerate() {
-                rows += 1;
-                if rows > self.settings.max_rows {
-                    anyhow::bail!(
-                        "GET {shown}: more than source.max_rows ({}) rows; raise it if this is right",
-                        self.settings.max_rows
-                    );
+                ),
+                PageError::TooManyRows => anyhow::anyhow!(
+                    "GET {shown}: more than source.max_rows ({}) rows; raise it if this is right",
+                    self.settings.max_rows
+                ),
+            })?;
+            drop(bytes);
+            rows += items.len();
+            let empty = items.is_empty();
+            let mut items = items.into_iter();
+            loop {
+                let batch: Vec<CellRow> = items.by_ref().take(chunk).collect();
+                if batch.is_empty() {
+                    break;
                 }
-                each(self.cells(item, &sideloaded), index + 1 == items.len());
+                if tx.send(Ok(batch)).await.is_err() {
+                    // Nobody reads this poll any more.
+                    return Ok(());
+                }
             }
             let next = match &self.settings.pagination {
                 Pagination::None => None,
@@ -134,7 +162,7 @@ impl HttpSource {
                     _ => None,
                 },
                 Pagination::Page { param, .. } => {
-                    if items.is_empty() {
+                    if empty {
                         None
                     } else {
                         page_number += 1;
@@ -163,10 +191,18 @@ impl HttpSource {
                     }
                 }
             };
-            match next {
-                Some(next) => url = next,
-                None => return Ok(()),
+            let Some(next) = next else {
+                return Ok(());
+            };
+            let there = origin(&next);
+            if !self.trusted(&home, &there) {
+                anyhow::bail!(
+                    "GET {shown}: the next page is on {there}, another origin than source.url's {home}; \
+                     not asked for, so the source's credentials stay with {home} \
+                     (list it in source.allowed_origins if it belongs to the helpdesk)"
+                );
             }
+            url = next;
         }
         anyhow::bail!(
             "GET {}: more than source.max_pages ({}) pages; raise it if this is right",
@@ -175,13 +211,43 @@ impl HttpSource {
         )
     }
 
-    /// One page, honouring 429/503 `Retry-After` within the poll's deadline.
+    /// Whether `origin` may get the source's requests and credentials.
+    fn trusted(&self, home: &str, origin: &str) -> bool {
+        origin == home || self.settings.allowed_origins.iter().any(|o| o == origin)
+    }
+
+    /// One page's items as cells, counted against what is left of
+    /// `max_rows` while they are decoded; the rest of the page (next-page
+    /// pointers, side-loaded lists) as JSON.
+    fn decode(&self, bytes: &[u8], rows: usize) -> Result<(Value, Vec<CellRow>), PageError> {
+        let budget = self.settings.max_rows.saturating_sub(rows);
+        let items = &self.settings.items;
+        if self.settings.sideload.is_empty() {
+            // Each item becomes its cells at once; its JSON is dropped.
+            let page = page::decode(bytes, items, budget, |item| self.cells(item, &[]))?;
+            return Ok((page.body, page.items));
+        }
+        // Side-loaded lists may come after the items: join at the end.
+        let page = page::decode(bytes, items, budget, |item| item)?;
+        let sideloaded = self.sideloaded(&page.body);
+        let cells = page
+            .items
+            .into_iter()
+            .map(|item| self.cells(item, &sideloaded))
+            .collect();
+        Ok((page.body, cells))
+    }
+
+    /// One page's body, honouring 429/503 `Retry-After` within the poll's
+    /// deadline. Credentials go only to a trusted origin.
     async fn fetch(
         &self,
         url: &reqwest::Url,
+        home: &str,
         deadline: Instant,
-    ) -> anyhow::Result<(HeaderMap, Value)> {
+    ) -> anyhow::Result<(HeaderMap, Vec<u8>)> {
         let shown = redact_url(url.as_str());
+        let credentials = self.trusted(home, &origin(url));
         for _ in 0..=MAX_THROTTLED_RETRIES {
             let left = deadline.saturating_duration_since(Instant::now());
             let mut request = self
@@ -190,6 +256,7 @@ impl HttpSource {
                 .timeout(left.max(Duration::from_millis(1)))
                 .header("accept", "application/json");
             request = match &self.settings.auth {
+                _ if !credentials => request,
                 HttpAuth::None => request,
                 HttpAuth::Bearer(token) => request.bearer_auth(token.expose_secret()),
                 HttpAuth::Basic { username, password } => {
@@ -204,6 +271,8 @@ impl HttpSource {
                     "timed out"
                 } else if e.is_connect() {
                     "connection failed"
+                } else if e.is_redirect() {
+                    "too many redirects"
                 } else {
                     "request failed"
                 };
@@ -233,16 +302,30 @@ impl HttpSource {
                 tokio::time::sleep(wait).await;
                 continue;
             }
+            if status.is_redirection() {
+                // The redirect policy stopped: the target is elsewhere.
+                let target = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|location| response.url().join(location).ok());
+                if let Some(target) = target
+                    && origin(&target) != origin(response.url())
+                {
+                    anyhow::bail!(
+                        "GET {shown}: HTTP {} redirects to {}, another origin than {}; \
+                         redirects are followed only within the origin, so the credentials stay there",
+                        status.as_u16(),
+                        origin(&target),
+                        origin(response.url())
+                    );
+                }
+            }
             if !status.is_success() {
                 anyhow::bail!("GET {shown}: HTTP {}", status.as_u16());
             }
             let headers = response.headers().clone();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|_| anyhow::anyhow!("GET {shown}: the body could not be read"))?;
-            let body: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("GET {shown}: the body is not JSON: {e}"))?;
+            let body = page::read_body(response, self.settings.max_page_bytes, &shown).await?;
             return Ok((headers, body));
         }
         anyhow::bail!("GET {shown}: still throttled after {MAX_THROTTLED_RETRIES} retries")
@@ -267,8 +350,7 @@ impl HttpSource {
     }
 
     /// One item as contract columns.
-    fn cells(&self, item: &Value, sideloaded: &[HashMap<String, Value>]) -> Vec<(String, Cell)> {
-        let mut item = item.clone();
+    fn cells(&self, mut item: Value, sideloaded: &[HashMap<String, Value>]) -> CellRow {
         for (load, index) in self.settings.sideload.iter().zip(sideloaded) {
             let joined = item
                 .pointer(&load.reference)

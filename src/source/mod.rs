@@ -4,6 +4,7 @@
 
 pub mod columns;
 pub mod http;
+mod page;
 pub mod sql;
 mod sql_cells;
 
@@ -65,7 +66,7 @@ enum Rows {
         tokio::sync::mpsc::Receiver<Result<Vec<sql::CellRow>, sqlx::Error>>,
         sql::SqlPool,
     ),
-    Http(tokio::sync::mpsc::UnboundedReceiver<anyhow::Result<Vec<sql::CellRow>>>),
+    Http(http::PageReceiver),
 }
 
 /// A poll in progress: [`next_chunk`](Self::next_chunk) yields its rows
@@ -237,9 +238,8 @@ impl Source {
         }
     }
 
-    /// Starts a poll whose rows arrive in chunks (at most `chunk` rows, or
-    /// one page of an API), so a large helpdesk is never held in memory
-    /// at once.
+    /// Starts a poll whose rows arrive in chunks of at most `chunk` rows,
+    /// so a large helpdesk is never held in memory at once.
     pub fn poll_chunks(&self, now: DateTime<Utc>, kind: PollKind, chunk: usize) -> ChunkedPoll {
         let started = Instant::now();
         let deadline = started + self.settings.timeout;
@@ -249,7 +249,7 @@ impl Source {
                     PollKind::Changes { since } => Some(since),
                     PollKind::Full => None,
                 };
-                let (rows, reader) = api.stream_pages(since, deadline);
+                let (rows, reader) = api.stream_pages(since, deadline, chunk);
                 (Rows::Http(rows), reader)
             }
             Backend::Sql(pool) => {
@@ -360,7 +360,7 @@ mod tests {
     /// (the daemon then applies nothing of the poll and cancels nothing).
     #[tokio::test]
     async fn a_reader_that_panics_is_a_failed_poll_that_cancels_nothing() {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         let row = vec![
             ("id".to_owned(), Cell::Int(7)),
             ("state".to_owned(), Cell::Text("open".into())),
@@ -370,7 +370,7 @@ mod tests {
             ),
         ];
         let reader = tokio::spawn(async move {
-            let _ = tx.send(Ok(vec![row]));
+            let _ = tx.send(Ok(vec![row])).await;
             panic!("a bug in the reader, after its first page");
         });
         let now = Utc::now();
