@@ -1,8 +1,12 @@
 //! `ApiServer`: a JSON API on 127.0.0.1 (axum) that answers every request
 //! from the test's script and records each request (path, query, headers,
-//! arrival time), standing in for a helpdesk's HTTP API.
+//! arrival time), standing in for a helpdesk's HTTP API; `start_on` puts
+//! one on another loopback address, a foreign origin. `EndlessPage` sends a
+//! page whose body never ends.
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
@@ -143,12 +147,21 @@ async fn answer(
 impl ApiServer {
     /// Serves every method and path with `script`.
     pub fn start(script: impl Fn(&ApiRequest) -> ApiResponse + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the API port");
+        Self::start_on("127.0.0.1", script)
+    }
+
+    /// Serves on the loopback address `ip` (e.g. `127.0.0.2`: another
+    /// origin than a server on 127.0.0.1).
+    pub fn start_on(
+        ip: &str,
+        script: impl Fn(&ApiRequest) -> ApiResponse + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the API port");
         let port = listener.local_addr().expect("API listener address").port();
         listener
             .set_nonblocking(true)
             .expect("non-blocking API listener");
-        let base = format!("http://127.0.0.1:{port}");
+        let base = format!("http://{ip}:{port}");
         let state = Arc::new(Mutex::new(ApiState {
             script: Arc::new(script),
             requests: Vec::new(),
@@ -166,7 +179,7 @@ impl ApiServer {
         Self { base, state }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://IP:PORT`.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -211,4 +224,67 @@ pub fn http_setup(url: &str, fields: &str, mail_port: u16) -> Setup {
         "after = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
     );
     setup
+}
+
+/// A JSON page without `Content-Length` whose body never ends: `head`,
+/// then `item` and a comma, again and again, until the client stops
+/// reading and closes the connection.
+pub struct EndlessPage {
+    base: String,
+    sent: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+}
+
+impl EndlessPage {
+    pub fn start(head: &str, item: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the endless page's port");
+        let port = listener.local_addr().expect("endless page address").port();
+        let (sent, closed) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (head, item) = (head.to_owned(), format!("{item},"));
+        let (counter, ended) = (sent.clone(), closed.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    request.push(byte[0]);
+                }
+                let chunk = |data: &str| format!("{:x}\r\n{data}\r\n", data.len());
+                let items = item.repeat((64 * 1024 / item.len()).max(1));
+                let mut out = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{}",
+                    chunk(&head)
+                );
+                while stream.write_all(out.as_bytes()).is_ok() {
+                    counter.fetch_add(out.len() as u64, Ordering::SeqCst);
+                    out = chunk(&items);
+                }
+                ended.store(true, Ordering::SeqCst);
+            }
+        });
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            sent,
+            closed,
+        }
+    }
+
+    /// The absolute URL of `path_and_query`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base)
+    }
+
+    /// Bytes written so far (some may still sit in socket buffers).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Whether a client has closed the connection while the body went on.
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
 }
