@@ -1,6 +1,8 @@
 //! The `http` source: pages through a JSON API and maps each item onto the
 //! ticket column contract with JSON pointers. A page that cannot be read
 //! fails the whole poll, so a broken API never looks like "no tickets".
+//! Requests (and credentials) go only to `source.url`'s origin and
+//! `source.allowed_origins`; pages are read within the limits of `page`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
