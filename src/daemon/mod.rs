@@ -84,12 +84,12 @@ pub async fn run_with_clock(
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
 
     let admin = listener.map(|listener| {
-        let state = AdminState {
-            store: store.clone(),
-            dispatcher: dispatcher.clone(),
-            metrics: metrics.clone(),
-            reload: reload_tx.clone(),
-        };
+        let state = AdminState::new(
+            store.clone(),
+            dispatcher.clone(),
+            metrics.clone(),
+            reload_tx.clone(),
+        );
         let stop = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::http::serve(listener, state, stop).await {

@@ -1,13 +1,18 @@
 //! The admin endpoint on `http.listen`: `/healthz` (alive), `/readyz`
-//! (store reachable and a fresh poll), `/metrics` (Prometheus text) and
-//! `POST /-/reload` (loopback only, like Prometheus' lifecycle API).
+//! (store reachable and a fresh poll),
+//! `/metrics` (Prometheus text) and `POST /-/reload`, a write action
+//! (see [`access`]). [`serve`] bounds connections, time and bytes so that
+//! no client of this port can hurt polling or delivery.
+
+pub mod access;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +28,9 @@ use crate::store::Store;
 /// A reload request; the answer says whether the new config was taken.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
+/// Request bodies on every route at most (write actions are small forms).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Store,
@@ -31,27 +39,47 @@ pub struct AdminState {
     pub reload: mpsc::Sender<ReloadRequest>,
 }
 
+impl AdminState {
+    pub fn new(
+        store: Store,
+        dispatcher: Arc<Dispatcher>,
+        metrics: Option<PrometheusHandle>,
+        reload: mpsc::Sender<ReloadRequest>,
+    ) -> Self {
+        Self {
+            store,
+            dispatcher,
+            metrics,
+            reload,
+        }
+    }
+}
+
 pub fn router(state: AdminState) -> Router {
+    let writes = Router::new().route("/-/reload", post(reload)).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), access::require_write_access),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/-/reload", post(reload))
+        .merge(writes)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .with_state(state)
 }
 
-/// Serves until `shutdown` fires.
+/// Serves until `shutdown` fires, within the limits of `[http]` and of
+/// the process's descriptor limit (read now).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let settings = state.dispatcher.live().config.settings.clone();
+    let limits = serve::Limits::new(&settings, serve::descriptor_limit());
+    serve::serve(listener, router(state), limits, shutdown).await
 }
 
 /// GETs `/healthz` of a daemon listening on `listen` (a wildcard address
@@ -139,17 +167,8 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn reload(
-    State(state): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Response {
-    if !peer.ip().is_loopback() {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(json!({"status": "refused", "reason": "reload is allowed from loopback only"})),
-        )
-            .into_response();
-    }
+/// Behind [`access::require_write_access`].
+async fn reload(State(state): State<AdminState>) -> Response {
     let (answer, result) = oneshot::channel();
     if state.reload.send(answer).await.is_err() {
         return (
