@@ -1,5 +1,5 @@
 //! The admin endpoint on `http.listen`: `/healthz` (alive), `/readyz`
-//! (store reachable and a fresh poll),
+//! (the store takes writes and a fresh poll; answered within 2 s),
 //! `/metrics` (Prometheus text) and `POST /-/reload`, a write action
 //! (see [`access`]). [`serve`] bounds connections, time and bytes so that
 //! no client of this port can hurt polling or delivery.
@@ -9,6 +9,7 @@ pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
@@ -19,7 +20,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
@@ -30,6 +31,10 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// Request bodies on every route at most (write actions are small forms).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// `/readyz` decides within this, whatever the store does (then 503).
+pub const READY_BUDGET: Duration = Duration::from_millis(1500);
+/// The store's write probe runs at most once per this.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -37,7 +42,12 @@ pub struct AdminState {
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: Option<PrometheusHandle>,
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// The last write probe: a flood of `/readyz` writes once a second.
+    probe: Arc<Mutex<Option<Probed>>>,
 }
+
+/// When the write probe ran, and what it found.
+type Probed = (Instant, Result<(), String>);
 
 impl AdminState {
     pub fn new(
@@ -51,6 +61,7 @@ impl AdminState {
             dispatcher,
             metrics,
             reload,
+            probe: Arc::default(),
         }
     }
 }
@@ -105,13 +116,30 @@ pub async fn probe_health(listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// Why the daemon is not ready (or None when it is), and the last
-/// successful poll (read once, so the answer is consistent).
-pub async fn readiness(
-    store: &Store,
-    dispatcher: &Dispatcher,
+/// successful poll (read once, so the answer is consistent). Decided
+/// within [`READY_BUDGET`]: a store that does not answer is not ready.
+pub async fn readiness(state: &AdminState) -> (Option<String>, Option<chrono::DateTime<Utc>>) {
+    match tokio::time::timeout(READY_BUDGET, readiness_unbounded(state)).await {
+        Ok(answer) => answer,
+        Err(_) => (
+            Some(format!(
+                "store unreachable or not writable: no answer within {} ms",
+                READY_BUDGET.as_millis()
+            )),
+            None,
+        ),
+    }
+}
+
+async fn readiness_unbounded(
+    state: &AdminState,
 ) -> (Option<String>, Option<chrono::DateTime<Utc>>) {
-    if let Err(e) = store.ping().await {
-        return (Some(format!("store unreachable: {e:#}")), None);
+    let (store, dispatcher) = (&state.store, &state.dispatcher);
+    if let Some(problem) = store.file_problem() {
+        return (Some(format!("{problem}: nothing is claimed or sent")), None);
+    }
+    if let Err(reason) = probe_write(state).await {
+        return (Some(reason), None);
     }
     // A rejected poll (a broken query) needs an operator at once, even
     // while the previous snapshot is still fresh enough to send on.
@@ -126,6 +154,24 @@ pub async fn readiness(
     }
 }
 
+/// The store's write probe, at most once per [`PROBE_EVERY`]; concurrent
+/// callers wait for the one in progress.
+async fn probe_write(state: &AdminState) -> Result<(), String> {
+    let mut last = state.probe.lock().await;
+    if let Some((at, outcome)) = last.as_ref()
+        && at.elapsed() < PROBE_EVERY
+    {
+        return outcome.clone();
+    }
+    let outcome = state
+        .store
+        .probe_write(Utc::now())
+        .await
+        .map_err(|e| format!("{e:#}"));
+    *last = Some((Instant::now(), outcome.clone()));
+    outcome
+}
+
 fn stale_reason(at: chrono::DateTime<Utc>, max_age: std::time::Duration) -> Option<String> {
     let age = (Utc::now() - at).to_std().unwrap_or_default();
     (age > max_age).then(|| {
@@ -138,7 +184,7 @@ fn stale_reason(at: chrono::DateTime<Utc>, max_age: std::time::Duration) -> Opti
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let (reason, last_poll) = readiness(&state.store, &state.dispatcher).await;
+    let (reason, last_poll) = readiness(&state).await;
     let last_poll = last_poll.map(crate::channels::rfc3339);
     // Whether this instance polls the source (one of several sharing a store).
     let poller = state.store.is_poller();
