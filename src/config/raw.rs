@@ -94,6 +94,7 @@ pub struct RawSource {
     pub overlap: Option<String>,
     pub timezone: Option<String>,
     pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
     pub max_skipped_share: Option<f64>,
     // http
     pub auth: Option<String>,

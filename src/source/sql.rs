@@ -150,9 +150,10 @@ impl SqlPool {
         }
     }
 
-    /// Why connecting fails, from one direct attempt: the pool only says it
-    /// timed out waiting for a connection, which hides the cause.
-    pub async fn connect_error(&self) -> Option<String> {
+    /// Why connecting fails, from one direct attempt within `within`: the
+    /// pool only says it timed out waiting for a connection, which hides
+    /// the cause.
+    pub async fn connect_error(&self, within: std::time::Duration) -> Option<String> {
         use sqlx::ConnectOptions;
         let attempt = async {
             match self {
@@ -161,10 +162,13 @@ impl SqlPool {
                 SqlPool::MySql(p) => p.connect_options().connect().await.map(drop),
             }
         };
-        match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+        match tokio::time::timeout(within, attempt).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(crate::secret::redact_url(&e.to_string())),
-            Err(_) => Some("no answer within 5 s".into()),
+            Err(_) => Some(format!(
+                "no answer within {} (source.connect_timeout)",
+                humantime::format_duration(within)
+            )),
         }
     }
 
