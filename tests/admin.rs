@@ -650,6 +650,41 @@ fn deleting_the_sqlite_store_file_makes_readyz_503_and_nothing_is_claimed_or_sen
 }
 
 #[test]
+fn a_store_file_renamed_away_stops_claims_and_renamed_back_lets_them_resume() {
+    let sink = SmtpSink::start();
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", sink.port(), "")
+        .policy("first-notice", &first_notice("3s", "mail"));
+    let helpdesk = setup.helpdesk();
+    helpdesk.insert(&[Ticket {
+        waiting_since: ago(0),
+        ..Ticket::new(1)
+    }]);
+    let _daemon = setup.start();
+    let addr = setup.admin();
+    setup.wait_until(SOON, "/readyz answers 200", || {
+        http::get(&addr, "/readyz").is_ok_and(|r| r.status == 200)
+    });
+
+    let (store, away) = (setup.path("interim.db"), setup.path("elsewhere.db"));
+    std::fs::rename(&store, &away).expect("rename the store file away");
+    setup.assert_stays(
+        Duration::from_secs(5),
+        "nothing sent while the store file is elsewhere (the notice is due 3 s after the start)",
+        || sink.mails().is_empty() && http::get(&addr, "/readyz").is_ok_and(|r| r.status == 503),
+    );
+    std::fs::rename(&away, &store).expect("rename the store file back");
+    setup.wait_until(SOON, "the notice goes out once the file is back", || {
+        sink.mails_to(&Ticket::email(1)).len() == 1
+    });
+    setup.wait_until(SOON, "/readyz answers 200 again", || {
+        http::get(&addr, "/readyz").is_ok_and(|r| r.status == 200)
+    });
+    assert!(log(&setup).contains("claiming resumes"));
+}
+
+#[test]
 fn sources_test_against_a_refused_port_fails_within_seconds_and_check_config_does_not_connect() {
     let closed = free_port();
     for url in [

@@ -209,6 +209,15 @@ impl Store {
         // with another process doing the same (a CLI command next to a
         // starting daemon): one at a time, under a lock file.
         let setup_lock = lock_file_blocking(path.with_extension("setup.lock")).await?;
+        // Only this first connection may create the file: one the pool
+        // opens later, after the file was deleted or moved away, must fail
+        // instead of starting an empty ledger at the path.
+        AnyConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .with_context(|| format!("failed to open the store {url}"))?
+            .close()
+            .await
+            .with_context(|| format!("failed to open the store {url}"))?;
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .after_connect(|conn, _| {
@@ -220,7 +229,7 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .connect(&format!("sqlite://{}?mode=rw", path.display()))
             .await
             .with_context(|| format!("failed to open the store {url}"))?;
         sqlx::query("PRAGMA journal_mode = WAL")
