@@ -356,8 +356,13 @@ fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), Str
             "store.url: cannot change while running; restart the daemon to move the store".into(),
         );
     }
-    if new.settings.http.listen != old.http.listen {
-        warn!("http.listen changed: takes effect at the next restart");
+    let (was, now) = (&old.http, &new.settings.http);
+    if now.listen != was.listen
+        || now.max_connections != was.max_connections
+        || now.header_timeout != was.header_timeout
+        || now.idle_timeout != was.idle_timeout
+    {
+        warn!("[http] changed: takes effect at the next restart (the admin token at once)");
     }
     let channels = crate::channels::build(&new.settings).map_err(|e| format!("channels: {e:#}"))?;
     dispatcher
