@@ -735,3 +735,27 @@ fn sources_test_against_a_refused_port_fails_within_seconds_and_check_config_doe
         );
     }
 }
+
+#[test]
+fn the_container_image_and_the_reference_config_listen_on_loopback() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("read the Dockerfile");
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    for line in &instructions {
+        assert!(
+            !line.contains("HTTP__LISTEN") && !line.contains("0.0.0.0"),
+            "the image must not widen http.listen by default: {line}"
+        );
+    }
+    let reference =
+        std::fs::read_to_string(root.join("config/interim.toml")).expect("read the reference");
+    assert!(
+        reference
+            .lines()
+            .any(|l| l.trim() == "listen = \"127.0.0.1:9464\""),
+        "config/interim.toml listens on loopback"
+    );
+}
