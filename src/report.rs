@@ -145,7 +145,7 @@ pub async fn plan_rows(
 ) -> anyhow::Result<Vec<PlanRow>> {
     let settings = &config.settings;
     let source = Source::new(&settings.source)?;
-    let snapshot = source.poll(Utc::now(), PollKind::Full).await?;
+    let snapshot = source.poll_once(Utc::now(), PollKind::Full).await?;
     source.close().await;
     for e in &snapshot.skipped {
         tracing::warn!("row skipped: {e}");
@@ -401,7 +401,7 @@ pub async fn preview(
 ) -> Result<String, PreviewError> {
     let settings = &config.settings;
     let source = Source::new(&settings.source)?;
-    let snapshot = source.poll(Utc::now(), PollKind::Full).await?;
+    let snapshot = source.poll_once(Utc::now(), PollKind::Full).await?;
     source.close().await;
     let Some(ticket) = snapshot.tickets.iter().find(|t| t.id == ticket_id) else {
         let skipped = snapshot
@@ -603,7 +603,7 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
     };
     let source = Source::new(&settings.source)?;
     let started = std::time::Instant::now();
-    let snapshot = source.poll(Utc::now(), PollKind::Full).await;
+    let snapshot = source.poll_once(Utc::now(), PollKind::Full).await;
     source.close().await;
     let snapshot =
         snapshot.map_err(|e| anyhow::anyhow!("source {kind} {}: {e:#}", settings.source.url))?;

@@ -104,4 +104,16 @@ fn describe() {
         "interim_webhook_gone_total",
         "HTTP 410 answers: the webhook endpoint is gone"
     );
+    describe_gauge!(
+        "interim_http_connections",
+        "Open connections to the admin endpoint"
+    );
+    describe_counter!(
+        "interim_http_connections_refused_total",
+        "Admin connections closed at once because the endpoint was at its connection limit"
+    );
+    describe_counter!(
+        "interim_http_write_refused_total",
+        "Write actions (POST /-/reload) refused for want of a token or as a possible cross-site request"
+    );
 }

@@ -72,6 +72,11 @@ pub struct RawStore {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    pub max_connections: Option<i64>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub admin_token_env: Option<String>,
+    pub admin_token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +96,7 @@ pub struct RawSource {
     pub overlap: Option<String>,
     pub timezone: Option<String>,
     pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
     pub max_skipped_share: Option<f64>,
     // http
     pub auth: Option<String>,

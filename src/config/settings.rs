@@ -79,9 +79,22 @@ pub struct StoreSettings {
     pub claim_lease: Duration,
 }
 
+/// The admin endpoint and its bounds.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Connections at once at most (also at most a quarter of the
+    /// process's descriptor limit, see `http::serve`).
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; also how long a
+    /// kept-alive connection may wait for its next request.
+    pub header_timeout: Duration,
+    /// A connection on which no byte moves for this long, while no request
+    /// is being answered, is closed.
+    pub idle_timeout: Duration,
+    /// Bearer token for write actions (`POST /-/reload`); None: write
+    /// actions only from loopback, and only as a browser cannot send them.
+    pub admin_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +378,24 @@ impl Settings {
                     }),
                 )
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+            max_connections: match raw.http.max_connections.unwrap_or(64) {
+                n @ 1..=100_000 => usize::try_from(n).unwrap_or(64),
+                n => {
+                    p.add(
+                        "http.max_connections",
+                        format!("{n} is not between 1 and 100000"),
+                    );
+                    64
+                }
+            },
+            header_timeout: positive(
+                &mut p,
+                "http.header_timeout",
+                &raw.http.header_timeout,
+                "5s",
+            ),
+            idle_timeout: positive(&mut p, "http.idle_timeout", &raw.http.idle_timeout, "30s"),
+            admin_token: admin_token(&mut p, &raw.http, &mut warnings),
         };
 
         let source = super::source::source_settings(&mut p, &raw);
@@ -472,6 +503,56 @@ impl Settings {
             warnings,
         })
     }
+}
+
+/// A duration key that must be longer than zero.
+fn positive(p: &mut Problems, key: &str, value: &Option<String>, default: &str) -> Duration {
+    let text = value.as_deref().unwrap_or(default);
+    match p.take(key, parse_duration(text)) {
+        Some(d) if d.is_zero() => {
+            p.add(key, "must be longer than zero");
+            Duration::from_secs(1)
+        }
+        Some(d) => d,
+        None => Duration::from_secs(1),
+    }
+}
+
+/// `http.admin_token_env` / `http.admin_token_file`: an empty token would
+/// let anyone in, so it is an error; a short one a warning.
+fn admin_token(
+    p: &mut Problems,
+    raw: &super::raw::RawHttp,
+    warnings: &mut Vec<String>,
+) -> Option<SecretString> {
+    use secrecy::ExposeSecret;
+    let token = read_secret(
+        p,
+        "http",
+        "admin_token",
+        raw.admin_token_env.as_ref(),
+        raw.admin_token_file.as_ref(),
+    )?;
+    let key = if raw.admin_token_env.is_some() {
+        "http.admin_token_env"
+    } else {
+        "http.admin_token_file"
+    };
+    let length = token.expose_secret().trim().chars().count();
+    if length == 0 {
+        p.add(key, "the admin token is empty");
+        return None;
+    }
+    if token.expose_secret().trim() != token.expose_secret() {
+        p.add(key, "the admin token has leading or trailing white space");
+        return None;
+    }
+    if length < 16 {
+        warnings.push(format!(
+            "{key}: the admin token has only {length} characters; use at least 16 (e.g. openssl rand -hex 32)"
+        ));
+    }
+    Some(token)
 }
 
 fn suppress_settings(

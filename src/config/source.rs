@@ -33,6 +33,9 @@ pub struct SourceSettings {
     /// Zone of naive timestamps in source rows.
     pub timezone: Tz,
     pub timeout: Duration,
+    /// How long the one-shot commands (`sources test`, `plan`, `preview`)
+    /// wait for a SQL source to accept a connection, apart from `timeout`.
+    pub connect_timeout: Duration,
     /// A poll that skips more than this share of its rows (or every row)
     /// for contract errors is a failed poll: a broken query must not look
     /// like "nobody waits" and cancel everything.
@@ -182,6 +185,23 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         "source.timeout",
         parse_duration(s.timeout.as_deref().unwrap_or("60s")),
     )?;
+    // Never longer than the whole poll may take.
+    let connect_timeout = match &s.connect_timeout {
+        None => timeout.min(Duration::from_secs(5)),
+        Some(text) => {
+            let connect = p.take("source.connect_timeout", parse_duration(text))?;
+            if connect.is_zero() || connect > timeout {
+                p.add(
+                    "source.connect_timeout",
+                    format!(
+                        "must be longer than zero and at most source.timeout ({})",
+                        humantime::format_duration(timeout)
+                    ),
+                );
+            }
+            connect
+        }
+    };
     let max_skipped_share = match s.max_skipped_share {
         None => 0.5,
         Some(share) if (0.0..=1.0).contains(&share) => share,
@@ -204,6 +224,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         overlap,
         timezone,
         timeout,
+        connect_timeout,
         max_skipped_share,
     };
     if kind == "http" {

@@ -84,12 +84,12 @@ pub async fn run_with_clock(
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
 
     let admin = listener.map(|listener| {
-        let state = AdminState {
-            store: store.clone(),
-            dispatcher: dispatcher.clone(),
-            metrics: metrics.clone(),
-            reload: reload_tx.clone(),
-        };
+        let state = AdminState::new(
+            store.clone(),
+            dispatcher.clone(),
+            metrics.clone(),
+            reload_tx.clone(),
+        );
         let stop = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::http::serve(listener, state, stop).await {
@@ -360,8 +360,13 @@ fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), Str
             "store.url: cannot change while running; restart the daemon to move the store".into(),
         );
     }
-    if new.settings.http.listen != old.http.listen {
-        warn!("http.listen changed: takes effect at the next restart");
+    let (was, now) = (&old.http, &new.settings.http);
+    if now.listen != was.listen
+        || now.max_connections != was.max_connections
+        || now.header_timeout != was.header_timeout
+        || now.idle_timeout != was.idle_timeout
+    {
+        warn!("[http] changed: takes effect at the next restart (the admin token at once)");
     }
     let channels = crate::channels::build(&new.settings).map_err(|e| format!("channels: {e:#}"))?;
     let added: Vec<String> = new

@@ -252,6 +252,11 @@ impl Dispatcher {
     /// a live notice is never sent while dry run is on. Returns how many
     /// sends were started.
     pub async fn dispatch_due(self: &Arc<Self>, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        // A deleted or replaced SQLite file: results would be recorded in a
+        // ledger no restart sees (logged once by the store).
+        if self.store.file_problem().is_some() {
+            return Ok(0);
+        }
         if !self.snapshot_is_fresh(now).await? {
             return Ok(0);
         }

@@ -119,7 +119,7 @@ impl ChunkedPoll {
                 Ok(Some(Err(e))) => {
                     let cause = match e {
                         sqlx::Error::PoolTimedOut => pool
-                            .connect_error(&self.settings.url)
+                            .connect_error(&self.settings.url, self.settings.connect_timeout)
                             .await
                             .unwrap_or_else(|| "timed out waiting for a connection".into()),
                         other => self.settings.url.scrub(&other.to_string()),
@@ -285,7 +285,26 @@ impl Source {
         }
     }
 
-    /// One whole poll, collected (for the one-shot commands).
+    /// One whole poll for a one-shot command (`sources test`, `plan`,
+    /// `preview`). A SQL source is connected to first, within
+    /// `source.connect_timeout`: a refused port, an unknown host or a wrong
+    /// password fails in seconds with its cause, not after the whole
+    /// `source.timeout` (the pool retries a refused connection until then).
+    pub async fn poll_once(&self, now: DateTime<Utc>, kind: PollKind) -> anyhow::Result<Snapshot> {
+        if let Backend::Sql(pool) = &self.backend
+            && let Some(cause) = pool
+                .connect_error(&self.settings.url, self.settings.connect_timeout)
+                .await
+        {
+            anyhow::bail!(
+                "cannot connect to the source {}: {cause}",
+                self.settings.url.redacted()
+            );
+        }
+        self.poll(now, kind).await
+    }
+
+    /// One whole poll, collected.
     pub async fn poll(&self, now: DateTime<Utc>, kind: PollKind) -> anyhow::Result<Snapshot> {
         let mut poll = self.poll_chunks(now, kind, 10_000);
         let mut all = Snapshot::empty(kind, now);
@@ -350,6 +369,7 @@ mod tests {
             overlap: std::time::Duration::from_secs(120),
             timezone: chrono_tz::UTC,
             timeout: std::time::Duration::from_secs(10),
+            connect_timeout: std::time::Duration::from_secs(5),
             max_skipped_share: 0.5,
         }
     }

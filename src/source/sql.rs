@@ -155,10 +155,15 @@ impl SqlPool {
         }
     }
 
-    /// Why connecting fails, from one direct attempt: the pool only says it
-    /// timed out waiting for a connection, which hides the cause. The
-    /// driver's message is scrubbed of every piece of `url`'s secrets.
-    pub async fn connect_error(&self, url: &SecretUrl) -> Option<String> {
+    /// Why connecting fails, from one direct attempt within `within`: the
+    /// pool only says it timed out waiting for a connection, which hides
+    /// the cause. The driver's message is scrubbed of every piece of
+    /// `url`'s secrets.
+    pub async fn connect_error(
+        &self,
+        url: &SecretUrl,
+        within: std::time::Duration,
+    ) -> Option<String> {
         use sqlx::ConnectOptions;
         let attempt = async {
             match self {
@@ -167,10 +172,13 @@ impl SqlPool {
                 SqlPool::MySql(p) => p.connect_options().connect().await.map(drop),
             }
         };
-        match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+        match tokio::time::timeout(within, attempt).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(url.scrub(&e.to_string())),
-            Err(_) => Some("no answer within 5 s".into()),
+            Err(_) => Some(format!(
+                "no answer within {} (source.connect_timeout)",
+                humantime::format_duration(within)
+            )),
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
 use super::{Backend, ClaimedNotice, Store, from_ms, ms};
@@ -79,6 +79,9 @@ impl Store {
         lease: Duration,
         instance: &str,
     ) -> anyhow::Result<Vec<ClaimedNotice>> {
+        if let Some(problem) = self.file_problem() {
+            bail!("{problem}: nothing is claimed");
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let query = match self.backend {
             Backend::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -8,9 +8,10 @@ mod leader;
 mod plan;
 mod rows;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -69,6 +70,8 @@ pub struct Store {
     backend: Backend,
     /// The SQLite file, for the single-daemon lock.
     path: Option<PathBuf>,
+    /// The SQLite file as it was opened, to notice it being deleted or replaced.
+    file: Option<Arc<FileWatch>>,
     url: SecretUrl,
     /// PostgreSQL: the session that holds (or tries for) the poller lock.
     leadership: Arc<tokio::sync::Mutex<Option<AnyConnection>>>,
@@ -116,6 +119,57 @@ impl Drop for WriteTx {
         if let Some(conn) = self.conn.take() {
             drop(conn.detach());
         }
+    }
+}
+
+/// The identity (device, inode) of the SQLite file when it was opened. A
+/// deleted or replaced file goes on working for the open connections, but
+/// its ledger is gone for every later start: nothing may be claimed then.
+struct FileWatch {
+    path: PathBuf,
+    identity: (u64, u64),
+    /// The problem last logged, so each change is logged once.
+    reported: Mutex<Option<String>>,
+}
+
+impl FileWatch {
+    fn open(path: &Path) -> anyhow::Result<FileWatch> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("failed to read the store file {}", path.display()))?;
+        Ok(FileWatch {
+            path: path.to_owned(),
+            identity: (meta.dev(), meta.ino()),
+            reported: Mutex::new(None),
+        })
+    }
+
+    fn problem(&self) -> Option<String> {
+        let shown = self.path.display();
+        let problem = match std::fs::metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => None,
+            Ok(_) => Some(format!(
+                "the store file {shown} was replaced by another file while the daemon ran"
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                "the store file {shown} was deleted while the daemon ran"
+            )),
+            Err(e) => Some(format!("cannot check the store file {shown}: {e}")),
+        };
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        if *reported != problem {
+            match &problem {
+                Some(reason) => tracing::error!(
+                    reason = %reason,
+                    "the ledger on disk is not the one this daemon writes: nothing is claimed or sent; \
+                     put the store file back and restart (a restart on an empty store sends every due notice again)"
+                ),
+                None => {
+                    tracing::info!(store = %shown, "the store file is the one opened again: claiming resumes")
+                }
+            }
+            reported.clone_from(&problem);
+        }
+        problem
     }
 }
 
@@ -170,7 +224,7 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .connect(&format!("sqlite://{}?mode=rw", path.display()))
             .await
             .with_context(|| format!("failed to open the store {url}"))?;
         sqlx::query("PRAGMA journal_mode = WAL")
@@ -182,9 +236,11 @@ impl Store {
             .await
             .with_context(|| format!("failed to migrate the store {url}"))?;
         drop(setup_lock);
+        let file = FileWatch::open(&path)?;
         Ok(Store {
             pool,
             backend: Backend::Sqlite,
+            file: Some(Arc::new(file)),
             path: Some(path),
             url: url.clone(),
             leadership: Arc::default(),
@@ -231,6 +287,7 @@ impl Store {
             pool,
             backend: Backend::Postgres,
             path: None,
+            file: None,
             url: url.clone(),
             leadership: Arc::default(),
             is_poller: Arc::new(AtomicBool::new(false)),
@@ -304,6 +361,24 @@ impl Store {
             .await
             .context("store unreachable")?;
         Ok(())
+    }
+
+    /// A write that proves the store takes writes now (disk full, a
+    /// read-only file or database, a lock held elsewhere all fail it).
+    pub async fn probe_write(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('write_probe', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
+            .bind(ms(now).to_string())
+            .execute(&self.pool)
+            .await
+            .context("the store cannot be written")?;
+        Ok(())
+    }
+
+    /// Why the SQLite file at the store's path is no longer the one this
+    /// process writes (deleted, replaced), logged once per change; None
+    /// for PostgreSQL and while it is the same file.
+    pub fn file_problem(&self) -> Option<String> {
+        self.file.as_ref().and_then(|watch| watch.problem())
     }
 
     fn placeholder(&self, index: usize) -> String {

@@ -22,12 +22,26 @@ impl HttpResponse {
 
 /// `METHOD path` against `addr` (`host:port`); an error when nothing answers.
 pub fn request(addr: &str, method: &str, path: &str) -> std::io::Result<HttpResponse> {
+    request_with(addr, method, path, &[])
+}
+
+/// [`request`] with extra header lines (`("Authorization", "Bearer …")`).
+pub fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\n\r\n"
     )?;
     stream.flush()?;
     let mut raw = Vec::new();
@@ -49,6 +63,9 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<HttpResponse> {
     request(addr, "GET", path)
 }
 
+/// A POST as a local tool sends it: with `Content-Type: application/json`,
+/// which write actions without a token require (a browser page elsewhere
+/// cannot send it without asking first).
 pub fn post(addr: &str, path: &str) -> std::io::Result<HttpResponse> {
-    request(addr, "POST", path)
+    request_with(addr, "POST", path, &[("Content-Type", "application/json")])
 }

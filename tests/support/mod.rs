@@ -4,6 +4,7 @@
 //! every test, not only of failing ones.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod faults;

@@ -1,20 +1,26 @@
 //! The admin endpoint on `http.listen`: `/healthz` (alive), `/readyz`
-//! (store reachable and a fresh poll), `/metrics` (Prometheus text) and
-//! `POST /-/reload` (loopback only, like Prometheus' lifecycle API).
+//! (the store takes writes and a fresh poll; answered within 2 s),
+//! `/metrics` (Prometheus text) and `POST /-/reload`, a write action
+//! (see [`access`]). [`serve`] bounds connections, time and bytes so that
+//! no client of this port can hurt polling or delivery.
+
+pub mod access;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatcher;
@@ -23,35 +29,68 @@ use crate::store::Store;
 /// A reload request; the answer says whether the new config was taken.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
+/// Request bodies on every route at most (write actions are small forms).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// `/readyz` decides within this, whatever the store does (then 503).
+pub const READY_BUDGET: Duration = Duration::from_millis(1500);
+/// The store's write probe runs at most once per this.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Store,
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: Option<PrometheusHandle>,
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// The last write probe: a flood of `/readyz` writes once a second.
+    probe: Arc<Mutex<Option<Probed>>>,
+}
+
+/// When the write probe ran, and what it found.
+type Probed = (Instant, Result<(), String>);
+
+impl AdminState {
+    pub fn new(
+        store: Store,
+        dispatcher: Arc<Dispatcher>,
+        metrics: Option<PrometheusHandle>,
+        reload: mpsc::Sender<ReloadRequest>,
+    ) -> Self {
+        Self {
+            store,
+            dispatcher,
+            metrics,
+            reload,
+            probe: Arc::default(),
+        }
+    }
 }
 
 pub fn router(state: AdminState) -> Router {
+    let writes = Router::new().route("/-/reload", post(reload)).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), access::require_write_access),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/-/reload", post(reload))
+        .merge(writes)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .with_state(state)
 }
 
-/// Serves until `shutdown` fires.
+/// Serves until `shutdown` fires, within the limits of `[http]` and of
+/// the process's descriptor limit (read now).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let settings = state.dispatcher.live().config.settings.clone();
+    let limits = serve::Limits::new(&settings, serve::descriptor_limit());
+    serve::serve(listener, router(state), limits, shutdown).await
 }
 
 /// GETs `/healthz` of a daemon listening on `listen` (a wildcard address
@@ -77,13 +116,30 @@ pub async fn probe_health(listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// Why the daemon is not ready (or None when it is), and the last
-/// successful poll (read once, so the answer is consistent).
-pub async fn readiness(
-    store: &Store,
-    dispatcher: &Dispatcher,
+/// successful poll (read once, so the answer is consistent). Decided
+/// within [`READY_BUDGET`]: a store that does not answer is not ready.
+pub async fn readiness(state: &AdminState) -> (Option<String>, Option<chrono::DateTime<Utc>>) {
+    match tokio::time::timeout(READY_BUDGET, readiness_unbounded(state)).await {
+        Ok(answer) => answer,
+        Err(_) => (
+            Some(format!(
+                "store unreachable or not writable: no answer within {} ms",
+                READY_BUDGET.as_millis()
+            )),
+            None,
+        ),
+    }
+}
+
+async fn readiness_unbounded(
+    state: &AdminState,
 ) -> (Option<String>, Option<chrono::DateTime<Utc>>) {
-    if let Err(e) = store.ping().await {
-        return (Some(format!("store unreachable: {e:#}")), None);
+    let (store, dispatcher) = (&state.store, &state.dispatcher);
+    if let Some(problem) = store.file_problem() {
+        return (Some(format!("{problem}: nothing is claimed or sent")), None);
+    }
+    if let Err(reason) = probe_write(state).await {
+        return (Some(reason), None);
     }
     // A rejected poll (a broken query) needs an operator at once, even
     // while the previous snapshot is still fresh enough to send on.
@@ -98,6 +154,24 @@ pub async fn readiness(
     }
 }
 
+/// The store's write probe, at most once per [`PROBE_EVERY`]; concurrent
+/// callers wait for the one in progress.
+async fn probe_write(state: &AdminState) -> Result<(), String> {
+    let mut last = state.probe.lock().await;
+    if let Some((at, outcome)) = last.as_ref()
+        && at.elapsed() < PROBE_EVERY
+    {
+        return outcome.clone();
+    }
+    let outcome = state
+        .store
+        .probe_write(Utc::now())
+        .await
+        .map_err(|e| format!("{e:#}"));
+    *last = Some((Instant::now(), outcome.clone()));
+    outcome
+}
+
 fn stale_reason(at: chrono::DateTime<Utc>, max_age: std::time::Duration) -> Option<String> {
     let age = (Utc::now() - at).to_std().unwrap_or_default();
     (age > max_age).then(|| {
@@ -110,7 +184,7 @@ fn stale_reason(at: chrono::DateTime<Utc>, max_age: std::time::Duration) -> Opti
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let (reason, last_poll) = readiness(&state.store, &state.dispatcher).await;
+    let (reason, last_poll) = readiness(&state).await;
     let last_poll = last_poll.map(crate::channels::rfc3339);
     // Whether this instance polls the source (one of several sharing a store).
     let poller = state.store.is_poller();
@@ -139,17 +213,8 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn reload(
-    State(state): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Response {
-    if !peer.ip().is_loopback() {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(json!({"status": "refused", "reason": "reload is allowed from loopback only"})),
-        )
-            .into_response();
-    }
+/// Behind [`access::require_write_access`].
+async fn reload(State(state): State<AdminState>) -> Response {
     let (answer, result) = oneshot::channel();
     if state.reload.send(answer).await.is_err() {
         return (
