@@ -9,16 +9,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, ConfigError, LogFormat};
 use crate::notice::Status;
 use crate::store::{NoticeFilter, Store};
 
+/// The crate version, with the git commit when built from a checkout (build.rs).
+pub const VERSION: &str = env!("INTERIM_VERSION");
+
 #[derive(Parser)]
 #[command(
     name = "interim",
-    version,
+    version = VERSION,
     about = "Keeps waiting customers informed: interim notices for tickets that wait too long"
 )]
 struct Cli {
@@ -90,6 +93,17 @@ enum Command {
         /// Where the demo puts its helpdesk, ledger and outbox
         #[arg(long, default_value = "var/demo")]
         dir: PathBuf,
+    },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page interim(1) as roff
+    Man {
+        /// Write a page for interim and each of its commands into this folder instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -361,6 +375,23 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         Command::Demo { seconds, dir } => {
             crate::logging::init_with_default(LogFormat::Text, "warn");
             crate::demo::run(&dir, std::time::Duration::from_secs(seconds)).await?;
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "interim", &mut script);
+            emit(&String::from_utf8_lossy(&script))?;
+        }
+        Command::Man { dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
+                .render(&mut page)
+                .context("failed to render the man page")?;
+            emit(&String::from_utf8_lossy(&page))?;
+        }
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+                .with_context(|| format!("failed to write man pages into {}", dir.display()))?;
         }
     }
     Ok(())
