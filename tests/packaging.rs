@@ -1,5 +1,6 @@
 //! What operators install and look at besides the daemon: `--version`, shell
-//! completions, man pages and the Debian package.
+//! completions, man pages, the Debian package, and the supply-chain policy
+//! in deny.toml.
 
 mod support;
 
@@ -7,6 +8,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use chrono::{NaiveDate, Utc};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BIN: &str = env!("CARGO_BIN_EXE_interim");
@@ -455,4 +458,93 @@ fn verify_unit(package: &Package) {
         "systemd-analyze verify, unit and drop-in ({}):\n{output}",
         out.status
     );
+}
+
+/// The comment above an exception: `# reason: …; revisit: YYYY-MM-DD`.
+fn exception_comment(line: &str) -> Option<(String, NaiveDate)> {
+    let rest = line.trim().strip_prefix("# reason:")?;
+    let (reason, date) = rest.rsplit_once("; revisit:")?;
+    let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d").ok()?;
+    let reason = reason.trim();
+    (!reason.is_empty()).then(|| (reason.to_owned(), date))
+}
+
+#[test]
+fn every_supply_chain_exception_names_a_reason_and_a_revisit_date_not_yet_passed() {
+    let text = fs::read_to_string(Path::new(ROOT).join("deny.toml")).expect("deny.toml");
+    // Lists whose entries let a finding pass.
+    let exception_lists = [
+        "ignore",
+        "exceptions",
+        "skip",
+        "skip-tree",
+        "allow-git",
+        "allow-org",
+    ];
+    let today = Utc::now().date_naive();
+    let mut list: Option<String> = None;
+    let mut previous = "";
+    let mut seen = 0;
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some((key, value)) = trimmed.split_once('=') {
+            let key = key.trim();
+            let value = value.trim();
+            if list.is_none() && exception_lists.contains(&key) {
+                assert!(
+                    value == "[]" || value == "[",
+                    "deny.toml:{}: write {key} one entry a line, each with its comment",
+                    number + 1
+                );
+                if value == "[" {
+                    list = Some(key.to_owned());
+                }
+                previous = trimmed;
+                continue;
+            }
+        }
+        if let Some(key) = &list {
+            if trimmed.starts_with(']') {
+                list = None;
+            } else if !trimmed.is_empty() && !trimmed.starts_with('#') {
+                seen += 1;
+                let (reason, revisit) = exception_comment(previous).unwrap_or_else(|| {
+                    panic!(
+                        "deny.toml:{}: the {key} entry {trimmed} needs the line above it to be \
+                         `# reason: …; revisit: YYYY-MM-DD`",
+                        number + 1
+                    )
+                });
+                assert!(
+                    revisit >= today,
+                    "deny.toml:{}: revisit date {revisit} of {trimmed} has passed ({reason}): \
+                     look again, then remove the exception or move the date",
+                    number + 1
+                );
+            }
+        }
+        previous = trimmed;
+    }
+    assert!(list.is_none(), "deny.toml: an exception list is not closed");
+    println!("{seen} exception(s) with a reason and a revisit date");
+}
+
+#[test]
+fn an_exception_comment_needs_a_reason_and_a_date() {
+    let good = "    # reason: dev-only; revisit: 2027-03-01";
+    assert_eq!(
+        exception_comment(good),
+        Some((
+            "dev-only".to_owned(),
+            NaiveDate::from_ymd_opt(2027, 3, 1).expect("a date")
+        ))
+    );
+    for bad in [
+        "# reason: dev-only",
+        "# reason: ; revisit: 2027-03-01",
+        "# reason: dev-only; revisit: soon",
+        "# dev-only; revisit: 2027-03-01",
+    ] {
+        assert_eq!(exception_comment(bad), None, "{bad}");
+    }
 }
