@@ -176,18 +176,21 @@ struct Package {
 impl Package {
     fn build() -> Option<Package> {
         let missing: Vec<&str> = [
-            ("cargo-deb", tool_works("cargo", &["deb", "--version"])),
-            ("dpkg-deb", tool_works("dpkg-deb", &["--version"])),
+            (
+                "cargo-deb (cargo install --locked cargo-deb)",
+                tool_works("cargo", &["deb", "--version"]),
+            ),
+            (
+                "dpkg-deb (apt-get install dpkg)",
+                tool_works("dpkg-deb", &["--version"]),
+            ),
         ]
         .into_iter()
         .filter(|(_, works)| !works)
         .map(|(tool, _)| tool)
         .collect();
         if !missing.is_empty() {
-            support::skip_or_fail(&format!(
-                "{} not installed (cargo install --locked cargo-deb; apt-get install dpkg)",
-                missing.join(" and ")
-            ));
+            support::skip_or_fail(&format!("not installed: {}", missing.join(", ")));
             return None;
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
