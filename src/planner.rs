@@ -237,6 +237,8 @@ fn plan_ticket(
     let mut record: Option<(String, i64)> = None;
     for policy in Policy::applicable(&settings.policies, ticket) {
         handled.insert(policy.name.as_str());
+        // A customer-local window is placed in the ticket's zone.
+        let policy = &*policy.for_ticket(ticket);
         let key = SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
         let recipient = match recipient_for(settings, policy, ticket) {
             Ok(r) => r,

@@ -1,5 +1,6 @@
 //! Policies: which tickets a rule covers and how its notices are spaced.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,6 +58,20 @@ impl Matcher {
 }
 
 impl Policy {
+    /// The policy as it applies to `ticket`: with `window_zone =
+    /// "customer"`, its calendar and `send_at` read in the ticket's zone
+    /// (the configured one when the ticket has no valid zone). Planner,
+    /// `plan` and the send-time check all go through here, so they agree.
+    pub fn for_ticket(&self, ticket: &Ticket) -> Cow<'_, Policy> {
+        match self.window.for_zone(ticket.zone()) {
+            Cow::Borrowed(_) => Cow::Borrowed(self),
+            Cow::Owned(window) => Cow::Owned(Policy {
+                window,
+                ..self.clone()
+            }),
+        }
+    }
+
     /// Adds wait time: business time in the policy's calendar, else wall-clock.
     /// The result is cut to the millisecond, the ledger's precision.
     pub fn add_wait(&self, from: DateTime<Utc>, amount: Duration) -> Option<DateTime<Utc>> {

@@ -43,12 +43,15 @@ pub fn config_summary(config: &Config) -> String {
             ),
             None => ", one notice".into(),
         };
-        let window = match (&p.window.calendar, &p.window.send_at) {
+        let mut window = match (&p.window.calendar, &p.window.send_at) {
             (Some(c), Some(cron)) => format!(", in calendar {} at \"{}\"", c.name, cron.expression),
             (Some(c), None) => format!(", in calendar {}", c.name),
             (None, Some(cron)) => format!(", at \"{}\" ({})", cron.expression, cron.timezone),
             (None, None) => String::new(),
         };
+        if p.window.customer_local.is_some() && !window.is_empty() {
+            window.push_str(" in the customer's zone");
+        }
         let _ = writeln!(
             out,
             "    {:<24} after {}{repeat}{window} -> {} / {}{}",
@@ -131,6 +134,10 @@ pub struct PlanRow {
     pub recipient: Option<String>,
     pub notice_id: String,
     pub why: String,
+    /// The send instant in the window's zone and whose zone that is
+    /// ("Mon 2026-12-07 09:00 in America/Los_Angeles, customer's zone");
+    /// null when the policy has no calendar or `send_at`.
+    pub window: Option<String>,
 }
 
 /// The notices due at or before `at + horizon`, each with the instant it
@@ -164,6 +171,7 @@ pub async fn plan_rows(
     let mut rows = Vec::new();
     for ticket in &snapshot.tickets {
         for policy in Policy::applicable(&settings.policies, ticket) {
+            let policy = &*policy.for_ticket(ticket);
             let recipient = match planner::recipient_for(settings, policy, ticket) {
                 Ok(r) => r,
                 Err(e) => {
@@ -179,7 +187,8 @@ pub async fn plan_rows(
                 .unwrap_or_else(|| planner::SeriesState::fresh(key.clone()));
             for (number, due_at, send_at) in upcoming(policy, ticket, &state, at, until, dry_run) {
                 rows.push(PlanRow {
-                    why: explain(policy, settings, due_at, send_at),
+                    why: explain(policy, ticket, settings, due_at, send_at),
+                    window: window_text(policy, ticket, send_at),
                     ticket_id: ticket.id.clone(),
                     policy: policy.name.clone(),
                     number,
@@ -240,6 +249,7 @@ fn upcoming(
 /// window or slot moved it, and the send time in the window's zone.
 fn explain(
     policy: &Policy,
+    ticket: &crate::ticket::Ticket,
     settings: &crate::config::Settings,
     due: DateTime<Utc>,
     send: DateTime<Utc>,
@@ -261,18 +271,41 @@ fn explain(
     } else {
         why.push("sent when due".into());
     }
-    let zone = policy
-        .window
-        .calendar
-        .as_ref()
-        .map(|c| c.timezone)
-        .or(policy.window.send_at.as_ref().map(|s| s.timezone))
-        .unwrap_or(settings.daemon.timezone);
+    if policy.window.customer_local.is_some()
+        && let Some(window) = window_text(policy, ticket, send)
+    {
+        return format!("{}; {window}", why.join(", "));
+    }
+    let zone = policy.window.zone().unwrap_or(settings.daemon.timezone);
     format!(
         "{}; {}",
         why.join(", "),
         send.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z")
     )
+}
+
+/// The send instant in the zone the window is read in, and whose zone
+/// that is; `policy` is the one [`Policy::for_ticket`] gave for `ticket`.
+fn window_text(
+    policy: &Policy,
+    ticket: &crate::ticket::Ticket,
+    send: DateTime<Utc>,
+) -> Option<String> {
+    let zone = policy.window.zone()?;
+    let home = if policy.window.calendar.is_some() {
+        "calendar's zone"
+    } else {
+        "daemon.timezone"
+    };
+    let whose = match (policy.window.customer_local, ticket.zone()) {
+        (Some(_), Some(_)) => "customer's zone".to_owned(),
+        (Some(_), None) => format!("{home}, the ticket has no valid timezone"),
+        (None, _) => home.to_owned(),
+    };
+    Some(format!(
+        "{} in {zone}, {whose}",
+        send.with_timezone(&zone).format("%a %Y-%m-%d %H:%M")
+    ))
 }
 
 /// JSON for tools, or an aligned table for people.
@@ -445,6 +478,7 @@ pub async fn preview(
     let now = crate::clock::to_millis(Utc::now());
     let mut out = String::new();
     for policy in policies {
+        let policy = &*policy.for_ticket(ticket);
         let key = crate::notice::SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
         let state = series
             .iter()

@@ -7,6 +7,7 @@
 //! the skipped hour fires at the first instant after the gap, and a slot in
 //! the repeated hour fires once (at its earlier occurrence).
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -92,9 +93,43 @@ impl SendAt {
 pub struct SendWindow {
     pub calendar: Option<Arc<Calendar>>,
     pub send_at: Option<SendAt>,
+    /// With `window_zone = "customer"`: the configured zone (the
+    /// calendar's, else `daemon.timezone`), used when a ticket has no
+    /// valid zone of its own. `None` reads the window in that zone always.
+    pub customer_local: Option<Tz>,
 }
 
 impl SendWindow {
+    /// The zone the calendar and `send_at` are read in, when there is a
+    /// window at all.
+    pub fn zone(&self) -> Option<Tz> {
+        self.calendar
+            .as_ref()
+            .map(|c| c.timezone)
+            .or(self.send_at.as_ref().map(|s| s.timezone))
+    }
+
+    /// The window for a ticket whose zone is `zone`: for a customer-local
+    /// window, a copy read in that zone (in the configured one when
+    /// `None`); otherwise this window itself.
+    pub fn for_zone(&self, zone: Option<Tz>) -> Cow<'_, SendWindow> {
+        let Some(home) = self.customer_local else {
+            return Cow::Borrowed(self);
+        };
+        let zone = zone.unwrap_or(home);
+        if self.zone().is_none_or(|current| current == zone) {
+            return Cow::Borrowed(self);
+        }
+        let mut local = self.clone();
+        if let Some(calendar) = &mut local.calendar {
+            Arc::make_mut(calendar).timezone = zone;
+        }
+        if let Some(send_at) = &mut local.send_at {
+            send_at.timezone = zone;
+        }
+        Cow::Owned(local)
+    }
+
     /// The first instant at or after `due` when a notice may be sent, or
     /// `None` when the window never opens (a configuration mistake that
     /// `check-config` reports).
@@ -176,6 +211,34 @@ mod tests {
         DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_customer_local_window_is_read_in_the_given_zone_else_the_configured_one() {
+        let send_at = SendAt::parse("0 0 9 * * Mon-Fri", chrono_tz::Pacific::Auckland).ok();
+        let window = SendWindow {
+            calendar: None,
+            send_at,
+            customer_local: Some(chrono_tz::Pacific::Auckland),
+        };
+        let la = window.for_zone(Some(chrono_tz::America::Los_Angeles));
+        assert_eq!(la.zone(), Some(chrono_tz::America::Los_Angeles));
+        // Mon 2026-12-07 09:00 in Los Angeles (PST), not Auckland's morning.
+        assert_eq!(
+            la.first_send_instant(utc("2026-12-07T00:00:00Z")),
+            Some(utc("2026-12-07T17:00:00Z"))
+        );
+        let home = la.for_zone(None);
+        assert_eq!(home.zone(), Some(chrono_tz::Pacific::Auckland));
+        assert!(matches!(window.for_zone(None), Cow::Borrowed(_)));
+        let fixed = SendWindow {
+            customer_local: None,
+            ..window.clone()
+        };
+        assert_eq!(
+            fixed.for_zone(Some(chrono_tz::America::Los_Angeles)).zone(),
+            Some(chrono_tz::Pacific::Auckland)
+        );
     }
 
     #[test]

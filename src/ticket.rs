@@ -38,6 +38,11 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// The customer's zone, when the `timezone` column names a valid one.
+    pub fn zone(&self) -> Option<chrono_tz::Tz> {
+        self.timezone.as_deref().and_then(|z| z.trim().parse().ok())
+    }
+
     /// The language for templates: the ticket's, normalised (`de-AT` → `de`).
     pub fn language_or<'a>(&'a self, default: &'a str) -> String {
         self.language

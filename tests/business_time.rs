@@ -310,6 +310,7 @@ proptest! {
         let window = SendWindow {
             calendar: Some(cal.clone()),
             send_at: with_slots.then(|| SendAt::parse("0 0 9,14 * * Mon-Fri", BERLIN).expect("cron")),
+            customer_local: None,
         };
         let send = window.first_send_instant(due).expect("the window opens");
         prop_assert!(send >= due);

@@ -90,9 +90,26 @@ pub(super) fn policy_settings(
             format!("no channel \"{}\" in [channels]", raw.channel),
         );
     }
+    let customer_local = match raw.window_zone.as_deref() {
+        None | Some("calendar") => None,
+        Some("customer") => Some(zone),
+        Some(other) => {
+            p.add(
+                format!("{key}.window_zone"),
+                format!("\"{other}\" is neither \"calendar\" nor \"customer\""),
+            );
+            None
+        }
+    };
+    if customer_local.is_some() && calendar.is_none() && raw.send_at.is_none() {
+        warnings.push(format!(
+            "{key}.window_zone: \"customer\" has no effect without a calendar or send_at"
+        ));
+    }
     let window = SendWindow {
         calendar: calendar.clone(),
         send_at,
+        customer_local,
     };
     if (window.calendar.is_some() || window.send_at.is_some())
         && window.first_send_instant(chrono::Utc::now()).is_none()

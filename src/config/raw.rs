@@ -180,6 +180,7 @@ pub struct RawPolicy {
     pub max_notices: Option<i64>,
     pub calendar: Option<String>,
     pub send_at: Option<String>,
+    pub window_zone: Option<String>,
     pub channel: String,
     pub template: String,
     #[serde(default, rename = "continue")]

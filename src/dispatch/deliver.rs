@@ -84,6 +84,12 @@ impl Dispatcher {
             info!(reason, "pending notice cancelled");
             return self.cancel(claim, &reason, now).await;
         }
+        // A customer-local window is read in the zone of the ticket the
+        // notice was planned with, as the planner placed it.
+        let policy = &*match &claim.ticket {
+            Ok(t) => policy.for_ticket(t),
+            Err(_) => std::borrow::Cow::Borrowed(policy),
+        };
         // Attempts, first or retry, go out only inside the send window: a
         // notice held past its slot (an outage) waits for the next one.
         if !policy.window.still_sendable(claim.send_at, now) {
