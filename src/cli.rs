@@ -51,6 +51,7 @@ enum Command {
     },
     /// Render the notice a ticket would get, as it would go out
     Preview {
+        /// The ticket's id or number (id:VALUE for the id only)
         #[arg(long, value_name = "ID")]
         ticket: String,
         #[arg(long, value_name = "NAME")]
@@ -60,6 +61,7 @@ enum Command {
     Notices {
         #[arg(long, value_name = "STATUS")]
         status: Option<String>,
+        /// The ticket's id or number (id:VALUE for the id only)
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -293,6 +295,10 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 None => None,
             };
             let store = Store::open(&config.settings.store.url).await?;
+            let ticket = match ticket {
+                Some(t) => Some(store.resolve_ticket(&t).await?.map_err(Failure::Usage)?),
+                None => None,
+            };
             let rows = store.list(&NoticeFilter { status, ticket }).await?;
             emit(&crate::report::notices_text(&rows, format))?;
         }

@@ -570,8 +570,8 @@ fn summary(notices: &[NoticeRow], dir: &Path) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  #{:<6} {:<2} {:<21} {:<9} waited {:>3}s  {}{}",
-            s.number,
+            "  {:<11} {:<2} {:<21} {:<9} waited {:>3}s  {}{}",
+            crate::ticket::label(&id, Some(&format!("#{}", s.number))),
             s.language,
             s.state,
             s.priority,

@@ -125,6 +125,8 @@ pub fn config_summary(config: &Config) -> String {
 #[derive(Debug, Serialize)]
 pub struct PlanRow {
     pub ticket_id: String,
+    /// The reference the customer knows ("#10423"), when the source has one.
+    pub ticket_number: Option<String>,
     pub policy: String,
     pub number: u32,
     pub max: u32,
@@ -190,6 +192,7 @@ pub async fn plan_rows(
                     why: explain(policy, ticket, settings, due_at, send_at),
                     window: window_text(policy, ticket, send_at),
                     ticket_id: ticket.id.clone(),
+                    ticket_number: ticket.number.clone(),
                     policy: policy.name.clone(),
                     number,
                     max: policy.max_notices,
@@ -203,7 +206,10 @@ pub async fn plan_rows(
         }
     }
     rows.sort_by(|a, b| {
-        (&a.send_at, &a.ticket_id, a.number).cmp(&(&b.send_at, &b.ticket_id, b.number))
+        a.send_at
+            .cmp(&b.send_at)
+            .then_with(|| crate::ticket::id_order(&a.ticket_id, &b.ticket_id))
+            .then_with(|| (&a.policy, a.number).cmp(&(&b.policy, b.number)))
     });
     Ok(rows)
 }
@@ -340,7 +346,7 @@ pub fn plan_text(rows: &[PlanRow], format: Format) -> String {
         |r| {
             vec![
                 r.send_at.clone(),
-                r.ticket_id.clone(),
+                crate::ticket::label(&r.ticket_id, r.ticket_number.as_deref()),
                 r.policy.clone(),
                 format!("{}/{}", r.number, r.max),
                 r.channel.clone(),
@@ -374,7 +380,7 @@ pub fn notices_text(rows: &[NoticeRow], format: Format) -> String {
         |r| {
             vec![
                 r.id.clone(),
-                r.ticket_id.clone(),
+                crate::ticket::label(&r.ticket_id, r.ticket_number.as_deref()),
                 r.policy.clone(),
                 format!("{}/{}", r.number, r.max_notices),
                 r.status.to_string(),
@@ -436,6 +442,18 @@ pub async fn preview(
     let source = Source::new(&settings.source)?;
     let snapshot = source.poll_once(Utc::now(), PollKind::Full).await?;
     source.close().await;
+    // The id or the number the team knows.
+    let wanted = ticket_id;
+    let ticket_id = crate::ticket::resolve(
+        wanted,
+        snapshot
+            .tickets
+            .iter()
+            .map(|t| (t.id.as_str(), t.number.as_deref())),
+    )
+    .map_err(PreviewError::NotFound)?
+    .unwrap_or_else(|| wanted.strip_prefix("id:").unwrap_or(wanted).to_owned());
+    let ticket_id = ticket_id.as_str();
     let Some(ticket) = snapshot.tickets.iter().find(|t| t.id == ticket_id) else {
         let skipped = snapshot
             .skipped
@@ -529,6 +547,11 @@ pub async fn preview(
         })?;
         let recipient = planner::recipient_for(settings, policy, ticket)
             .map_err(|e| PreviewError::NotFound(e.to_string()))?;
+        let _ = writeln!(
+            out,
+            "ticket:    {}",
+            crate::ticket::label(&ticket.id, ticket.number.as_deref())
+        );
         let _ = writeln!(
             out,
             "policy:    {} (notice {number} of {})",

@@ -342,3 +342,101 @@ fn notices_filters_by_status_and_ticket() {
         "an unknown status is a usage error"
     );
 }
+
+/// Tickets 1, 2 and 11, waiting since the same instant; ticket 11 is the
+/// one customers know as #10423, and ticket 2 carries the number #1.
+fn numbered_tickets(setup: &mut Setup) {
+    setup
+        .email_channel("mail", free_port(), "")
+        .policy("first-notice", &first_notice("1h", "mail"));
+    let since = rfc3339(Utc::now() - chrono::Duration::minutes(10));
+    let helpdesk = setup.helpdesk();
+    helpdesk.insert(&[11, 2, 1].map(|id| Ticket {
+        waiting_since: since.clone(),
+        ..Ticket::new(id)
+    }));
+    helpdesk.set(11, "number", "#10423");
+    helpdesk.set(2, "number", "#1");
+}
+
+#[test]
+fn preview_finds_a_ticket_by_the_number_the_team_knows() {
+    let mut setup = Setup::new();
+    numbered_tickets(&mut setup);
+
+    let out = setup.cli(&["preview", "--ticket", "10423"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("ticket:    11 (#10423)"), "{text}");
+    assert!(text.contains(&Ticket::email(11)), "{text}");
+    assert!(text.contains("Update on #10423"), "{text}");
+
+    // "1" is ticket 1's id and ticket 2's number: say so, and how to choose.
+    let out = setup.cli(&["preview", "--ticket", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ambiguous") && stderr.contains("2 (#1)") && stderr.contains("id:1"),
+        "{stderr}"
+    );
+    let out = setup.cli(&["preview", "--ticket", "id:1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&Ticket::email(1)), "{text}");
+}
+
+#[test]
+fn notices_and_plan_show_the_number_accept_it_and_sort_ids_numerically() {
+    let mut setup = Setup::new();
+    numbered_tickets(&mut setup);
+
+    let at = rfc3339(Utc::now() + chrono::Duration::hours(2));
+    let plan = setup
+        .json(&["plan", "--at", &at, "--format", "json"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = plan.as_array().cloned().unwrap_or_default();
+    let ids: Vec<String> = rows.iter().map(|r| text(&r["ticket_id"])).collect();
+    assert_eq!(ids, ["1", "2", "11"], "{plan}");
+    let numbers: Vec<&str> = rows
+        .iter()
+        .map(|r| r["ticket_number"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(numbers, ["#1", "#1", "#10423"]);
+    let table = setup.cli(&["plan", "--at", &at]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("11 (#10423)"), "{table}");
+
+    let _daemon = setup.start();
+    setup.wait_for_notices("one pending notice per ticket", |n| n.len() == 3);
+    let all = setup
+        .json(&["notices", "--format", "json"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all = all.as_array().cloned().unwrap_or_default();
+    let ids: Vec<String> = all.iter().map(|r| text(&r["ticket_id"])).collect();
+    assert_eq!(ids, ["1", "2", "11"], "ids sort as numbers");
+    assert_eq!(all[2]["ticket_number"], "#10423");
+    let table = setup.cli(&["notices"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("11 (#10423)"), "{table}");
+
+    for wanted in ["10423", "#10423", "11"] {
+        let one = notices_with(&setup, &["--ticket", wanted]);
+        let ids: Vec<&str> = one.iter().map(|n| n.ticket_id.as_str()).collect();
+        assert_eq!(ids, ["11"], "--ticket {wanted}");
+    }
+    let out = setup.cli(&["notices", "--ticket", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ambiguous"), "{stderr}");
+    let one = notices_with(&setup, &["--ticket", "id:1"]);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].ticket_id, "1");
+}

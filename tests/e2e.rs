@@ -96,6 +96,10 @@ fn tickets_past_their_threshold_get_exactly_one_notice_each() {
         );
         // Assumption: X-Interim-Ticket carries the ticket id, X-Interim-Notice the notice id.
         assert_eq!(mail.header("X-Interim-Ticket"), Some(id.to_string()));
+        assert_eq!(
+            mail.header("X-Interim-Ticket-Number"),
+            Some(format!("#{id}"))
+        );
         assert_eq!(mail.header("X-Interim-Notice"), Some(notice.id.clone()));
     }
 

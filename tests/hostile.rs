@@ -196,6 +196,11 @@ fn control_characters_in_every_text_column_never_make_a_header_and_arrive_as_dat
         mail.header("X-Interim-Ticket").as_deref(),
         Some("1 X-Evil-Id: 1")
     );
+    assert_eq!(
+        mail.header("X-Interim-Ticket-Number").as_deref(),
+        Some("#1 X-Evil-Number: 1"),
+        "the number stays on its own header line"
+    );
     // The body is text: the name's line breaks stay in the body, but a
     // NUL byte never goes on the wire (RFC 2045 forbids it in 7bit and
     // 8bit data); whether it becomes nothing, a space or U+FFFD is free.

@@ -872,6 +872,54 @@ async fn concurrent_claims_never_return_the_same_notice_twice(ctx: Ctx) {
     assert!(ctx.claim(now, 10, "d").await.is_empty());
 }
 
+async fn the_notice_list_sorts_numeric_ids_by_value_and_finds_tickets_by_number(ctx: Ctx) {
+    let now = t0();
+    let waited = now - secs(600);
+    let mut known = ticket("11", waited);
+    known.number = Some("#10423".into());
+    let mut two = ticket("2", waited);
+    two.number = Some("#1".into());
+    ctx.poll(&[known, two, ticket("1", waited), ticket("B", waited)], now)
+        .await;
+    let ids: Vec<String> = ctx
+        .statuses()
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["1", "2", "11", "B"],
+        "numeric ids by value, then text"
+    );
+    let rows = ctx
+        .store
+        .list(&NoticeFilter::default())
+        .await
+        .expect("list notices");
+    assert_eq!(rows[2].ticket_number.as_deref(), Some("#10423"));
+
+    let find = |wanted: &'static str| {
+        let store = ctx.store.clone();
+        async move { store.resolve_ticket(wanted).await.expect("look up") }
+    };
+    assert_eq!(find("10423").await, Ok("11".to_owned()));
+    assert_eq!(find("#10423").await, Ok("11".to_owned()));
+    assert_eq!(
+        find("b").await,
+        Ok("B".to_owned()),
+        "numbers match in any case"
+    );
+    assert_eq!(
+        find("7").await,
+        Ok("7".to_owned()),
+        "no such ticket: as given"
+    );
+    assert_eq!(find("id:1").await, Ok("1".to_owned()));
+    let err = find("1").await.err().unwrap_or_default();
+    assert!(err.contains("ambiguous") && err.contains("2 (#1)"), "{err}");
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -909,4 +957,5 @@ suite!(
     an_incremental_plan_touches_only_the_changed_tickets,
     an_unchanged_poll_writes_nothing,
     concurrent_claims_never_return_the_same_notice_twice,
+    the_notice_list_sorts_numeric_ids_by_value_and_finds_tickets_by_number,
 );

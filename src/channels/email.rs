@@ -195,6 +195,11 @@ pub fn build_message(
         .header(AutoSubmitted("auto-generated".into()))
         .header(XInterimTicket(clip(&single_line(&out.ticket.id), 200)))
         .header(XInterimNotice(out.notice_id.to_owned()));
+    if let Some(number) = out.ticket.number.as_deref().map(single_line)
+        && !number.trim().is_empty()
+    {
+        builder = builder.header(XInterimTicketNumber(clip(&number, 200)));
+    }
     if let Some(reply_to) = reply_to {
         builder = builder.reply_to(reply_to.clone());
     }
@@ -268,6 +273,7 @@ macro_rules! text_header {
 text_header!(AutoSubmitted, "Auto-Submitted");
 text_header!(XInterimTicket, "X-Interim-Ticket");
 text_header!(XInterimNotice, "X-Interim-Notice");
+text_header!(XInterimTicketNumber, "X-Interim-Ticket-Number");
 
 #[cfg(test)]
 mod tests {

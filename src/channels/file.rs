@@ -59,8 +59,16 @@ fn eml(out: &Outgoing<'_>) -> Vec<u8> {
     match super::email::build_message(&from, None, out) {
         Ok(message) => message.formatted(),
         Err(_) => format!(
-            "X-Interim-Ticket: {}\r\nX-Interim-Notice: {}\r\nSubject: {}\r\n\r\n{}",
+            "X-Interim-Ticket: {}\r\n{}X-Interim-Notice: {}\r\nSubject: {}\r\n\r\n{}",
             crate::templates::single_line(&out.ticket.id),
+            out.ticket
+                .number
+                .as_deref()
+                .map(|n| format!(
+                    "X-Interim-Ticket-Number: {}\r\n",
+                    crate::templates::single_line(n)
+                ))
+                .unwrap_or_default(),
             out.notice_id,
             out.message.subject,
             out.message.text

@@ -294,7 +294,13 @@ impl Dispatcher {
                     self.store.release(&claim.current(), None, None).await?;
                     continue;
                 };
-                let span = info_span!("notice", ticket.id = %crate::logging::outside(&claim.ticket_id), policy = %claim.policy, notice.id = %claim.id, number = claim.number);
+                let number = claim
+                    .ticket
+                    .as_ref()
+                    .ok()
+                    .and_then(|t| t.number.as_deref())
+                    .map(crate::logging::outside);
+                let span = info_span!("notice", ticket.id = %crate::logging::outside(&claim.ticket_id), ticket.number = number, policy = %claim.policy, notice.id = %claim.id, number = claim.number);
                 let (this, live) = (Arc::clone(self), Arc::clone(&live));
                 self.tracker.spawn(
                     async move { this.deliver(live, claim, permit, now).await }.instrument(span),

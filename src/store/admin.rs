@@ -13,7 +13,10 @@ impl Store {
                     sent_at, last_error, channel, recipient, dry_run, next_notice_at, cancel_reason, episode, ticket
              FROM notices
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR ticket_id = ?2)
-             ORDER BY created_at, ticket_id, policy, number"))
+             ORDER BY created_at,
+               CASE WHEN ticket_id <> '' AND ltrim(ticket_id, '0123456789') = '' THEN 0 ELSE 1 END,
+               CASE WHEN ticket_id <> '' AND ltrim(ticket_id, '0123456789') = '' THEN length(ltrim(ticket_id, '0')) ELSE 0 END,
+               ltrim(ticket_id, '0'), ticket_id, policy, number"))
         .bind(filter.status.map(|s| s.as_str()))
         .bind(filter.ticket.as_deref())
         .fetch_all(&self.pool)
@@ -23,6 +26,39 @@ impl Store {
             .map(NoticeRow::from_row)
             .collect::<Result<_, _>>()
             .context("failed to read notices")
+    }
+
+    /// The ticket id a `--ticket` value names among the stored tickets: the
+    /// id itself, or the ticket whose stored `number` it is (see
+    /// [`crate::ticket::resolve`]). The value as given when none matches;
+    /// the error text when several do.
+    pub async fn resolve_ticket(&self, wanted: &str) -> anyhow::Result<Result<String, String>> {
+        let bare = wanted.trim().trim_start_matches('#').to_lowercase();
+        // A coarse filter; the exact comparison is done on the parsed JSON.
+        let pattern = format!("%\"number\":%{}%", bare.replace(['%', '_'], ""));
+        let rows = sqlx::query(self.sql(
+            "SELECT DISTINCT ticket_id, ticket FROM notices
+             WHERE ticket_id = ?1 OR ticket_id = ?2 OR lower(ticket) LIKE ?3",
+        ))
+        .bind(wanted)
+        .bind(wanted.strip_prefix("id:").unwrap_or(wanted))
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to look up the ticket")?;
+        let found: Vec<(String, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                let json: String = r.try_get("ticket").unwrap_or_default();
+                let id: String = r.try_get("ticket_id").unwrap_or_default();
+                (id, super::rows::stored_number(&json))
+            })
+            .collect();
+        Ok(crate::ticket::resolve(
+            wanted,
+            found.iter().map(|(id, n)| (id.as_str(), n.as_deref())),
+        )
+        .map(|id| id.unwrap_or_else(|| wanted.strip_prefix("id:").unwrap_or(wanted).to_owned())))
     }
 
     /// Puts dead notices back to pending as the next notice of their series,

@@ -73,6 +73,8 @@ impl ClaimedNotice {
 pub struct NoticeRow {
     pub id: String,
     pub ticket_id: String,
+    /// The ticket's number as stored with the notice ("#10423").
+    pub ticket_number: Option<String>,
     pub policy: String,
     pub number: u32,
     pub max_notices: u32,
@@ -95,9 +97,11 @@ pub struct NoticeRow {
 
 impl NoticeRow {
     pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let ticket_json: String = r.try_get("ticket")?;
         Ok(NoticeRow {
             id: r.try_get("id")?,
             ticket_id: r.try_get("ticket_id")?,
+            ticket_number: stored_number(&ticket_json),
             policy: r.try_get("policy")?,
             number: count(r.try_get("number")?),
             max_notices: count(r.try_get("max_notices")?),
@@ -114,9 +118,20 @@ impl NoticeRow {
             next_notice_at: r.try_get::<Option<i64>, _>("next_notice_at")?.map(from_ms),
             cancel_reason: r.try_get("cancel_reason")?,
             waiting_since: from_ms(r.try_get("episode")?),
-            ticket_json: r.try_get("ticket")?,
+            ticket_json,
         })
     }
+}
+
+/// The `number` of a stored ticket's JSON.
+pub(super) fn stored_number(ticket_json: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Number {
+        number: Option<String>,
+    }
+    serde_json::from_str::<Number>(ticket_json)
+        .ok()
+        .and_then(|t| t.number)
 }
 
 #[derive(Debug, Clone, Default)]
