@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ChannelKind, FileFormat, FileSettings, Settings};
 use crate::notice::{SeriesKey, Status, truncate_millis};
-use crate::policy::Policy;
+use crate::policy::{Localised, Policy};
 use crate::source::RowError;
 use crate::ticket::Ticket;
 
@@ -212,9 +212,18 @@ pub fn plan(
             .push(state);
     }
     let no_states = Vec::new();
+    let mut localised = Localised::default();
     for ticket in tickets {
         let states = by_ticket.get(ticket.id.as_str()).unwrap_or(&no_states);
-        plan_ticket(settings, ticket, states, now, mode, &mut out);
+        plan_ticket(
+            settings,
+            ticket,
+            states,
+            now,
+            mode,
+            &mut localised,
+            &mut out,
+        );
     }
     for id in ended {
         for state in by_ticket.get(id.as_str()).unwrap_or(&no_states) {
@@ -230,6 +239,7 @@ fn plan_ticket(
     states: &[&SeriesState],
     now: DateTime<Utc>,
     mode: Mode,
+    localised: &mut Localised,
     out: &mut Plan,
 ) {
     let episode = truncate_millis(ticket.waiting_since);
@@ -238,7 +248,7 @@ fn plan_ticket(
     for policy in Policy::applicable(&settings.policies, ticket) {
         handled.insert(policy.name.as_str());
         // A customer-local window is placed in the ticket's zone.
-        let policy = &*policy.for_ticket(ticket);
+        let policy = &*localised.for_ticket(policy, ticket);
         let key = SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
         let recipient = match recipient_for(settings, policy, ticket) {
             Ok(r) => r,

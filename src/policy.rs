@@ -1,9 +1,12 @@
 //! Policies: which tickets a rule covers and how its notices are spaced.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use crate::schedule::SendWindow;
 use crate::ticket::Ticket;
@@ -19,6 +22,49 @@ pub struct Policy {
     pub channel: String,
     pub template: String,
     pub continue_matching: bool,
+}
+
+/// Customer-local copies of policies (see [`Policy::for_ticket`]), each
+/// made once per zone: a pass over many tickets in a few zones copies a
+/// policy a few times, not once per ticket.
+#[derive(Debug, Default)]
+pub struct Localised {
+    copies: HashMap<Tz, HashMap<String, Arc<Policy>>>,
+}
+
+/// A policy as it applies to one ticket: the configured one, or a copy
+/// read in the ticket's zone.
+#[derive(Debug)]
+pub enum Applied<'p> {
+    Configured(&'p Policy),
+    Local(Arc<Policy>),
+}
+
+impl std::ops::Deref for Applied<'_> {
+    type Target = Policy;
+    fn deref(&self) -> &Policy {
+        match self {
+            Applied::Configured(p) => p,
+            Applied::Local(p) => p,
+        }
+    }
+}
+
+impl Localised {
+    /// [`Policy::for_ticket`], with the copy kept for the next ticket in
+    /// that zone.
+    pub fn for_ticket<'p>(&mut self, policy: &'p Policy, ticket: &Ticket) -> Applied<'p> {
+        let Some(zone) = policy.window.moves_to(ticket.zone()) else {
+            return Applied::Configured(policy);
+        };
+        let copies = self.copies.entry(zone).or_default();
+        if let Some(copy) = copies.get(policy.name.as_str()) {
+            return Applied::Local(copy.clone());
+        }
+        let copy = Arc::new(policy.for_ticket(ticket).into_owned());
+        copies.insert(policy.name.clone(), copy.clone());
+        Applied::Local(copy)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +221,35 @@ mod tests {
             channel: "mail".into(),
             template: "interim".into(),
             continue_matching,
+        }
+    }
+
+    #[test]
+    fn a_customer_local_policy_is_copied_once_per_zone() {
+        let mut p = policy("p", vec![], false);
+        p.window = SendWindow {
+            calendar: None,
+            send_at: crate::schedule::SendAt::parse("0 0 9 * * Mon-Fri", chrono_tz::UTC).ok(),
+            customer_local: Some(chrono_tz::UTC),
+        };
+        let in_zone = |zone: Option<&str>| {
+            let mut t = ticket("open", None);
+            t.timezone = zone.map(String::from);
+            t
+        };
+        let mut localised = Localised::default();
+        let (a, b) = (in_zone(Some("Asia/Tokyo")), in_zone(Some("Asia/Tokyo")));
+        let (first, second) = (localised.for_ticket(&p, &a), localised.for_ticket(&p, &b));
+        match (&first, &second) {
+            (Applied::Local(x), Applied::Local(y)) => assert!(Arc::ptr_eq(x, y)),
+            other => panic!("two copies or none: {other:?}"),
+        }
+        assert_eq!(first.window.zone(), Some(chrono_tz::Asia::Tokyo));
+        for home in [None, Some("UTC"), Some("Mars/Olympus")] {
+            assert!(matches!(
+                localised.for_ticket(&p, &in_zone(home)),
+                Applied::Configured(_)
+            ));
         }
     }
 

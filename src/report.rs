@@ -171,9 +171,10 @@ pub async fn plan_rows(
         .and_then(|h| at.checked_add_signed(h))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut rows = Vec::new();
+    let mut localised = crate::policy::Localised::default();
     for ticket in &snapshot.tickets {
         for policy in Policy::applicable(&settings.policies, ticket) {
-            let policy = &*policy.for_ticket(ticket);
+            let policy = &*localised.for_ticket(policy, ticket);
             let recipient = match planner::recipient_for(settings, policy, ticket) {
                 Ok(r) => r,
                 Err(e) => {

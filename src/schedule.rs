@@ -109,17 +109,20 @@ impl SendWindow {
             .or(self.send_at.as_ref().map(|s| s.timezone))
     }
 
+    /// The zone a customer-local window must be read in for a ticket whose
+    /// zone is `zone`, when that is not the one it is read in now.
+    pub fn moves_to(&self, zone: Option<Tz>) -> Option<Tz> {
+        let zone = zone.unwrap_or(self.customer_local?);
+        self.zone().filter(|current| *current != zone).map(|_| zone)
+    }
+
     /// The window for a ticket whose zone is `zone`: for a customer-local
     /// window, a copy read in that zone (in the configured one when
     /// `None`); otherwise this window itself.
     pub fn for_zone(&self, zone: Option<Tz>) -> Cow<'_, SendWindow> {
-        let Some(home) = self.customer_local else {
+        let Some(zone) = self.moves_to(zone) else {
             return Cow::Borrowed(self);
         };
-        let zone = zone.unwrap_or(home);
-        if self.zone().is_none_or(|current| current == zone) {
-            return Cow::Borrowed(self);
-        }
         let mut local = self.clone();
         if let Some(calendar) = &mut local.calendar {
             Arc::make_mut(calendar).timezone = zone;
