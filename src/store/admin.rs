@@ -33,9 +33,19 @@ impl Store {
     /// [`crate::ticket::resolve`]). The value as given when none matches;
     /// the error text when several do.
     pub async fn resolve_ticket(&self, wanted: &str) -> anyhow::Result<Result<String, String>> {
-        let bare = wanted.trim().trim_start_matches('#').to_lowercase();
-        // A coarse filter; the exact comparison is done on the parsed JSON.
-        let pattern = format!("%\"number\":%{}%", bare.replace(['%', '_'], ""));
+        // A coarse filter on the stored JSON (ASCII numbers as serde writes
+        // them); the exact comparison is done on the parsed ticket.
+        let bare = wanted.trim().trim_start_matches('#');
+        let json = serde_json::to_string(bare).unwrap_or_default();
+        let pattern = match bare.is_ascii() && !bare.is_empty() {
+            true => format!(
+                "%\"number\":%{}%",
+                json.trim_matches('"')
+                    .to_ascii_lowercase()
+                    .replace(['%', '_'], "")
+            ),
+            false => "%".to_owned(),
+        };
         let rows = sqlx::query(self.sql(
             "SELECT DISTINCT ticket_id, ticket FROM notices
              WHERE ticket_id = ?1 OR ticket_id = ?2 OR lower(ticket) LIKE ?3",
