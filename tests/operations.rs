@@ -998,9 +998,22 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         "ExecReload=",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
+        "RestartPreventExitStatus=2",
     ] {
         assert!(unit.contains(key), "the unit sets {key}");
     }
+}
+
+#[test]
+fn an_invalid_config_is_not_restarted_by_systemd() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/interim.service"))
+        .expect("read deploy/interim.service");
+    assert!(
+        unit.lines()
+            .any(|l| l.trim() == "RestartPreventExitStatus=2"),
+        "exit code 2 (invalid config) must not restart the unit"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod calendars;
 mod channels;
 mod cleartext;
+mod paths;
 mod policies;
 mod raw;
 mod settings;
@@ -38,11 +39,21 @@ pub struct Config {
     pub templates: Arc<Templates>,
 }
 
-/// `--config`, else `$INTERIM_CONFIG`, else `config/interim.toml`.
+/// Where a package installs the config.
+pub const INSTALLED_CONFIG_PATH: &str = "/etc/interim/interim.toml";
+
+/// `--config`, else `$INTERIM_CONFIG`, else `config/interim.toml`, else
+/// (when that does not exist) `/etc/interim/interim.toml`.
 pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_owned)
         .or_else(|| std::env::var_os("INTERIM_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+        .unwrap_or_else(|| {
+            if Path::new(DEFAULT_CONFIG_PATH).exists() {
+                PathBuf::from(DEFAULT_CONFIG_PATH)
+            } else {
+                PathBuf::from(INSTALLED_CONFIG_PATH)
+            }
+        })
 }
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -74,7 +85,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let merged = builder
         .build()
         .map_err(|e| fail(vec![describe_config_error(&e)]))?;
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
+    let mut raw: raw::RawConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
         let key = e.path().to_string();
         let inner = describe_config_error(e.inner());
         fail(vec![if key.is_empty() || key == "." {
@@ -83,7 +94,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             format!("{key}: {inner}")
         }])
     })?;
-    let settings = Settings::from_raw(raw).map_err(fail)?;
+    let base = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    paths::resolve(&mut raw, &base);
+    let mut settings = Settings::from_raw(raw).map_err(fail)?;
+    if !settings.templates_dir.is_dir() {
+        settings.warnings.push(format!(
+            "templates.dir: {} does not exist; only the built-in templates are used",
+            settings.templates_dir.display()
+        ));
+    }
     let templates = Templates::load(&settings).map_err(fail)?;
     Ok(Config {
         path: path.to_owned(),

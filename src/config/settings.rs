@@ -262,8 +262,8 @@ pub(super) fn read_secret(
 }
 
 impl Settings {
-    /// Validates a raw config. Relative paths (store, templates, outboxes,
-    /// holidays and secret files) are relative to the working directory.
+    /// Validates a raw config whose relative paths `load` has already
+    /// resolved against the config file's folder.
     pub fn from_raw(raw: RawConfig) -> Result<Settings, Vec<String>> {
         let mut p = Problems::default();
         let mut warnings = Vec::new();
@@ -441,8 +441,7 @@ impl Settings {
             p.add("channels", "no channel is configured");
         }
 
-        let templates_dir =
-            PathBuf::from(raw.templates.dir.as_deref().unwrap_or("config/templates"));
+        let templates_dir = PathBuf::from(raw.templates.dir.as_deref().unwrap_or("templates"));
         let suppress = suppress_settings(&mut p, &raw.suppress, &mut warnings);
         let limits = LimitSettings {
             per_recipient: match &raw.limits.per_recipient {
