@@ -245,6 +245,32 @@ fn preview_prints_recipient_subject_and_body_in_the_tickets_language() {
 }
 
 #[test]
+fn the_built_in_english_template_begins_its_first_sentence_in_capitals() {
+    let mut setup = Setup::new();
+    setup.set("templates.dir", &support::toml_str("built-in-only"));
+    setup
+        .email_channel("mail", free_port(), "")
+        .policy("first-notice", &first_notice("5m", "mail"));
+    setup.helpdesk().insert(&[Ticket::new(2)]);
+
+    let out = setup.cli(&["preview", "--ticket", "2"]);
+    let english = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        english.contains("Hello Customer 2,\n\nYou have been waiting"),
+        "{english}"
+    );
+    assert!(
+        english.contains("<p>You have been waiting"),
+        "the HTML part too:\n{english}"
+    );
+}
+
+#[test]
 fn retry_puts_a_dead_notice_back_to_pending_and_it_is_delivered() {
     let receiver = WebhookReceiver::start(&[400], 200, Duration::ZERO);
     let mut setup = Setup::new();

@@ -233,3 +233,51 @@ fn without_a_config_flag_the_installed_path_is_the_fallback() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/etc/interim/interim.toml"), "{stderr}");
 }
+
+/// check-config's stdout and stderr together.
+fn check_config_output(setup: &Setup) -> (Option<i32>, String) {
+    let out = setup.cli(&["check-config"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), all)
+}
+
+#[test]
+fn the_five_field_cron_hint_suggests_weekday_names_not_numbers() {
+    let (code, all) = check_config_output(&with_policy_key("send_at", &toml_str("0 9 * * 1-5")));
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("e.g. \"0 0 9 * * Mon-Fri\""), "{all}");
+    assert!(!all.contains("0 0 9 * * 1-5\""), "{all}");
+}
+
+#[test]
+fn an_hour_out_of_range_says_the_largest_valid_hour() {
+    let (code, all) = check_config_output(&with_policy_key("send_at", &toml_str("0 0 25 * * *")));
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("Hours must be at most 23"), "{all}");
+    assert!(!all.contains("less than 23"), "{all}");
+}
+
+#[test]
+fn a_missing_policy_key_is_named_with_a_dotted_path() {
+    let mut setup = good_config();
+    setup.policy(
+        "second",
+        "match = { state = [\"open\"] }\nchannel = \"mail\"\ntemplate = \"interim\"",
+    );
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("policies[1].after: missing"), "{all}");
+    assert!(!all.contains("]after"), "{all}");
+}
+
+#[test]
+fn the_summary_writes_durations_with_spaced_units() {
+    let (code, all) = check_config_output(&good_config());
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains("every 2 days"), "{all}");
+    assert!(!all.contains("2days"), "{all}");
+}

@@ -88,6 +88,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut raw: raw::RawConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
         let key = e.path().to_string();
         let inner = describe_config_error(e.inner());
+        if let Some(missing) = missing_key(&inner) {
+            return fail(vec![format!("{missing}: missing (this key is required)")]);
+        }
         fail(vec![if key.is_empty() || key == "." {
             inner
         } else {
@@ -161,6 +164,23 @@ fn preset_of(path: &Path) -> Result<Option<(&'static str, &'static str)>, String
                 known.join(", ")
             )
         })
+}
+
+/// The config crate reports a missing key as `missing configuration field
+/// "policies[1]after"`: the key path, with the dot after an index restored.
+fn missing_key(message: &str) -> Option<String> {
+    let key = message
+        .strip_prefix("missing configuration field \"")?
+        .strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| *n != '[' && *n != '.') {
+            out.push('.');
+        }
+    }
+    Some(out)
 }
 
 fn describe_config_error(e: &config::ConfigError) -> String {

@@ -297,7 +297,7 @@ impl Settings {
                 "daemon.max_snapshot_age",
                 format!(
                     "must be at least daemon.poll_interval ({}), or nothing would ever be sent",
-                    humantime::format_duration(poll_interval)
+                    crate::clock::human_duration(poll_interval)
                 ),
             );
         }
@@ -405,8 +405,8 @@ impl Settings {
                     format!("channels.{name}.timeout"),
                     format!(
                         "{} must be shorter than store.claim_lease ({}), or a claim could expire while its send is still running",
-                        humantime::format_duration(channel.timeout),
-                        humantime::format_duration(store.claim_lease)
+                        crate::clock::human_duration(channel.timeout),
+                        crate::clock::human_duration(store.claim_lease)
                     ),
                 );
             }
