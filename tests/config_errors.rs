@@ -281,3 +281,46 @@ fn the_summary_writes_durations_with_spaced_units() {
     assert!(all.contains("every 2 days"), "{all}");
     assert!(!all.contains("2days"), "{all}");
 }
+
+#[test]
+fn a_typo_in_a_wording_key_is_a_warning() {
+    let mut setup = good_config();
+    setup.replace_toml("[wording.en]\nopen =", "[wording.en]\nopne =");
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("warning: wording.en: no \"open\", which wording.de has"),
+        "{all}"
+    );
+    assert!(
+        all.contains("warning: wording.de: no \"opne\", which wording.en has"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_state_a_policy_matches_without_wording_is_a_warning() {
+    let mut setup = good_config();
+    setup.policy(
+        "pending",
+        "match = { state = [\"Pending_Reminder\"] }\nafter = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
+    );
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("warning: wording: no language has words for the state \"pending_reminder\""),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_wording_language_without_templates_is_a_warning() {
+    let mut setup = good_config();
+    setup.toml("[wording.fr]\nopen = \"Nous travaillons sur votre demande\"");
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("warning: wording.fr: no policy's template is written in fr; customers in fr get the de template"),
+        "{all}"
+    );
+}

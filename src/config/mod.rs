@@ -10,6 +10,7 @@ mod policies;
 mod raw;
 mod settings;
 mod source;
+mod wording;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,6 +111,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         ));
     }
     let templates = Templates::load(&settings).map_err(fail)?;
+    let wording = wording::warnings(&settings, &templates);
+    settings.warnings.extend(wording);
     Ok(Config {
         path: path.to_owned(),
         settings: Arc::new(settings),
