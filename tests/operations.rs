@@ -1005,6 +1005,50 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
 }
 
 #[test]
+fn a_failing_poll_logs_one_error_then_reminders_with_the_count() {
+    let mut setup = Setup::new();
+    setup
+        .set("daemon.repeat_log_every", &toml_str("3s"))
+        .email_channel("mail", support::free_port(), "")
+        .policy(
+            "first-notice",
+            "match = { state = [\"open\"] }\nafter = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
+        );
+    let helpdesk = setup.helpdesk();
+    helpdesk.insert(&[support::Ticket::new(1)]);
+    helpdesk.execute("ALTER TABLE tickets RENAME TO tickets_moved");
+    let mut daemon = setup.start();
+    setup.wait_until(Duration::from_secs(30), "seven polls failed", || {
+        setup.metric("interim_source_poll_failures_total", &[]) >= 7.0
+    });
+    let log = setup.log_tail(usize::MAX);
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("poll failed"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one ERROR line for the failure:\n{log}");
+    let reminders: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("poll still failing"))
+        .collect();
+    assert!(
+        !reminders.is_empty() && reminders.len() < 4,
+        "a reminder every 3s, not every poll:\n{log}"
+    );
+    assert!(
+        reminders[0].contains("\"failures\":") && reminders[0].contains("no such table"),
+        "{}",
+        reminders[0]
+    );
+
+    helpdesk.execute("ALTER TABLE tickets_moved RENAME TO tickets");
+    setup.wait_until(SOON, "the recovery is logged", || {
+        setup.log_tail(usize::MAX).contains("poll succeeded again")
+    });
+    assert!(daemon.stop().success());
+}
+
+#[test]
 fn an_invalid_config_is_not_restarted_by_systemd() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let unit = std::fs::read_to_string(root.join("deploy/interim.service"))

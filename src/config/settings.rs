@@ -64,6 +64,9 @@ pub struct DaemonSettings {
     pub dry_run: bool,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// A failure that repeats (a poll) is logged at ERROR once, then
+    /// reminded at this interval with its count.
+    pub repeat_log_every: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +330,12 @@ impl Settings {
             dry_run: d.dry_run.unwrap_or(false),
             shutdown_timeout,
             log_format,
+            repeat_log_every: duration(
+                &mut p,
+                "daemon.repeat_log_every",
+                &d.repeat_log_every,
+                "10m",
+            ),
         };
 
         let store_url = raw

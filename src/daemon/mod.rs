@@ -4,6 +4,7 @@
 //! clock once per turn and passes `now` down.
 
 mod poll;
+mod repeat;
 mod replan;
 mod signals;
 mod stage;
@@ -222,6 +223,7 @@ pub struct Poller {
     built_from: Arc<Settings>,
     schedule: PollSchedule,
     problems: ProblemLog,
+    failures: repeat::RepeatLog,
     chunk: usize,
 }
 
@@ -235,6 +237,7 @@ impl Poller {
             dispatcher,
             schedule: PollSchedule::default(),
             problems: ProblemLog::default(),
+            failures: repeat::RepeatLog::default(),
             chunk: CHUNK,
         })
     }
@@ -291,19 +294,38 @@ impl Poller {
             Ok((kind, summary)) => {
                 self.schedule.done(kind, now);
                 self.dispatcher.note_poll(now);
+                if let Some(failures) = self.failures.recovered() {
+                    info!(failures, "poll succeeded again");
+                }
                 debug!(?summary, "poll done");
                 true
             }
             Err(e) => {
                 metrics::counter!("interim_source_poll_failures_total").increment(1);
                 let rejected = e.downcast_ref::<PollRejected>().map(|r| r.0.clone());
-                if let Some(reason) = &rejected {
-                    error!(reason = %reason, "poll rejected; keeping the previous plan, nothing is cancelled");
-                } else {
-                    error!(
-                        error = format!("{e:#}"),
+                let message = match &rejected {
+                    Some(reason) => format!("poll rejected: {reason}"),
+                    None => format!("{e:#}"),
+                };
+                let every = settings.daemon.repeat_log_every;
+                match (self.failures.failed(&message, now, every), &rejected) {
+                    (repeat::Repeat::First, Some(reason)) => error!(
+                        reason = %reason,
+                        "poll rejected; keeping the previous plan, nothing is cancelled"
+                    ),
+                    (repeat::Repeat::First, None) => error!(
+                        error = %message,
                         "poll failed; keeping the previous plan and retrying next interval"
-                    );
+                    ),
+                    (repeat::Repeat::Remind { count, since }, _) => warn!(
+                        error = %message,
+                        failures = count,
+                        since = %since.to_rfc3339(),
+                        "poll still failing; keeping the previous plan"
+                    ),
+                    (repeat::Repeat::Quiet, _) => {
+                        debug!(error = %message, "poll failed again")
+                    }
                 }
                 self.dispatcher.set_poll_problem(rejected);
                 false
