@@ -82,6 +82,8 @@ pub async fn run_with_clock(
     if let Some(handle) = metrics.clone() {
         tokio::spawn(crate::telemetry::run_upkeep(handle));
     }
+    crate::telemetry::register(&settings);
+    count_notices(&store).await;
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
 
     let admin = listener.map(|listener| {
@@ -162,12 +164,19 @@ pub async fn run_with_clock(
     };
 
     let mut watchdog = crate::systemd::Watchdog::from_env();
+    let mut counted = std::time::Instant::now();
     loop {
         if shutdown.is_cancelled() {
             break;
         }
         if let Err(e) = dispatcher.dispatch_due(clock.now()).await {
             error!(error = format!("{e:#}"), "dispatch failed; retrying");
+        }
+        // After each dispatch round (one follows every poll), at most once
+        // a second: a cheap count on the status index.
+        if counted.elapsed() >= Duration::from_secs(1) {
+            count_notices(&store).await;
+            counted = std::time::Instant::now();
         }
         watchdog.feed();
         tokio::select! {
@@ -338,6 +347,17 @@ impl Poller {
     }
 }
 
+/// `interim_notices{status="pending"|"dead"}` from the ledger.
+async fn count_notices(store: &Store) {
+    match store.count_pending_dead().await {
+        Ok((pending, dead)) => crate::telemetry::set_notice_counts(pending, dead),
+        Err(e) => debug!(
+            error = format!("{e:#}"),
+            "cannot count pending and dead notices for the metrics"
+        ),
+    }
+}
+
 async fn replan_logged(store: &Store, settings: &Settings, now: chrono::DateTime<chrono::Utc>) {
     match replan(store, settings, now).await {
         Ok(summary) if summary.changed() => info!(
@@ -363,6 +383,7 @@ fn reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String>
         Ok(()) => {
             metrics::counter!("interim_config_reloads_total", "result" => "success").increment(1);
             metrics::gauge!("interim_config_last_reload_successful").set(1.0);
+            crate::telemetry::register(&dispatcher.live().config.settings);
             info!(config = %path.display(), "config reloaded");
         }
         Err(reason) => {
