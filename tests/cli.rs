@@ -271,6 +271,38 @@ fn the_built_in_english_template_begins_its_first_sentence_in_capitals() {
 }
 
 #[test]
+fn healthcheck_is_listed_in_help_as_the_dockerfile_uses_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interim"))
+        .arg("--help")
+        .output()
+        .expect("run interim --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        help.lines()
+            .any(|l| l.trim_start().starts_with("healthcheck") && l.contains("/healthz")),
+        "{help}"
+    );
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("read the Dockerfile");
+    assert!(dockerfile.contains(r#"CMD ["interim", "healthcheck"]"#));
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read the README");
+    assert!(
+        readme.contains("| `interim healthcheck` |"),
+        "the README's command table"
+    );
+
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", free_port(), "")
+        .policy("first-notice", &first_notice("5m", "mail"));
+    let out = setup.cli(&["healthcheck"]);
+    assert_eq!(out.status.code(), Some(1), "no daemon runs: exit 1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/healthz"));
+}
+
+#[test]
 fn retry_puts_a_dead_notice_back_to_pending_and_it_is_delivered() {
     let receiver = WebhookReceiver::start(&[400], 200, Duration::ZERO);
     let mut setup = Setup::new();
