@@ -84,8 +84,7 @@ enum Command {
     },
     /// Apply store migrations
     Migrate,
-    /// Exit 0 when the running daemon's /healthz answers (for container health checks)
-    #[command(hide = true)]
+    /// Exit 0 when the daemon's /healthz on http.listen answers 200, else 1 (the Dockerfile's HEALTHCHECK)
     Healthcheck,
     /// A self-contained demo: sample helpdesk, accelerated thresholds, notices into a folder
     Demo {

@@ -103,3 +103,34 @@ pub const COMPUTABLE_YEARS: std::ops::RangeInclusive<i32> = 1000..=20_000;
 pub fn computable(t: DateTime<Utc>) -> bool {
     COMPUTABLE_YEARS.contains(&chrono::Datelike::year(&t))
 }
+
+/// A duration for people: humantime's units with a space before the long
+/// ones ("2 days", "1 year 2 months 3 days 4h 5m"), never "2days".
+pub fn human_duration(duration: std::time::Duration) -> String {
+    humantime::format_duration(duration)
+        .to_string()
+        .split(' ')
+        .map(|part| match part.find(|c: char| c.is_ascii_alphabetic()) {
+            Some(i) if part.len() - i > 2 => format!("{} {}", &part[..i], &part[i..]),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod human_duration_tests {
+    use super::human_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn long_units_are_spaced_and_short_ones_not() {
+        assert_eq!(human_duration(Duration::from_secs(2 * 86_400)), "2 days");
+        assert_eq!(
+            human_duration(Duration::from_secs(86_400 + 5_400)),
+            "1 day 1h 30m"
+        );
+        assert_eq!(human_duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1s 500ms");
+    }
+}

@@ -329,8 +329,13 @@ impl Event {
     }
 }
 
+/// `dir` is absolute (relative paths in a config resolve against its folder).
 fn config_text(dir: &Path) -> String {
     let d = dir.display();
+    // The repository's templates when run from a checkout; the built-in
+    // copies otherwise.
+    let t = std::path::absolute("config/templates").unwrap_or_default();
+    let t = t.display();
     format!(
         r#"# Written by `interim demo`. Thresholds are seconds instead of hours.
 [daemon]
@@ -404,12 +409,13 @@ path = "{d}/outbox/team"
 format = "json"
 
 [templates]
-dir = "config/templates"
+dir = "{t}"
 "#
     )
 }
 
 pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
+    let dir = &std::path::absolute(dir).context("failed to resolve the demo folder")?;
     prepare_dir(dir)?;
     let config_path = dir.join("interim.toml");
     crate::private_files::write(&config_path, config_text(dir).as_bytes())

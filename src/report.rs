@@ -30,7 +30,7 @@ pub fn config_summary(config: &Config) -> String {
             "sql"
         },
         s.source.url,
-        humantime::format_duration(s.daemon.poll_interval)
+        crate::clock::human_duration(s.daemon.poll_interval)
     );
     let _ = writeln!(out, "  store:     {}", s.store.url);
     let _ = writeln!(out, "  policies:  {}", s.policies.len());
@@ -38,7 +38,7 @@ pub fn config_summary(config: &Config) -> String {
         let repeat = match p.repeat_every {
             Some(r) => format!(
                 ", every {} up to {} notices",
-                humantime::format_duration(r),
+                crate::clock::human_duration(r),
                 p.max_notices
             ),
             None => ", one notice".into(),
@@ -56,7 +56,7 @@ pub fn config_summary(config: &Config) -> String {
             out,
             "    {:<24} after {}{repeat}{window} -> {} / {}{}",
             p.name,
-            humantime::format_duration(p.after),
+            crate::clock::human_duration(p.after),
             p.channel,
             p.template,
             if p.continue_matching {
@@ -708,7 +708,7 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
         let waited = (now - t.waiting_since)
             .to_std()
             .map(|d| {
-                humantime::format_duration(std::time::Duration::from_secs(d.as_secs() / 60 * 60))
+                crate::clock::human_duration(std::time::Duration::from_secs(d.as_secs() / 60 * 60))
                     .to_string()
             })
             .unwrap_or_else(|_| "not yet".into());

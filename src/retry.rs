@@ -58,10 +58,10 @@ pub fn decide(
     if next > deadline {
         return RetryDecision::GiveUp(format!(
             "gave up after {attempts} attempts over {} (retry_for = {})",
-            humantime::format_duration(Duration::from_secs(
+            crate::clock::human_duration(Duration::from_secs(
                 (now - first_attempt).num_seconds().max(0) as u64
             )),
-            humantime::format_duration(policy.retry_for)
+            crate::clock::human_duration(policy.retry_for)
         ));
     }
     RetryDecision::RetryAt(next)

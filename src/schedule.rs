@@ -27,13 +27,48 @@ pub struct SendAt {
     pub timezone: Tz,
 }
 
+/// The crontab line with a seconds field and crontab's numeric weekdays
+/// (0 and 7 = Sunday, 1 = Monday) as names, which the cron crate reads the
+/// same way; a generic example when they cannot be translated.
+fn six_field_hint(expression: &str) -> String {
+    const NAMES: [&str; 8] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let name = |n: &str| n.parse::<usize>().ok().and_then(|i| NAMES.get(i).copied());
+    let weekday = fields[4]
+        .split(',')
+        .map(|part| match part.split_once('-') {
+            // Sun = 1 … Sat = 7 in the cron crate: a range ending at
+            // crontab's 7 would wrap.
+            Some((a, b)) => match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(x), Ok(y)) if x <= y && y < 7 => Some(format!("{}-{}", name(a)?, name(b)?)),
+                _ if !part.chars().any(|c| c.is_ascii_digit()) => Some(part.to_owned()),
+                _ => None,
+            },
+            None if part.chars().all(|c| c.is_ascii_digit()) => name(part).map(str::to_owned),
+            None if part.chars().any(|c| c.is_ascii_digit()) => None,
+            None => Some(part.to_owned()),
+        })
+        .collect::<Option<Vec<String>>>();
+    match weekday {
+        Some(days) => format!("0 {} {}", fields[..4].join(" "), days.join(",")),
+        None => "0 0 9 * * Mon-Fri".to_owned(),
+    }
+}
+
+/// The cron crate says "Hours must be less than 23" for 25: its bound is
+/// inclusive, so say "at most".
+fn at_most(reason: &str) -> String {
+    reason.replace(" must be less than ", " must be at most ")
+}
+
 impl SendAt {
     pub fn parse(expression: &str, timezone: Tz) -> Result<Self, String> {
         let fields = expression.split_whitespace().count();
         if !expression.trim_start().starts_with('@') && fields == 5 {
             return Err(format!(
                 "invalid cron expression \"{expression}\": 5-field crontab is not supported; \
-                 add a seconds field first, e.g. \"0 {expression}\""
+                 add a seconds field first and write weekdays as names, e.g. \"{}\"",
+                six_field_hint(expression)
             ));
         }
         let schedule = cron::Schedule::from_str(expression).map_err(|e| {
@@ -44,7 +79,7 @@ impl SendAt {
             if reason.is_empty() {
                 format!("invalid cron expression \"{expression}\": expected 6 or 7 fields (sec min hour day-of-month month day-of-week [year])")
             } else {
-                format!("invalid cron expression \"{expression}\": {reason}")
+                format!("invalid cron expression \"{expression}\": {}", at_most(&reason))
             }
         })?;
         Ok(Self {
@@ -254,6 +289,18 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(err.contains("0 0 25 * * *"), "{err}");
+    }
+
+    #[test]
+    fn the_five_field_hint_names_crontab_weekdays() {
+        assert_eq!(six_field_hint("0 9 * * 1-5"), "0 0 9 * * Mon-Fri");
+        assert_eq!(six_field_hint("30 8 * * 0,6"), "0 30 8 * * Sun,Sat");
+        assert_eq!(six_field_hint("0 9 * * Mon-Fri"), "0 0 9 * * Mon-Fri");
+        assert_eq!(six_field_hint("0 9 * * *"), "0 0 9 * * *");
+        assert_eq!(six_field_hint("0 9 * * 5-7"), "0 0 9 * * Mon-Fri");
+        for hint in ["0 9 * * 1-5", "30 8 * * 0,6", "0 9 * * *"].map(six_field_hint) {
+            assert!(SendAt::parse(&hint, chrono_tz::UTC).is_ok(), "{hint}");
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn describe() {
     describe_counter!("interim_source_poll_failures_total", "Failed source polls");
     describe_counter!(
         "interim_source_rows_skipped_total",
-        "Source rows skipped for breaking the column contract (per poll)"
+        "Source rows skipped for breaking the column contract, each counted once when first seen (again if it breaks again after being fixed)"
     );
     describe_counter!(
         "interim_config_reloads_total",
@@ -116,4 +116,91 @@ fn describe() {
         "interim_http_write_refused_total",
         "Write actions (POST /-/reload) refused for want of a token or as a possible cross-site request"
     );
+    describe_counter!(
+        "interim_source_polls_rejected_total",
+        "Polls read completely but not taken (too many rows broke the contract)"
+    );
+    describe_counter!(
+        "interim_source_invalid_timezone_total",
+        "Rows whose time zone is unknown (dates fall back to another zone)"
+    );
+    describe_counter!(
+        "interim_source_future_updated_at_total",
+        "Rows whose updated_at lies in the future (corrected to the poll's instant)"
+    );
+    describe_gauge!(
+        "interim_poller",
+        "1 while this instance is the one that polls the source"
+    );
+    describe_gauge!(
+        "interim_notices",
+        "Notices in the ledger now, by status (pending, dead)"
+    );
+    at_zero();
+}
+
+/// Every metric without labels, and those whose labels are fixed, start
+/// at zero: a dashboard or alert sees them before their first event.
+fn at_zero() {
+    for name in [
+        "interim_notices_cancelled_total",
+        "interim_source_poll_failures_total",
+        "interim_source_rows_skipped_total",
+        "interim_source_polls_rejected_total",
+        "interim_source_invalid_timezone_total",
+        "interim_source_future_updated_at_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for result in ["success", "failure"] {
+        metrics::counter!("interim_config_reloads_total", "result" => result).increment(0);
+    }
+    for name in [
+        "interim_tickets_tracked",
+        "interim_source_last_success_timestamp_seconds",
+        "interim_snapshot_fresh",
+        "interim_poller",
+    ] {
+        metrics::gauge!(name).set(0.0);
+    }
+    // The config the process starts with was valid.
+    metrics::gauge!("interim_config_last_reload_successful").set(1.0);
+    for status in ["pending", "dead"] {
+        metrics::gauge!("interim_notices", "status" => status).set(0.0);
+    }
+}
+
+/// The labelled counters of a config's policies and channels, at zero
+/// (again after a reload; existing values are kept).
+pub fn register(settings: &crate::config::Settings) {
+    for policy in &settings.policies {
+        metrics::counter!("interim_notices_planned_total", "policy" => policy.name.clone())
+            .increment(0);
+        for status in ["sent", "dead", "suppressed"] {
+            metrics::counter!("interim_notices_total", "status" => status,
+                "policy" => policy.name.clone(), "channel" => policy.channel.clone())
+            .increment(0);
+        }
+    }
+    for (name, channel) in &settings.channels {
+        let kind = match channel.kind {
+            crate::config::ChannelKind::Email(_) => Some("rejected_recipient"),
+            crate::config::ChannelKind::Webhook(_) => {
+                metrics::counter!("interim_webhook_gone_total", "channel" => name.clone())
+                    .increment(0);
+                Some("gone")
+            }
+            _ => None,
+        };
+        for result in ["ok", "retryable", "permanent"].into_iter().chain(kind) {
+            metrics::counter!("interim_delivery_attempts_total", "channel" => name.clone(), "result" => result)
+                .increment(0);
+        }
+    }
+}
+
+/// Sets `interim_notices{status}` from the ledger's counts.
+pub fn set_notice_counts(pending: u64, dead: u64) {
+    metrics::gauge!("interim_notices", "status" => "pending").set(pending as f64);
+    metrics::gauge!("interim_notices", "status" => "dead").set(dead as f64);
 }

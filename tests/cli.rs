@@ -245,6 +245,64 @@ fn preview_prints_recipient_subject_and_body_in_the_tickets_language() {
 }
 
 #[test]
+fn the_built_in_english_template_begins_its_first_sentence_in_capitals() {
+    let mut setup = Setup::new();
+    setup.set("templates.dir", &support::toml_str("built-in-only"));
+    setup
+        .email_channel("mail", free_port(), "")
+        .policy("first-notice", &first_notice("5m", "mail"));
+    setup.helpdesk().insert(&[Ticket::new(2)]);
+
+    let out = setup.cli(&["preview", "--ticket", "2"]);
+    let english = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        english.contains("Hello Customer 2,\n\nYou have been waiting"),
+        "{english}"
+    );
+    assert!(
+        english.contains("<p>You have been waiting"),
+        "the HTML part too:\n{english}"
+    );
+}
+
+#[test]
+fn healthcheck_is_listed_in_help_as_the_dockerfile_uses_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interim"))
+        .arg("--help")
+        .output()
+        .expect("run interim --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        help.lines()
+            .any(|l| l.trim_start().starts_with("healthcheck") && l.contains("/healthz")),
+        "{help}"
+    );
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("read the Dockerfile");
+    assert!(dockerfile.contains(r#"CMD ["interim", "healthcheck"]"#));
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read the README");
+    assert!(
+        readme.contains("| `interim healthcheck` |"),
+        "the README's command table"
+    );
+
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", free_port(), "")
+        .policy("first-notice", &first_notice("5m", "mail"));
+    let out = setup.cli(&["healthcheck"]);
+    assert_eq!(out.status.code(), Some(1), "no daemon runs: exit 1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/healthz"));
+}
+
+#[test]
 fn retry_puts_a_dead_notice_back_to_pending_and_it_is_delivered() {
     let receiver = WebhookReceiver::start(&[400], 200, Duration::ZERO);
     let mut setup = Setup::new();

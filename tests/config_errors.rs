@@ -152,3 +152,175 @@ fn a_template_with_a_syntax_error_is_an_error() {
     // Templates are files, not keys: the error names the file (assumption).
     assert_rejected(&setup, "interim.en.txt");
 }
+
+#[test]
+fn relative_paths_resolve_against_the_config_files_folder() {
+    let mut setup = good_config();
+    setup.set("templates.dir", &toml_str("templates"));
+    setup.set("store.url", &toml_str("sqlite://ledger/interim.db"));
+    setup.template("only-here", "de", "Betreff", "Text\n");
+    std::fs::write(setup.path("holidays.txt"), "2026-12-24\n").expect("write holidays");
+    setup.toml(
+        "[calendars.home]\ntimezone = \"UTC\"\nhours = { mon = \"08:00-18:00\" }\nholidays_file = \"holidays.txt\"",
+    );
+    setup.policy(
+        "here",
+        "match = { state = [\"open\"] }\nafter = \"1h\"\ncalendar = \"home\"\nchannel = \"mail\"\ntemplate = \"only-here\"",
+    );
+    let elsewhere = tempfile::tempdir().expect("a temporary directory");
+
+    let out = setup
+        .command(&["check-config"])
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("run check-config");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("does not exist"), "{all}");
+
+    let out = setup
+        .command(&["notices"])
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("run notices");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        setup.path("ledger/interim.db").exists(),
+        "the store is created beside the config file"
+    );
+    assert!(!elsewhere.path().join("ledger").exists());
+}
+
+#[test]
+fn check_config_warns_when_the_templates_folder_does_not_exist() {
+    let mut setup = good_config();
+    setup.set("templates.dir", &toml_str("no-such-folder"));
+    let out = setup.cli(&["check-config"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("warning: templates.dir:") && all.contains("no-such-folder does not exist"),
+        "{all}"
+    );
+}
+
+#[test]
+fn without_a_config_flag_the_installed_path_is_the_fallback() {
+    let empty = tempfile::tempdir().expect("a temporary directory");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_interim"));
+    cmd.arg("check-config").current_dir(empty.path());
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("INTERIM")) {
+        cmd.env_remove(key);
+    }
+    let out = cmd.output().expect("run check-config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if std::path::Path::new("/etc/interim/interim.toml").exists() {
+        support::skip_or_fail("/etc/interim/interim.toml exists on this machine");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/etc/interim/interim.toml"), "{stderr}");
+}
+
+/// check-config's stdout and stderr together.
+fn check_config_output(setup: &Setup) -> (Option<i32>, String) {
+    let out = setup.cli(&["check-config"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), all)
+}
+
+#[test]
+fn the_five_field_cron_hint_suggests_weekday_names_not_numbers() {
+    let (code, all) = check_config_output(&with_policy_key("send_at", &toml_str("0 9 * * 1-5")));
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("e.g. \"0 0 9 * * Mon-Fri\""), "{all}");
+    assert!(!all.contains("0 0 9 * * 1-5\""), "{all}");
+}
+
+#[test]
+fn an_hour_out_of_range_says_the_largest_valid_hour() {
+    let (code, all) = check_config_output(&with_policy_key("send_at", &toml_str("0 0 25 * * *")));
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("Hours must be at most 23"), "{all}");
+    assert!(!all.contains("less than 23"), "{all}");
+}
+
+#[test]
+fn a_missing_policy_key_is_named_with_a_dotted_path() {
+    let mut setup = good_config();
+    setup.policy(
+        "second",
+        "match = { state = [\"open\"] }\nchannel = \"mail\"\ntemplate = \"interim\"",
+    );
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("policies[1].after: missing"), "{all}");
+    assert!(!all.contains("]after"), "{all}");
+}
+
+#[test]
+fn the_summary_writes_durations_with_spaced_units() {
+    let (code, all) = check_config_output(&good_config());
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains("every 2 days"), "{all}");
+    assert!(!all.contains("2days"), "{all}");
+}
+
+#[test]
+fn a_typo_in_a_wording_key_is_a_warning() {
+    let mut setup = good_config();
+    setup.replace_toml("[wording.en]\nopen =", "[wording.en]\nopne =");
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("warning: wording.en: no \"open\", which wording.de has"),
+        "{all}"
+    );
+    assert!(
+        all.contains("warning: wording.de: no \"opne\", which wording.en has"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_state_a_policy_matches_without_wording_is_a_warning() {
+    let mut setup = good_config();
+    setup.policy(
+        "pending",
+        "match = { state = [\"Pending_Reminder\"] }\nafter = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
+    );
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("warning: wording: no language has words for the state \"pending_reminder\""),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_wording_language_without_templates_is_a_warning() {
+    let mut setup = good_config();
+    setup.toml("[wording.fr]\nopen = \"Nous travaillons sur votre demande\"");
+    let (code, all) = check_config_output(&setup);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("warning: wording.fr: no policy's template is written in fr; customers in fr get the de template"),
+        "{all}"
+    );
+}

@@ -998,9 +998,165 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         "ExecReload=",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
+        "RestartPreventExitStatus=2",
     ] {
         assert!(unit.contains(key), "the unit sets {key}");
     }
+}
+
+#[test]
+fn a_failing_poll_logs_one_error_then_reminders_with_the_count() {
+    let mut setup = Setup::new();
+    setup
+        .set("daemon.repeat_log_every", &toml_str("3s"))
+        .email_channel("mail", support::free_port(), "")
+        .policy(
+            "first-notice",
+            "match = { state = [\"open\"] }\nafter = \"1h\"\nchannel = \"mail\"\ntemplate = \"interim\"",
+        );
+    let helpdesk = setup.helpdesk();
+    helpdesk.insert(&[support::Ticket::new(1)]);
+    helpdesk.execute("ALTER TABLE tickets RENAME TO tickets_moved");
+    let mut daemon = setup.start();
+    setup.wait_until(Duration::from_secs(30), "seven polls failed", || {
+        setup.metric("interim_source_poll_failures_total", &[]) >= 7.0
+    });
+    let log = setup.log_tail(usize::MAX);
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("poll failed"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one ERROR line for the failure:\n{log}");
+    let reminders: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("poll still failing"))
+        .collect();
+    assert!(
+        !reminders.is_empty() && reminders.len() < 4,
+        "a reminder every 3s, not every poll:\n{log}"
+    );
+    assert!(
+        reminders[0].contains("\"failures\":") && reminders[0].contains("no such table"),
+        "{}",
+        reminders[0]
+    );
+
+    helpdesk.execute("ALTER TABLE tickets_moved RENAME TO tickets");
+    setup.wait_until(SOON, "the recovery is logged", || {
+        setup.log_tail(usize::MAX).contains("poll succeeded again")
+    });
+    assert!(daemon.stop().success());
+}
+
+/// The `/metrics` sample lines named `name` (with any labels).
+fn samples_named(setup: &Setup, name: &str) -> Vec<String> {
+    let body = http::get(&setup.admin(), "/metrics")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn metrics_are_registered_at_zero_before_their_first_event() {
+    let receiver = WebhookReceiver::start(&[], 200, Duration::ZERO);
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", free_port(), "")
+        .webhook_channel("hook", receiver.url(), "")
+        .policy("customer", &first_notice("1h", "mail"));
+    let _helpdesk = setup.helpdesk();
+    let mut daemon = setup.start();
+    setup.wait_until(SOON, "/metrics answers", || {
+        !samples_named(&setup, "interim_build_info").is_empty()
+    });
+    for (name, labels) in [
+        ("interim_source_poll_failures_total", ""),
+        ("interim_source_rows_skipped_total", ""),
+        ("interim_notices_cancelled_total", ""),
+        ("interim_tickets_tracked", ""),
+        ("interim_config_reloads_total", "result=\"failure\""),
+        ("interim_notices", "status=\"dead\""),
+        ("interim_notices", "status=\"pending\""),
+        ("interim_notices_total", "status=\"dead\""),
+        ("interim_notices_planned_total", "policy=\"customer\""),
+        ("interim_delivery_attempts_total", "channel=\"hook\""),
+        ("interim_webhook_gone_total", "channel=\"hook\""),
+    ] {
+        let lines = samples_named(&setup, name);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(labels) && l.ends_with(" 0")),
+            "{name}{{{labels}}} is 0 before any event: {lines:?}"
+        );
+    }
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn the_notices_gauge_shows_pending_and_dead_notices() {
+    let receiver = WebhookReceiver::start(&[400], 200, Duration::ZERO);
+    let mut setup = Setup::new();
+    setup
+        .webhook_channel("hook", receiver.url(), "")
+        .policy("escalate", &first_notice("5m", "hook"));
+    setup.helpdesk().insert(&[
+        Ticket::new(1),
+        Ticket {
+            waiting_since: ago(60),
+            ..Ticket::new(2)
+        },
+    ]);
+    let mut daemon = setup.start();
+    setup.wait_for_notices("one notice is dead, one pending", |n| {
+        n.iter().any(|n| n.status == "dead") && n.iter().any(|n| n.status == "pending")
+    });
+    setup.wait_until(SOON, "the gauges follow the ledger", || {
+        setup.metric("interim_notices", &[("status", "dead")]) == 1.0
+            && setup.metric("interim_notices", &[("status", "pending")]) == 1.0
+    });
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_broken_row_is_counted_as_skipped_once_not_every_poll() {
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", free_port(), "")
+        .policy("customer", &first_notice("1h", "mail"));
+    setup.helpdesk().insert(&[
+        Ticket::new(1),
+        Ticket {
+            waiting_since: "last Tuesday".into(),
+            ..Ticket::new(2)
+        },
+    ]);
+    let mut daemon = setup.start();
+    setup.wait_for_polls(4);
+    assert_eq!(
+        setup.metric("interim_source_rows_skipped_total", &[]),
+        1.0,
+        "one broken row, several polls"
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn an_invalid_config_is_not_restarted_by_systemd() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/interim.service"))
+        .expect("read deploy/interim.service");
+    assert!(
+        unit.lines()
+            .any(|l| l.trim() == "RestartPreventExitStatus=2"),
+        "exit code 2 (invalid config) must not restart the unit"
+    );
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl EmailChannel {
                 "SMTP {}:{}: timed out, no answer within {}",
                 self.settings.host,
                 self.settings.port,
-                humantime::format_duration(self.settings.timeout)
+                crate::clock::human_duration(self.settings.timeout)
             ))),
         }
     }

@@ -72,7 +72,7 @@ impl WebhookChannel {
                 let what = if e.is_timeout() {
                     format!(
                         "timed out after {}",
-                        humantime::format_duration(self.settings.timeout)
+                        crate::clock::human_duration(self.settings.timeout)
                     )
                 } else if e.is_connect() {
                     "connection failed".to_string()

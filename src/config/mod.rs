@@ -5,10 +5,12 @@
 mod calendars;
 mod channels;
 mod cleartext;
+mod paths;
 mod policies;
 mod raw;
 mod settings;
 mod source;
+mod wording;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,11 +40,21 @@ pub struct Config {
     pub templates: Arc<Templates>,
 }
 
-/// `--config`, else `$INTERIM_CONFIG`, else `config/interim.toml`.
+/// Where a package installs the config.
+pub const INSTALLED_CONFIG_PATH: &str = "/etc/interim/interim.toml";
+
+/// `--config`, else `$INTERIM_CONFIG`, else `config/interim.toml`, else
+/// (when that does not exist) `/etc/interim/interim.toml`.
 pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_owned)
         .or_else(|| std::env::var_os("INTERIM_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+        .unwrap_or_else(|| {
+            if Path::new(DEFAULT_CONFIG_PATH).exists() {
+                PathBuf::from(DEFAULT_CONFIG_PATH)
+            } else {
+                PathBuf::from(INSTALLED_CONFIG_PATH)
+            }
+        })
 }
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -74,17 +86,33 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let merged = builder
         .build()
         .map_err(|e| fail(vec![describe_config_error(&e)]))?;
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
+    let mut raw: raw::RawConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
         let key = e.path().to_string();
         let inner = describe_config_error(e.inner());
+        if let Some(missing) = missing_key(&inner) {
+            return fail(vec![format!("{missing}: missing (this key is required)")]);
+        }
         fail(vec![if key.is_empty() || key == "." {
             inner
         } else {
             format!("{key}: {inner}")
         }])
     })?;
-    let settings = Settings::from_raw(raw).map_err(fail)?;
+    let base = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    paths::resolve(&mut raw, &base);
+    let mut settings = Settings::from_raw(raw).map_err(fail)?;
+    if !settings.templates_dir.is_dir() {
+        settings.warnings.push(format!(
+            "templates.dir: {} does not exist; only the built-in templates are used",
+            settings.templates_dir.display()
+        ));
+    }
     let templates = Templates::load(&settings).map_err(fail)?;
+    let wording = wording::warnings(&settings, &templates);
+    settings.warnings.extend(wording);
     Ok(Config {
         path: path.to_owned(),
         settings: Arc::new(settings),
@@ -139,6 +167,23 @@ fn preset_of(path: &Path) -> Result<Option<(&'static str, &'static str)>, String
                 known.join(", ")
             )
         })
+}
+
+/// The config crate reports a missing key as `missing configuration field
+/// "policies[1]after"`: the key path, with the dot after an index restored.
+fn missing_key(message: &str) -> Option<String> {
+    let key = message
+        .strip_prefix("missing configuration field \"")?
+        .strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| *n != '[' && *n != '.') {
+            out.push('.');
+        }
+    }
+    Some(out)
 }
 
 fn describe_config_error(e: &config::ConfigError) -> String {

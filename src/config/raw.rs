@@ -59,6 +59,7 @@ pub struct RawDaemon {
     pub dry_run: Option<bool>,
     pub shutdown_timeout: Option<String>,
     pub log_format: Option<String>,
+    pub repeat_log_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -64,6 +64,9 @@ pub struct DaemonSettings {
     pub dry_run: bool,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// A failure that repeats (a poll) is logged at ERROR once, then
+    /// reminded at this interval with its count.
+    pub repeat_log_every: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,8 +278,8 @@ pub(super) fn read_secret(
 }
 
 impl Settings {
-    /// Validates a raw config. Relative paths (store, templates, outboxes,
-    /// holidays and secret files) are relative to the working directory.
+    /// Validates a raw config whose relative paths `load` has already
+    /// resolved against the config file's folder.
     pub fn from_raw(raw: RawConfig) -> Result<Settings, Vec<String>> {
         let mut p = Problems::default();
         let mut warnings = Vec::new();
@@ -310,7 +313,7 @@ impl Settings {
                 "daemon.max_snapshot_age",
                 format!(
                     "must be at least daemon.poll_interval ({}), or nothing would ever be sent",
-                    humantime::format_duration(poll_interval)
+                    crate::clock::human_duration(poll_interval)
                 ),
             );
         }
@@ -340,6 +343,12 @@ impl Settings {
             dry_run: d.dry_run.unwrap_or(false),
             shutdown_timeout,
             log_format,
+            repeat_log_every: duration(
+                &mut p,
+                "daemon.repeat_log_every",
+                &d.repeat_log_every,
+                "10m",
+            ),
         };
 
         let store_url = raw
@@ -436,8 +445,8 @@ impl Settings {
                     format!("channels.{name}.timeout"),
                     format!(
                         "{} must be shorter than store.claim_lease ({}), or a claim could expire while its send is still running",
-                        humantime::format_duration(channel.timeout),
-                        humantime::format_duration(store.claim_lease)
+                        crate::clock::human_duration(channel.timeout),
+                        crate::clock::human_duration(store.claim_lease)
                     ),
                 );
             }
@@ -472,8 +481,7 @@ impl Settings {
             p.add("channels", "no channel is configured");
         }
 
-        let templates_dir =
-            PathBuf::from(raw.templates.dir.as_deref().unwrap_or("config/templates"));
+        let templates_dir = PathBuf::from(raw.templates.dir.as_deref().unwrap_or("templates"));
         let suppress = suppress_settings(&mut p, &raw.suppress, &mut warnings);
         let limits = LimitSettings {
             per_recipient: match &raw.limits.per_recipient {

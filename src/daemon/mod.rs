@@ -4,6 +4,7 @@
 //! clock once per turn and passes `now` down.
 
 mod poll;
+mod repeat;
 mod replan;
 mod signals;
 mod stage;
@@ -81,6 +82,8 @@ pub async fn run_with_clock(
     if let Some(handle) = metrics.clone() {
         tokio::spawn(crate::telemetry::run_upkeep(handle));
     }
+    crate::telemetry::register(&settings);
+    count_notices(&store).await;
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
 
     let admin = listener.map(|listener| {
@@ -161,12 +164,19 @@ pub async fn run_with_clock(
     };
 
     let mut watchdog = crate::systemd::Watchdog::from_env();
+    let mut counted = std::time::Instant::now();
     loop {
         if shutdown.is_cancelled() {
             break;
         }
         if let Err(e) = dispatcher.dispatch_due(clock.now()).await {
             error!(error = format!("{e:#}"), "dispatch failed; retrying");
+        }
+        // After each dispatch round (one follows every poll), at most once
+        // a second: a cheap count on the status index.
+        if counted.elapsed() >= Duration::from_secs(1) {
+            count_notices(&store).await;
+            counted = std::time::Instant::now();
         }
         watchdog.feed();
         tokio::select! {
@@ -222,6 +232,7 @@ pub struct Poller {
     built_from: Arc<Settings>,
     schedule: PollSchedule,
     problems: ProblemLog,
+    failures: repeat::RepeatLog,
     chunk: usize,
 }
 
@@ -235,6 +246,7 @@ impl Poller {
             dispatcher,
             schedule: PollSchedule::default(),
             problems: ProblemLog::default(),
+            failures: repeat::RepeatLog::default(),
             chunk: CHUNK,
         })
     }
@@ -291,19 +303,38 @@ impl Poller {
             Ok((kind, summary)) => {
                 self.schedule.done(kind, now);
                 self.dispatcher.note_poll(now);
+                if let Some(failures) = self.failures.recovered() {
+                    info!(failures, "poll succeeded again");
+                }
                 debug!(?summary, "poll done");
                 true
             }
             Err(e) => {
                 metrics::counter!("interim_source_poll_failures_total").increment(1);
                 let rejected = e.downcast_ref::<PollRejected>().map(|r| r.0.clone());
-                if let Some(reason) = &rejected {
-                    error!(reason = %reason, "poll rejected; keeping the previous plan, nothing is cancelled");
-                } else {
-                    error!(
-                        error = format!("{e:#}"),
+                let message = match &rejected {
+                    Some(reason) => format!("poll rejected: {reason}"),
+                    None => format!("{e:#}"),
+                };
+                let every = settings.daemon.repeat_log_every;
+                match (self.failures.failed(&message, now, every), &rejected) {
+                    (repeat::Repeat::First, Some(reason)) => error!(
+                        reason = %reason,
+                        "poll rejected; keeping the previous plan, nothing is cancelled"
+                    ),
+                    (repeat::Repeat::First, None) => error!(
+                        error = %message,
                         "poll failed; keeping the previous plan and retrying next interval"
-                    );
+                    ),
+                    (repeat::Repeat::Remind { count, since }, _) => warn!(
+                        error = %message,
+                        failures = count,
+                        since = %since.to_rfc3339(),
+                        "poll still failing; keeping the previous plan"
+                    ),
+                    (repeat::Repeat::Quiet, _) => {
+                        debug!(error = %message, "poll failed again")
+                    }
                 }
                 self.dispatcher.set_poll_problem(rejected);
                 false
@@ -313,6 +344,17 @@ impl Poller {
 
     pub async fn close(self) {
         self.source.close().await;
+    }
+}
+
+/// `interim_notices{status="pending"|"dead"}` from the ledger.
+async fn count_notices(store: &Store) {
+    match store.count_pending_dead().await {
+        Ok((pending, dead)) => crate::telemetry::set_notice_counts(pending, dead),
+        Err(e) => debug!(
+            error = format!("{e:#}"),
+            "cannot count pending and dead notices for the metrics"
+        ),
     }
 }
 
@@ -341,6 +383,7 @@ fn reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String>
         Ok(()) => {
             metrics::counter!("interim_config_reloads_total", "result" => "success").increment(1);
             metrics::gauge!("interim_config_last_reload_successful").set(1.0);
+            crate::telemetry::register(&dispatcher.live().config.settings);
             info!(config = %path.display(), "config reloaded");
         }
         Err(reason) => {

@@ -34,7 +34,8 @@ pub struct PollSummary {
 pub struct PollRejected(pub String);
 
 /// Remembers which bad rows were already logged, so a broken row is one
-/// log line, not one per poll (the metric still counts every poll).
+/// log line and one count in `interim_source_rows_skipped_total`, not one
+/// per poll.
 #[derive(Default)]
 pub struct ProblemLog {
     seen: HashSet<String>,
@@ -54,6 +55,11 @@ impl ProblemLog {
         } else {
             self.seen.extend(current);
         }
+    }
+    /// How many of `problems` were not logged before (new since the last
+    /// full poll): counted once, not once per poll.
+    fn count_new(&self, problems: &HashSet<String>) -> usize {
+        problems.difference(&self.seen).count()
     }
 }
 
@@ -135,6 +141,7 @@ pub async fn poll_in_chunks(
     };
     let mut counts = RowCounts::default();
     let mut problems_now = Vec::new();
+    let mut skipped_now: HashSet<String> = HashSet::new();
     let mut stage = PlanStage::default();
     let mut poll = source.poll_chunks(now, kind, chunk);
     while let Some(chunk) = poll.next_chunk().await {
@@ -143,6 +150,11 @@ pub async fn poll_in_chunks(
             let plan = plan_chunk(store, settings, &snapshot, now, *mode).await?;
             if i == 0 {
                 counts.policy_skips(settings, &snapshot.tickets, &plan.skipped);
+                skipped_now.extend(
+                    plan.skipped
+                        .iter()
+                        .map(|(policy, e)| format!("{e} (policy {policy})")),
+                );
                 problems_now.extend(
                     plan.skipped
                         .iter()
@@ -159,12 +171,15 @@ pub async fn poll_in_chunks(
             .increment(snapshot.warnings.len() as u64);
         metrics::counter!("interim_source_future_updated_at_total")
             .increment(snapshot.future.len() as u64);
+        skipped_now.extend(snapshot.skipped.iter().map(|e| e.to_string()));
         problems_now.extend(snapshot.skipped.iter().map(|e| e.to_string()));
         problems_now.extend(snapshot.warnings.iter().map(|e| e.to_string()));
         problems_now.extend(snapshot.future.iter().map(|e| e.to_string()));
     }
     summary.skipped_rows = counts.skipped();
-    metrics::counter!("interim_source_rows_skipped_total").increment(counts.skipped() as u64);
+    // Each skipped row once, when it is first seen: not again every poll.
+    metrics::counter!("interim_source_rows_skipped_total")
+        .increment(problems.count_new(&skipped_now) as u64);
     problems.report(
         problems_now.into_iter(),
         "row skipped or corrected: it breaks the column contract",

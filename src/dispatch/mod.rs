@@ -237,7 +237,7 @@ impl Dispatcher {
         let was_stale = self.stale_logged.swap(!fresh, Ordering::Relaxed);
         if !fresh && !was_stale {
             warn!(
-                max_snapshot_age = %humantime::format_duration(max_snapshot_age),
+                max_snapshot_age = %crate::clock::human_duration(max_snapshot_age),
                 "no successful poll within max_snapshot_age: holding every notice until the source answers again"
             );
         } else if fresh && was_stale {

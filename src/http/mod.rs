@@ -177,8 +177,8 @@ fn stale_reason(at: chrono::DateTime<Utc>, max_age: std::time::Duration) -> Opti
     (age > max_age).then(|| {
         format!(
             "last successful poll {} ago, longer than max_snapshot_age ({}): notices are held",
-            humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
-            humantime::format_duration(max_age)
+            crate::clock::human_duration(std::time::Duration::from_secs(age.as_secs())),
+            crate::clock::human_duration(max_age)
         )
     })
 }

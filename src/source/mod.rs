@@ -102,7 +102,7 @@ impl ChunkedPoll {
         let too_slow = || {
             anyhow::anyhow!(
                 "the source took longer than source.timeout ({})",
-                humantime::format_duration(timeout)
+                crate::clock::human_duration(timeout)
             )
         };
         let deadline = tokio::time::Instant::from_std(self.deadline);

@@ -317,6 +317,22 @@ impl Store {
         Ok(v.map(from_ms))
     }
 
+    /// How many notices are pending and how many dead (the status index).
+    pub async fn count_pending_dead(&self) -> anyhow::Result<(u64, u64)> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(self.sql(
+            "SELECT status, COUNT(*) FROM notices WHERE status IN ('pending', 'dead') GROUP BY status",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to count pending and dead notices")?;
+        let of = |status: &str| {
+            rows.iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
+        };
+        Ok((of("pending"), of("dead")))
+    }
+
     /// The status of a notice (None when the ledger has no such notice).
     pub async fn status_of(&self, id: &str) -> anyhow::Result<Option<Status>> {
         let v: Option<String> =
