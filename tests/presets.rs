@@ -97,6 +97,7 @@ CREATE TABLE users (
     lastname varchar(100) NULL DEFAULT '',
     email varchar(255) NULL DEFAULT '',
     active boolean NOT NULL DEFAULT true,
+    preferences text NULL,
     updated_by_id integer NOT NULL,
     created_by_id integer NOT NULL,
     created_at timestamp(3) NOT NULL,
@@ -291,9 +292,10 @@ fn zammad_database(now: DateTime<Utc>) -> Option<PgDatabase> {
     for t in &ZAMMAD_TICKETS {
         let user = 100 + t.id;
         db.execute(&format!(
-            "INSERT INTO users (id, login, firstname, lastname, email, updated_by_id, created_by_id, created_at, updated_at) \
-             VALUES ({user}, 'kunde.{id}@example.com', 'Anna', 'Kunde {id}', 'kunde.{id}@example.com', 1, 1, now(), now())",
-            id = t.id
+            "INSERT INTO users (id, login, firstname, lastname, email, preferences, updated_by_id, created_by_id, created_at, updated_at) \
+             VALUES ({user}, 'kunde.{id}@example.com', 'Anna', 'Kunde {id}', 'kunde.{id}@example.com', {prefs}, 1, 1, now(), now())",
+            id = t.id,
+            prefs = zammad_preferences(t.id),
         ));
         let last_contact = naive_utc(now, [t.agent, t.customer].into_iter().flatten().min());
         db.execute(&format!(
@@ -312,6 +314,22 @@ fn zammad_database(now: DateTime<Utc>) -> Option<PgDatabase> {
         ));
     }
     Some(db)
+}
+
+/// `users.preferences` as Zammad stores them (a YAML-serialized hash):
+/// the customer of ticket 2 uses en-us, of 3 de-de, of 4 has preferences
+/// without a locale, of the others none at all.
+fn zammad_preferences(ticket: i64) -> &'static str {
+    match ticket {
+        2 => {
+            "E'--- !ruby/hash:ActiveSupport::HashWithIndifferentAccess\nlocale: en-us\nintro: true\n'"
+        }
+        3 => {
+            "E'--- !ruby/hash:ActiveSupport::HashWithIndifferentAccess\nnotification_sound:\n  file: Xylo.mp3\n  enabled: true\nlocale: de-de\n'"
+        }
+        4 => "E'--- !ruby/hash:ActiveSupport::HashWithIndifferentAccess\nintro: true\n'",
+        _ => "NULL",
+    }
 }
 
 fn zammad_db_setup(db: &PgDatabase, after: &str) -> Setup {
@@ -356,10 +374,17 @@ fn zammad_db_selects_new_and_open_tickets_since_the_last_public_contact() {
         "{out}"
     );
     assert!(has_line(&out, &["state \"new\""]), "{out}");
-    assert!(
-        has_line(&out, &["customer Anna Kunde 2 <kunde.2@example.com>"]),
-        "{out}"
-    );
+    for (id, language) in [(1, "-"), (2, "en"), (3, "de"), (4, "-")] {
+        assert!(
+            has_line(
+                &out,
+                &[&format!(
+                    "customer Anna Kunde {id} <kunde.{id}@example.com>, language {language},"
+                )]
+            ),
+            "the customer's locale of ticket {id}\n{out}"
+        );
+    }
     assert!(has_line(&out, &["subject \"Zammad ticket 3\""]), "{out}");
 }
 
@@ -547,6 +572,12 @@ CREATE TABLE customer_user (
     PRIMARY KEY(id),
     UNIQUE INDEX customer_user_login (login)
 );
+CREATE TABLE customer_preferences (
+    user_id VARCHAR (250) NOT NULL,
+    preferences_key VARCHAR (150) NOT NULL,
+    preferences_value VARCHAR (250) NULL,
+    INDEX customer_preferences_user_id (user_id)
+);
 "#;
 
 /// Znuny's initial_insert.mysql.sql rows for these tables.
@@ -629,6 +660,20 @@ fn znuny_database(now: DateTime<Utc>) -> Option<MariaDbDatabase> {
                    create_time, create_by, change_time, change_by) \
                  VALUES ('{login}', 'kunde{id}@example.de', 'ACME', 'Karl', 'Kunde {id}', 1, NOW(), 1, NOW(), 1)"
             ));
+            // Customer 2 reads English (en_US), 3 German, 1 set no language.
+            let language = match id {
+                2 => Some("en_US"),
+                3 => Some("de"),
+                _ => None,
+            };
+            for (key, value) in [("UserLanguage", language), ("UserShowTickets", Some("25"))] {
+                if let Some(value) = value {
+                    db.execute(&format!(
+                        "INSERT INTO customer_preferences (user_id, preferences_key, preferences_value) \
+                         VALUES ('{login}', '{key}', '{value}')"
+                    ));
+                }
+            }
         }
         let until = if state == 6 {
             now.timestamp() + 86_400
@@ -705,10 +750,17 @@ fn znuny_db_selects_new_and_open_tickets_since_the_newest_visible_article() {
         "{out}"
     );
     assert!(has_line(&out, &["state \"new\""]), "{out}");
-    assert!(
-        has_line(&out, &["customer Karl Kunde 2 <kunde2@example.de>"]),
-        "{out}"
-    );
+    for (id, language) in [(1, "-"), (2, "en"), (3, "de")] {
+        assert!(
+            has_line(
+                &out,
+                &[&format!(
+                    "customer Karl Kunde {id} <kunde{id}@example.de>, language {language},"
+                )]
+            ),
+            "the customer's UserLanguage of ticket {id}\n{out}"
+        );
+    }
     assert!(has_line(&out, &["<walk-in@example.org>"]), "{out}");
     assert!(has_line(&out, &["extra", "\"pending_until\":0"]), "{out}");
 }
@@ -1200,16 +1252,21 @@ fn zendesk_api_end_to_end_mails_new_open_and_on_hold_tickets() {
         .map(|n| n.ticket_id.as_str())
         .collect();
     assert_eq!(sent, BTreeSet::from(["1001", "1002", "1003"]));
-    for (address, subject) in [
-        ("clara@example.de", "Zwischenbescheid zu"),
-        ("dan@example.com", "Update on"),
-        ("eve@example.com", "Update on"),
+    for (address, subject, number) in [
+        ("clara@example.de", "Zwischenbescheid zu", "1001"),
+        ("dan@example.com", "Update on", "1002"),
+        ("eve@example.com", "Update on", "1003"),
     ] {
         let mails = sink.mails_to(address);
         assert_eq!(mails.len(), 1, "one notice to {address}");
         assert!(
             mails[0].subject().starts_with(subject),
             "{address}: {} (the requester's locale)",
+            mails[0].subject()
+        );
+        assert!(
+            mails[0].subject().contains(&format!("{subject} {number}:")),
+            "{address}: {} (the ticket id is the request number)",
             mails[0].subject()
         );
     }

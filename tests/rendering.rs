@@ -423,3 +423,150 @@ template = "interim"
         "{first:?}"
     );
 }
+
+/// A config whose policy uses the built-in `interim` templates (the
+/// templates folder does not exist).
+fn builtin_config(dir: &std::path::Path, marker: Option<&str>) -> Config {
+    let marker = marker.map_or(String::new(), |m| format!("subject_marker = {m:?}\n"));
+    let text = format!(
+        r#"
+[daemon]
+default_language = "en"
+[store]
+url = "sqlite://{dir}/ledger.db"
+[source]
+kind = "sql"
+url = "sqlite://{dir}/helpdesk.db"
+query = "SELECT 1"
+{marker}
+[channels.out]
+kind = "file"
+path = "{dir}/out"
+[[policies]]
+name = "builtin"
+after = "1h"
+repeat_every = "1d"
+channel = "out"
+template = "interim"
+[templates]
+dir = "{dir}/no-templates-here"
+"#,
+        dir = dir.display(),
+    );
+    let path = dir.join("interim.toml");
+    std::fs::write(&path, text).expect("config");
+    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What a sentence must never show when a field it mentions is empty.
+fn stray_punctuation(text: &str) -> Option<&'static str> {
+    let text = text.replace("<br>", "\n");
+    let bad = [
+        " :",
+        " ,",
+        " .",
+        "( ",
+        " )",
+        "()",
+        "(\"\")",
+        "(„“)",
+        "„“",
+        "#:",
+        "# ",
+        "#.",
+        "#<",
+        "[]",
+        "[ ",
+        " ]",
+        "<strong></strong>",
+        "<strong>#</strong>",
+        "  ",
+    ];
+    let found = bad.into_iter().find(|b| text.contains(b));
+    if found.is_some() {
+        return found;
+    }
+    text.lines()
+        .any(|l| l.ends_with(' ') || l.ends_with(':') || l.starts_with(' '))
+        .then_some("a line that begins or ends with a space, or ends with a colon")
+}
+
+#[test]
+fn built_in_templates_leave_no_stray_space_or_punctuation_when_an_optional_field_is_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = serde_json::json!({
+        "id": "42",
+        "number": "10423",
+        "subject": "Router",
+        "state": "in_progress",
+        "priority": "normal",
+        "queue": "Billing",
+        "origin": "email",
+        "customer_email": "anna@example.com",
+        "customer_name": "Anna Kunde",
+        "language": "de",
+        "timezone": "Europe/Berlin",
+        "thread_message_id": "<first@example.com>",
+        "waiting_since": "2026-12-01T09:00:00Z",
+    });
+    let optional = [
+        "number",
+        "subject",
+        "priority",
+        "queue",
+        "origin",
+        "customer_email",
+        "customer_name",
+        "timezone",
+        "thread_message_id",
+    ];
+    for marker in [None::<&str>] {
+        let config = builtin_config(dir.path(), marker);
+        let policy = &config.settings.policies[0];
+        for language in ["de", "en"] {
+            for missing in std::iter::once(None).chain(optional.iter().map(Some)) {
+                for empty in [serde_json::Value::Null, "".into(), " ".into()] {
+                    for next_notice_at in [None, Some(at("2026-12-05T09:00:00Z"))] {
+                        let mut json = full.clone();
+                        json["language"] = language.into();
+                        if let Some(field) = missing {
+                            json[*field] = empty.clone();
+                        }
+                        let ticket: Ticket = serde_json::from_value(json).expect("ticket");
+                        let facts = NoticeFacts {
+                            ticket: &ticket,
+                            policy,
+                            notice_id: "n-1",
+                            number: 1,
+                            now: at("2026-12-03T09:00:00Z"),
+                            due_at: at("2026-12-03T09:00:00Z"),
+                            next_notice_at,
+                        };
+                        let message = config
+                            .templates
+                            .render(&config.settings, &facts)
+                            .expect("render");
+                        assert_eq!(message.language, language);
+                        let html = message.html.clone().unwrap_or_default();
+                        for (part, text) in [
+                            ("subject", &message.subject),
+                            ("txt", &message.text),
+                            ("html", &html),
+                        ] {
+                            assert!(
+                                !text.is_empty() || part == "html",
+                                "{language}.{part} is empty"
+                            );
+                            if let Some(bad) = stray_punctuation(text) {
+                                panic!(
+                                    "interim.{language}.{part} with {missing:?} = {empty:?}, marker {marker:?}: \
+                                     {bad:?} in\n{text}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

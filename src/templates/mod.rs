@@ -255,7 +255,8 @@ fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
     let mut value = serde_json::to_value(ticket).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         map.insert("state_for_customer".into(), state_for_customer.into());
-        // Absent optional columns are empty, not undefined, in templates.
+        // Absent or blank optional columns are empty (none), not undefined,
+        // in templates, so `{% if ticket.number %}` leaves no stray space.
         for key in [
             "number",
             "subject",
@@ -266,8 +267,12 @@ fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
             "customer_name",
             "language",
             "timezone",
+            "thread_message_id",
         ] {
-            map.entry(key).or_insert(serde_json::Value::Null);
+            let value = map.entry(key).or_insert(serde_json::Value::Null);
+            if value.as_str().is_some_and(|s| s.trim().is_empty()) {
+                *value = serde_json::Value::Null;
+            }
         }
     }
     minijinja::Value::from_serialize(&value)
