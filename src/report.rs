@@ -9,13 +9,14 @@ use serde::Serialize;
 
 use crate::channels::rfc3339;
 use crate::cli::Format;
-use crate::config::{ChannelKind, Config};
+use crate::config::{ChannelKind, Config, Settings};
 use crate::planner;
 use crate::policy::Policy;
 use crate::row_counts::RowCounts;
 use crate::source::{PollKind, Source};
 use crate::store::{NoticeRow, Store};
 use crate::templates::NoticeFacts;
+use crate::ticket::Ticket;
 
 pub fn config_summary(config: &Config) -> String {
     let s = &config.settings;
@@ -644,6 +645,56 @@ pub fn suppressions_text(rows: &[SuppressionRow], format: Format) -> String {
     )
 }
 
+/// How a customer's reply finds the ticket: the marker in the subject and
+/// the message the notice answers.
+fn thread_text(settings: &Settings, t: &Ticket) -> String {
+    let marker = crate::templates::subject_marker_of(t, settings.source.subject_marker.as_deref());
+    let reply = t
+        .thread_message_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    match (marker, reply) {
+        (None, None) => {
+            "none (no subject marker, no thread_message_id: a reply may open a new ticket)".into()
+        }
+        (Some(marker), None) => format!("subject carries {marker}"),
+        (None, Some(reply)) => format!("in reply to {reply}"),
+        (Some(marker), Some(reply)) => format!("subject carries {marker}, in reply to {reply}"),
+    }
+}
+
+/// `source.recheck_query` run once for the first waiting ticket, as the
+/// daemon runs it before each send.
+async fn recheck_text(source: &Source, query: &str, first: Option<&Ticket>) -> String {
+    let Some(ticket) = first else {
+        return "recheck_query: not run (no waiting ticket to re-read)".into();
+    };
+    let started = std::time::Instant::now();
+    let result = source.recheck(query, &ticket.id).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(Some(fresh)) if fresh.waiting_since == ticket.waiting_since => format!(
+            "recheck_query: re-read ticket {} in {took:.1} ms: still waiting since {}",
+            ticket.id,
+            rfc3339(fresh.waiting_since)
+        ),
+        Ok(Some(fresh)) => format!(
+            "recheck_query: re-read ticket {} in {took:.1} ms: waiting since {}, but the poll read {} \
+             (the re-check must compute waiting_since as the query does, or every notice is cancelled)",
+            ticket.id,
+            rfc3339(fresh.waiting_since),
+            rfc3339(ticket.waiting_since)
+        ),
+        Ok(None) => format!(
+            "recheck_query: re-read ticket {} in {took:.1} ms: not waiting (the poll read it as waiting; \
+             does the re-check select the same tickets?)",
+            ticket.id
+        ),
+        Err(e) => format!("recheck_query: failed for ticket {}: {e:#}", ticket.id),
+    }
+}
+
 /// What `interim sources test` found: the report, and why the daemon would
 /// not take this poll, if it would not.
 pub struct SourcesTest {
@@ -661,10 +712,13 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
     };
     let source = Source::new(&settings.source)?;
     let started = std::time::Instant::now();
-    let snapshot = source.poll_once(Utc::now(), PollKind::Full).await;
-    source.close().await;
-    let snapshot =
-        snapshot.map_err(|e| anyhow::anyhow!("source {kind} {}: {e:#}", settings.source.url))?;
+    let snapshot = match source.poll_once(Utc::now(), PollKind::Full).await {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            source.close().await;
+            anyhow::bail!("source {kind} {}: {e:#}", settings.source.url);
+        }
+    };
     // Tickets a policy has to skip (an email policy without a valid
     // address) count as skipped rows too, as in the daemon.
     let policy_skips: Vec<(String, crate::source::RowError)> = snapshot
@@ -685,6 +739,13 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
     counts.policy_skips(settings, &snapshot.tickets, &policy_skips);
     let mut out = String::new();
     let _ = writeln!(out, "source: {kind} {}", settings.source.url);
+    if let Some(clock) = &settings.source.clock {
+        let meaning = crate::config::CLOCK_MODES
+            .iter()
+            .find(|(mode, _)| mode == clock)
+            .map_or("", |(_, meaning)| *meaning);
+        let _ = writeln!(out, "clock: {clock} ({meaning})");
+    }
     let _ = writeln!(
         out,
         "read {} waiting ticket(s), {} ended, {} skipped by the column contract, \
@@ -751,6 +812,7 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
         if let Some(subject) = &t.subject {
             let _ = writeln!(out, "    subject {:?}", crate::templates::clip(subject, 80));
         }
+        let _ = writeln!(out, "    thread: {}", thread_text(settings, t));
         if !t.extra.is_empty() {
             let _ = writeln!(
                 out,
@@ -786,6 +848,14 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
             let _ = writeln!(out, "  {e}");
         }
     }
+    if let Some(query) = &settings.source.recheck_query {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            recheck_text(&source, query, snapshot.tickets.first()).await
+        );
+    }
+    source.close().await;
     let rejected = counts.rejection(settings.source.max_skipped_share, true);
     if let Some(reason) = &rejected {
         let _ = writeln!(out, "\nthe daemon would not take this poll: {reason}");

@@ -20,7 +20,7 @@ pub use settings::{
     FileSettings, LimitSettings, LogFormat, RetryPolicy, Settings, SourceSettings,
     SuppressSettings, TlsMode, WebhookSettings, parse_duration,
 };
-pub use source::{HttpAuth, HttpSourceSettings, Pagination, Sideload};
+pub use source::{CLOCK_MODES, DEFAULT_CLOCK, HttpAuth, HttpSourceSettings, Pagination, Sideload};
 
 use crate::templates::Templates;
 

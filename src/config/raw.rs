@@ -99,6 +99,14 @@ pub struct RawSource {
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub max_skipped_share: Option<f64>,
+    /// Which contact starts a wait: a mode the preset defines in `clocks`.
+    pub clock: Option<String>,
+    /// The preset's wait clocks: mode → SQL expression (`{waiting_since}`
+    /// in the queries) or JSON pointers (`fields.waiting_since`).
+    #[serde(default)]
+    pub clocks: BTreeMap<String, RawClock>,
+    /// The helpdesk's ticket marker for subjects, e.g. `[Ticket#{number}]`.
+    pub subject_marker: Option<String>,
     // http
     pub auth: Option<String>,
     pub token_env: Option<String>,
@@ -121,6 +129,15 @@ pub struct RawSource {
     pub waiting_states: Option<Vec<String>>,
     #[serde(default)]
     pub sideload: BTreeMap<String, RawSideload>,
+}
+
+/// One wait clock of a preset: a SQL expression, or the pointers of
+/// `fields.waiting_since`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawClock {
+    Sql(String),
+    Pointers(Vec<String>),
 }
 
 /// A size in bytes: an integer, or text with a unit (`"32MiB"`).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::raw::{Pointers, RawBytes, RawConfig, RawSource};
+use super::raw::{Pointers, RawBytes, RawClock, RawConfig, RawSource};
 use super::settings::{Problems, parse_duration, parse_zone, read_secret};
 use crate::secret::{SecretString, SecretUrl};
 
@@ -40,7 +40,35 @@ pub struct SourceSettings {
     /// for contract errors is a failed poll: a broken query must not look
     /// like "nobody waits" and cancel everything.
     pub max_skipped_share: f64,
+    /// The wait clock in effect (`source.clock`), when the source defines
+    /// clocks: shown by `sources test` and `plan`.
+    pub clock: Option<String>,
+    /// The helpdesk's ticket marker (`[Ticket#{number}]`), which templates
+    /// put into the subject so that a customer's reply joins the ticket.
+    pub subject_marker: Option<String>,
 }
+
+/// The wait clocks a preset may define, in the order they are documented.
+pub const CLOCK_MODES: &[(&str, &str)] = &[
+    (
+        "last_public_contact",
+        "any public message, from the customer or an agent, restarts the wait",
+    ),
+    (
+        "agent_updates",
+        "the wait restarts only when an agent writes publicly",
+    ),
+    (
+        "customer_message",
+        "the wait starts at the oldest customer message no agent has answered publicly",
+    ),
+];
+
+/// `source.clock` when it is not set.
+pub const DEFAULT_CLOCK: &str = "last_public_contact";
+
+/// Where a SQL preset's query puts the clock's expression.
+const CLOCK_PLACEHOLDER: &str = "{waiting_since}";
 
 #[derive(Debug, Clone)]
 pub struct HttpSourceSettings {
@@ -226,7 +254,11 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         timeout,
         connect_timeout,
         max_skipped_share,
+        clock: None,
+        subject_marker: subject_marker(p, s.subject_marker.as_deref()),
     };
+    let clock = chosen_clock(p, s);
+    out.clock = clock.as_ref().map(|(mode, _)| mode.clone());
     if kind == "http" {
         for key in SQL_ONLY {
             let set = match *key {
@@ -238,7 +270,30 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
                 p.add(format!("source.{key}"), "not a key of an http source");
             }
         }
-        out.http = Some(http_settings(p, s)?);
+        let mut http = http_settings(p, s)?;
+        match clock {
+            // Presets leave fields.waiting_since to their clocks: when it is
+            // set, it is the operator's, and it wins unless a clock was
+            // asked for too.
+            Some(_) if s.fields.contains_key("waiting_since") => {
+                out.clock = None;
+                if s.clock.is_some() {
+                    p.add(
+                        "source.clock",
+                        "fields.waiting_since is set too: set one of them",
+                    );
+                }
+            }
+            Some((_, RawClock::Pointers(pointers))) => {
+                http.fields.insert("waiting_since".into(), pointers);
+            }
+            Some((mode, RawClock::Sql(_))) => p.add(
+                format!("source.clocks.{mode}"),
+                "an http source's clock is a list of JSON pointers, not SQL",
+            ),
+            None => {}
+        }
+        out.http = Some(http);
         return Some(out);
     }
     if s.items.is_some()
@@ -255,14 +310,50 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             "items, fields, pagination, auth, since_param, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
         );
     }
-    let query = s.query.clone().filter(|q| !q.trim().is_empty());
+    let expression = match clock {
+        Some((_, RawClock::Sql(expression))) => Some(expression),
+        Some((mode, RawClock::Pointers(_))) => {
+            p.add(
+                format!("source.clocks.{mode}"),
+                "a sql source's clock is a SQL expression, not a list of pointers",
+            );
+            None
+        }
+        None => None,
+    };
+    let clocked = |p: &mut Problems, key: &str, query: Option<&String>| {
+        let query = query.filter(|q| !q.trim().is_empty())?;
+        match &expression {
+            Some(expression) if query.contains(CLOCK_PLACEHOLDER) => {
+                Some(query.replace(CLOCK_PLACEHOLDER, &format!("({expression})")))
+            }
+            Some(_) if s.clock.is_some() => {
+                p.add(
+                    format!("source.{key}"),
+                    format!(
+                        "does not use {CLOCK_PLACEHOLDER}, so source.clock has no effect on it: compute waiting_since in it yourself, or remove source.clock"
+                    ),
+                );
+                Some(query.clone())
+            }
+            None if query.contains(CLOCK_PLACEHOLDER) => {
+                p.add(
+                    format!("source.{key}"),
+                    format!("uses {CLOCK_PLACEHOLDER}, but the source defines no clocks"),
+                );
+                Some(query.clone())
+            }
+            _ => Some(query.clone()),
+        }
+    };
+    let query = clocked(p, "query", s.query.as_ref());
     if query.is_none() {
         p.add(
             "source.query",
             "missing: the SQL query that selects the waiting tickets",
         );
     }
-    out.recheck_query = s.recheck_query.clone().filter(|q| !q.trim().is_empty());
+    out.recheck_query = clocked(p, "recheck_query", s.recheck_query.as_ref());
     if let Some(q) = &out.recheck_query
         && !crate::source::sql::has_id_parameter(q)
     {
@@ -271,7 +362,14 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             "must use the ticket id parameter :id (or $1 / ?)",
         );
     }
-    out.incremental_query = s.incremental_query.clone().filter(|q| !q.trim().is_empty());
+    out.incremental_query = clocked(p, "incremental_query", s.incremental_query.as_ref());
+    if !s
+        .query
+        .as_ref()
+        .is_some_and(|q| q.contains(CLOCK_PLACEHOLDER))
+    {
+        out.clock = None;
+    }
     if let Some(q) = &out.incremental_query
         && crate::source::sql::since_parameter(q).is_none()
     {
@@ -282,6 +380,80 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
     }
     out.query = query?;
     Some(out)
+}
+
+/// `source.subject_marker`: one line with `{number}` in it; "" turns a
+/// preset's marker off.
+fn subject_marker(p: &mut Problems, raw: Option<&str>) -> Option<String> {
+    let marker = raw?.trim();
+    if marker.is_empty() {
+        return None;
+    }
+    if !marker.contains("{number}") {
+        p.add(
+            "source.subject_marker",
+            format!(
+                "\"{marker}\" has no {{number}}: the helpdesk finds the ticket by its number, e.g. \"[Ticket#{{number}}]\""
+            ),
+        );
+        return None;
+    }
+    if marker.chars().any(char::is_control) {
+        p.add("source.subject_marker", "must be one line");
+        return None;
+    }
+    Some(marker.to_owned())
+}
+
+/// The clock `source.clock` names (default: last_public_contact) and its
+/// definition from `source.clocks`; none when the source defines no clocks.
+fn chosen_clock(p: &mut Problems, s: &RawSource) -> Option<(String, RawClock)> {
+    let modes = || {
+        CLOCK_MODES
+            .iter()
+            .map(|(mode, _)| *mode)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for mode in s.clocks.keys() {
+        if !CLOCK_MODES.iter().any(|(known, _)| known == mode) {
+            p.add(
+                format!("source.clocks.{mode}"),
+                format!("\"{mode}\" is not a clock (clocks: {})", modes()),
+            );
+        }
+    }
+    if s.clocks.is_empty() {
+        if s.clock.is_some() {
+            p.add(
+                "source.clock",
+                "this source defines no clocks (the presets do): your query or fields.waiting_since decide when a wait starts",
+            );
+        }
+        return None;
+    }
+    let mode = s.clock.clone().unwrap_or_else(|| DEFAULT_CLOCK.into());
+    if !CLOCK_MODES.iter().any(|(known, _)| *known == mode) {
+        p.add(
+            "source.clock",
+            format!("\"{mode}\" is not one of {}", modes()),
+        );
+        return None;
+    }
+    match s.clocks.get(&mode) {
+        Some(clock) => Some((mode, clock.clone())),
+        None => {
+            let defined: Vec<&str> = s.clocks.keys().map(String::as_str).collect();
+            p.add(
+                "source.clock",
+                format!(
+                    "\"{mode}\" is not available for this source (it has: {})",
+                    defined.join(", ")
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> {
@@ -354,7 +526,9 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
         fields.insert(column.to_lowercase(), list);
     }
     for required in ["id", "state", "waiting_since"] {
-        if !fields.contains_key(required) {
+        // A preset's clock supplies waiting_since.
+        let from_clock = required == "waiting_since" && !s.clocks.is_empty();
+        if !fields.contains_key(required) && !from_clock {
             p.add(
                 format!("source.fields.{required}"),
                 "missing: the JSON pointer of this required column",

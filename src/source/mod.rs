@@ -371,6 +371,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(10),
             connect_timeout: std::time::Duration::from_secs(5),
             max_skipped_share: 0.5,
+            clock: None,
+            subject_marker: None,
         }
     }
 

@@ -183,7 +183,7 @@ impl Templates {
             .to_std()
             .unwrap_or_default();
         let ctx = context! {
-            ticket => ticket_value(facts.ticket, &state_for_customer),
+            ticket => ticket_value(facts.ticket, &state_for_customer, settings.source.subject_marker.as_deref()),
             notice => context! {
                 id => facts.notice_id,
                 number => facts.number,
@@ -251,10 +251,18 @@ pub fn customer_zone(settings: &Settings, ticket: &Ticket, policy: &Policy) -> S
     }
 }
 
-fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
+fn ticket_value(
+    ticket: &Ticket,
+    state_for_customer: &str,
+    subject_marker: Option<&str>,
+) -> minijinja::Value {
     let mut value = serde_json::to_value(ticket).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         map.insert("state_for_customer".into(), state_for_customer.into());
+        map.insert(
+            "subject_marker".into(),
+            subject_marker_of(ticket, subject_marker).into(),
+        );
         // Absent or blank optional columns are empty (none), not undefined,
         // in templates, so `{% if ticket.number %}` leaves no stray space.
         for key in [
@@ -276,6 +284,17 @@ fn ticket_value(ticket: &Ticket, state_for_customer: &str) -> minijinja::Value {
         }
     }
     minijinja::Value::from_serialize(&value)
+}
+
+/// `[Ticket#{number}]` with the ticket's number; none without a number
+/// (a marker without one would match no ticket).
+pub fn subject_marker_of(ticket: &Ticket, marker: Option<&str>) -> Option<String> {
+    let number = ticket
+        .number
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())?;
+    Some(marker?.replace("{number}", number))
 }
 
 /// A subject is one line: CR, LF and other control characters (which ticket
