@@ -187,9 +187,60 @@ CREATE TABLE tickets (
 );
 CREATE UNIQUE INDEX index_tickets_on_number ON tickets (number);
 CREATE INDEX index_tickets_on_updated_at ON tickets (updated_at);
+CREATE TABLE ticket_article_types (
+    id serial PRIMARY KEY,
+    name varchar(250) NOT NULL,
+    note varchar(250) NULL,
+    communication boolean NOT NULL,
+    active boolean NOT NULL DEFAULT true,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_ticket_article_types_on_name ON ticket_article_types (name);
+CREATE TABLE ticket_article_senders (
+    id serial PRIMARY KEY,
+    name varchar(250) NOT NULL,
+    note varchar(250) NULL,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE UNIQUE INDEX index_ticket_article_senders_on_name ON ticket_article_senders (name);
+CREATE TABLE ticket_articles (
+    id serial PRIMARY KEY,
+    ticket_id integer NOT NULL REFERENCES tickets (id),
+    type_id integer NOT NULL REFERENCES ticket_article_types (id),
+    sender_id integer NOT NULL REFERENCES ticket_article_senders (id),
+    "from" varchar(3000) NULL,
+    "to" varchar(3000) NULL,
+    cc varchar(3000) NULL,
+    subject varchar(3000) NULL,
+    reply_to varchar(300) NULL,
+    message_id varchar(3000) NULL,
+    message_id_md5 varchar(32) NULL,
+    in_reply_to varchar(3000) NULL,
+    content_type varchar(20) NOT NULL DEFAULT 'text/plain',
+    "references" varchar(3200) NULL,
+    body text NOT NULL,
+    internal boolean NOT NULL DEFAULT false,
+    preferences text NULL,
+    updated_by_id integer NOT NULL,
+    created_by_id integer NOT NULL,
+    origin_by_id integer NULL,
+    created_at timestamp(3) NOT NULL,
+    updated_at timestamp(3) NOT NULL
+);
+CREATE INDEX index_ticket_articles_on_ticket_id ON ticket_articles (ticket_id);
+CREATE INDEX index_ticket_articles_on_message_id_md5 ON ticket_articles (message_id_md5);
+CREATE INDEX index_ticket_articles_on_internal ON ticket_articles (internal);
+CREATE INDEX index_ticket_articles_on_created_at ON ticket_articles (created_at);
 "#;
 
-/// Zammad's seeded state types, states (id, name, type) and priorities.
+/// Zammad's seeded state types, states (id, name, type), priorities,
+/// article types and senders, plus a custom state "in progress" of type open.
 const ZAMMAD_SEED: &str = r#"
 INSERT INTO users (id, login, firstname, lastname, email, updated_by_id, created_by_id, created_at, updated_at)
 VALUES (1, '-', '', '', '', 1, 1, now(), now()),
@@ -204,65 +255,196 @@ VALUES (1, 'new', 1, 1, now(), now()), (2, 'open', 1, 1, now(), now()),
 INSERT INTO ticket_states (id, state_type_id, name, updated_by_id, created_by_id, created_at, updated_at)
 VALUES (1, 1, 'new', 1, 1, now(), now()), (2, 2, 'open', 1, 1, now(), now()),
        (3, 3, 'pending reminder', 1, 1, now(), now()), (4, 5, 'closed', 1, 1, now(), now()),
-       (5, 6, 'merged', 1, 1, now(), now()), (6, 4, 'pending close', 1, 1, now(), now());
+       (5, 6, 'merged', 1, 1, now(), now()), (6, 4, 'pending close', 1, 1, now(), now()),
+       (7, 2, 'in progress', 1, 1, now(), now());
 INSERT INTO ticket_priorities (id, name, updated_by_id, created_by_id, created_at, updated_at)
 VALUES (1, '1 low', 1, 1, now(), now()), (2, '2 normal', 1, 1, now(), now()),
        (3, '3 high', 1, 1, now(), now());
+INSERT INTO ticket_article_types (id, name, communication, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, 'email', true, 1, 1, now(), now()), (5, 'phone', true, 1, 1, now(), now()),
+       (10, 'note', false, 1, 1, now(), now()), (11, 'web', true, 1, 1, now(), now());
+INSERT INTO ticket_article_senders (id, name, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, 'Agent', 1, 1, now(), now()), (2, 'Customer', 1, 1, now(), now()),
+       (3, 'System', 1, 1, now(), now());
 "#;
 
-/// One seeded ticket: its state and, in seconds before the test's `now`,
-/// when it was created and when agent and customer last wrote publicly.
+/// Who wrote an article, and how.
+#[derive(Clone, Copy, PartialEq)]
+enum Written {
+    /// A public agent reply (email).
+    Agent,
+    /// An agent's internal note.
+    InternalNote,
+    /// A customer's email.
+    Customer,
+    /// A customer-side auto-response (an out-of-office mail).
+    CustomerAutoResponse,
+    /// A trigger's auto-reply (sender System), visible to the customer.
+    SystemAutoReply,
+}
+
+/// One seeded ticket: its state, when it was created, its articles (seconds
+/// before the test's `now`, who wrote) and, per clock, when its wait began
+/// (seconds before `now`; None: not waiting under that clock).
 struct Seeded {
     id: i64,
     state: &'static str,
     created: i64,
-    agent: Option<i64>,
-    customer: Option<i64>,
-}
-
-impl Seeded {
-    /// The last public contact either way, else the creation.
-    fn waiting_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let secs = match (self.agent, self.customer) {
-            (Some(a), Some(c)) => a.min(c),
-            (Some(a), None) => a,
-            (None, Some(c)) => c,
-            (None, None) => self.created,
-        };
-        now - chrono::Duration::seconds(secs)
-    }
-}
-
-const fn seeded(
-    id: i64,
-    state: &'static str,
-    created: i64,
-    agent: Option<i64>,
-    customer: Option<i64>,
-) -> Seeded {
-    Seeded {
-        id,
-        state,
-        created,
-        agent,
-        customer,
-    }
+    articles: &'static [(i64, Written)],
+    last_public_contact: Option<i64>,
+    agent_updates: Option<i64>,
+    customer_message: Option<i64>,
 }
 
 const H: i64 = 3600;
+const M: i64 = 60;
 
-/// Tickets in every state Zammad seeds; 1 to 4 wait (state types new and
-/// open), the others do not.
-const ZAMMAD_TICKETS: [Seeded; 8] = [
-    seeded(1, "new", 3 * H, None, None),
-    seeded(2, "open", 8 * H, Some(5 * H), Some(2 * H)),
-    seeded(3, "open", 8 * H, Some(90 * 60), Some(6 * H)),
-    seeded(4, "open", 8 * H, Some(4 * H), None),
-    seeded(5, "pending reminder", 9 * H, Some(7 * H), Some(8 * H)),
-    seeded(6, "pending close", 9 * H, Some(6 * H), Some(8 * H)),
-    seeded(7, "closed", 9 * H, Some(5 * H), Some(8 * H)),
-    seeded(8, "merged", 9 * H, None, Some(8 * H)),
+use Written::{Agent, Customer, CustomerAutoResponse, InternalNote, SystemAutoReply};
+
+/// Tickets in every state Zammad seeds; 1 to 4 and 9 wait (state types new
+/// and open), the others do not.
+const ZAMMAD_TICKETS: [Seeded; 9] = [
+    // Opened on the web form 3 h ago, nobody answered.
+    Seeded {
+        id: 1,
+        state: "new",
+        created: 3 * H,
+        articles: &[(3 * H, Customer)],
+        last_public_contact: Some(3 * H),
+        agent_updates: Some(3 * H),
+        customer_message: Some(3 * H),
+    },
+    // The agent answered 5 h ago; the customer wrote again 2 h and 1 h ago
+    // (the second message moves no Zammad bookkeeping column); an internal
+    // note 30 min ago is no contact.
+    Seeded {
+        id: 2,
+        state: "open",
+        created: 8 * H,
+        articles: &[
+            (8 * H, Customer),
+            (5 * H, Agent),
+            (2 * H, Customer),
+            (H, Customer),
+            (30 * M, InternalNote),
+        ],
+        last_public_contact: Some(H),
+        agent_updates: Some(5 * H),
+        customer_message: Some(2 * H),
+    },
+    // A trigger's auto-reply, then the agent's reply 90 min ago; the
+    // customer's out-of-office answer to it is no contact.
+    Seeded {
+        id: 3,
+        state: "open",
+        created: 6 * H,
+        articles: &[
+            (6 * H, Customer),
+            (6 * H - 10, SystemAutoReply),
+            (90 * M, Agent),
+            (80 * M, CustomerAutoResponse),
+        ],
+        last_public_contact: Some(90 * M),
+        agent_updates: Some(90 * M),
+        customer_message: None,
+    },
+    // An agent took the call and wrote the ticket 8 h ago, then only
+    // internal notes.
+    Seeded {
+        id: 4,
+        state: "open",
+        created: 8 * H,
+        articles: &[(8 * H, Agent), (4 * H, InternalNote)],
+        last_public_contact: Some(8 * H),
+        agent_updates: Some(8 * H),
+        customer_message: None,
+    },
+    Seeded {
+        id: 5,
+        state: "pending reminder",
+        created: 9 * H,
+        articles: &[(9 * H, Customer), (7 * H, Agent)],
+        last_public_contact: None,
+        agent_updates: None,
+        customer_message: None,
+    },
+    Seeded {
+        id: 6,
+        state: "pending close",
+        created: 9 * H,
+        articles: &[(9 * H, Customer), (6 * H, Agent)],
+        last_public_contact: None,
+        agent_updates: None,
+        customer_message: None,
+    },
+    Seeded {
+        id: 7,
+        state: "closed",
+        created: 9 * H,
+        articles: &[(9 * H, Customer), (5 * H, Agent)],
+        last_public_contact: None,
+        agent_updates: None,
+        customer_message: None,
+    },
+    Seeded {
+        id: 8,
+        state: "merged",
+        created: 9 * H,
+        articles: &[(8 * H, Customer)],
+        last_public_contact: None,
+        agent_updates: None,
+        customer_message: None,
+    },
+    // A custom state of type open waits like open.
+    Seeded {
+        id: 9,
+        state: "in progress",
+        created: 7 * H,
+        articles: &[(7 * H, Customer), (3 * H, Agent), (20 * M, Customer)],
+        last_public_contact: Some(20 * M),
+        agent_updates: Some(3 * H),
+        customer_message: Some(20 * M),
+    },
 ];
+
+impl Seeded {
+    /// When the wait began under `clock`, if the ticket waits.
+    fn waiting_since(&self, clock: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let secs = match clock {
+            "last_public_contact" => self.last_public_contact,
+            "agent_updates" => self.agent_updates,
+            _ => self.customer_message,
+        }?;
+        Some(now - chrono::Duration::seconds(secs))
+    }
+
+    /// Zammad's own bookkeeping under its default
+    /// `ticket_last_contact_behaviour` ("check_if_agent_already_replied"):
+    /// a customer message moves `last_contact_customer_at` only when the
+    /// agent wrote since the last one. The preset must not read these.
+    fn bookkeeping(&self) -> (Option<i64>, Option<i64>) {
+        let (mut agent, mut customer): (Option<i64>, Option<i64>) = (None, None);
+        for (at, written) in self.articles {
+            match written {
+                Agent => agent = Some(*at),
+                Customer => {
+                    // Seconds ago: the agent wrote after the customer when
+                    // fewer seconds have passed since.
+                    let agent_wrote_since = match (agent, customer) {
+                        (_, None) => true,
+                        (Some(a), Some(c)) => a < c,
+                        (None, Some(_)) => false,
+                    };
+                    if agent_wrote_since {
+                        customer = Some(*at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        (agent, customer)
+    }
+}
 
 fn zammad_state_id(state: &str) -> i64 {
     match state {
@@ -271,6 +453,7 @@ fn zammad_state_id(state: &str) -> i64 {
         "pending reminder" => 3,
         "closed" => 4,
         "merged" => 5,
+        "in progress" => 7,
         _ => 6,
     }
 }
@@ -283,8 +466,14 @@ fn naive_utc(now: DateTime<Utc>, secs: Option<i64>) -> String {
     })
 }
 
+/// The Message-ID of ticket N's customer article written `at` seconds ago.
+fn zammad_message_id(ticket: i64, at: i64) -> String {
+    format!("<customer.{ticket}.{at}@mail.example.com>")
+}
+
 /// A Zammad database with [`ZAMMAD_TICKETS`]; customer of ticket N is user
-/// 100+N, "Anna Kunde N" <kunde.N@example.com>.
+/// 100+N, "Anna Kunde N" <kunde.N@example.com>. Ticket 2 is of priority
+/// "3 high", the others "2 normal".
 fn zammad_database(now: DateTime<Utc>) -> Option<PgDatabase> {
     let db = PgDatabase::create()?;
     db.execute(ZAMMAD_DDL);
@@ -297,23 +486,66 @@ fn zammad_database(now: DateTime<Utc>) -> Option<PgDatabase> {
             id = t.id,
             prefs = zammad_preferences(t.id),
         ));
-        let last_contact = naive_utc(now, [t.agent, t.customer].into_iter().flatten().min());
+        let (agent, customer) = t.bookkeeping();
+        let last_contact = naive_utc(now, [agent, customer].into_iter().flatten().min());
         db.execute(&format!(
             "INSERT INTO tickets (id, group_id, priority_id, state_id, number, title, owner_id, customer_id, \
                last_contact_at, last_contact_agent_at, last_contact_customer_at, create_article_type_id, \
                create_article_sender_id, article_count, updated_by_id, created_by_id, created_at, updated_at) \
-             VALUES ({id}, 1, 2, {state}, '{number}', 'Zammad ticket {id}', 2, {user}, {last_contact}, {agent}, \
-               {customer}, 1, 2, 2, 2, {user}, {created}, {updated})",
+             VALUES ({id}, 1, {priority}, {state}, '{number}', 'Zammad ticket {id}', 2, {user}, {last_contact}, {agent}, \
+               {customer}, 1, 2, {count}, 2, {user}, {created}, {updated})",
             id = t.id,
+            priority = if t.id == 2 { 3 } else { 2 },
             state = zammad_state_id(t.state),
             number = 31000 + t.id,
-            agent = naive_utc(now, t.agent),
-            customer = naive_utc(now, t.customer),
+            agent = naive_utc(now, agent),
+            customer = naive_utc(now, customer),
+            count = t.articles.len(),
             created = naive_utc(now, Some(t.created)),
-            updated = naive_utc(now, Some(30 * 60)),
+            updated = naive_utc(now, Some(10 * M)),
         ));
+        for (at, written) in t.articles {
+            zammad_article(&db, now, t.id, *at, *written);
+        }
     }
     Some(db)
+}
+
+/// One article as Zammad writes it: sender, type, `internal`, and in
+/// `preferences` the auto-response flag of an out-of-office mail.
+fn zammad_article(db: &PgDatabase, now: DateTime<Utc>, ticket: i64, at: i64, written: Written) {
+    let customer = 100 + ticket;
+    let (sender, type_id, internal, by, preferences) = match written {
+        Agent => (1, 1, false, 2, "NULL"),
+        InternalNote => (1, 10, true, 2, "NULL"),
+        Customer => (2, 1, false, customer, "NULL"),
+        CustomerAutoResponse => (
+            2,
+            1,
+            false,
+            customer,
+            "E'--- !ruby/hash:ActiveSupport::HashWithIndifferentAccess\nis-auto-response: true\n'",
+        ),
+        SystemAutoReply => (
+            3,
+            1,
+            false,
+            1,
+            "E'--- !ruby/hash:ActiveSupport::HashWithIndifferentAccess\nperform_origin: trigger\n'",
+        ),
+    };
+    let message_id = if written == Customer {
+        format!("'{}'", zammad_message_id(ticket, at))
+    } else {
+        format!("'<agent.{ticket}.{at}@zammad.example.com>'")
+    };
+    db.execute(&format!(
+        "INSERT INTO ticket_articles (ticket_id, type_id, sender_id, \"from\", subject, message_id, body, internal, \
+           preferences, updated_by_id, created_by_id, created_at, updated_at) \
+         VALUES ({ticket}, {type_id}, {sender}, 'someone', 'Zammad ticket {ticket}', {message_id}, 'text', {internal}, \
+           {preferences}, {by}, {by}, {at}, {at})",
+        at = naive_utc(now, Some(at)),
+    ));
 }
 
 /// `users.preferences` as Zammad stores them (a YAML-serialized hash):
@@ -333,10 +565,39 @@ fn zammad_preferences(ticket: i64) -> &'static str {
 }
 
 fn zammad_db_setup(db: &PgDatabase, after: &str) -> Setup {
-    let mut setup = preset_setup("zammad-db", after, 9);
+    zammad_db_mailing(db, after, 9)
+}
+
+/// [`zammad_db_setup`] with its mail going to `mail_port`.
+fn zammad_db_mailing(db: &PgDatabase, after: &str, mail_port: u16) -> Setup {
+    let mut setup = preset_setup("zammad-db", after, mail_port);
     setup.set("source.url_env", "\"INTERIM_TEST_ZAMMAD_DB_URL\"");
     setup.env("INTERIM_TEST_ZAMMAD_DB_URL", &db.url);
     setup
+}
+
+/// The tickets `plan` lists under `clock`, with when each wait began, must
+/// be exactly those the table says wait under it.
+fn assert_zammad_clock(setup: &Setup, clock: &str, now: DateTime<Utc>) {
+    let plan = plan(setup);
+    let expected: BTreeMap<String, DateTime<Utc>> = ZAMMAD_TICKETS
+        .iter()
+        .filter_map(|t| Some((t.id.to_string(), t.waiting_since(clock, now)?)))
+        .collect();
+    let read: BTreeMap<String, DateTime<Utc>> = plan
+        .iter()
+        .map(|(id, row)| (id.clone(), waiting_since(row)))
+        .collect();
+    assert_eq!(read, expected, "waits under clock {clock}\n{plan:#?}");
+    let out = sources_test(setup);
+    assert!(has_line(&out, &[&format!("clock: {clock} (")]), "{out}");
+    assert!(
+        has_line(
+            &out,
+            &["recheck_query: re-read ticket", "still waiting since"]
+        ),
+        "the preset's re-check reads the first ticket as the poll did\n{out}"
+    );
 }
 
 #[test]
@@ -346,34 +607,32 @@ fn zammad_db_selects_new_and_open_tickets_since_the_last_public_contact() {
         return;
     };
     let setup = zammad_db_setup(&db, "1h");
-
+    assert_zammad_clock(&setup, "last_public_contact", now);
     let plan = plan(&setup);
-    let waiting: BTreeSet<String> = ["1", "2", "3", "4"].map(String::from).into();
-    assert_eq!(
-        plan.keys().cloned().collect::<BTreeSet<_>>(),
-        waiting,
-        "state types new and open wait; pending, closed and merged do not\n{plan:#?}"
-    );
-    for t in ZAMMAD_TICKETS.iter().filter(|t| t.id <= 4) {
-        let row = &plan[&t.id.to_string()];
-        assert_eq!(waiting_since(row), t.waiting_since(now), "ticket {}", t.id);
+    for id in ["1", "2", "3", "4", "9"] {
         assert_eq!(
-            text(&row["recipient"]),
-            format!("kunde.{}@example.com", t.id)
+            text(&plan[id]["recipient"]),
+            format!("kunde.{id}@example.com")
         );
     }
 
     let out = sources_test(&setup);
-    assert!(out.contains("read 4 waiting ticket(s)"), "{out}");
+    assert!(out.contains("read 5 waiting ticket(s)"), "{out}");
     assert!(has_line(&out, &["ticket 2 (#31002)"]), "{out}");
     assert!(
         has_line(
             &out,
-            &["state \"open\"", "priority \"2 normal\"", "queue \"Users\""]
+            &["state \"open\"", "priority \"high\"", "queue \"Users\""]
         ),
+        "the priority as a team reads it\n{out}"
+    );
+    assert!(
+        has_line(&out, &["extra", "\"priority_raw\":\"3 high\""]),
         "{out}"
     );
+    assert!(has_line(&out, &["priority \"normal\""]), "{out}");
     assert!(has_line(&out, &["state \"new\""]), "{out}");
+    assert!(has_line(&out, &["state \"in progress\""]), "{out}");
     for (id, language) in [(1, "-"), (2, "en"), (3, "de"), (4, "-")] {
         assert!(
             has_line(
@@ -386,6 +645,68 @@ fn zammad_db_selects_new_and_open_tickets_since_the_last_public_contact() {
         );
     }
     assert!(has_line(&out, &["subject \"Zammad ticket 3\""]), "{out}");
+    assert!(
+        has_line(
+            &out,
+            &[
+                "thread: subject carries [Ticket#31002], in reply to",
+                &zammad_message_id(2, 8 * H)
+            ]
+        ),
+        "replies find ticket 2 by its marker and its first customer article\n{out}"
+    );
+    assert!(
+        has_line(&out, &["thread: subject carries [Ticket#31004]"]),
+        "an agent-opened ticket has a marker but no customer article\n{out}"
+    );
+}
+
+#[test]
+fn zammad_db_clocks_agent_updates_and_customer_message() {
+    let now = Utc::now().trunc_subsecs(0);
+    let Some(db) = zammad_database(now) else {
+        return;
+    };
+    for clock in ["agent_updates", "customer_message"] {
+        let mut setup = zammad_db_setup(&db, "1h");
+        setup.set("source.clock", &toml_str(clock));
+        assert_zammad_clock(&setup, clock, now);
+    }
+}
+
+#[test]
+fn zammad_db_notice_threads_into_the_ticket() {
+    let now = Utc::now().trunc_subsecs(0);
+    let Some(db) = zammad_database(now) else {
+        return;
+    };
+    let sink = SmtpSink::start();
+    let mut setup = zammad_db_mailing(&db, "1h", sink.port());
+    // The templates the package ships, not the test's own.
+    setup.set(
+        "templates.dir",
+        &toml_str(concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates")),
+    );
+    let _daemon = setup.start();
+    setup.wait_until(
+        Duration::from_secs(30),
+        "the notice to ticket 2's customer",
+        || !sink.mails_to("kunde.2@example.com").is_empty(),
+    );
+    let mail = &sink.mails_to("kunde.2@example.com")[0];
+    assert_eq!(
+        mail.subject(),
+        "Update on your request: Zammad ticket 2 [Ticket#31002]",
+        "English for the en-us customer, Zammad's marker in the subject"
+    );
+    let first = zammad_message_id(2, 8 * H);
+    assert_eq!(mail.header("In-Reply-To").as_deref(), Some(first.as_str()));
+    assert!(
+        mail.header("References")
+            .is_some_and(|r| r.contains(&first)),
+        "{:?}",
+        mail.header("References")
+    );
 }
 
 #[test]
@@ -405,8 +726,8 @@ fn zammad_db_incremental_polls_end_a_closed_wait() {
     let mut setup = zammad_db_setup(&db, "10h");
     setup.set("source.full_resync", "\"1h\"");
     let _daemon = setup.start();
-    setup.wait_for_notices("four planned notices", |n| {
-        n.len() == 4 && n.iter().all(|n| n.status == "pending")
+    setup.wait_for_notices("five planned notices", |n| {
+        n.len() == 5 && n.iter().all(|n| n.status == "pending")
     });
     db.execute(
         "UPDATE tickets SET state_id = 4, close_at = (now() AT TIME ZONE 'UTC'), \
