@@ -893,6 +893,42 @@ CREATE TABLE customer_user (
     PRIMARY KEY(id),
     UNIQUE INDEX customer_user_login (login)
 );
+CREATE TABLE article_sender_type (
+    id SMALLINT NOT NULL AUTO_INCREMENT,
+    name VARCHAR (200) NOT NULL,
+    comments VARCHAR (250) NULL,
+    valid_id SMALLINT NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    UNIQUE INDEX article_sender_type_name (name)
+);
+CREATE TABLE article_data_mime (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    article_id BIGINT NOT NULL,
+    a_from MEDIUMTEXT NULL,
+    a_reply_to MEDIUMTEXT NULL,
+    a_to MEDIUMTEXT NULL,
+    a_cc MEDIUMTEXT NULL,
+    a_bcc MEDIUMTEXT NULL,
+    a_subject TEXT NULL,
+    a_message_id TEXT NULL,
+    a_message_id_md5 VARCHAR (32) NULL,
+    a_in_reply_to MEDIUMTEXT NULL,
+    a_references MEDIUMTEXT NULL,
+    a_content_type VARCHAR (250) NULL,
+    a_body MEDIUMTEXT NULL,
+    incoming_time INTEGER NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    PRIMARY KEY(id),
+    INDEX article_data_mime_article_id (article_id),
+    INDEX article_data_mime_message_id_md5 (a_message_id_md5)
+);
 CREATE TABLE customer_preferences (
     user_id VARCHAR (250) NOT NULL,
     preferences_key VARCHAR (150) NOT NULL,
@@ -925,6 +961,9 @@ INSERT INTO ticket_priority (id, name, valid_id, create_by, create_time, change_
 VALUES (1, '1 very low', 1, 1, NOW(), 1, NOW()), (2, '2 low', 1, 1, NOW(), 1, NOW()),
        (3, '3 normal', 1, 1, NOW(), 1, NOW()), (4, '4 high', 1, 1, NOW(), 1, NOW()),
        (5, '5 very high', 1, 1, NOW(), 1, NOW());
+INSERT INTO article_sender_type (id, name, valid_id, create_by, create_time, change_by, change_time)
+VALUES (1, 'agent', 1, 1, NOW(), 1, NOW()), (2, 'system', 1, 1, NOW(), 1, NOW()),
+       (3, 'customer', 1, 1, NOW(), 1, NOW());
 INSERT INTO queue (id, name, group_id, system_address_id, salutation_id, signature_id, follow_up_id,
                    follow_up_lock, valid_id, create_by, create_time, change_by, change_time)
 VALUES (1, 'Postmaster', 1, 1, 1, 1, 1, 0, 1, 1, NOW(), 1, NOW()),
@@ -933,29 +972,102 @@ VALUES (1, 'Postmaster', 1, 1, 1, 1, 1, 0, 1, 1, NOW(), 1, NOW()),
        (4, 'Misc', 1, 1, 1, 1, 1, 0, 1, 1, NOW(), 1, NOW());
 "#;
 
-/// Znuny tickets: (id, state id, created, articles as (seconds ago, sender
-/// type: 1 agent / 3 customer, visible for the customer)).
-type ZnunyTicket = (i64, i64, i64, &'static [(i64, i64, bool)]);
+/// Znuny sender types (article_sender_type).
+const ZNUNY_AGENT: i64 = 1;
+const ZNUNY_SYSTEM: i64 = 2;
+const ZNUNY_CUSTOMER: i64 = 3;
+
+/// One Znuny ticket: state id, created (seconds ago), articles as (seconds
+/// ago, sender type, visible for the customer), and when its wait began
+/// under the clocks last_public_contact, agent_updates, customer_message
+/// (seconds ago; None: not waiting).
+struct ZnunyTicket {
+    id: i64,
+    state: i64,
+    created: i64,
+    articles: &'static [(i64, i64, bool)],
+    clocks: [Option<i64>; 3],
+}
+
+const ZNUNY_CLOCKS: [&str; 3] = ["last_public_contact", "agent_updates", "customer_message"];
+
+const fn znuny(
+    id: i64,
+    state: i64,
+    created: i64,
+    articles: &'static [(i64, i64, bool)],
+    clocks: [Option<i64>; 3],
+) -> ZnunyTicket {
+    ZnunyTicket {
+        id,
+        state,
+        created,
+        articles,
+        clocks,
+    }
+}
+
+const ENDED: [Option<i64>; 3] = [None, None, None];
 
 const ZNUNY_TICKETS: [ZnunyTicket; 9] = [
-    (1, 1, 3 * H, &[]),
-    // The customer wrote 2 h ago; the internal note 30 min ago is not contact.
-    (
+    znuny(
+        1,
+        1,
+        3 * H,
+        &[(3 * H, ZNUNY_CUSTOMER, true)],
+        [Some(3 * H), Some(3 * H), Some(3 * H)],
+    ),
+    // The agent answered 4 h ago, the customer wrote again 2 h and 1 h ago;
+    // the internal note 30 min ago is no contact.
+    znuny(
         2,
         4,
         6 * H,
-        &[(6 * H, 3, true), (2 * H, 3, true), (30 * 60, 1, false)],
+        &[
+            (6 * H, ZNUNY_CUSTOMER, true),
+            (4 * H, ZNUNY_AGENT, true),
+            (2 * H, ZNUNY_CUSTOMER, true),
+            (H, ZNUNY_CUSTOMER, true),
+            (30 * 60, ZNUNY_AGENT, false),
+        ],
+        [Some(H), Some(4 * H), Some(2 * H)],
     ),
-    // The agent's public reply 90 min ago restarted the clock.
-    (3, 4, 7 * H, &[(6 * H, 3, true), (90 * 60, 1, true)]),
-    (4, 6, 8 * H, &[(5 * H, 3, true)]),
-    (5, 2, 8 * H, &[(5 * H, 3, true)]),
-    (6, 9, 8 * H, &[(5 * H, 3, true)]),
-    // A walk-in customer without a customer_user row: the login is the address.
-    (7, 4, 5 * H, &[(4 * H, 3, true)]),
-    (8, 7, 8 * H, &[(5 * H, 3, true)]),
-    (9, 5, 8 * H, &[(5 * H, 3, true)]),
+    // Znuny's auto-reply (sender system, visible), then the agent's public
+    // reply 90 min ago.
+    znuny(
+        3,
+        4,
+        7 * H,
+        &[
+            (6 * H, ZNUNY_CUSTOMER, true),
+            (6 * H - 10, ZNUNY_SYSTEM, true),
+            (90 * 60, ZNUNY_AGENT, true),
+        ],
+        [Some(90 * 60), Some(90 * 60), None],
+    ),
+    znuny(4, 6, 8 * H, &[(5 * H, ZNUNY_CUSTOMER, true)], ENDED),
+    znuny(5, 2, 8 * H, &[(5 * H, ZNUNY_CUSTOMER, true)], ENDED),
+    znuny(6, 9, 8 * H, &[(5 * H, ZNUNY_CUSTOMER, true)], ENDED),
+    // A walk-in customer without a customer_user row: the login is the
+    // address. Only Znuny's auto-reply answered.
+    znuny(
+        7,
+        4,
+        5 * H,
+        &[
+            (4 * H, ZNUNY_CUSTOMER, true),
+            (4 * H - 5, ZNUNY_SYSTEM, true),
+        ],
+        [Some(4 * H), Some(5 * H), Some(4 * H)],
+    ),
+    znuny(8, 7, 8 * H, &[(5 * H, ZNUNY_CUSTOMER, true)], ENDED),
+    znuny(9, 5, 8 * H, &[(5 * H, ZNUNY_CUSTOMER, true)], ENDED),
 ];
+
+/// The Message-ID of Znuny ticket N's article written `at` seconds ago.
+fn znuny_message_id(ticket: i64, at: i64) -> String {
+    format!("<znuny.{ticket}.{at}@mail.example.de>")
+}
 
 const ZNUNY_ZONE: chrono_tz::Tz = chrono_tz::Europe::Berlin;
 
@@ -969,7 +1081,14 @@ fn znuny_database(now: DateTime<Utc>) -> Option<MariaDbDatabase> {
     let db = MariaDbDatabase::create()?;
     db.execute(ZNUNY_DDL);
     db.execute(ZNUNY_SEED);
-    for (id, state, created, articles) in ZNUNY_TICKETS {
+    for ZnunyTicket {
+        id,
+        state,
+        created,
+        articles,
+        ..
+    } in ZNUNY_TICKETS
+    {
         let login = if id == 7 {
             "walk-in@example.org".to_string()
         } else {
@@ -1013,11 +1132,18 @@ fn znuny_database(now: DateTime<Utc>) -> Option<MariaDbDatabase> {
         ));
         for (at, sender, visible) in articles {
             let channel = if *visible { 1 } else { 3 };
+            // One connection for both: LAST_INSERT_ID() is per connection.
             db.execute(&format!(
                 "INSERT INTO article (ticket_id, article_sender_type_id, communication_channel_id, \
                    is_visible_for_customer, create_time, create_by, change_time, change_by) \
-                 VALUES ({id}, {sender}, {channel}, {}, {at}, 1, {at}, 1)",
-                i32::from(*visible),
+                 VALUES ({id}, {sender}, {channel}, {visible}, {at}, 1, {at}, 1); \
+                 INSERT INTO article_data_mime (article_id, a_from, a_subject, a_message_id, a_body, \
+                   incoming_time, create_time, create_by, change_time, change_by) \
+                 VALUES (LAST_INSERT_ID(), 'someone', 'Znuny ticket {id}', '{message_id}', 'text', \
+                   {incoming}, {at}, 1, {at}, 1)",
+                visible = i32::from(*visible),
+                message_id = znuny_message_id(id, *at),
+                incoming = now.timestamp() - at,
                 at = berlin(now, *at),
             ));
         }
@@ -1041,23 +1167,15 @@ fn znuny_db_selects_new_and_open_tickets_since_the_newest_visible_article() {
     };
     let setup = znuny_setup(&db, "1h");
 
+    assert_znuny_clock(&setup, "last_public_contact", now);
     let plan = plan(&setup);
-    let waiting: BTreeSet<String> = ["1", "2", "3", "7"].map(String::from).into();
-    assert_eq!(
-        plan.keys().cloned().collect::<BTreeSet<_>>(),
-        waiting,
-        "state types new and open wait; pending reminder, pending auto, closed, merged and removed do not\n{plan:#?}"
-    );
-    let ago = |secs: i64| now - chrono::Duration::seconds(secs);
-    for (id, since, recipient) in [
-        ("1", ago(3 * H), "kunde1@example.de"),
-        ("2", ago(2 * H), "kunde2@example.de"),
-        ("3", ago(90 * 60), "kunde3@example.de"),
-        ("7", ago(4 * H), "walk-in@example.org"),
+    for (id, recipient) in [
+        ("1", "kunde1@example.de"),
+        ("2", "kunde2@example.de"),
+        ("3", "kunde3@example.de"),
+        ("7", "walk-in@example.org"),
     ] {
-        let row = &plan[id];
-        assert_eq!(waiting_since(row), since, "ticket {id}");
-        assert_eq!(text(&row["recipient"]), recipient, "ticket {id}");
+        assert_eq!(text(&plan[id]["recipient"]), recipient, "ticket {id}");
     }
 
     let out = sources_test(&setup);
@@ -1066,9 +1184,23 @@ fn znuny_db_selects_new_and_open_tickets_since_the_newest_visible_article() {
     assert!(
         has_line(
             &out,
-            &["state \"open\"", "priority \"3 normal\"", "queue \"Misc\""]
+            &["state \"open\"", "priority \"normal\"", "queue \"Misc\""]
         ),
+        "the priority as a team reads it\n{out}"
+    );
+    assert!(
+        has_line(&out, &["extra", "\"priority_raw\":\"3 normal\""]),
         "{out}"
+    );
+    assert!(
+        has_line(
+            &out,
+            &[
+                "thread: subject carries [Ticket#20260101000002], in reply to",
+                &znuny_message_id(2, 6 * H)
+            ]
+        ),
+        "replies find ticket 2 by its marker and its first customer article\n{out}"
     );
     assert!(has_line(&out, &["state \"new\""]), "{out}");
     for (id, language) in [(1, "-"), (2, "en"), (3, "de")] {
@@ -1084,6 +1216,50 @@ fn znuny_db_selects_new_and_open_tickets_since_the_newest_visible_article() {
     }
     assert!(has_line(&out, &["<walk-in@example.org>"]), "{out}");
     assert!(has_line(&out, &["extra", "\"pending_until\":0"]), "{out}");
+}
+
+/// The tickets `plan` lists under `clock`, with when each wait began, must
+/// be exactly those the table says wait under it; the re-check agrees.
+fn assert_znuny_clock(setup: &Setup, clock: &str, now: DateTime<Utc>) {
+    let index = ZNUNY_CLOCKS
+        .iter()
+        .position(|c| *c == clock)
+        .unwrap_or_else(|| panic!("no clock {clock}"));
+    let expected: BTreeMap<String, DateTime<Utc>> = ZNUNY_TICKETS
+        .iter()
+        .filter_map(|t| {
+            let secs = t.clocks[index]?;
+            Some((t.id.to_string(), now - chrono::Duration::seconds(secs)))
+        })
+        .collect();
+    let plan = plan(setup);
+    let read: BTreeMap<String, DateTime<Utc>> = plan
+        .iter()
+        .map(|(id, row)| (id.clone(), waiting_since(row)))
+        .collect();
+    assert_eq!(read, expected, "waits under clock {clock}\n{plan:#?}");
+    let out = sources_test(setup);
+    assert!(has_line(&out, &[&format!("clock: {clock} (")]), "{out}");
+    assert!(
+        has_line(
+            &out,
+            &["recheck_query: re-read ticket", "still waiting since"]
+        ),
+        "the preset's re-check reads the first ticket as the poll did\n{out}"
+    );
+}
+
+#[test]
+fn znuny_db_clocks_agent_updates_and_customer_message() {
+    let now = Utc::now().trunc_subsecs(0);
+    let Some(db) = znuny_database(now) else {
+        return;
+    };
+    for clock in ["agent_updates", "customer_message"] {
+        let mut setup = znuny_setup(&db, "1h");
+        setup.set("source.clock", &toml_str(clock));
+        assert_znuny_clock(&setup, clock, now);
+    }
 }
 
 #[test]
