@@ -324,3 +324,68 @@ fn a_wording_language_without_templates_is_a_warning() {
         "{all}"
     );
 }
+
+/// A zammad-db config (no database is reached by check-config).
+fn zammad_db_config() -> Setup {
+    let mut setup = good_config();
+    for key in ["source.kind", "source.url", "source.query"] {
+        setup.unset(key);
+    }
+    setup.set("source.preset", &toml_str("zammad-db"));
+    setup.set(
+        "source.url",
+        &toml_str("postgres://interim_ro@127.0.0.1:1/zammad"),
+    );
+    setup
+}
+
+#[test]
+fn a_clock_that_is_not_a_clock_is_an_error_naming_the_choices() {
+    let mut setup = zammad_db_config();
+    setup.set("source.clock", &toml_str("first_response"));
+    assert_rejected(&setup, "source.clock");
+    let stderr = String::from_utf8_lossy(&setup.cli(&["check-config"]).stderr).into_owned();
+    assert!(
+        stderr.contains("last_public_contact, agent_updates, customer_message"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_clock_for_a_source_without_clocks_is_an_error() {
+    let mut setup = good_config();
+    setup.set("source.clock", &toml_str("agent_updates"));
+    assert_rejected(&setup, "source.clock: this source defines no clocks");
+}
+
+#[test]
+fn a_clock_with_a_query_that_ignores_it_is_an_error() {
+    let mut setup = zammad_db_config();
+    setup.set("source.clock", &toml_str("agent_updates"));
+    setup.set(
+        "source.query",
+        &toml_str("SELECT id, 'open' AS state, created_at AS waiting_since FROM tickets"),
+    );
+    assert_rejected(&setup, "source.query: does not use {waiting_since}");
+}
+
+#[test]
+fn every_preset_clock_passes_check_config() {
+    for clock in ["last_public_contact", "agent_updates", "customer_message"] {
+        let mut setup = zammad_db_config();
+        setup.set("source.clock", &toml_str(clock));
+        let out = setup.cli(&["check-config"]);
+        assert!(
+            out.status.success(),
+            "clock {clock}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_subject_marker_without_the_number_is_an_error() {
+    let mut setup = good_config();
+    setup.set("source.subject_marker", &toml_str("[Ticket#]"));
+    assert_rejected(&setup, "source.subject_marker");
+}
