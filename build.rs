@@ -1,6 +1,8 @@
 //! Sets `INTERIM_VERSION`: the crate version, plus the git commit when
-//! built from a checkout of this repository (`0.1.0 (abc1234)`). Without
-//! git, or outside a checkout, just the version, silently.
+//! built from a checkout of this repository (`0.1.0 (abc1234)`), and
+//! `INTERIM_COMMIT` (the commit alone, for `interim_build_info`). Without
+//! git, or outside a checkout, just the version and an empty commit,
+//! silently.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,9 +14,13 @@ fn main() {
     match commit {
         Some(commit) => {
             println!("cargo:rustc-env=INTERIM_VERSION={version} ({commit})");
+            println!("cargo:rustc-env=INTERIM_COMMIT={commit}");
             watch_head();
         }
-        None => println!("cargo:rustc-env=INTERIM_VERSION={version}"),
+        None => {
+            println!("cargo:rustc-env=INTERIM_VERSION={version}");
+            println!("cargo:rustc-env=INTERIM_COMMIT=");
+        }
     }
 }
 

@@ -41,9 +41,14 @@ pub async fn run_upkeep(handle: PrometheusHandle) {
 fn describe() {
     describe_gauge!(
         "interim_build_info",
-        "Version of the running interim (value is always 1)"
+        "Version and git commit (empty outside a checkout) of the running interim (value is always 1)"
     );
-    metrics::gauge!("interim_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(
+        "interim_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => env!("INTERIM_COMMIT")
+    )
+    .set(1.0);
     describe_gauge!(
         "interim_tickets_tracked",
         "Waiting tickets in the latest successful poll"

@@ -708,6 +708,19 @@ fn metrics_are_prometheus_text_and_count_what_the_sinks_received() {
         ),
         1.0
     );
+    // Built from this checkout: the commit it was built from, as --version
+    // shows it.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        metric(&samples, "interim_build_info", &[("commit", head.as_str())]),
+        1.0,
+        "interim_build_info names commit {head}"
+    );
     assert_eq!(metric(&samples, "interim_tickets_tracked", &[]), 5.0);
     let durations = samples
         .iter()
