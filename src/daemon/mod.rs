@@ -31,8 +31,14 @@ use crate::http::{AdminState, ReloadRequest};
 use crate::source::Source;
 use crate::store::Store;
 
-/// How often the dispatcher looks for due notices when nothing wakes it.
-const DISPATCH_TICK: Duration = Duration::from_millis(500);
+/// The dispatcher sleeps until the next notice is due; it looks again at
+/// least this often, for what others write into the ledger (`interim
+/// notices retry`, another instance's plans, a crashed instance's leases).
+const DISPATCH_SAFETY_TICK: Duration = Duration::from_secs(1);
+
+/// How soon the dispatcher looks again at notices that are due but could
+/// not be claimed (a stale snapshot, a ledger problem).
+const DISPATCH_RETRY: Duration = Duration::from_millis(500);
 
 /// Runs the daemon until `shutdown` fires; then lets in-flight sends finish
 /// within `daemon.shutdown_timeout` and returns. Binds `http.listen` itself.
@@ -179,6 +185,9 @@ pub async fn run_with_clock(
             counted = std::time::Instant::now();
         }
         watchdog.feed();
+        let sleep = dispatcher
+            .sleep_after_round(clock.now(), DISPATCH_RETRY, DISPATCH_SAFETY_TICK)
+            .await;
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -193,7 +202,7 @@ pub async fn run_with_clock(
                 }
                 let _ = answer.send(outcome);
             }
-            _ = tokio::time::sleep(DISPATCH_TICK) => {}
+            _ = tokio::time::sleep(sleep) => {}
         }
     }
 

@@ -311,6 +311,39 @@ impl Dispatcher {
         Ok(started)
     }
 
+    /// How long the dispatcher may sleep after a round at `now`: until the
+    /// earliest next attempt of a channel with a free slot (a full channel
+    /// wakes it through `slot_freed`), at most `longest`. Notices due but not
+    /// claimable now (a stale snapshot, a ledger problem) are looked at again
+    /// after `retry`, not in a busy loop. A plan, a reload or a freed slot
+    /// wakes the dispatcher earlier.
+    pub async fn sleep_after_round(
+        &self,
+        now: DateTime<Utc>,
+        retry: std::time::Duration,
+        longest: std::time::Duration,
+    ) -> std::time::Duration {
+        let live = self.live();
+        let dry_run = live.config.settings.daemon.dry_run;
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for (name, slots) in &live.slots {
+            if slots.available_permits() == 0 {
+                continue;
+            }
+            match self.store.next_attempt(name, dry_run, now).await {
+                Ok(Some(at)) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+                Ok(None) => {}
+                // The next round reports what is wrong with the store.
+                Err(_) => return retry,
+            }
+        }
+        match earliest {
+            None => longest,
+            Some(at) if at <= now => retry,
+            Some(at) => (at - now).to_std().unwrap_or(retry).min(longest),
+        }
+    }
+
     /// Delivers one claimed notice while renewing its lease, then frees its
     /// slot. The lease covers the whole claim → checks → send → record.
     async fn deliver(

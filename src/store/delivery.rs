@@ -317,6 +317,31 @@ impl Store {
         Ok(v.map(from_ms))
     }
 
+    /// When the next pending notice of `channel` may be claimed: the
+    /// earliest next attempt among those nobody holds a live claim on at
+    /// `now` (one step along the `notices_due` index). The dispatcher sleeps
+    /// until then instead of polling the ledger on a tick.
+    pub async fn next_attempt(
+        &self,
+        channel: &str,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = sqlx::query_scalar(self.sql(
+            "SELECT next_attempt_at FROM notices
+             WHERE status = 'pending' AND channel = ?1 AND dry_run = ?2
+               AND (claim_until IS NULL OR claim_until < ?3)
+             ORDER BY next_attempt_at LIMIT 1",
+        ))
+        .bind(channel)
+        .bind(i64::from(dry_run))
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("failed to read the next due notice of channel {channel}"))?;
+        Ok(v.map(from_ms))
+    }
+
     /// How many notices are pending and how many dead (the status index).
     pub async fn count_pending_dead(&self) -> anyhow::Result<(u64, u64)> {
         let rows: Vec<(String, i64)> = sqlx::query_as(self.sql(
