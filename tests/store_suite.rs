@@ -941,6 +941,81 @@ macro_rules! suite {
     };
 }
 
+/// The dispatcher sleeps until `next_attempt`: the earliest next attempt
+/// among the notices nobody holds a claim on.
+async fn next_attempt_is_the_earliest_notice_nobody_holds(ctx: Ctx) {
+    let now = real_now();
+    let (early, late) = (ticket("T1", now - secs(600)), ticket("T2", now - secs(30)));
+    assert_eq!(
+        ctx.store
+            .next_attempt(CHANNEL, false, now)
+            .await
+            .expect("next attempt"),
+        None,
+        "an empty ledger has nothing to wake for"
+    );
+    ctx.poll(&[early.clone(), late.clone()], now).await;
+    let next = |at| {
+        let store = ctx.store.clone();
+        async move {
+            store
+                .next_attempt(CHANNEL, false, at)
+                .await
+                .expect("next attempt")
+        }
+    };
+    assert_eq!(
+        next(now).await,
+        Some(truncate_millis(early.waiting_since + secs(60)))
+    );
+    let claimed = ctx.claim_with(now, 1, "a", Duration::from_secs(60)).await;
+    assert_eq!(tickets_of(&claimed), set(&["T1"]));
+    assert_eq!(
+        next(now).await,
+        Some(truncate_millis(late.waiting_since + secs(60))),
+        "a claimed notice is not waited for"
+    );
+    assert_eq!(
+        ctx.store
+            .next_attempt(CHANNEL, true, now)
+            .await
+            .expect("next attempt"),
+        None,
+        "dry runs are apart"
+    );
+}
+
+/// PostgreSQL instances hear of each other's plans; SQLite has no one to
+/// tell.
+async fn committed_plans_wake_the_listening_instances(ctx: Ctx) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let Some(listener) = ctx.store.listen_for_plans(wake.clone(), shutdown.clone()) else {
+        assert_eq!(ctx.store.backend(), interim::store::Backend::Sqlite);
+        return;
+    };
+    // Until the listener has subscribed, announcements pass unheard: plan
+    // again until one wakes it.
+    let now = real_now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        ctx.poll(&[ticket(&format!("T{n}"), now - secs(600))], now)
+            .await;
+        let woken = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+        if woken.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no NOTIFY reached the listener after {n} plans"
+        );
+    }
+    shutdown.cancel();
+    listener.await.expect("the listener task ends at shutdown");
+}
+
 suite!(
     claims_return_due_notices_once_until_their_lease_ends,
     a_late_writer_whose_claim_was_taken_over_records_nothing,
@@ -958,4 +1033,6 @@ suite!(
     an_unchanged_poll_writes_nothing,
     concurrent_claims_never_return_the_same_notice_twice,
     the_notice_list_sorts_numeric_ids_by_value_and_finds_tickets_by_number,
+    next_attempt_is_the_earliest_notice_nobody_holds,
+    committed_plans_wake_the_listening_instances,
 );

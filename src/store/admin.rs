@@ -188,6 +188,7 @@ impl Store {
         .bind(id)
         .execute(tx.conn())
         .await?;
+        self.announce_plans(tx.conn()).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }

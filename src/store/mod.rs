@@ -7,6 +7,7 @@ mod delivery;
 mod leader;
 mod plan;
 mod rows;
+mod wakeup;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -305,6 +305,7 @@ impl Store {
             .await
             .context("failed to begin the plan transaction")?;
         self.write_plan(&mut tx, plan, now).await?;
+        self.announce_plans(tx.conn()).await?;
         tx.commit().await.context("failed to commit the plan")?;
         Ok(())
     }
