@@ -650,65 +650,24 @@ fn why_nothing(s: &Sample, rows: &[&NoticeRow]) -> String {
 
 /// The recipient, subject and text part of a notice .eml, decoded for display.
 fn decode_eml_text(eml: &str) -> String {
-    let lines: Vec<&str> = eml.lines().collect();
     let mut out = String::new();
-    // Top-level headers; folded continuation lines start with whitespace.
-    let mut headers: Vec<String> = Vec::new();
-    for line in &lines {
-        if line.is_empty() {
-            break;
-        }
-        match (line.starts_with([' ', '\t']), headers.last_mut()) {
-            (true, Some(last)) => last.push_str(line),
-            _ => headers.push((*line).to_owned()),
-        }
-    }
-    for header in &headers {
-        if header.starts_with("To: ") {
-            let _ = writeln!(out, "{header}");
-        } else if let Some(subject) = header.strip_prefix("Subject: ") {
-            let _ = writeln!(out, "Subject: {}", decode_header(subject));
-        }
-    }
-    let Some(part) = lines
-        .iter()
-        .position(|l| l.starts_with("Content-Type: text/plain"))
-    else {
+    let Some(message) = mail_parser::MessageParser::default().parse(eml.as_bytes()) else {
         return out;
     };
-    let Some(blank) = lines[part..]
-        .iter()
-        .position(|l| l.is_empty())
-        .map(|i| part + i)
-    else {
-        return out;
-    };
-    let body: Vec<&str> = lines[blank + 1..]
-        .iter()
-        .take_while(|l| !l.starts_with("--"))
-        .copied()
+    let recipients: Vec<String> = message
+        .to()
+        .into_iter()
+        .flat_map(|to| to.iter())
+        .filter_map(|a| a.address().map(str::to_owned))
         .collect();
-    let decoded = quoted_printable::decode(body.join("\n"), quoted_printable::ParseMode::Robust)
-        .unwrap_or_default();
-    let _ = writeln!(out, "\n{}", String::from_utf8_lossy(&decoded).trim_end());
+    if !recipients.is_empty() {
+        let _ = writeln!(out, "To: {}", recipients.join(", "));
+    }
+    if let Some(subject) = message.subject() {
+        let _ = writeln!(out, "Subject: {subject}");
+    }
+    if let Some(text) = message.body_text(0) {
+        let _ = writeln!(out, "\n{}", text.trim_end());
+    }
     out
-}
-
-fn decode_header(value: &str) -> String {
-    // `=?utf-8?b?…?=` words, as lettre encodes non-ASCII subjects.
-    use base64::Engine;
-    value
-        .split_whitespace()
-        .map(|word| {
-            let inner = word
-                .strip_prefix("=?utf-8?b?")
-                .and_then(|w| w.strip_suffix("?="));
-            match inner.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()) {
-                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                None => format!("{word} "),
-            }
-        })
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
