@@ -3,6 +3,7 @@
 //! choice. Transactions are short and never span a send.
 
 mod admin;
+mod copy;
 mod delivery;
 mod leader;
 mod plan;
@@ -21,6 +22,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+pub use copy::{Column, CopyReport, Kind, LEDGER_TABLES, OnCopy, Table};
 pub use delivery::{Outcome, Recorded};
 pub use plan::{PollEnd, Swept};
 pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
