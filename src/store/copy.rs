@@ -18,7 +18,7 @@ use super::{Backend, DaemonLock, Store, WriteTx, from_ms};
 use crate::secret::SecretUrl;
 
 /// How a column's values are read and written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// INTEGER (SQLite), BIGINT (PostgreSQL): counts, flags, instants in
     /// Unix milliseconds ([`super::ms`]), copied as the same integers.
