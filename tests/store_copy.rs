@@ -617,3 +617,31 @@ fn the_copy_lists_every_table_and_column_of_the_postgresql_migrations() {
         "a table or column of migrations/postgres is missing from LEDGER_TABLES (src/store/copy.rs)"
     );
 }
+
+#[test]
+fn store_copy_is_in_the_help_and_the_readme() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interim"))
+        .args(["store", "--help"])
+        .output()
+        .expect("run interim store --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        help.lines().any(|l| l.trim_start().starts_with("copy")),
+        "{help}"
+    );
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read the README");
+    assert!(
+        readme.contains("| `interim store copy --to URL` |"),
+        "the README's command table"
+    );
+    let postgres = readme
+        .split("## Several instances, PostgreSQL")
+        .nth(1)
+        .expect("the README's PostgreSQL section");
+    assert!(
+        postgres.contains("interim store copy --to postgres://"),
+        "the PostgreSQL section says how to move a ledger"
+    );
+}
