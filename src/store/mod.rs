@@ -8,6 +8,7 @@ mod delivery;
 mod leader;
 mod plan;
 mod rows;
+mod tables;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,11 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
-pub use copy::{Column, CopyReport, Kind, LEDGER_TABLES, OnCopy, Table};
+pub use copy::CopyReport;
 pub use delivery::{Outcome, Recorded};
 pub use plan::{PollEnd, Swept};
 pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
+pub use tables::{Column, Kind, LEDGER_TABLES, OnCopy, Table};
 
 use crate::secret::SecretUrl;
 
