@@ -13,6 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, ConfigError, LogFormat};
 use crate::notice::Status;
+use crate::secret::SecretUrl;
 use crate::store::{NoticeFilter, Store};
 
 /// The crate version, with the git commit when built from a checkout (build.rs).
@@ -84,6 +85,11 @@ enum Command {
     },
     /// Apply store migrations
     Migrate,
+    /// Move the ledger: copy it into another store
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Exit 0 when the daemon's /healthz on http.listen answers 200, else 1 (the Dockerfile's HEALTHCHECK)
     Healthcheck,
     /// A self-contained demo: sample helpdesk, accelerated thresholds, notices into a folder
@@ -136,6 +142,21 @@ enum SuppressAction {
     List {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copy the whole ledger into an empty store (SQLite or PostgreSQL); stop the daemon first
+    ///
+    /// Every table, row and instant as it is, in one transaction on the
+    /// target (migrated first); claimed notices are pending again in the
+    /// copy. Then set store.url to the target and start the daemon: no
+    /// sent notice goes out again, and the next ones come on time.
+    Copy {
+        /// The target: sqlite://PATH (relative to the working directory) or postgres://…
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 
@@ -372,6 +393,24 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 config.settings.store.url
             ))?;
             store.close().await;
+        }
+        Command::Store {
+            action: StoreAction::Copy { to },
+        } => {
+            let config = load(config_flag, quiet)?;
+            let to = SecretUrl::new(to);
+            if !["sqlite:", "postgres:", "postgresql:"]
+                .iter()
+                .any(|scheme| to.expose().starts_with(scheme))
+            {
+                return Err(Failure::Usage(format!(
+                    "--to {to}: use sqlite://PATH or postgres://…"
+                )));
+            }
+            let store = Store::open(&config.settings.store.url).await?;
+            let copied = store.copy_to(&to).await;
+            store.close().await;
+            emit(&copied?.summary())?;
         }
         Command::Healthcheck => {
             let config = load(config_flag, quiet)?;

@@ -22,7 +22,7 @@ const CLAIMED_COLUMNS: &str =
                due_at, send_at, attempts, first_attempt_at, ticket, ticket_hash, claim_token";
 
 /// The database's clock in Unix milliseconds (PostgreSQL).
-const PG_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+pub(super) const PG_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// What recording a result found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,4 +69,30 @@ impl Store {
     pub fn is_poller(&self) -> bool {
         self.is_poller.load(Ordering::Relaxed)
     }
+
+    /// Takes the poller lock on a session of its own and keeps it for as
+    /// long as the returned session lives, so that no daemon starts polling
+    /// meanwhile; None when another session holds it (a daemon runs). With
+    /// SQLite there is no such lock (the daemon lock file plays its part).
+    pub(super) async fn hold_poller_lock(&self) -> anyhow::Result<Option<AnyConnection>> {
+        let mut session = AnyConnection::connect(self.url.expose())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to connect to the store {}: {}",
+                    self.url,
+                    self.url.scrub(&e.to_string())
+                )
+            })?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(POLLER_LOCK_KEY)
+            .fetch_one(&mut session)
+            .await
+            .context("failed to ask for the poller lock")?;
+        if got {
+            return Ok(Some(session));
+        }
+        let _ = session.close().await;
+        Ok(None)
+    }
 }

@@ -3,10 +3,12 @@
 //! choice. Transactions are short and never span a send.
 
 mod admin;
+mod copy;
 mod delivery;
 mod leader;
 mod plan;
 mod rows;
+mod tables;
 mod wakeup;
 
 use std::os::unix::fs::MetadataExt;
@@ -22,9 +24,11 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+pub use copy::CopyReport;
 pub use delivery::{Outcome, Recorded};
 pub use plan::{PollEnd, Swept};
 pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
+pub use tables::{Column, Kind, LEDGER_TABLES, OnCopy, Table};
 
 use crate::secret::SecretUrl;
 

@@ -1,0 +1,381 @@
+//! `interim store copy`: the whole ledger into another, empty store (SQLite
+//! to PostgreSQL and back), so that switching stores never resends a sent
+//! notice and the next one of a series still comes on time. Every row of
+//! every table is copied as it is, in one transaction on the target; only
+//! claims are released, as no instance of the new store holds them.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use chrono::SecondsFormat;
+use futures::TryStreamExt;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
+
+use super::delivery::PG_NOW_MS;
+use super::tables::{Kind, LEDGER_TABLES, OnCopy, Table};
+use super::{Backend, DaemonLock, Store, WriteTx, from_ms};
+use crate::secret::SecretUrl;
+
+/// Bound parameters per INSERT at most: below SQLite's limit (32766) and
+/// PostgreSQL's (65535), large enough that a big ledger takes few round trips.
+const MAX_PARAMETERS: usize = 8000;
+
+/// What a copy did.
+#[derive(Debug)]
+pub struct CopyReport {
+    /// The source and target URLs, redacted.
+    pub from: String,
+    pub to: String,
+    /// Rows copied per table, in [`LEDGER_TABLES`] order.
+    pub rows: Vec<(&'static str, u64)>,
+    /// Claimed notices that are claimable again in the copy.
+    pub claims_released: u64,
+}
+
+impl CopyReport {
+    /// The lines `interim store copy` prints.
+    pub fn summary(&self) -> String {
+        let mut out = format!("copied the ledger of {} into {}\n", self.from, self.to);
+        for (table, n) in &self.rows {
+            let _ = write!(out, "{table}: {}", rows(*n));
+            if *table == "notices" && self.claims_released > 0 {
+                let _ = write!(
+                    out,
+                    " ({} claimed, pending again in the copy)",
+                    self.claims_released
+                );
+            }
+            out.push('\n');
+        }
+        out.push_str("next: set store.url to the target and start the daemon\n");
+        out
+    }
+}
+
+fn rows(n: u64) -> String {
+    match n {
+        1 => "1 row".to_owned(),
+        n => format!("{n} rows"),
+    }
+}
+
+/// What keeps daemons off a store while it is copied: the SQLite daemon
+/// lock, or a PostgreSQL session holding the poller lock.
+enum Guard {
+    File { _lock: DaemonLock },
+    Session(AnyConnection),
+}
+
+impl Guard {
+    async fn release(self) {
+        if let Guard::Session(session) = self {
+            let _ = session.close().await;
+        }
+    }
+}
+
+/// One value of a row on its way.
+enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl Store {
+    /// Copies this store's whole ledger into the empty store at `target_url`
+    /// (created and migrated like any store). Refused while a daemon uses
+    /// this store or the target, and when the target has rows; a failure
+    /// leaves the target as it was.
+    pub async fn copy_to(&self, target_url: &SecretUrl) -> anyhow::Result<CopyReport> {
+        if target_url.expose() == self.url.expose() {
+            bail!(
+                "the target {target_url} is the configured store itself: copy into another store"
+            );
+        }
+        let source_guard = self.keep_daemons_off_source().await?;
+        let target = Store::open(target_url)
+            .await
+            .context("failed to open the target store")?;
+        let copied = async {
+            let target_guard = target.keep_daemons_off_target(self).await?;
+            let copied = self.copy_into(&target).await;
+            target_guard.release().await;
+            copied
+        }
+        .await;
+        target.close().await;
+        source_guard.release().await;
+        let (counts, claims_released) = copied?;
+        let names = LEDGER_TABLES.iter().map(|t| t.name);
+        Ok(CopyReport {
+            from: self.url.redacted(),
+            to: target.shown_url(),
+            rows: names.zip(counts).collect(),
+            claims_released,
+        })
+    }
+
+    /// A running daemon would go on writing into the ledger being copied
+    /// (a notice sent after the copy read it would be sent again from the
+    /// new store): SQLite's daemon lock, taken here for the copy, proves
+    /// none runs; on PostgreSQL a running daemon holds the poller lock, and
+    /// a claim whose lease still runs may be a send in flight.
+    async fn keep_daemons_off_source(&self) -> anyhow::Result<Guard> {
+        if self.backend == Backend::Sqlite {
+            let lock = self
+                .lock_for_daemon()
+                .context("stop the daemon before copying its ledger")?;
+            return Ok(Guard::File { _lock: lock });
+        }
+        let Some(session) = self.hold_poller_lock().await? else {
+            bail!(
+                "a daemon is running on the store {} (it holds the poller lock): stop every interim daemon that uses it, then copy",
+                self.url
+            );
+        };
+        let live = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*), MAX(claim_until) FROM notices WHERE claimed_by IS NOT NULL AND claim_until >= {PG_NOW_MS}"
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .context("failed to look for claims in progress")?;
+        let (count, until): (i64, Option<i64>) = (live.try_get(0)?, live.try_get(1)?);
+        if let (1.., Some(until)) = (count, until) {
+            let _ = session.close().await;
+            bail!(
+                "{count} notice(s) of the store {} are claimed with a lease until {}: an instance may be sending them; stop every interim daemon that uses the store and copy after that",
+                self.url,
+                from_ms(until).to_rfc3339_opts(SecondsFormat::Secs, true)
+            );
+        }
+        Ok(Guard::Session(session))
+    }
+
+    /// No daemon may start on the target while it fills.
+    async fn keep_daemons_off_target(&self, source: &Store) -> anyhow::Result<Guard> {
+        if let (Some(mine), Some(theirs)) = (self.path(), source.path())
+            && same_file(mine, theirs)
+        {
+            bail!(
+                "the target {} is the configured store itself: copy into another store",
+                self.url
+            );
+        }
+        if self.backend == Backend::Sqlite {
+            let lock = self
+                .lock_for_daemon()
+                .context("a daemon is using the target store: stop it before copying into it")?;
+            return Ok(Guard::File { _lock: lock });
+        }
+        match self.hold_poller_lock().await? {
+            Some(session) => Ok(Guard::Session(session)),
+            None => bail!(
+                "a daemon is running on the target store {} (its poller lock is held), or it is the configured store under another name: stop the daemon before copying into it",
+                self.url
+            ),
+        }
+    }
+
+    /// Rows copied per table and the number of released claims.
+    async fn copy_into(&self, target: &Store) -> anyhow::Result<(Vec<u64>, u64)> {
+        let mut tx = target.begin_write().await?;
+        target.refuse_rows(&mut tx).await?;
+        let mut source = self.read_snapshot().await?;
+        let claims: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notices WHERE claimed_by IS NOT NULL OR claim_until IS NOT NULL",
+        )
+        .fetch_one(&mut source)
+        .await
+        .context("failed to count claims")?;
+        let mut counts = Vec::with_capacity(LEDGER_TABLES.len());
+        for table in LEDGER_TABLES {
+            let n = copy_table(&mut source, target, &mut tx, table)
+                .await
+                .with_context(|| format!("failed to copy the table {}", table.name))?;
+            counts.push(n);
+        }
+        if target.backend == Backend::Postgres {
+            advance_sequences(&mut tx).await?;
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("failed to commit the copy into {}", target.url))?;
+        // Only read: ending the session ends its snapshot.
+        let _ = source.close().await;
+        Ok((counts, u64::try_from(claims).unwrap_or(0)))
+    }
+
+    /// A session reading one consistent state of the whole ledger (off the
+    /// pool, so that an error on the way never hands it back mid-transaction).
+    async fn read_snapshot(&self) -> anyhow::Result<AnyConnection> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("store unreachable")?
+            .detach();
+        let begin = match self.backend {
+            // Deferred: the snapshot begins with the first read and holds (WAL).
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        conn.execute(begin)
+            .await
+            .context("failed to begin reading the ledger")?;
+        Ok(conn)
+    }
+
+    /// A store to copy into has no row in any ledger table.
+    async fn refuse_rows(&self, tx: &mut WriteTx) -> anyhow::Result<()> {
+        let mut filled = Vec::new();
+        for table in LEDGER_TABLES {
+            let count = AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", table.name));
+            let n: i64 = sqlx::query_scalar(count)
+                .fetch_one(tx.conn())
+                .await
+                .with_context(|| format!("failed to count the rows of {}", table.name))?;
+            if n > 0 {
+                filled.push(format!(
+                    "table {} has {}",
+                    table.name,
+                    rows(n.unsigned_abs())
+                ));
+            }
+        }
+        if !filled.is_empty() {
+            bail!(
+                "the target store {} is not empty ({}): copy only into an empty store; nothing was written",
+                self.url,
+                filled.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The URL to put into store.url: a SQLite file by its absolute path
+    /// (a relative one would be read against the config file's folder).
+    fn shown_url(&self) -> String {
+        match self.path() {
+            Some(path) => match std::fs::canonicalize(path) {
+                Ok(real) => format!("sqlite://{}", real.display()),
+                Err(_) => self.url.redacted(),
+            },
+            None => self.url.redacted(),
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    real(a) == real(b)
+}
+
+/// Streams one table from the source into the target, a batch of rows per
+/// INSERT; the number of rows.
+async fn copy_table(
+    source: &mut AnyConnection,
+    target: &Store,
+    tx: &mut WriteTx,
+    table: &Table,
+) -> anyhow::Result<u64> {
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+    let select = AssertSqlSafe(format!("SELECT {} FROM {}", names.join(", "), table.name));
+    let per_batch = (MAX_PARAMETERS / table.columns.len()).max(1);
+    let mut batch = Vec::with_capacity(per_batch);
+    let mut copied = 0;
+    let mut rows = sqlx::query(select).fetch(&mut *source);
+    while let Some(row) = rows.try_next().await.context("failed to read a row")? {
+        batch.push(read_row(&row, table).context("failed to read a row")?);
+        if batch.len() == per_batch {
+            copied += insert(target, tx, table, &batch).await?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        copied += insert(target, tx, table, &batch).await?;
+    }
+    Ok(copied)
+}
+
+fn read_row(row: &AnyRow, table: &Table) -> Result<Vec<Value>, sqlx::Error> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            Ok(match (column.kind, column.on_copy) {
+                (Kind::Int, OnCopy::Released) => Value::Int(None),
+                (Kind::Text, OnCopy::Released) => Value::Text(None),
+                (Kind::Int, OnCopy::Exact) => Value::Int(row.try_get(i)?),
+                (Kind::Text, OnCopy::Exact) => Value::Text(row.try_get(i)?),
+            })
+        })
+        .collect()
+}
+
+async fn insert(
+    target: &Store,
+    tx: &mut WriteTx,
+    table: &Table,
+    batch: &[Vec<Value>],
+) -> anyhow::Result<u64> {
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+    let mut sql = format!("INSERT INTO {} ({}) VALUES ", table.name, names.join(", "));
+    let mut index = 0;
+    for (r, _) in batch.iter().enumerate() {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..names.len() {
+            index += 1;
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&target.placeholder(index));
+        }
+        sql.push(')');
+    }
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for value in batch.iter().flatten() {
+        query = match value {
+            Value::Int(v) => query.bind(*v),
+            Value::Text(v) => query.bind(v.as_deref()),
+        };
+    }
+    let done = query
+        .execute(tx.conn())
+        .await
+        .context("failed to write rows")?;
+    Ok(done.rows_affected())
+}
+
+/// Ids that come from a sequence (none in today's migrations; a later
+/// `BIGSERIAL` would) continue after the copied ones, so that new rows do
+/// not collide with them.
+async fn advance_sequences(tx: &mut WriteTx) -> anyhow::Result<()> {
+    for table in LEDGER_TABLES {
+        for column in table.columns.iter().filter(|c| c.kind == Kind::Int) {
+            let sequence: Option<String> =
+                sqlx::query_scalar("SELECT pg_get_serial_sequence($1, $2)")
+                    .bind(table.name)
+                    .bind(column.name)
+                    .fetch_one(tx.conn())
+                    .await
+                    .with_context(|| format!("failed to look up a sequence of {}", table.name))?;
+            let Some(sequence) = sequence else {
+                continue;
+            };
+            let advance = AssertSqlSafe(format!(
+                "SELECT setval($1::text::regclass, COALESCE((SELECT MAX({}) FROM {}), 0) + 1, false)",
+                column.name, table.name
+            ));
+            sqlx::query(advance)
+                .bind(&sequence)
+                .execute(tx.conn())
+                .await
+                .with_context(|| format!("failed to advance the sequence {sequence}"))?;
+        }
+    }
+    Ok(())
+}
