@@ -2,8 +2,9 @@
 //!
 //! The modules follow the data flow: `source` polls tickets, `planner`
 //! turns them and the `policy` rules into planned notices in the `store`
-//! (the ledger), `dispatch` sends due notices through `channels`, rendered
-//! by `templates`; `daemon` runs the loop, `cli` is the command line.
+//! (the ledger, whose vocabulary is `ledger`), `dispatch` sends due notices
+//! through `channels`, rendered by `templates`; `daemon` runs the loop,
+//! `cli` is the command line.
 
 pub mod calendar;
 pub mod channels;
@@ -14,6 +15,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dispatch;
 pub mod http;
+pub mod ledger;
 pub mod logging;
 pub mod notice;
 pub mod planner;

@@ -12,126 +12,14 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
-use serde::{Deserialize, Serialize};
 
 use crate::config::{ChannelKind, FileFormat, FileSettings, Settings};
-use crate::notice::{SeriesKey, Status, truncate_millis};
+use crate::notice::{SeriesKey, truncate_millis};
 use crate::policy::{Localised, Policy};
 use crate::source::RowError;
 use crate::ticket::Ticket;
 
-/// What the ledger knows of one series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesState {
-    pub key: SeriesKey,
-    /// The number of the last notice that reached an end (sent, dead,
-    /// suppressed, dry run); 0 before the first.
-    pub done: u32,
-    /// When the series' last real send started (its successful attempt):
-    /// the reference for spacing the next notice by `repeat_every`.
-    pub last_sent_at: Option<DateTime<Utc>>,
-    /// Whether the latest poll showed the ticket waiting under the policy.
-    pub active: bool,
-    /// False when the state was derived from the notices because the
-    /// ledger had no series row (yet) for it.
-    pub stored: bool,
-    /// The notice after `done`, if the ledger has it.
-    pub next: Option<NextNotice>,
-}
-
-impl SeriesState {
-    /// A series the ledger has never seen.
-    pub fn fresh(key: SeriesKey) -> Self {
-        Self {
-            key,
-            done: 0,
-            last_sent_at: None,
-            active: true,
-            stored: false,
-            next: None,
-        }
-    }
-
-    fn pending_next(&self) -> Option<&NextNotice> {
-        self.next.as_ref().filter(|n| n.status == Status::Pending)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NextNotice {
-    pub id: String,
-    pub number: u32,
-    pub status: Status,
-    pub due_at: DateTime<Utc>,
-    pub send_at: DateTime<Utc>,
-    /// Hash of the ticket data stored with it (to see a changed ticket
-    /// without loading its data).
-    pub ticket_hash: i64,
-    pub channel: String,
-    pub recipient: Option<String>,
-    pub max_notices: u32,
-}
-
-/// The notice a series should have pending now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedNotice {
-    pub id: String,
-    pub key: SeriesKey,
-    pub number: u32,
-    pub max_notices: u32,
-    pub channel: String,
-    pub recipient: Option<String>,
-    pub due_at: DateTime<Utc>,
-    pub send_at: DateTime<Utc>,
-    /// The ticket as polled (JSON), stored with the notice for rendering.
-    pub ticket_json: String,
-    pub ticket_hash: i64,
-}
-
-/// A pending notice that must not go out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cancel {
-    pub id: String,
-    pub key: SeriesKey,
-    pub reason: String,
-}
-
-/// A series row to create (with what the notices say of it) or whose
-/// `active` flag changes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeriesWrite {
-    pub key: SeriesKey,
-    pub done: u32,
-    pub last_sent_at: Option<DateTime<Utc>>,
-    pub active: bool,
-    pub next_id: Option<String>,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    /// Whether the plan is about dry-run series (their own ids and rows).
-    pub dry_run: bool,
-    /// New or changed pending notices (also revivals of cancelled ones).
-    pub upserts: Vec<PlannedNotice>,
-    /// Pending notices to cancel.
-    pub cancels: Vec<Cancel>,
-    /// Series rows to create, activate or deactivate.
-    pub series: Vec<SeriesWrite>,
-    /// Series of waits that are over for good (`waiting_since` moved on).
-    pub deleted_series: Vec<SeriesKey>,
-    /// Tickets that could not be planned for a policy (bad address).
-    #[serde(skip)]
-    pub skipped: Vec<(String, RowError)>,
-}
-
-impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.upserts.is_empty()
-            && self.cancels.is_empty()
-            && self.series.is_empty()
-            && self.deleted_series.is_empty()
-    }
-}
+pub use crate::ledger::{Cancel, NextNotice, Plan, PlannedNotice, SeriesState, SeriesWrite};
 
 /// Which series a plan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

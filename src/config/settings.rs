@@ -69,12 +69,7 @@ pub struct DaemonSettings {
     pub repeat_log_every: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Auto,
-    Text,
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 #[derive(Debug, Clone)]
 pub struct StoreSettings {

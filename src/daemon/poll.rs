@@ -10,11 +10,11 @@ use tracing::{info, warn};
 
 use super::stage::PlanStage;
 use crate::config::Settings;
+use crate::ledger::{PlanLedger, PollEnd};
 use crate::notice::SeriesKey;
 use crate::planner::{self, Mode, Plan};
 use crate::row_counts::RowCounts;
 use crate::source::{PollKind, Snapshot, Source};
-use crate::store::{PollEnd, Store};
 
 /// What one poll did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -75,7 +75,7 @@ impl PollSchedule {
     pub async fn next_kind(
         &self,
         source: &Source,
-        store: &Store,
+        store: &impl PlanLedger,
         settings: &Settings,
         now: DateTime<Utc>,
     ) -> anyhow::Result<PollKind> {
@@ -114,7 +114,7 @@ pub const CHUNK: usize = 5_000;
 /// not see. The poll counts as successful (`last_poll_at`) only then.
 pub async fn poll_and_plan(
     source: &Source,
-    store: &Store,
+    store: &impl PlanLedger,
     settings: &Settings,
     now: DateTime<Utc>,
     kind: PollKind,
@@ -126,7 +126,7 @@ pub async fn poll_and_plan(
 /// [`poll_and_plan`] with a chosen chunk size (tests use small ones).
 pub async fn poll_in_chunks(
     source: &Source,
-    store: &Store,
+    store: &impl PlanLedger,
     settings: &Settings,
     now: DateTime<Utc>,
     kind: PollKind,
@@ -232,7 +232,7 @@ pub async fn poll_in_chunks(
 /// The plan of one chunk in one mode, against what the ledger knows of
 /// its tickets (series rows, or their notices where a row is missing).
 async fn plan_chunk(
-    store: &Store,
+    store: &impl PlanLedger,
     settings: &Settings,
     snapshot: &Snapshot,
     now: DateTime<Utc>,
@@ -258,7 +258,7 @@ async fn plan_chunk(
 /// Every series state of these tickets: the stored rows, and for a wait
 /// without a row, what its notices say.
 pub async fn series_of(
-    store: &Store,
+    store: &impl PlanLedger,
     settings: &Settings,
     tickets: &[crate::ticket::Ticket],
     ids: &[&str],

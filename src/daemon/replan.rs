@@ -9,8 +9,8 @@ use tracing::{info, warn};
 
 use super::poll::series_of;
 use crate::config::Settings;
+use crate::ledger::PlanLedger;
 use crate::planner::{self, Mode};
-use crate::store::Store;
 use crate::ticket::Ticket;
 
 /// Tickets re-planned per step.
@@ -32,7 +32,7 @@ impl ReplanSummary {
 
 /// Plans every active series again with `settings` at `now`.
 pub async fn replan(
-    store: &Store,
+    store: &impl PlanLedger,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ReplanSummary> {

@@ -33,20 +33,7 @@ pub enum Cell {
 /// that may already have lost digits when it reaches us.
 const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0;
 
-/// A row that breaks the contract: skipped, logged once, counted. Its
-/// text clips the values from outside ([`crate::logging::outside`]).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "ticket {}: column {}: {}",
-    crate::logging::outside(ticket_id.as_deref().unwrap_or("(no id)")),
-    crate::logging::outside(column),
-    crate::logging::clip(reason, 1000)
-)]
-pub struct RowError {
-    pub ticket_id: Option<String>,
-    pub column: String,
-    pub reason: String,
-}
+pub use crate::ticket::RowError;
 
 const CONTRACT: &[&str] = &[
     "id",

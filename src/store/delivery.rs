@@ -14,8 +14,8 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
 use super::{Backend, ClaimedNotice, Store, from_ms, ms};
+use crate::ledger::{Outcome, PlannedNotice, Recorded};
 use crate::notice::Status;
-use crate::planner::PlannedNotice;
 
 const CLAIMED_COLUMNS: &str =
     "id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
@@ -23,28 +23,6 @@ const CLAIMED_COLUMNS: &str =
 
 /// The database's clock in Unix milliseconds (PostgreSQL).
 pub(super) const PG_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
-
-/// What recording a result found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// Written.
-    Done,
-    /// Not written: the claim was taken over (or the notice changed status)
-    /// since this instance claimed it.
-    Fenced,
-}
-
-/// The end of one notice, as the ledger records it.
-#[derive(Debug, Clone)]
-pub struct Outcome<'a> {
-    pub status: Status,
-    /// When the deciding attempt started (the spacing reference of a send).
-    pub attempt_started: DateTime<Utc>,
-    pub finished: DateTime<Utc>,
-    /// The promise the notice made, if it was sent.
-    pub next_notice_at: Option<DateTime<Utc>>,
-    pub error: Option<&'a str>,
-}
 
 fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)

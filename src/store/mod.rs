@@ -6,6 +6,7 @@ mod admin;
 mod copy;
 mod delivery;
 mod leader;
+mod ledger_impl;
 mod plan;
 mod rows;
 mod tables;
@@ -24,10 +25,10 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+pub use crate::ledger::{
+    ClaimedNotice, NoticeFilter, NoticeRow, Outcome, PollEnd, Recorded, Suppression, Swept,
+};
 pub use copy::CopyReport;
-pub use delivery::{Outcome, Recorded};
-pub use plan::{PollEnd, Swept};
-pub use rows::{ClaimedNotice, NoticeFilter, NoticeRow, Suppression};
 pub use tables::{Column, Kind, LEDGER_TABLES, OnCopy, Table};
 
 use crate::secret::SecretUrl;

@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::count;
 use super::{Store, WriteTx, from_ms, ms};
+use crate::ledger::{NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, Swept};
 use crate::notice::{SeriesKey, Status};
-use crate::planner::{NextNotice, Plan, PlannedNotice, SeriesState};
 
 const SERIES_SELECT: &str = "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
             n.id, n.number, n.status, n.due_at, n.send_at, n.ticket_hash, n.channel, n.recipient, n.max_notices
@@ -45,26 +45,6 @@ fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesState, sqlx::Error> {
         stored: true,
         next,
     })
-}
-
-/// How a poll ends in the ledger.
-pub struct PollEnd<'a> {
-    pub now: DateTime<Utc>,
-    /// A full poll: the ids it returned (skipped rows included). Every
-    /// active series of a ticket not among them ends.
-    pub seen: Option<&'a HashSet<Box<str>>>,
-    /// The series modes to sweep (dry run or live).
-    pub modes: &'a [bool],
-    /// The next source watermark, if it moved.
-    pub watermark: Option<DateTime<Utc>>,
-}
-
-/// A pending notice cancelled because its ticket left the snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Swept {
-    pub id: String,
-    pub ticket_id: String,
-    pub policy: String,
 }
 
 impl Store {

@@ -1,7 +1,5 @@
 //! Typed rows read from the ledger.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -11,35 +9,7 @@ use super::from_ms;
 pub(super) fn count(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
-use crate::notice::Status;
-use crate::ticket::Ticket;
-
-/// A due notice this instance has claimed and may now send.
-#[derive(Debug, Clone)]
-pub struct ClaimedNotice {
-    pub id: String,
-    pub ticket_id: String,
-    pub policy: String,
-    pub episode: DateTime<Utc>,
-    pub dry_run: bool,
-    pub number: u32,
-    pub max_notices: u32,
-    pub channel: String,
-    pub recipient: Option<String>,
-    pub due_at: DateTime<Utc>,
-    pub send_at: DateTime<Utc>,
-    /// Attempts before this one.
-    pub attempts: u32,
-    pub first_attempt_at: Option<DateTime<Utc>>,
-    /// The ticket as last polled; an error when the stored JSON is unreadable.
-    pub ticket: Result<Ticket, String>,
-    /// The stored ticket JSON and its hash, as the planner wrote them.
-    pub ticket_json: String,
-    pub ticket_hash: i64,
-    /// The fencing token of this claim: a result is recorded only while
-    /// the notice still carries it (no other instance claimed it since).
-    pub claim_token: i64,
-}
+use crate::ledger::{ClaimedNotice, NoticeRow, Status, Suppression};
 
 impl ClaimedNotice {
     pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -66,33 +36,6 @@ impl ClaimedNotice {
             claim_token: r.try_get("claim_token")?,
         })
     }
-}
-
-/// One ledger row as `interim notices` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NoticeRow {
-    pub id: String,
-    pub ticket_id: String,
-    /// The ticket's number as stored with the notice ("#10423").
-    pub ticket_number: Option<String>,
-    pub policy: String,
-    pub number: u32,
-    pub max_notices: u32,
-    pub status: Status,
-    pub attempts: u32,
-    pub due_at: DateTime<Utc>,
-    pub send_at: DateTime<Utc>,
-    pub next_attempt_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub channel: String,
-    pub recipient: Option<String>,
-    pub dry_run: bool,
-    pub next_notice_at: Option<DateTime<Utc>>,
-    pub cancel_reason: Option<String>,
-    pub waiting_since: DateTime<Utc>,
-    #[serde(skip)]
-    pub ticket_json: String,
 }
 
 impl NoticeRow {
@@ -132,22 +75,6 @@ pub(super) fn stored_number(ticket_json: &str) -> Option<String> {
     serde_json::from_str::<Number>(ticket_json)
         .ok()
         .and_then(|t| t.number)
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct NoticeFilter {
-    pub status: Option<Status>,
-    pub ticket: Option<String>,
-}
-
-/// A stored suppression: an address or `@domain` that gets no notice.
-#[derive(Debug, Clone, Serialize)]
-pub struct Suppression {
-    pub address: String,
-    pub reason: String,
-    /// `cli` or `auto`.
-    pub source: String,
-    pub created_at: DateTime<Utc>,
 }
 
 impl Suppression {

@@ -1,0 +1,17 @@
+//! The ledger's vocabulary: the types planning and delivery exchange with a
+//! store, and the two traits a store offers them. It depends on the ticket
+//! and the notice identity only, never on config, source, channels,
+//! templates or a database, so planning, dispatch and reports can depend on
+//! it without depending on a backend (and the store on nothing above it).
+
+mod delivery;
+mod plan;
+mod rows;
+mod traits;
+
+pub use delivery::{ClaimedNotice, Outcome, Recorded};
+pub use plan::{Cancel, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, SeriesWrite, Swept};
+pub use rows::{NoticeFilter, NoticeRow, Suppression};
+pub use traits::{DeliveryLedger, PlanLedger};
+
+pub use crate::notice::{SeriesKey, Status, truncate_millis};

@@ -1,0 +1,49 @@
+//! What the operator's commands read from the ledger.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::notice::Status;
+
+/// One ledger row as `interim notices` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeRow {
+    pub id: String,
+    pub ticket_id: String,
+    /// The ticket's number as stored with the notice ("#10423").
+    pub ticket_number: Option<String>,
+    pub policy: String,
+    pub number: u32,
+    pub max_notices: u32,
+    pub status: Status,
+    pub attempts: u32,
+    pub due_at: DateTime<Utc>,
+    pub send_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub dry_run: bool,
+    pub next_notice_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub waiting_since: DateTime<Utc>,
+    #[serde(skip)]
+    pub ticket_json: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NoticeFilter {
+    pub status: Option<Status>,
+    pub ticket: Option<String>,
+}
+
+/// A stored suppression: an address or `@domain` that gets no notice.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suppression {
+    pub address: String,
+    pub reason: String,
+    /// `cli` or `auto`.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
