@@ -265,6 +265,27 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             }
         }
         let mut http = http_settings(p, s)?;
+        // Every clock is checked, not only the chosen one: a preset's or an
+        // override's mistake shows in check-config before anyone picks it.
+        let mut http_clocks = BTreeMap::new();
+        for (mode, clock) in &s.clocks {
+            let key = format!("source.clocks.{mode}");
+            let field = match clock {
+                RawClock::Pointers(pointers) => RawField::Many(pointers.clone()),
+                RawClock::Field(table) => RawField::Table(table.clone()),
+                RawClock::Sql(_) => {
+                    p.add(
+                        &key,
+                        "an http source's clock is a list of JSON pointers or { pointer = [...], unless_at_or_after = [...] }, not SQL",
+                    );
+                    continue;
+                }
+                RawClock::Unsupported(_) | RawClock::Invalid(_) => continue,
+            };
+            if let Some(field) = http_fields::field_map(p, &key, "waiting_since", &field) {
+                http_clocks.insert(mode.clone(), field);
+            }
+        }
         match clock {
             // Presets leave fields.waiting_since to their clocks: when it is
             // set, it is the operator's, and it wins unless a clock was
@@ -278,22 +299,8 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
                     );
                 }
             }
-            Some((mode, clock)) => {
-                let key = format!("source.clocks.{mode}");
-                let field = match clock {
-                    RawClock::Pointers(pointers) => Some(RawField::Many(pointers)),
-                    RawClock::Field(table) => Some(RawField::Table(table)),
-                    _ => {
-                        p.add(
-                            &key,
-                            "an http source's clock is a list of JSON pointers or { pointer = [...], unless_at_or_after = [...] }, not SQL",
-                        );
-                        None
-                    }
-                };
-                if let Some(field) =
-                    field.and_then(|f| http_fields::field_map(p, &key, "waiting_since", &f))
-                {
+            Some((mode, _)) => {
+                if let Some(field) = http_clocks.remove(&mode) {
                     http.fields.insert("waiting_since".into(), field);
                 }
             }
@@ -424,19 +431,21 @@ fn chosen_clock(p: &mut Problems, s: &RawSource) -> Option<(String, RawClock)> {
         Some(preset) => format!("preset {preset}"),
         None => "this source".to_owned(),
     };
-    // The clocks this source offers, the default marked.
-    let offered = s
-        .clocks
+    // The clocks this source offers, in their documented order, the
+    // default marked.
+    let offered = CLOCK_MODES
         .iter()
-        .filter(|(mode, clock)| {
-            !matches!(clock, RawClock::Unsupported(_))
-                && CLOCK_MODES.iter().any(|(known, _)| known == mode)
+        .map(|(mode, _)| *mode)
+        .filter(|mode| {
+            s.clocks.get(*mode).is_some_and(|clock| {
+                !matches!(clock, RawClock::Unsupported(_) | RawClock::Invalid(_))
+            })
         })
-        .map(|(mode, _)| {
+        .map(|mode| {
             if mode == DEFAULT_CLOCK {
                 format!("{mode} (default)")
             } else {
-                mode.clone()
+                mode.to_owned()
             }
         })
         .collect::<Vec<_>>()
