@@ -264,7 +264,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
                 p.add(format!("source.{key}"), "not a key of an http source");
             }
         }
-        let mut http = http_settings(p, s)?;
+        let mut http = http_settings(p, s, &url)?;
         // Every clock is checked, not only the chosen one: a preset's or an
         // override's mistake shows in check-config before anyone picks it.
         let mut http_clocks = BTreeMap::new();
@@ -506,7 +506,8 @@ fn chosen_clock(p: &mut Problems, s: &RawSource) -> Option<(String, RawClock)> {
     }
 }
 
-fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> {
+/// `url` is the first page's (from `url`, `url_env` or `url_file`).
+fn http_settings(p: &mut Problems, s: &RawSource, url: &str) -> Option<HttpSourceSettings> {
     let auth = match s.auth.as_deref().unwrap_or("none") {
         "none" => HttpAuth::None,
         "bearer" => HttpAuth::Bearer(required_secret(
@@ -648,7 +649,7 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
         .enumerate()
         .filter_map(|(i, text)| p.take(&format!("source.allowed_origins[{i}]"), parse_origin(text)))
         .collect();
-    let source_url = s.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok());
+    let source_url = reqwest::Url::parse(url).ok();
     let sideload = http_fields::joins(p, s, source_url.as_ref(), &allowed_origins);
     if let Some(pointer) = &s.items_by_id
         && !pointer.starts_with('/')
