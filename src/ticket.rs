@@ -48,11 +48,17 @@ impl Ticket {
     pub fn language_or<'a>(&'a self, default: &'a str) -> String {
         self.language
             .as_deref()
-            .map(|l| l.trim().to_lowercase())
-            .and_then(|l| l.split(['-', '_']).next().map(str::to_owned))
-            .filter(|l| !l.is_empty())
+            .and_then(language_code)
             .unwrap_or_else(|| default.to_owned())
     }
+}
+
+/// A locale as the language code the contract speaks: `de-de`, `de_AT`,
+/// `en-US` → `de`, `de`, `en`; none when blank.
+pub fn language_code(locale: &str) -> Option<String> {
+    let code = locale.trim().to_lowercase();
+    let code = code.split(['-', '_']).next().unwrap_or_default();
+    (!code.is_empty()).then(|| code.to_owned())
 }
 
 /// Orders ticket ids as a team reads them: numeric ids by value (1, 2, 11)

@@ -5,6 +5,7 @@
 mod calendars;
 mod channels;
 mod cleartext;
+mod http_fields;
 mod paths;
 mod policies;
 mod raw;
@@ -15,12 +16,13 @@ mod wording;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use http_fields::{FieldMap, Sideload, WaitingWhen};
 pub use settings::{
     ChannelKind, ChannelSettings, DEFAULT_CONFIG_PATH, DaemonSettings, EmailSettings, FileFormat,
     FileSettings, LimitSettings, LogFormat, RetryPolicy, Settings, SourceSettings,
     SuppressSettings, TlsMode, WebhookSettings, parse_duration,
 };
-pub use source::{CLOCK_MODES, DEFAULT_CLOCK, HttpAuth, HttpSourceSettings, Pagination, Sideload};
+pub use source::{CLOCK_MODES, DEFAULT_CLOCK, HttpAuth, HttpSourceSettings, Pagination};
 
 use crate::templates::Templates;
 

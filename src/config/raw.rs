@@ -102,7 +102,8 @@ pub struct RawSource {
     /// Which contact starts a wait: a mode the preset defines in `clocks`.
     pub clock: Option<String>,
     /// The preset's wait clocks: mode → SQL expression (`{waiting_since}`
-    /// in the queries) or JSON pointers (`fields.waiting_since`).
+    /// in the queries), JSON pointers or a field table
+    /// (`fields.waiting_since`), or a refusal with its reason.
     #[serde(default)]
     pub clocks: BTreeMap<String, RawClock>,
     /// The helpdesk's ticket marker for subjects, e.g. `[Ticket#{number}]`.
@@ -117,7 +118,9 @@ pub struct RawSource {
     pub header: Option<String>,
     pub items: Option<String>,
     #[serde(default)]
-    pub fields: BTreeMap<String, Pointers>,
+    pub fields: BTreeMap<String, RawField>,
+    /// The items are ids; their objects are at this pointer, keyed by id.
+    pub items_by_id: Option<String>,
     pub extra_fields: Option<bool>,
     pub pagination: Option<RawPagination>,
     pub max_pages: Option<i64>,
@@ -127,17 +130,74 @@ pub struct RawSource {
     pub since_param: Option<String>,
     pub since_format: Option<String>,
     pub waiting_states: Option<Vec<String>>,
+    pub waiting_when: Option<RawWaitingWhen>,
     #[serde(default)]
     pub sideload: BTreeMap<String, RawSideload>,
+    #[serde(default)]
+    pub lookup: BTreeMap<String, RawLookup>,
 }
 
-/// One wait clock of a preset: a SQL expression, or the pointers of
-/// `fields.waiting_since`.
+/// One wait clock of a preset: a SQL expression, the pointers or the
+/// field table of `fields.waiting_since`, or a clock the preset cannot
+/// offer, with the reason. `Invalid` keeps a malformed entry so that
+/// `source.rs` can name the forms instead of serde's "no variant matched".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum RawClock {
     Sql(String),
     Pointers(Vec<String>),
+    Unsupported(RawUnsupported),
+    Field(RawFieldTable),
+    Invalid(serde::de::IgnoredAny),
+}
+
+/// `{ unsupported = "why" }`: the preset knows this clock and why its
+/// helpdesk cannot give it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnsupported {
+    pub unsupported: String,
+}
+
+/// How an http source reads one column: a pointer, several, or a table
+/// with a transform. `Invalid` as in [`RawClock`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawField {
+    One(String),
+    Many(Vec<String>),
+    Table(RawFieldTable),
+    Invalid(serde::de::IgnoredAny),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFieldTable {
+    pub pointer: Pointers,
+    /// Every non-blank value, joined with this separator.
+    pub join: Option<String>,
+    /// A regular expression; its first match is removed from the value.
+    pub remove: Option<String>,
+    /// waiting_since only: no wait when the latest of these is at or after it.
+    pub unless_at_or_after: Option<Pointers>,
+}
+
+/// `waiting_when = { pointer = "/state/type_id", in = [1, 2] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWaitingWhen {
+    pub pointer: String,
+    #[serde(rename = "in")]
+    pub values: Vec<RawScalar>,
+}
+
+/// A value to compare with: text, an integer or a boolean.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawScalar {
+    Int(i64),
+    Bool(bool),
+    Text(String),
 }
 
 /// A size in bytes: an integer, or text with a unit (`"32MiB"`).
@@ -172,7 +232,18 @@ pub struct RawPagination {
 #[serde(deny_unknown_fields)]
 pub struct RawSideload {
     pub items: String,
-    pub key: String,
+    pub key: Option<String>,
+    pub reference: String,
+}
+
+/// A list fetched once per poll (`GET url`) and joined into each item
+/// like a side-loaded one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLookup {
+    pub url: String,
+    pub items: Option<String>,
+    pub key: Option<String>,
     pub reference: String,
 }
 

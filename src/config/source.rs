@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::raw::{Pointers, RawBytes, RawClock, RawConfig, RawSource};
+use super::http_fields::{self, FieldMap, Sideload, WaitingWhen};
+use super::raw::{RawBytes, RawClock, RawConfig, RawField, RawSource};
 use super::settings::{Problems, parse_duration, parse_zone, read_secret};
 use crate::secret::{SecretString, SecretUrl};
 
@@ -75,9 +76,11 @@ pub struct HttpSourceSettings {
     pub auth: HttpAuth,
     /// JSON pointer to the list of tickets in a page ("" = the page itself).
     pub items: String,
-    /// Contract column → JSON pointers into one item (the latest timestamp,
-    /// or the first non-null value, of several wins).
-    pub fields: BTreeMap<String, Vec<String>>,
+    /// The listed items are ids, their objects at this pointer of the page
+    /// (keyed by id, as Zammad's `assets.Ticket`).
+    pub items_by_id: Option<String>,
+    /// Contract column → how it is read from one item.
+    pub fields: BTreeMap<String, FieldMap>,
     /// Unmapped top-level fields of an item go into `ticket.extra`.
     pub extra_fields: bool,
     pub pagination: Pagination,
@@ -95,7 +98,10 @@ pub struct HttpSourceSettings {
     pub since_unix: bool,
     /// Rows in other states are not waiting (their pending notices end).
     pub waiting_states: Option<BTreeSet<String>>,
-    /// Side-loaded objects (e.g. Zendesk's users) joined into each item.
+    /// Instead of waiting_states: rows wait when a value is one of a list.
+    pub waiting_when: Option<WaitingWhen>,
+    /// Objects joined into each item: side-loaded from the page (e.g.
+    /// Zendesk's users) or looked up once per poll (`source.lookup`).
     pub sideload: Vec<Sideload>,
 }
 
@@ -135,18 +141,6 @@ pub enum Pagination {
         pointer: String,
         has_more: Option<String>,
     },
-}
-
-#[derive(Debug, Clone)]
-pub struct Sideload {
-    /// The member added to each item, e.g. `requester`.
-    pub name: String,
-    /// Pointer to the side-loaded list in the page, e.g. `/users`.
-    pub items: String,
-    /// Pointer to the key inside a side-loaded object, e.g. `/id`.
-    pub key: String,
-    /// Pointer to the referencing value inside an item, e.g. `/requester_id`.
-    pub reference: String,
 }
 
 /// `source.max_page_bytes` when it is not set: 32 MiB.
@@ -270,7 +264,28 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
                 p.add(format!("source.{key}"), "not a key of an http source");
             }
         }
-        let mut http = http_settings(p, s)?;
+        let mut http = http_settings(p, s, &url)?;
+        // Every clock is checked, not only the chosen one: a preset's or an
+        // override's mistake shows in check-config before anyone picks it.
+        let mut http_clocks = BTreeMap::new();
+        for (mode, clock) in &s.clocks {
+            let key = format!("source.clocks.{mode}");
+            let field = match clock {
+                RawClock::Pointers(pointers) => RawField::Many(pointers.clone()),
+                RawClock::Field(table) => RawField::Table(table.clone()),
+                RawClock::Sql(_) => {
+                    p.add(
+                        &key,
+                        "an http source's clock is a list of JSON pointers or { pointer = [...], unless_at_or_after = [...] }, not SQL",
+                    );
+                    continue;
+                }
+                RawClock::Unsupported(_) | RawClock::Invalid(_) => continue,
+            };
+            if let Some(field) = http_fields::field_map(p, &key, "waiting_since", &field) {
+                http_clocks.insert(mode.clone(), field);
+            }
+        }
         match clock {
             // Presets leave fields.waiting_since to their clocks: when it is
             // set, it is the operator's, and it wins unless a clock was
@@ -284,20 +299,22 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
                     );
                 }
             }
-            Some((_, RawClock::Pointers(pointers))) => {
-                http.fields.insert("waiting_since".into(), pointers);
+            Some((mode, _)) => {
+                if let Some(field) = http_clocks.remove(&mode) {
+                    http.fields.insert("waiting_since".into(), field);
+                }
             }
-            Some((mode, RawClock::Sql(_))) => p.add(
-                format!("source.clocks.{mode}"),
-                "an http source's clock is a list of JSON pointers, not SQL",
-            ),
             None => {}
         }
         out.http = Some(http);
         return Some(out);
     }
     if s.items.is_some()
+        || s.items_by_id.is_some()
         || !s.fields.is_empty()
+        || !s.sideload.is_empty()
+        || !s.lookup.is_empty()
+        || s.waiting_when.is_some()
         || s.pagination.is_some()
         || s.auth.is_some()
         || s.since_param.is_some()
@@ -307,15 +324,15 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
     {
         p.add(
             "source",
-            "items, fields, pagination, auth, since_param, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
+            "items, items_by_id, fields, sideload, lookup, waiting_when, pagination, auth, since_param, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
         );
     }
     let expression = match clock {
         Some((_, RawClock::Sql(expression))) => Some(expression),
-        Some((mode, RawClock::Pointers(_))) => {
+        Some((mode, _)) => {
             p.add(
                 format!("source.clocks.{mode}"),
-                "a sql source's clock is a SQL expression, not a list of pointers",
+                "a sql source's clock is a SQL expression, not JSON pointers",
             );
             None
         }
@@ -407,19 +424,45 @@ fn subject_marker(p: &mut Problems, raw: Option<&str>) -> Option<String> {
 
 /// The clock `source.clock` names (default: last_public_contact) and its
 /// definition from `source.clocks`; none when the source defines no clocks.
+/// A refused clock (`{ unsupported = "why" }`) is an error naming the
+/// preset and its reason, with the clocks that are there.
 fn chosen_clock(p: &mut Problems, s: &RawSource) -> Option<(String, RawClock)> {
-    let modes = || {
-        CLOCK_MODES
-            .iter()
-            .map(|(mode, _)| *mode)
-            .collect::<Vec<_>>()
-            .join(", ")
+    let whose = match &s.preset {
+        Some(preset) => format!("preset {preset}"),
+        None => "this source".to_owned(),
     };
-    for mode in s.clocks.keys() {
+    // The clocks this source offers, in their documented order, the
+    // default marked.
+    let offered = CLOCK_MODES
+        .iter()
+        .map(|(mode, _)| *mode)
+        .filter(|mode| {
+            s.clocks.get(*mode).is_some_and(|clock| {
+                !matches!(clock, RawClock::Unsupported(_) | RawClock::Invalid(_))
+            })
+        })
+        .map(|mode| {
+            if mode == DEFAULT_CLOCK {
+                format!("{mode} (default)")
+            } else {
+                mode.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (mode, clock) in &s.clocks {
+        let key = format!("source.clocks.{mode}");
         if !CLOCK_MODES.iter().any(|(known, _)| known == mode) {
+            let modes: Vec<&str> = CLOCK_MODES.iter().map(|(mode, _)| *mode).collect();
             p.add(
-                format!("source.clocks.{mode}"),
-                format!("\"{mode}\" is not a clock (clocks: {})", modes()),
+                &key,
+                format!("\"{mode}\" is not a clock (clocks: {})", modes.join(", ")),
+            );
+        }
+        if let RawClock::Invalid(_) = clock {
+            p.add(
+                &key,
+                "must be a SQL expression (sql), a list of JSON pointers or { pointer = [...], unless_at_or_after = [...] } (http), or { unsupported = \"why\" }",
             );
         }
     }
@@ -436,27 +479,35 @@ fn chosen_clock(p: &mut Problems, s: &RawSource) -> Option<(String, RawClock)> {
     if !CLOCK_MODES.iter().any(|(known, _)| *known == mode) {
         p.add(
             "source.clock",
-            format!("\"{mode}\" is not one of {}", modes()),
+            format!("\"{mode}\" is not a clock; choose one of {offered}"),
         );
         return None;
     }
     match s.clocks.get(&mode) {
-        Some(clock) => Some((mode, clock.clone())),
-        None => {
-            let defined: Vec<&str> = s.clocks.keys().map(String::as_str).collect();
+        Some(RawClock::Unsupported(refused)) => {
             p.add(
                 "source.clock",
                 format!(
-                    "\"{mode}\" is not available for this source (it has: {})",
-                    defined.join(", ")
+                    "\"{mode}\" is not available with {whose}: {}; choose one of {offered}",
+                    refused.unsupported.trim().trim_end_matches('.')
                 ),
+            );
+            None
+        }
+        Some(RawClock::Invalid(_)) => None,
+        Some(clock) => Some((mode, clock.clone())),
+        None => {
+            p.add(
+                "source.clock",
+                format!("\"{mode}\" is not available with {whose}; choose one of {offered}"),
             );
             None
         }
     }
 }
 
-fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> {
+/// `url` is the first page's (from `url`, `url_env` or `url_file`).
+fn http_settings(p: &mut Problems, s: &RawSource, url: &str) -> Option<HttpSourceSettings> {
     let auth = match s.auth.as_deref().unwrap_or("none") {
         "none" => HttpAuth::None,
         "bearer" => HttpAuth::Bearer(required_secret(
@@ -509,26 +560,12 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
             return None;
         }
     };
-    let mut fields = BTreeMap::new();
-    for (column, pointers) in &s.fields {
-        let list = match pointers {
-            Pointers::One(one) => vec![one.clone()],
-            Pointers::Many(many) => many.clone(),
-        };
-        for pointer in &list {
-            if !pointer.is_empty() && !pointer.starts_with('/') {
-                p.add(
-                    format!("source.fields.{column}"),
-                    format!("\"{pointer}\" is not a JSON pointer (it starts with /)"),
-                );
-            }
-        }
-        fields.insert(column.to_lowercase(), list);
-    }
+    let fields = http_fields::fields(p, s);
     for required in ["id", "state", "waiting_since"] {
         // A preset's clock supplies waiting_since.
         let from_clock = required == "waiting_since" && !s.clocks.is_empty();
-        if !fields.contains_key(required) && !from_clock {
+        let named = s.fields.keys().any(|c| c.eq_ignore_ascii_case(required));
+        if !named && !from_clock {
             p.add(
                 format!("source.fields.{required}"),
                 "missing: the JSON pointer of this required column",
@@ -605,16 +642,27 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
             .take("source.max_page_bytes", parse_bytes(raw))
             .unwrap_or(DEFAULT_MAX_PAGE_BYTES),
     };
-    let allowed_origins = s
+    let allowed_origins: Vec<String> = s
         .allowed_origins
         .iter()
         .flatten()
         .enumerate()
         .filter_map(|(i, text)| p.take(&format!("source.allowed_origins[{i}]"), parse_origin(text)))
         .collect();
+    let source_url = reqwest::Url::parse(url).ok();
+    let sideload = http_fields::joins(p, s, source_url.as_ref(), &allowed_origins);
+    if let Some(pointer) = &s.items_by_id
+        && !pointer.starts_with('/')
+    {
+        p.add(
+            "source.items_by_id",
+            format!("\"{pointer}\" is not a JSON pointer (it starts with /)"),
+        );
+    }
     Some(HttpSourceSettings {
         auth,
         items: s.items.clone().unwrap_or_default(),
+        items_by_id: s.items_by_id.clone(),
         fields,
         extra_fields: s.extra_fields.unwrap_or(false),
         pagination,
@@ -628,16 +676,8 @@ fn http_settings(p: &mut Problems, s: &RawSource) -> Option<HttpSourceSettings> 
             .waiting_states
             .as_ref()
             .map(|list| list.iter().map(|v| v.to_lowercase()).collect()),
-        sideload: s
-            .sideload
-            .iter()
-            .map(|(name, raw)| Sideload {
-                name: name.clone(),
-                items: raw.items.clone(),
-                key: raw.key.clone(),
-                reference: raw.reference.clone(),
-            })
-            .collect(),
+        waiting_when: http_fields::waiting_when(p, s),
+        sideload,
     })
 }
 

@@ -110,7 +110,9 @@ pub fn ticket_from_row(
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
     let customer_name = text("customer_name")?;
-    let language = text("language")?;
+    // Helpdesks store locales ("de-de", "en-US"); matchers, templates and
+    // webhooks see the language code.
+    let language = text("language")?.and_then(|l| crate::ticket::language_code(&l));
     let mut timezone = text("timezone")?.filter(|s| !s.trim().is_empty());
     let thread_message_id = text("thread_message_id")?;
     if let Some(zone_name) = &timezone

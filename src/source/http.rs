@@ -13,7 +13,7 @@ use reqwest::redirect;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::columns::{Cell, parse_timestamp_text};
+use super::items::{self, Join, Mapper};
 use super::page::{self, PageError};
 use super::sql::CellRow;
 use crate::config::{HttpAuth, HttpSourceSettings, Pagination, SourceSettings};
@@ -123,11 +123,12 @@ impl HttpSource {
                 set_param(&mut url, size_param, &size.to_string());
             }
         }
+        let lookups = self.lookups(&home, deadline).await?;
         let mut rows = 0usize;
         for page in 1..=self.settings.max_pages {
             let (headers, bytes) = self.fetch(&url, &home, deadline).await?;
             let shown = redact_url(url.as_str());
-            let (body, items) = self.decode(&bytes, rows).map_err(|e| match e {
+            let (body, items) = self.decode(&bytes, rows, &lookups).map_err(|e| match e {
                 PageError::NotJson(e) => anyhow::anyhow!("GET {shown}: the body is not JSON: {e}"),
                 PageError::NoList => anyhow::anyhow!(
                     "GET {shown}: page {page}: the items pointer \"{}\" does not resolve to a list",
@@ -220,24 +221,126 @@ impl HttpSource {
 
     /// One page's items as cells, counted against what is left of
     /// `max_rows` while they are decoded; the rest of the page (next-page
-    /// pointers, side-loaded lists) as JSON.
-    fn decode(&self, bytes: &[u8], rows: usize) -> Result<(Value, Vec<CellRow>), PageError> {
+    /// pointers, side-loaded lists) as JSON. `lookups` are this poll's
+    /// `source.lookup` lists by name.
+    fn decode(
+        &self,
+        bytes: &[u8],
+        rows: usize,
+        lookups: &HashMap<String, HashMap<String, Value>>,
+    ) -> Result<(Value, Vec<CellRow>), PageError> {
         let budget = self.settings.max_rows.saturating_sub(rows);
         let items = &self.settings.items;
-        if self.settings.sideload.is_empty() {
+        let mapper = Mapper {
+            settings: &self.settings,
+            zone: self.zone,
+        };
+        let from_page = self.settings.items_by_id.is_some()
+            || self.settings.sideload.iter().any(|s| s.url.is_none());
+        if !from_page {
             // Each item becomes its cells at once; its JSON is dropped.
-            let page = page::decode(bytes, items, budget, |item| self.cells(item, &[]))?;
+            let joins = self.joins(lookups, &[]);
+            let page = page::decode(bytes, items, budget, |item| mapper.cells(item, &joins))?;
             return Ok((page.body, page.items));
         }
         // Side-loaded lists may come after the items: join at the end.
         let page = page::decode(bytes, items, budget, |item| item)?;
-        let sideloaded = self.sideloaded(&page.body);
+        let indexed: Vec<HashMap<String, Value>> = self
+            .settings
+            .sideload
+            .iter()
+            .filter(|s| s.url.is_none())
+            .map(|s| {
+                let list = page.body.pointer(&s.items).unwrap_or(&Value::Null);
+                items::index(list, &s.key).unwrap_or_default()
+            })
+            .collect();
+        let joins = self.joins(lookups, &indexed);
+        let objects = self.settings.items_by_id.as_ref().map(|pointer| {
+            let found = page.body.pointer(pointer).unwrap_or(&Value::Null);
+            (pointer, items::index(found, "/id").unwrap_or_default())
+        });
         let cells = page
             .items
             .into_iter()
-            .map(|item| self.cells(item, &sideloaded))
+            .map(|item| match &objects {
+                None => mapper.cells(item, &joins),
+                Some((pointer, objects)) => match items::scalar_text(&item) {
+                    Some(id) => match objects.get(&id) {
+                        Some(object) => mapper.cells(object.clone(), &joins),
+                        None => invalid_id(format!(
+                            "the page lists {id} at {items}, but {pointer} has no object for it"
+                        )),
+                    },
+                    None => invalid_id(format!(
+                        "an item at {items} is not an id (source.items_by_id reads ids there): {}",
+                        crate::logging::clip(&item.to_string(), 60)
+                    )),
+                },
+            })
             .collect();
         Ok((page.body, cells))
+    }
+
+    /// Every join of the source with its objects: lookups by name, the
+    /// page's side-loaded ones in order from `indexed`.
+    fn joins<'a>(
+        &'a self,
+        lookups: &'a HashMap<String, HashMap<String, Value>>,
+        indexed: &'a [HashMap<String, Value>],
+    ) -> Vec<Join<'a>> {
+        let mut from_page = indexed.iter();
+        self.settings
+            .sideload
+            .iter()
+            .filter_map(|load| match &load.url {
+                Some(_) => lookups.get(&load.name).map(|index| (load, index)),
+                None => from_page.next().map(|index| (load, index)),
+            })
+            .collect()
+    }
+
+    /// This poll's `source.lookup` lists, fetched once, before the pages,
+    /// with the source's credentials (their origins were checked when the
+    /// config loaded, and are checked again here). One that cannot be read
+    /// fails the poll, naming it.
+    async fn lookups(
+        &self,
+        home: &str,
+        deadline: Instant,
+    ) -> anyhow::Result<HashMap<String, HashMap<String, Value>>> {
+        let mut out = HashMap::new();
+        let base = reqwest::Url::parse(&self.url)
+            .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))?;
+        for load in &self.settings.sideload {
+            let Some(target) = &load.url else { continue };
+            let name = &load.name;
+            let url = base
+                .join(target)
+                .map_err(|e| anyhow::anyhow!("source.lookup.{name}.url: {e}"))?;
+            let shown = redact_url(url.as_str());
+            if !self.trusted(home, &origin(&url)) {
+                anyhow::bail!(
+                    "source.lookup.{name}: {shown} is on another origin than source.url's {home}"
+                );
+            }
+            let (_, bytes) = self
+                .fetch(&url, home, deadline)
+                .await
+                .map_err(|e| anyhow::anyhow!("source.lookup.{name}: {e:#}"))?;
+            let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                anyhow::anyhow!("source.lookup.{name}: GET {shown}: the body is not JSON: {e}")
+            })?;
+            let list = body.pointer(&load.items).unwrap_or(&Value::Null);
+            let index = items::index(list, &load.key).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "source.lookup.{name}: GET {shown}: the items pointer \"{}\" does not resolve to a list or an object",
+                    load.items
+                )
+            })?;
+            out.insert(name.clone(), index);
+        }
+        Ok(out)
     }
 
     /// One page's body, honouring 429/503 `Retry-After` within the poll's
@@ -332,154 +435,12 @@ impl HttpSource {
         }
         anyhow::bail!("GET {shown}: still throttled after {MAX_THROTTLED_RETRIES} retries")
     }
-
-    /// Side-loaded lists of a page, indexed by their key.
-    fn sideloaded(&self, body: &Value) -> Vec<HashMap<String, Value>> {
-        self.settings
-            .sideload
-            .iter()
-            .map(|s| {
-                let list = body
-                    .pointer(&s.items)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                list.into_iter()
-                    .filter_map(|obj| Some((scalar_text(obj.pointer(&s.key)?)?, obj)))
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// One item as contract columns.
-    fn cells(&self, mut item: Value, sideloaded: &[HashMap<String, Value>]) -> CellRow {
-        for (load, index) in self.settings.sideload.iter().zip(sideloaded) {
-            let joined = item
-                .pointer(&load.reference)
-                .and_then(scalar_text)
-                .and_then(|key| index.get(&key).cloned());
-            if let (Some(obj), Some(joined)) = (item.as_object_mut(), joined) {
-                obj.insert(load.name.clone(), joined);
-            }
-        }
-        let mut cells: Vec<(String, Cell)> = self
-            .settings
-            .fields
-            .iter()
-            .map(|(column, pointers)| {
-                // A waiting_since field that is not there at all (not even
-                // null) is a mapping that broke, not a wait that ended:
-                // read as "ended" it would cancel every notice.
-                let absent =
-                    column == "waiting_since" && pointers.iter().all(|p| item.pointer(p).is_none());
-                let cell = if absent {
-                    Cell::Invalid(format!(
-                        "the item has no field {}; check source.fields.waiting_since",
-                        pointers.join(" or ")
-                    ))
-                } else {
-                    self.resolve(&item, pointers)
-                };
-                (column.clone(), cell)
-            })
-            .collect();
-        if let Some(states) = &self.settings.waiting_states {
-            let state = cells
-                .iter()
-                .find(|(c, _)| c == "state")
-                .map(|(_, v)| v.clone());
-            // Numbers count too (Freshdesk's `"status": 2`).
-            let text = match &state {
-                Some(Cell::Text(s)) => Some(s.to_lowercase()),
-                Some(Cell::Int(i)) => Some(i.to_string()),
-                Some(Cell::Float(f)) => Some(f.to_string()),
-                Some(Cell::Number(digits)) => Some(digits.clone()),
-                Some(Cell::Bool(b)) => Some(b.to_string()),
-                _ => None,
-            };
-            let waiting = text.is_some_and(|t| states.contains(&t));
-            if !waiting {
-                // Not a waiting state: the row reports a wait that ended.
-                for (column, cell) in cells.iter_mut() {
-                    if column == "waiting_since" {
-                        *cell = Cell::Null;
-                    }
-                }
-            }
-        }
-        if self.settings.extra_fields
-            && let Some(obj) = item.as_object()
-        {
-            let mapped: Vec<String> = self
-                .settings
-                .fields
-                .values()
-                .flatten()
-                .filter_map(|p| p.strip_prefix('/'))
-                .map(|p| p.split('/').next().unwrap_or("").to_owned())
-                .collect();
-            for (key, value) in obj {
-                if !mapped.contains(key)
-                    && !cells.iter().any(|(c, _)| c == key)
-                    && !value.is_object()
-                    && !value.is_array()
-                {
-                    cells.push((key.clone(), cell_of(value)));
-                }
-            }
-        }
-        cells
-    }
-
-    /// The value at the first pointer, or with several pointers the latest
-    /// timestamp among them (e.g. last agent or last customer contact).
-    fn resolve(&self, item: &Value, pointers: &[String]) -> Cell {
-        let values: Vec<&Value> = pointers
-            .iter()
-            .filter_map(|p| item.pointer(p))
-            .filter(|v| !v.is_null())
-            .collect();
-        if values.len() > 1 {
-            let latest = values
-                .iter()
-                .filter_map(|v| {
-                    v.as_str()
-                        .and_then(|s| parse_timestamp_text(s, self.zone).ok())
-                        .or_else(|| v.as_i64().and_then(|s| DateTime::from_timestamp(s, 0)))
-                })
-                .max();
-            if let Some(latest) = latest {
-                return Cell::Timestamp(latest);
-            }
-        }
-        values.first().map_or(Cell::Null, |v| cell_of(v))
-    }
 }
 
-fn cell_of(value: &Value) -> Cell {
-    match value {
-        Value::Null => Cell::Null,
-        Value::Bool(b) => Cell::Bool(*b),
-        // u64 ids above i64 keep their digits; only real fractions (and
-        // integers beyond u64, which serde_json has already rounded) are
-        // floats, and the contract refuses a float id it cannot keep.
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Cell::Int(i),
-            (None, Some(u), _) => Cell::Number(u.to_string()),
-            (None, None, Some(f)) => Cell::Float(f),
-            (None, None, None) => Cell::Null,
-        },
-        Value::String(s) => Cell::Text(s.clone()),
-        other => Cell::Text(other.to_string()),
-    }
-}
-
-fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+/// A row that says only why its item could not be read: the column
+/// contract skips it, naming the reason.
+fn invalid_id(reason: String) -> CellRow {
+    vec![("id".to_owned(), super::columns::Cell::Invalid(reason))]
 }
 
 fn set_param(url: &mut reqwest::Url, name: &str, value: &str) {

@@ -4,6 +4,7 @@
 
 pub mod columns;
 pub mod http;
+mod items;
 mod page;
 pub mod sql;
 mod sql_cells;

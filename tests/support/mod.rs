@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod library;
 pub mod mariadb;
 pub mod postgres;
+pub mod presets;
 pub mod shapes;
 mod smtp;
 mod webhook;

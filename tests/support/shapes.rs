@@ -1,10 +1,11 @@
 //! JSON in the shapes that helpdesk APIs document, for the local API server:
-//! Zendesk (tickets, users, ticket metric sets), Zammad (expanded tickets),
+//! Zendesk (tickets, users, ticket metric sets), Zammad (ticket search with
+//! its assets, ticket states and priorities),
 //! Freshdesk (tickets with `include=requester,stats`) and Help Scout
 //! (Mailbox API 2.0 conversations). Field names and value types follow each
 //! vendor's API reference; values are made up.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::ago;
@@ -146,91 +147,294 @@ pub fn zendesk_metric_set(
     })
 }
 
-/// A Zammad ticket as `expand=true` returns it: every column plus the
-/// names of its associations (`state`, `priority`, `group`, `customer` =
-/// the customer's login, …).
-pub struct ZammadTicket<'a> {
-    pub id: i64,
-    pub state: &'a str,
-    pub customer: &'a str,
-    pub created_at: String,
-    pub last_contact_agent_at: Option<String>,
-    pub last_contact_customer_at: Option<String>,
+/// Zammad's seeded ticket states (db/seeds/ticket_states.rb) as
+/// `GET /api/v1/ticket_states` lists them: id, name, state_type_id (1 new,
+/// 2 open, 3 pending reminder, 4 pending action, 5 closed, 6 merged,
+/// 7 removed).
+pub const ZAMMAD_STATES: &[(i64, &str, i64)] = &[
+    (1, "new", 1),
+    (2, "open", 2),
+    (3, "pending reminder", 3),
+    (4, "closed", 5),
+    (5, "merged", 6),
+    (6, "removed", 7),
+    (7, "pending close", 4),
+];
+
+/// Zammad's seeded priorities: id, name (with its number prefix).
+pub const ZAMMAD_PRIORITIES: &[(i64, &str)] = &[(1, "1 low"), (2, "2 normal"), (3, "3 high")];
+
+/// `GET /api/v1/ticket_states`: the seeded states and `custom` ones.
+pub fn zammad_ticket_states(custom: &[(i64, &str, i64)]) -> Value {
+    let states: Vec<Value> = ZAMMAD_STATES
+        .iter()
+        .chain(custom)
+        .map(|(id, name, type_id)| {
+            json!({
+                "id": id, "state_type_id": type_id, "name": name,
+                "next_state_id": if *name == "pending close" { json!(4) } else { Value::Null },
+                "ignore_escalation": *type_id > 2, "default_create": *id == 1,
+                "default_follow_up": *id == 2, "note": null, "active": *id != 6,
+                "updated_by_id": 1, "created_by_id": 1,
+                "created_at": "2021-11-03T11:51:13.504Z", "updated_at": "2021-11-03T11:51:13.520Z"
+            })
+        })
+        .collect();
+    Value::Array(states)
 }
 
-impl ZammadTicket<'_> {
+/// `GET /api/v1/ticket_priorities`.
+pub fn zammad_ticket_priorities() -> Value {
+    let list: Vec<Value> = ZAMMAD_PRIORITIES
+        .iter()
+        .map(|(id, name)| {
+            json!({
+                "id": id, "name": name, "default_create": *id == 2,
+                "ui_icon": if *id == 3 { json!("important") } else { Value::Null },
+                "ui_color": if *id == 3 { json!("high-priority") } else { Value::Null },
+                "note": null, "active": true, "updated_by_id": 1, "created_by_id": 1,
+                "created_at": "2021-11-03T11:51:13.540Z", "updated_at": "2021-11-03T11:51:13.540Z"
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// A Zammad user (a customer) as the search's `assets.User` carries it.
+#[derive(Clone, Debug)]
+pub struct ZammadUser {
+    pub id: i64,
+    pub login: String,
+    /// Zammad stores "" for a customer without an address.
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    /// preferences.locale, e.g. "de-de"; absent when the customer never set one.
+    pub locale: Option<String>,
+}
+
+impl ZammadUser {
+    pub fn new(id: i64, email: &str, firstname: &str, lastname: &str) -> Self {
+        Self {
+            id,
+            login: email.to_owned(),
+            email: email.to_owned(),
+            firstname: firstname.to_owned(),
+            lastname: lastname.to_owned(),
+            locale: None,
+        }
+    }
+
+    pub fn locale(mut self, locale: &str) -> Self {
+        self.locale = Some(locale.to_owned());
+        self
+    }
+
     pub fn json(&self) -> Value {
-        let (state_id, priority) = match self.state {
-            "new" => (1, "2 normal"),
-            "open" => (2, "2 normal"),
-            "pending reminder" => (3, "1 low"),
-            "closed" => (4, "2 normal"),
-            "merged" => (5, "2 normal"),
-            _ => (7, "3 high"),
+        let mut preferences = json!({"notification_sound": {"enabled": true}});
+        if let (Some(locale), Some(p)) = (&self.locale, preferences.as_object_mut()) {
+            p.insert("locale".into(), json!(locale));
+        }
+        json!({
+            "id": self.id, "organization_id": null, "login": self.login,
+            "firstname": self.firstname, "lastname": self.lastname, "email": self.email,
+            "image": null, "image_source": null, "web": "", "password": "", "phone": "",
+            "fax": "", "mobile": "", "department": "", "street": "", "zip": "", "city": "",
+            "country": "", "address": "", "vip": false, "verified": false, "active": true,
+            "note": "", "last_login": null, "source": null, "login_failed": 0,
+            "out_of_office": false, "preferences": preferences,
+            "updated_by_id": 1, "created_by_id": 1,
+            "created_at": "2021-11-03T11:51:13.759Z", "updated_at": "2021-11-03T11:51:13.759Z",
+            "role_ids": [3], "organization_ids": [], "authorization_ids": [], "group_ids": {},
+            "accounts": {}
+        })
+    }
+}
+
+/// A Zammad ticket and its history of articles, kept as Zammad keeps the
+/// contact times (Ticket::Article::HasTicketContactAttributesImpact, with
+/// the default ticket_last_contact_behaviour "check_if_agent_already_replied"):
+/// only public articles of a communication type from the customer or an
+/// agent count; a customer's follow-up before an agent replied moves none.
+/// Times are fixed when an article is added (`at` seconds before now), so
+/// every poll reads the same instants.
+#[derive(Clone, Debug)]
+pub struct ZammadTicket {
+    pub id: i64,
+    pub state_id: i64,
+    pub priority_id: i64,
+    pub group_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_contact_at: Option<DateTime<Utc>>,
+    pub last_contact_agent_at: Option<DateTime<Utc>>,
+    pub last_contact_customer_at: Option<DateTime<Utc>>,
+    pub article_count: i64,
+    pub customer: ZammadUser,
+}
+
+/// Zammad's millisecond timestamps.
+fn zammad_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn zammad_at(t: Option<DateTime<Utc>>) -> Value {
+    t.map_or(Value::Null, |t| json!(zammad_time(t)))
+}
+
+fn secs_ago(secs: i64) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::seconds(secs)
+}
+
+impl ZammadTicket {
+    /// Opened by the customer's first message `created` seconds ago, in
+    /// state `open`, priority "2 normal".
+    pub fn opened(id: i64, created: i64, customer: ZammadUser) -> Self {
+        let mut t = Self {
+            id,
+            state_id: 2,
+            priority_id: 2,
+            group_id: 1,
+            created_at: secs_ago(created),
+            updated_at: secs_ago(created),
+            last_contact_at: None,
+            last_contact_agent_at: None,
+            last_contact_customer_at: None,
+            article_count: 0,
+            customer,
         };
-        let last_contact = [&self.last_contact_agent_at, &self.last_contact_customer_at]
-            .into_iter()
-            .flatten()
-            .max()
-            .cloned();
+        t.customer_writes(created);
+        t
+    }
+
+    pub fn state(mut self, state_id: i64) -> Self {
+        self.state_id = state_id;
+        self
+    }
+
+    pub fn priority(mut self, priority_id: i64) -> Self {
+        self.priority_id = priority_id;
+        self
+    }
+
+    fn touch(&mut self, at: i64) -> DateTime<Utc> {
+        let at = secs_ago(at);
+        self.article_count += 1;
+        self.updated_at = self.updated_at.max(at);
+        at
+    }
+
+    /// A customer's email `at` seconds ago.
+    pub fn customer_writes(&mut self, at: i64) -> &mut Self {
+        let at = self.touch(at);
+        let again = self.last_contact_customer_at.is_some()
+            && self.last_contact_at.is_some()
+            && self.last_contact_customer_at == self.last_contact_at;
+        if again {
+            return self;
+        }
+        let agent_replied_since = match (self.last_contact_customer_at, self.last_contact_agent_at)
+        {
+            (None, _) | (_, None) => true,
+            (Some(customer), Some(agent)) => agent.timestamp() > customer.timestamp(),
+        };
+        if agent_replied_since {
+            self.last_contact_customer_at = Some(at);
+            self.last_contact_at = Some(at);
+        }
+        self
+    }
+
+    /// An agent's public email reply `at` seconds ago.
+    pub fn agent_replies(&mut self, at: i64) -> &mut Self {
+        let at = self.touch(at);
+        self.last_contact_agent_at = Some(at);
+        self.last_contact_at = Some(at);
+        self
+    }
+
+    /// An internal note `at` seconds ago: no contact.
+    pub fn internal_note(&mut self, at: i64) -> &mut Self {
+        self.touch(at);
+        self
+    }
+
+    pub fn number(&self) -> String {
+        format!("{}", 31000 + self.id)
+    }
+
+    /// The ticket as `assets.Ticket` carries it (`attributes_with_association_ids`).
+    pub fn json(&self) -> Value {
         let mut ticket = json!({
-            "id": self.id,
-            "group_id": 1,
-            "priority_id": 2,
-            "state_id": state_id,
-            "organization_id": null,
-            "number": format!("{}", 31000 + self.id),
-            "title": format!("Zammad ticket {}", self.id),
-            "owner_id": 1,
-            "customer_id": 100 + self.id,
-            "note": null,
-            "first_response_at": self.last_contact_agent_at,
-            "first_response_escalation_at": null,
-            "first_response_in_min": null,
-            "first_response_diff_in_min": null,
-            "close_at": null,
-            "close_escalation_at": null,
-            "close_in_min": null,
-            "close_diff_in_min": null,
-            "update_escalation_at": null,
-            "update_in_min": null,
-            "update_diff_in_min": null,
-            "last_close_at": null,
-            "last_contact_at": last_contact,
-            "last_contact_agent_at": self.last_contact_agent_at,
-            "last_contact_customer_at": self.last_contact_customer_at
+            "id": self.id, "group_id": self.group_id, "priority_id": self.priority_id,
+            "state_id": self.state_id, "organization_id": null, "number": self.number(),
+            "title": format!("Zammad ticket {}", self.id), "owner_id": 1,
+            "customer_id": self.customer.id, "note": null,
+            "first_response_at": zammad_at(self.last_contact_agent_at),
+            "first_response_escalation_at": null, "first_response_in_min": null,
+            "first_response_diff_in_min": null, "close_at": null, "close_escalation_at": null,
+            "close_in_min": null, "close_diff_in_min": null, "update_escalation_at": null,
+            "update_in_min": null, "update_diff_in_min": null, "last_close_at": null,
+            "last_contact_at": zammad_at(self.last_contact_at),
+            "last_contact_agent_at": zammad_at(self.last_contact_agent_at),
+            "last_contact_customer_at": zammad_at(self.last_contact_customer_at)
         });
         let rest = json!({
-            "last_owner_update_at": null,
-            "create_article_type_id": 1,
-            "create_article_sender_id": 2,
-            "article_count": 2,
-            "escalation_at": null,
-            "pending_time": null,
-            "type": null,
-            "time_unit": null,
-            "preferences": {"channel_id": 3},
-            "updated_by_id": 3,
-            "created_by_id": 3,
-            "created_at": self.created_at,
-            "updated_at": zammad_ago(60),
+            "last_owner_update_at": null, "create_article_type_id": 1,
+            "create_article_sender_id": 2, "article_count": self.article_count,
+            "escalation_at": null, "pending_time": null, "type": null, "time_unit": null,
+            "preferences": {"channel_id": 3}, "updated_by_id": self.customer.id,
+            "created_by_id": self.customer.id, "created_at": zammad_time(self.created_at),
+            "updated_at": zammad_time(self.updated_at),
             "article_ids": [self.id * 10, self.id * 10 + 1],
-            "ticket_time_accounting_ids": [],
-            "group": "Users",
-            "priority": priority,
-            "state": self.state,
-            "owner": "-",
-            "customer": self.customer,
-            "created_by": self.customer,
-            "updated_by": self.customer,
-            "create_article_type": "email",
-            "create_article_sender": "Customer"
+            "ticket_time_accounting_ids": [], "mention_user_ids": [], "tag_ids": []
         });
         if let (Some(ticket), Value::Object(rest)) = (ticket.as_object_mut(), rest) {
             ticket.extend(rest);
         }
         ticket
     }
+}
+
+/// A Zammad group as the assets carry it.
+pub fn zammad_group(id: i64, name: &str) -> Value {
+    json!({
+        "id": id, "signature_id": 1, "email_address_id": 1, "name": name,
+        "assignment_timeout": null, "follow_up_possible": "yes", "follow_up_assignment": true,
+        "active": true, "note": "Standard Group/Pool for Tickets.", "updated_by_id": 1,
+        "created_by_id": 1, "created_at": "2021-11-03T11:51:13.759Z",
+        "updated_at": "2021-11-03T11:51:13.759Z", "user_ids": [1]
+    })
+}
+
+/// `GET /api/v1/tickets/search?query=…&page=N&per_page=M` without
+/// `expand`: the page's ticket ids and their assets keyed by id (the
+/// tickets, their customers and the owner, their groups); an empty page
+/// past the end (`assets` then holds nothing).
+pub fn zammad_search_page(tickets: &[ZammadTicket], page: usize, per_page: usize) -> Value {
+    let start = page.saturating_sub(1).saturating_mul(per_page);
+    let slice: Vec<&ZammadTicket> = tickets.iter().skip(start).take(per_page).collect();
+    let mut ticket_assets = serde_json::Map::new();
+    let mut users = serde_json::Map::new();
+    let mut groups = serde_json::Map::new();
+    for t in &slice {
+        ticket_assets.insert(t.id.to_string(), t.json());
+        users.insert(t.customer.id.to_string(), t.customer.json());
+        groups.insert(t.group_id.to_string(), zammad_group(t.group_id, "Users"));
+    }
+    let mut assets = serde_json::Map::new();
+    if !slice.is_empty() {
+        let owner = ZammadUser::new(1, "", "-", "");
+        users.insert("1".into(), owner.json());
+        assets.insert("Ticket".into(), Value::Object(ticket_assets));
+        assets.insert("User".into(), Value::Object(users));
+        assets.insert("Group".into(), Value::Object(groups));
+    }
+    json!({
+        "tickets": slice.iter().map(|t| t.id).collect::<Vec<_>>(),
+        "tickets_count": slice.len(),
+        "assets": assets
+    })
 }
 
 /// A Freshdesk ticket (`GET /api/v2/tickets?include=requester,stats`):
