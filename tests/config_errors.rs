@@ -346,7 +346,7 @@ fn a_clock_that_is_not_a_clock_is_an_error_naming_the_choices() {
     assert_rejected(&setup, "source.clock");
     let stderr = String::from_utf8_lossy(&setup.cli(&["check-config"]).stderr).into_owned();
     assert!(
-        stderr.contains("last_public_contact, agent_updates, customer_message"),
+        stderr.contains("last_public_contact (default), agent_updates, customer_message"),
         "{stderr}"
     );
 }

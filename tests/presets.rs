@@ -8,13 +8,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use support::mariadb::MariaDbDatabase;
 use support::postgres::PgDatabase;
-use support::{Setup, text, toml_str};
+use support::{Setup, SmtpSink, text, toml_str};
 
 /// `after` of the test policies' first notice.
 const AFTER_SECS: i64 = 3600;
@@ -268,6 +269,8 @@ enum Written {
     Agent,
     /// An agent's internal note.
     InternalNote,
+    /// An agent's note the customer may see (not a communication type).
+    PublicNote,
     /// A customer's email.
     Customer,
     /// A customer-side auto-response (an out-of-office mail).
@@ -292,7 +295,7 @@ struct Seeded {
 const H: i64 = 3600;
 const M: i64 = 60;
 
-use Written::{Agent, Customer, CustomerAutoResponse, InternalNote, SystemAutoReply};
+use Written::{Agent, Customer, CustomerAutoResponse, InternalNote, PublicNote, SystemAutoReply};
 
 /// Tickets in every state Zammad seeds; 1 to 4 and 9 wait (state types new
 /// and open), the others do not.
@@ -342,12 +345,12 @@ const ZAMMAD_TICKETS: [Seeded; 9] = [
         customer_message: None,
     },
     // An agent took the call and wrote the ticket 8 h ago, then only
-    // internal notes.
+    // notes, an internal one and one the customer may see.
     Seeded {
         id: 4,
         state: "open",
         created: 8 * H,
-        articles: &[(8 * H, Agent), (4 * H, InternalNote)],
+        articles: &[(8 * H, Agent), (4 * H, InternalNote), (2 * H, PublicNote)],
         last_public_contact: Some(8 * H),
         agent_updates: Some(8 * H),
         customer_message: None,
@@ -511,6 +514,7 @@ fn zammad_article(db: &PgDatabase, now: DateTime<Utc>, ticket: i64, at: i64, wri
     let (sender, type_id, internal, by, preferences) = match written {
         Agent => (1, 1, false, 2, "NULL"),
         InternalNote => (1, 10, true, 2, "NULL"),
+        PublicNote => (1, 10, false, 2, "NULL"),
         Customer => (2, 1, false, customer, "NULL"),
         CustomerAutoResponse => (
             2,
