@@ -12,71 +12,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde_json::Value;
 use support::mariadb::MariaDbDatabase;
 use support::postgres::PgDatabase;
+use support::presets::{H, has_line, plan, preset_setup, sources_test, waiting_since};
 use support::{Setup, SmtpSink, text, toml_str};
-
-/// `after` of the test policies' first notice.
-const AFTER_SECS: i64 = 3600;
-
-/// A config whose `[source]` is only `preset = NAME` (plus what the test
-/// adds), with one email policy (notice 1 after `after`) to `mail_port`.
-fn preset_setup(preset: &str, after: &str, mail_port: u16) -> Setup {
-    let mut setup = Setup::new();
-    for key in ["source.kind", "source.url", "source.query"] {
-        setup.unset(key);
-    }
-    setup.set("source.preset", &toml_str(preset));
-    setup.email_channel("mail", mail_port, "");
-    setup.policy(
-        "first-notice",
-        &format!(
-            "after = {}\nchannel = \"mail\"\ntemplate = \"interim\"",
-            toml_str(after)
-        ),
-    );
-    setup
-}
-
-/// `interim plan --format json` over ten years, by ticket id.
-fn plan(setup: &Setup) -> BTreeMap<String, Value> {
-    let json = setup
-        .json(&["plan", "--format", "json", "--horizon", "3650d"])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let rows = json.as_array().expect("plan --format json prints an array");
-    rows.iter()
-        .map(|r| (text(&r["ticket_id"]), r.clone()))
-        .collect()
-}
-
-fn instant(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// The `waiting_since` the daemon read: notice 1's due time minus `after`.
-fn waiting_since(row: &Value) -> DateTime<Utc> {
-    instant(row["due_at"].as_str().unwrap_or_default()) - chrono::Duration::seconds(AFTER_SECS)
-}
-
-fn sources_test(setup: &Setup) -> String {
-    let out = setup.cli(&["sources", "test", "--rows", "20"]);
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "sources test failed:\n{all}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn has_line(output: &str, needles: &[&str]) -> bool {
-    output
-        .lines()
-        .any(|line| needles.iter().all(|n| line.contains(n)))
-}
 
 // ---------------------------------------------------------------- zammad-db
 
@@ -292,7 +231,6 @@ struct Seeded {
     customer_message: Option<i64>,
 }
 
-const H: i64 = 3600;
 const M: i64 = 60;
 
 use Written::{Agent, Customer, CustomerAutoResponse, InternalNote, PublicNote, SystemAutoReply};
@@ -573,19 +511,25 @@ fn zammad_db_mailing(db: &PgDatabase, after: &str, mail_port: u16) -> Setup {
     setup
 }
 
-/// The tickets `plan` lists under `clock`, with when each wait began, must
-/// be exactly those the table says wait under it.
+/// The waits `plan` reads under `clock` are the table's.
 fn assert_zammad_clock(setup: &Setup, clock: &str, now: DateTime<Utc>) {
-    let plan = plan(setup);
-    let expected: BTreeMap<String, DateTime<Utc>> = ZAMMAD_TICKETS
+    let expected = ZAMMAD_TICKETS
         .iter()
         .filter_map(|t| Some((t.id.to_string(), t.waiting_since(clock, now)?)))
         .collect();
+    assert_clock(setup, clock, &expected);
+}
+
+/// The tickets `plan` lists under `clock`, with when each wait began, must
+/// be exactly `expected`; `sources test` names the clock, and the preset's
+/// re-check reads the first ticket as the poll did.
+fn assert_clock(setup: &Setup, clock: &str, expected: &BTreeMap<String, DateTime<Utc>>) {
+    let plan = plan(setup);
     let read: BTreeMap<String, DateTime<Utc>> = plan
         .iter()
         .map(|(id, row)| (id.clone(), waiting_since(row)))
         .collect();
-    assert_eq!(read, expected, "waits under clock {clock}\n{plan:#?}");
+    assert_eq!(&read, expected, "waits under clock {clock}\n{plan:#?}");
     let out = sources_test(setup);
     assert!(has_line(&out, &[&format!("clock: {clock} (")]), "{out}");
     assert!(
@@ -1215,35 +1159,20 @@ fn znuny_db_selects_new_and_open_tickets_since_the_newest_visible_article() {
     assert!(has_line(&out, &["extra", "\"pending_until\":0"]), "{out}");
 }
 
-/// The tickets `plan` lists under `clock`, with when each wait began, must
-/// be exactly those the table says wait under it; the re-check agrees.
+/// The waits `plan` reads under `clock` are the table's.
 fn assert_znuny_clock(setup: &Setup, clock: &str, now: DateTime<Utc>) {
     let index = ZNUNY_CLOCKS
         .iter()
         .position(|c| *c == clock)
         .unwrap_or_else(|| panic!("no clock {clock}"));
-    let expected: BTreeMap<String, DateTime<Utc>> = ZNUNY_TICKETS
+    let expected = ZNUNY_TICKETS
         .iter()
         .filter_map(|t| {
             let secs = t.clocks[index]?;
             Some((t.id.to_string(), now - chrono::Duration::seconds(secs)))
         })
         .collect();
-    let plan = plan(setup);
-    let read: BTreeMap<String, DateTime<Utc>> = plan
-        .iter()
-        .map(|(id, row)| (id.clone(), waiting_since(row)))
-        .collect();
-    assert_eq!(read, expected, "waits under clock {clock}\n{plan:#?}");
-    let out = sources_test(setup);
-    assert!(has_line(&out, &[&format!("clock: {clock} (")]), "{out}");
-    assert!(
-        has_line(
-            &out,
-            &["recheck_query: re-read ticket", "still waiting since"]
-        ),
-        "the preset's re-check reads the first ticket as the poll did\n{out}"
-    );
+    assert_clock(setup, clock, &expected);
 }
 
 #[test]
