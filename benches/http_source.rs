@@ -281,7 +281,7 @@ async fn read_with_source(url: &str) -> (usize, Result<(), String>) {
 
 /// The bare loop: each page whole into one `Value`, items counted.
 async fn read_bare(url: &str) -> anyhow::Result<usize> {
-    interim::channels::install_crypto_provider();
+    interim::net::install_crypto_provider();
     let client = reqwest::Client::new();
     let mut next = Some(url.to_owned());
     let mut tickets = 0;

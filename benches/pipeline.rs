@@ -488,7 +488,7 @@ async fn bare_webhook_loop(
     n: usize,
     what: &str,
 ) -> anyhow::Result<()> {
-    interim::channels::install_crypto_provider();
+    interim::net::install_crypto_provider();
     let client = reqwest::Client::new();
     let body = serde_json::to_vec(
         &serde_json::json!({"type": "interim.notice", "message": {"subject": "x".repeat(60), "text": "y".repeat(600)}}),

@@ -118,6 +118,12 @@ pub fn human_duration(duration: std::time::Duration) -> String {
         .join(" ")
 }
 
+/// An instant as every output of ours writes it: RFC 3339 in UTC, whole
+/// seconds (`2026-12-03T14:00:00Z`).
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod human_duration_tests {
     use super::human_duration;

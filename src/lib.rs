@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod http;
 pub mod ledger;
 pub mod logging;
+pub mod net;
 pub mod notice;
 pub mod planner;
 pub mod policy;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::channels::rfc3339;
 use crate::cli::Format;
+use crate::clock::rfc3339;
 use crate::config::{ChannelKind, Config, Settings};
 use crate::planner;
 use crate::policy::Policy;

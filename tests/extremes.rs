@@ -244,7 +244,7 @@ proptest! {
         // chrono's RFC 2822 writer refuses years past 9999; a header need not.
         let http_date = date.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         for header in [seconds.to_string(), http_date, "Thu, 01 Jan 1970 00:00:00 GMT".into(), format!("{seconds}{seconds}")] {
-            let wanted = interim::channels::webhook::parse_retry_after(&header, now);
+            let wanted = interim::net::parse_retry_after(&header, now);
             let _ = interim::retry::decide(retry, attempts, first, now, wanted);
         }
     }

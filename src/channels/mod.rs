@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::clock::rfc3339;
 use crate::config::{ChannelKind, Settings};
 use crate::templates::Message;
 use crate::ticket::Ticket;
@@ -105,8 +106,7 @@ impl Channel {
 /// Builds every configured channel; one HTTP client is shared by all
 /// webhooks.
 pub fn build(settings: &Settings) -> anyhow::Result<BTreeMap<String, Arc<Channel>>> {
-    install_crypto_provider();
-    let http = webhook::client()?;
+    let http = crate::net::client()?;
     settings
         .channels
         .iter()
@@ -121,15 +121,6 @@ pub fn build(settings: &Settings) -> anyhow::Result<BTreeMap<String, Arc<Channel
             Ok((name.clone(), Arc::new(channel)))
         })
         .collect()
-}
-
-/// rustls needs one process-wide crypto provider; we use ring everywhere.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The JSON document of a notice: the webhook body and the file channel's

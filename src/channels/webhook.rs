@@ -2,8 +2,6 @@
 //! stable across retries; the timestamp and signature are made anew for
 //! every attempt.
 
-use std::time::Duration;
-
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
@@ -11,21 +9,11 @@ use sha2::Sha256;
 
 use super::{DeliveryError, Outgoing, Refusal, notice_document};
 use crate::config::WebhookSettings;
+use crate::net::parse_retry_after;
 
 pub struct WebhookChannel {
     settings: WebhookSettings,
     client: reqwest::Client,
-}
-
-/// The shared HTTP client: no redirects followed (a redirect of a signed
-/// notice is a receiver misconfiguration to surface, not to follow).
-pub fn client() -> anyhow::Result<reqwest::Client> {
-    super::install_crypto_provider();
-    Ok(reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("interim/", env!("CARGO_PKG_VERSION")))
-        .build()?)
 }
 
 /// `v1,BASE64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`.
@@ -116,21 +104,6 @@ impl WebhookChannel {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date, measured from `now`; a date
-/// in the past is no wait. Whatever it says, the retry policy caps it.
-pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    if let Ok(secs) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    Some(
-        at.with_timezone(&chrono::Utc)
-            .signed_duration_since(now)
-            .to_std()
-            .unwrap_or_default(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,14 +119,5 @@ mod tests {
             sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds() {
-        assert_eq!(
-            parse_retry_after("120", chrono::Utc::now()),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after("soon", chrono::Utc::now()), None);
     }
 }

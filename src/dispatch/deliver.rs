@@ -95,7 +95,7 @@ impl Dispatcher {
         if !policy.window.still_sendable(claim.send_at, now) {
             let next = policy.window.first_send_instant(now);
             let at = next.unwrap_or(now + NO_WINDOW_RETRY);
-            debug!(next = %crate::channels::rfc3339(at), "outside the send window; held for the next one");
+            debug!(next = %crate::clock::rfc3339(at), "outside the send window; held for the next one");
             self.persist(claim, |n| async move {
                 self.store
                     .release(&n, Some(at), next.map(truncate_millis))
@@ -257,7 +257,7 @@ impl Dispatcher {
                 && free_at > now
             {
                 let next = policy.window.first_send_instant(free_at);
-                debug!(recipient, next = %crate::channels::rfc3339(next.unwrap_or(free_at)), "held by limits.per_recipient");
+                debug!(recipient, next = %crate::clock::rfc3339(next.unwrap_or(free_at)), "held by limits.per_recipient");
                 self.persist(claim, |n| async move {
                     self.store
                         .release(&n, Some(next.unwrap_or(free_at)), next.map(truncate_millis))
@@ -443,7 +443,7 @@ impl Dispatcher {
                             let next = policy.window.first_send_instant(at).unwrap_or(at);
                             (next, next)
                         };
-                        warn!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), attempt = attempts, retry_at = %crate::channels::rfc3339(at), "delivery failed; will retry");
+                        warn!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), attempt = attempts, retry_at = %crate::clock::rfc3339(at), "delivery failed; will retry");
                         let reason = reason.as_str();
                         self.persist(claim, |n| async move {
                             self.store

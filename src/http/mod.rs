@@ -100,7 +100,7 @@ pub async fn probe_health(listen: SocketAddr) -> anyhow::Result<()> {
     if target.ip().is_unspecified() {
         target.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
     }
-    let client = crate::channels::webhook::client()?;
+    let client = crate::net::client()?;
     let response = client
         .get(format!("http://{target}/healthz"))
         .timeout(std::time::Duration::from_secs(4))
@@ -185,7 +185,7 @@ fn stale_reason(at: chrono::DateTime<Utc>, max_age: std::time::Duration) -> Opti
 
 async fn readyz(State(state): State<AdminState>) -> Response {
     let (reason, last_poll) = readiness(&state).await;
-    let last_poll = last_poll.map(crate::channels::rfc3339);
+    let last_poll = last_poll.map(crate::clock::rfc3339);
     // Whether this instance polls the source (one of several sharing a store).
     let poller = state.store.is_poller();
     match reason {

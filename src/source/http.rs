@@ -48,7 +48,7 @@ fn origin(url: &reqwest::Url) -> String {
 /// the URL asked for, so credentials never travel with one (reqwest drops
 /// `Authorization` on a cross-host redirect, but not a custom header).
 fn client() -> anyhow::Result<reqwest::Client> {
-    crate::channels::install_crypto_provider();
+    crate::net::install_crypto_provider();
     let policy = redirect::Policy::custom(|attempt| {
         let home = attempt.previous().first().map(origin);
         if attempt.previous().len() > MAX_REDIRECTS {
@@ -109,7 +109,7 @@ impl HttpSource {
             let value = if self.settings.since_unix {
                 since.timestamp().to_string()
             } else {
-                crate::channels::rfc3339(since)
+                crate::clock::rfc3339(since)
             };
             set_param(&mut url, param, &value);
         }
@@ -389,9 +389,7 @@ impl HttpSource {
                     .headers()
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        crate::channels::webhook::parse_retry_after(v, chrono::Utc::now())
-                    })
+                    .and_then(|v| crate::net::parse_retry_after(v, chrono::Utc::now()))
                     .unwrap_or(Duration::from_secs(1));
                 // A Retry-After of u64::MAX seconds overflows an Instant.
                 if Instant::now()

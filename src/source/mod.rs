@@ -168,7 +168,7 @@ impl ChunkedPoll {
                                 column: "updated_at".into(),
                                 reason: format!(
                                     "{} lies in the future; the watermark stays at the poll's start",
-                                    crate::channels::rfc3339(at)
+                                    crate::clock::rfc3339(at)
                                 ),
                             });
                         }
