@@ -8,6 +8,7 @@ mod cleartext;
 mod http_fields;
 mod paths;
 mod policies;
+pub mod query_parameters;
 mod raw;
 mod settings;
 mod source;

@@ -372,7 +372,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
     }
     out.recheck_query = clocked(p, "recheck_query", s.recheck_query.as_ref());
     if let Some(q) = &out.recheck_query
-        && !crate::source::sql::has_id_parameter(q)
+        && !super::query_parameters::has_id_parameter(q)
     {
         p.add(
             "source.recheck_query",
@@ -388,7 +388,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         out.clock = None;
     }
     if let Some(q) = &out.incremental_query
-        && crate::source::sql::since_parameter(q).is_none()
+        && super::query_parameters::since_parameter(q).is_none()
     {
         p.add(
             "source.incremental_query",

@@ -256,7 +256,7 @@ impl Source {
             Backend::Sql(pool) => {
                 let (query, param) = match (kind, &self.settings.incremental_query) {
                     (PollKind::Changes { since }, Some(query)) => {
-                        let param = match sql::since_parameter(query) {
+                        let param = match crate::config::query_parameters::since_parameter(query) {
                             Some("since_unix") => Param::SinceUnix(since),
                             _ => Param::Since {
                                 at: since,

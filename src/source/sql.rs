@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::columns::Cell;
 use super::sql_cells::read_row;
 use crate::config::SourceSettings;
+use crate::config::query_parameters::parameter_positions;
 use crate::secret::SecretUrl;
 
 /// One row as named cells.
@@ -280,38 +281,6 @@ impl Param<'_> {
     }
 }
 
-/// True when the query has an id parameter: `:id`, `$1` or `?`.
-pub fn has_id_parameter(query: &str) -> bool {
-    !parameter_positions(query, "id").is_empty() || query.contains("$1") || query.contains('?')
-}
-
-/// True when the query has a `:since` or `:since_unix` parameter.
-pub fn since_parameter(query: &str) -> Option<&'static str> {
-    if !parameter_positions(query, "since_unix").is_empty() {
-        Some("since_unix")
-    } else if !parameter_positions(query, "since").is_empty() {
-        Some("since")
-    } else {
-        None
-    }
-}
-
-/// Byte offsets of `:name` tokens (not `::name` casts, not `:name_more`).
-fn parameter_positions(query: &str, name: &str) -> Vec<usize> {
-    let token = format!(":{name}");
-    let bytes = query.as_bytes();
-    query
-        .match_indices(&token)
-        .map(|(at, _)| at)
-        .filter(|&at| {
-            let before_ok = at == 0 || bytes[at - 1] != b':';
-            let after = bytes.get(at + token.len()).copied();
-            let after_ok = after.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == b'_'));
-            before_ok && after_ok
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,12 +298,5 @@ mod tests {
         let (other, binds) = Param::Id("x").rewrite(q, false);
         assert_eq!(binds, 2);
         assert!(other.starts_with("SELECT * FROM t WHERE id = ?::int OR parent = ?"));
-        assert!(has_id_parameter("SELECT 1 WHERE id = ?"));
-        assert!(!has_id_parameter("SELECT 1"));
-        assert_eq!(since_parameter("WHERE updated_at > :since"), Some("since"));
-        assert_eq!(
-            since_parameter("WHERE updated > :since_unix"),
-            Some("since_unix")
-        );
     }
 }
