@@ -12,6 +12,7 @@ pub mod query_parameters;
 mod raw;
 mod settings;
 mod source;
+pub mod suppress_file;
 mod wording;
 
 use std::path::{Path, PathBuf};

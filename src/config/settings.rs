@@ -591,7 +591,7 @@ fn suppress_settings(
         }
     }
     if let Some(file) = &out.file {
-        match crate::suppress::read_file(file) {
+        match super::suppress_file::read_file(file) {
             Ok((_, problems)) => {
                 for (line, reason) in problems {
                     p.add(format!("suppress.file ({}:{line})", file.display()), reason);
