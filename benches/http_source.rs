@@ -258,7 +258,7 @@ template = "interim"
             d = dir.path().display()
         ),
     )?;
-    let config = interim::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = interim::setup::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     Source::new(&config.settings.source)
 }
 

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use interim::config::{self, Config};
 use interim::daemon::{ProblemLog, poll_and_plan};
+use interim::setup::{self, Config};
 use interim::source::{PollKind, Source};
 use interim::store::{NoticeFilter, Store};
 use sqlx::Connection;
@@ -147,7 +147,7 @@ async fn helpdesk(
 fn load(dir: &Path, text: &str) -> anyhow::Result<Config> {
     let path = dir.join("interim.toml");
     std::fs::write(&path, text)?;
-    config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))
+    setup::load(&path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 async fn planning(n: usize) -> anyhow::Result<()> {

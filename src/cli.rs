@@ -11,9 +11,10 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Config, ConfigError, LogFormat};
+use crate::config::{self, ConfigError, LogFormat};
 use crate::notice::Status;
 use crate::secret::SecretUrl;
+use crate::setup::{self, Config};
 use crate::store::{NoticeFilter, Store};
 
 /// The crate version, with the git commit when built from a checkout (build.rs).
@@ -241,7 +242,7 @@ fn emit(text: &str) -> Result<(), Failure> {
 
 fn load(cli_config: Option<&std::path::Path>, quiet: bool) -> Result<Config, Failure> {
     let path = config::resolve_path(cli_config);
-    let loaded = config::load(&path);
+    let loaded = setup::load(&path);
     let format = loaded
         .as_ref()
         .map(|c| c.settings.daemon.log_format)

@@ -421,7 +421,7 @@ pub async fn run(dir: &Path, length: Duration) -> anyhow::Result<()> {
     crate::private_files::write(&config_path, config_text(dir).as_bytes())
         .with_context(|| format!("failed to write {}", config_path.display()))?;
     let helpdesk = create_helpdesk(&dir.join("helpdesk.db")).await?;
-    let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = crate::setup::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     say!(
         "interim demo: a sample helpdesk with {} tickets (German, English and one French customer)",

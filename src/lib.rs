@@ -4,7 +4,8 @@
 //! turns them and the `policy` rules into planned notices in the `store`
 //! (the ledger, whose vocabulary is `ledger`), `dispatch` sends due notices
 //! through `channels`, rendered by `templates`; `daemon` runs the loop,
-//! `cli` is the command line.
+//! `cli` is the command line. `config` validates the settings and `setup`
+//! loads them with the templates they name.
 
 pub mod calendar;
 pub mod channels;
@@ -27,6 +28,7 @@ pub mod retry;
 pub mod row_counts;
 pub mod schedule;
 pub mod secret;
+pub mod setup;
 pub mod source;
 pub mod store;
 pub mod suppress;

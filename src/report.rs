@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use crate::cli::Format;
 use crate::clock::rfc3339;
-use crate::config::{ChannelKind, Config, Settings};
+use crate::config::{ChannelKind, Settings};
 use crate::planner;
 use crate::policy::Policy;
 use crate::row_counts::RowCounts;
+use crate::setup::Config;
 use crate::source::{PollKind, Source};
 use crate::store::{NoticeRow, Store};
 use crate::templates::NoticeFacts;

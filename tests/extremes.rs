@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use interim::config::{self, Config};
 use interim::planner::{self, Mode, SeriesState};
+use interim::setup::{self, Config};
 use interim::source::Cell;
 use interim::source::columns::{parse_timestamp_text, timestamp_of};
 use interim::templates::NoticeFacts;
@@ -68,7 +68,7 @@ fn load() -> (tempfile::TempDir, Config) {
     let text = CONFIG.replace("DIR", &dir.path().display().to_string());
     let path = dir.path().join("interim.toml");
     std::fs::write(&path, text).expect("write config");
-    let config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = setup::load(&path).unwrap_or_else(|e| panic!("{e}"));
     (dir, config)
 }
 
@@ -258,7 +258,7 @@ fn configured_durations_longer_than_a_century_are_refused_with_their_key() {
         .replace("after = \"100y\"", "after = \"300000000y\"");
     let path = dir.path().join("long.toml");
     std::fs::write(&path, text).expect("write config");
-    let error = match config::load(&path) {
+    let error = match setup::load(&path) {
         Ok(_) => panic!("a 300000000-year wait is refused"),
         Err(e) => e.to_string(),
     };

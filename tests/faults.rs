@@ -1180,7 +1180,7 @@ mod clock {
     use interim::ticket::Ticket as SourceTicket;
 
     /// A config whose policy sends through a JSON file outbox.
-    pub fn outbox_config(setup: &mut Setup) -> interim::config::Config {
+    pub fn outbox_config(setup: &mut Setup) -> interim::setup::Config {
         let outbox = setup.path("outbox").display().to_string();
         setup.toml(&format!(
             "[channels.outbox]\nkind = \"file\"\npath = {}\nformat = \"json\"",
@@ -1188,7 +1188,7 @@ mod clock {
         ));
         let policy = first_notice("1m", "outbox") + "\nrepeat_every = \"10m\"\nmax_notices = 3";
         setup.policy("repeating", &policy);
-        interim::config::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"))
+        interim::setup::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn ticket(waiting_since: DateTime<Utc>) -> SourceTicket {
@@ -1205,7 +1205,7 @@ mod clock {
     /// One poll at `now`: plan from the ledger and apply.
     pub async fn poll(
         store: &Store,
-        config: &interim::config::Config,
+        config: &interim::setup::Config,
         tickets: &[SourceTicket],
         now: DateTime<Utc>,
     ) -> interim::planner::Plan {

@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use interim::calendar::parse_day_hours;
 use interim::channels::Outgoing;
 use interim::channels::email::build_message;
-use interim::config::{self, Config, parse_duration};
+use interim::config::parse_duration;
 use interim::schedule::SendAt;
+use interim::setup::{self, Config};
 use interim::source::columns::parse_timestamp_text;
 use interim::templates::{Message, NoticeFacts};
 use interim::ticket::Ticket;
@@ -68,7 +69,7 @@ proptest! {
     #[test]
     fn any_config_text_loads_or_fails_with_a_reason(text in any::<String>()) {
         let dir = tempfile::tempdir().expect("tempdir");
-        if let Err(e) = config::load(&write(dir.path(), &text)) {
+        if let Err(e) = setup::load(&write(dir.path(), &text)) {
             prop_assert!(!e.lines.is_empty() && e.lines.iter().all(|l| !l.trim().is_empty()));
         }
     }
@@ -87,7 +88,7 @@ proptest! {
                 _ => l.to_owned(),
             })
             .collect();
-        if let Err(e) = config::load(&write(dir.path(), &lines.join("\n"))) {
+        if let Err(e) = setup::load(&write(dir.path(), &lines.join("\n"))) {
             prop_assert!(!e.lines.is_empty());
             prop_assert!(e.lines.iter().all(|l| l.contains(':')), "every problem names a key: {:?}", e.lines);
         }
@@ -117,7 +118,7 @@ proptest! {
 }
 
 fn rendering_config(dir: &std::path::Path) -> Config {
-    config::load(&write(dir, VALID)).expect("valid config")
+    setup::load(&write(dir, VALID)).expect("valid config")
 }
 
 fn hostile_ticket(subject: String, name: String, state: String, extra: String) -> Ticket {

@@ -359,7 +359,7 @@ fn the_reader_waits_for_a_slow_consumer_instead_of_piling_up_pages() {
     });
     let mut setup = setup_for(&home.url("/tickets"));
     setup.set("source.pagination", r#"{ kind = "page", param = "page" }"#);
-    let config = interim::config::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
+    let config = interim::setup::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
     let source =
         interim::source::Source::new(&config.settings.source).unwrap_or_else(|e| panic!("{e:#}"));
 

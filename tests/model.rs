@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use interim::clock::{Clock, ManualClock};
-use interim::config::{self, Config};
 use interim::daemon::Poller;
 use interim::dispatch::Dispatcher;
 use interim::policy::Policy;
+use interim::setup::{self, Config};
 use interim::store::Store;
 use proptest::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
@@ -210,7 +210,7 @@ template = "interim"
 fn load(dir: &Path, k: Knobs) -> Config {
     let path = dir.join("interim.toml");
     std::fs::write(&path, config_text(dir, k)).expect("write the config");
-    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    setup::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn text(t: DateTime<Utc>) -> String {

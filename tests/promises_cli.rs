@@ -120,7 +120,7 @@ fn an_overdue_notice_after_an_outage_waits_for_its_next_send_at_slot() {
         waiting_since: "2026-11-30T06:00:00+01:00".into(),
         ..Ticket::new(1)
     }]);
-    let config = interim::config::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
+    let config = interim::setup::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
     let monday_0700 = utc("2026-11-30T07:00:00+01:00");
     let monday_0900 = utc("2026-11-30T09:00:00+01:00");
     let tuesday_0900 = utc("2026-12-01T09:00:00+01:00");

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use interim::clock::{Clock, ManualClock};
-use interim::config::{self, Config};
+use interim::setup::{self, Config};
 use interim::store::NoticeFilter;
 use interim::templates::NoticeFacts;
 use interim::ticket::Ticket;
@@ -77,7 +77,7 @@ dir = "{templates}"
     );
     let path = dir.join("interim.toml");
     std::fs::write(&path, text).expect("config");
-    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    setup::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -362,7 +362,7 @@ template = "interim"
     );
     let config_path = path.join("interim.toml");
     std::fs::write(&config_path, text).expect("config");
-    let config = config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
+    let config = setup::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
 
     let sent_at = at("2026-12-03T09:00:00.250Z");
     let clock = ManualClock::new(sent_at);
@@ -455,7 +455,7 @@ dir = "{dir}/no-templates-here"
     );
     let path = dir.join("interim.toml");
     std::fs::write(&path, text).expect("config");
-    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    setup::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What a sentence must never show when a field it mentions is empty.

@@ -133,7 +133,7 @@ fn ledger_setup() -> Setup {
 }
 
 fn settings(setup: &Setup) -> std::sync::Arc<Settings> {
-    let config = interim::config::load(&setup.write_config());
+    let config = interim::setup::load(&setup.write_config());
     config
         .unwrap_or_else(|e| panic!("a valid config: {e}"))
         .settings

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use interim::config::{self, Settings};
+use interim::config::Settings;
 use interim::notice::{SeriesKey, Status, truncate_millis};
 use interim::planner::{PlannedNotice, SeriesPlan, SeriesState, TicketFacts};
+use interim::setup::{self, Config};
 use interim::store::{ClaimedNotice, NoticeFilter, Outcome, PollEnd, Recorded, Store};
 use interim::ticket::Ticket;
 use support::ledger::{self, Polled};
@@ -101,7 +102,7 @@ impl Ctx {
     }
 }
 
-fn write_config(dir: &std::path::Path, store_url: &str) -> config::Config {
+fn write_config(dir: &std::path::Path, store_url: &str) -> Config {
     let text = format!(
         r#"
 [daemon]
@@ -129,7 +130,7 @@ template = "interim"
     );
     let path = dir.join("interim.toml");
     std::fs::write(&path, text).expect("write the config");
-    config::load(&path).expect("a valid config")
+    setup::load(&path).expect("a valid config")
 }
 
 /// Runs one suite test against a fresh store of `backend`.

@@ -113,7 +113,7 @@ fn plan_places_a_customer_local_window_in_the_customers_zone_across_the_date_lin
 #[test]
 fn the_send_time_check_reads_the_window_in_the_customers_zone() {
     let setup = setup();
-    let config = interim::config::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
+    let config = interim::setup::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
     let outbox = || {
         std::fs::read_dir(setup.path("outbox"))
             .map(|d| d.flatten().count())

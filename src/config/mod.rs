@@ -13,10 +13,8 @@ mod raw;
 mod settings;
 mod source;
 pub mod suppress_file;
-mod wording;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use http_fields::{FieldMap, Sideload, WaitingWhen};
 pub use settings::{
@@ -26,22 +24,12 @@ pub use settings::{
 };
 pub use source::{CLOCK_MODES, DEFAULT_CLOCK, HttpAuth, HttpSourceSettings, Pagination};
 
-use crate::templates::Templates;
-
 /// A configuration that failed validation: one `key.path: reason` per line.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration in {path}:\n  {}", lines.join("\n  "))]
 pub struct ConfigError {
     pub path: String,
     pub lines: Vec<String>,
-}
-
-/// Settings and the templates they refer to, validated together.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub path: PathBuf,
-    pub settings: Arc<Settings>,
-    pub templates: Arc<Templates>,
 }
 
 /// Where a package installs the config.
@@ -61,7 +49,9 @@ pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
         })
 }
 
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// Reads and validates the settings of one config file (plus the
+/// `INTERIM__…` overrides); `crate::setup::load` adds the templates.
+pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
     let fail = |lines: Vec<String>| ConfigError {
         path: path.display().to_string(),
         lines,
@@ -114,14 +104,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             settings.templates_dir.display()
         ));
     }
-    let templates = Templates::load(&settings).map_err(fail)?;
-    let wording = wording::warnings(&settings, &templates);
-    settings.warnings.extend(wording);
-    Ok(Config {
-        path: path.to_owned(),
-        settings: Arc::new(settings),
-        templates,
-    })
+    Ok(settings)
 }
 
 /// The presets: prepared `[source]` tables, overridable key by key.

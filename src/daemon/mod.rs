@@ -25,9 +25,10 @@ pub use replan::{ReplanSummary, replan};
 pub use signals::{reload_on_sighup, shutdown_on_signals};
 
 use crate::clock::Clock;
-use crate::config::{self, Config, Settings};
+use crate::config::Settings;
 use crate::dispatch::Dispatcher;
 use crate::http::{AdminState, ReloadRequest};
+use crate::setup::{self, Config};
 use crate::source::Source;
 use crate::store::Store;
 
@@ -410,7 +411,7 @@ fn reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String>
 }
 
 fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String> {
-    let new = config::load(path).map_err(|e| e.lines.join("; "))?;
+    let new = setup::load(path).map_err(|e| e.lines.join("; "))?;
     let old = dispatcher.live().config.settings.clone();
     if new.settings.store.url.expose() != old.store.url.expose() {
         return Err(

@@ -20,7 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::channels::Channel;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::setup::Config;
 use crate::source::Source;
 use crate::store::{ClaimedNotice, Store};
 use crate::suppress::Suppressor;

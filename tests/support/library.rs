@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use interim::clock::{Clock, ManualClock};
-use interim::config::Config;
 use interim::daemon::Poller;
 use interim::dispatch::Dispatcher;
+use interim::setup::Config;
 use interim::store::{NoticeFilter, NoticeRow, Store};
 
 /// A daemon without its loops: nothing happens until the test calls.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::settings::Settings;
+use crate::config::Settings;
 use crate::policy::MatchField;
 use crate::templates::Templates;
 
