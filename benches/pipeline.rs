@@ -569,9 +569,11 @@ async fn steady_lag(url: &str, count: &AtomicUsize) -> anyhow::Result<()> {
     let mut conn = helpdesk(dir.path(), 0, 0).await?;
     let now = Utc::now();
     for i in 0..n {
-        // Due between 2 s and 12 s from now (after = 30s).
+        // Due between 5 s and 15 s from now (after = 30s): after the
+        // daemon's start-up (migrations, first poll), so the rows measure
+        // the steady state, not how long starting took.
         let since =
-            now - chrono::Duration::seconds(30) + chrono::Duration::milliseconds(2000 + i * 50);
+            now - chrono::Duration::seconds(30) + chrono::Duration::milliseconds(5000 + i * 50);
         sqlx::query("INSERT INTO tickets VALUES (?1, 'x', 'open', ?2, ?3, 'en', ?4, ?4)")
             .bind(i)
             .bind(format!("q{}", i % 20))

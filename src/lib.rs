@@ -4,8 +4,9 @@
 //! turns them and the `policy` rules into planned notices in the `store`
 //! (the ledger, whose vocabulary is `ledger`), `dispatch` sends due notices
 //! through `channels`, rendered by `templates`; `daemon` runs the loop,
-//! `cli` is the command line. `config` validates the settings and `setup`
-//! loads them with the templates they name.
+//! `cli` is the command line (its reports and the demo inside it).
+//! `config` validates the settings and `setup` loads them with the
+//! templates they name.
 
 pub mod calendar;
 pub mod channels;
@@ -13,7 +14,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod dispatch;
 pub mod http;
 pub mod ledger;
@@ -23,7 +23,6 @@ pub mod notice;
 pub mod planner;
 pub mod policy;
 pub mod private_files;
-pub mod report;
 pub mod retry;
 pub mod row_counts;
 pub mod schedule;

@@ -3,6 +3,9 @@
 //! A reader that goes away (`interim plan | head -1`) ends a command
 //! quietly with 0; a closed stderr loses only the messages.
 
+mod demo;
+mod report;
+
 use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -266,7 +269,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         }
         Command::CheckConfig => {
             let config = load(config_flag, quiet)?;
-            emit(&crate::report::config_summary(&config))?;
+            emit(&report::config_summary(&config))?;
         }
         Command::Plan {
             at,
@@ -283,16 +286,16 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     .map_err(|e| Failure::Usage(format!("--horizon: {e}")))?,
                 None => std::time::Duration::ZERO,
             };
-            let rows = crate::report::plan_rows(&config, at, horizon).await?;
-            emit(&crate::report::plan_text(&rows, format))?;
+            let rows = report::plan_rows(&config, at, horizon).await?;
+            emit(&report::plan_text(&rows, format))?;
         }
         Command::Preview { ticket, policy } => {
             let config = load(config_flag, quiet)?;
-            let text = crate::report::preview(&config, &ticket, policy.as_deref())
+            let text = report::preview(&config, &ticket, policy.as_deref())
                 .await
                 .map_err(|e| match e {
-                    crate::report::PreviewError::NotFound(m) => Failure::Usage(m),
-                    crate::report::PreviewError::Other(e) => Failure::Runtime(e),
+                    report::PreviewError::NotFound(m) => Failure::Usage(m),
+                    report::PreviewError::Other(e) => Failure::Runtime(e),
                 })?;
             emit(&text)?;
         }
@@ -321,7 +324,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 None => None,
             };
             let rows = store.list(&NoticeFilter { status, ticket }).await?;
-            emit(&crate::report::notices_text(&rows, format))?;
+            emit(&report::notices_text(&rows, format))?;
         }
         Command::Retry { ids } => {
             let config = load(config_flag, quiet)?;
@@ -347,7 +350,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             action: SourcesAction::Test { rows },
         } => {
             let config = load(config_flag, quiet)?;
-            let test = crate::report::sources_test(&config, rows).await?;
+            let test = report::sources_test(&config, rows).await?;
             let printed = emit(&test.report);
             if let Some(reason) = test.rejected {
                 return Err(Failure::Runtime(anyhow::anyhow!(
@@ -378,8 +381,8 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     emit(&format!("{} no longer suppressed\n", entry.key()))?;
                 }
                 SuppressAction::List { format } => {
-                    let rows = crate::report::suppression_rows(&config, &store).await?;
-                    emit(&crate::report::suppressions_text(&rows, format))?;
+                    let rows = report::suppression_rows(&config, &store).await?;
+                    emit(&report::suppressions_text(&rows, format))?;
                 }
             }
             store.close().await;
@@ -419,7 +422,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         }
         Command::Demo { seconds, dir } => {
             crate::logging::init_with_default(LogFormat::Text, "warn");
-            crate::demo::run(&dir, std::time::Duration::from_secs(seconds)).await?;
+            demo::run(&dir, std::time::Duration::from_secs(seconds)).await?;
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::cli::Format;
+use super::Format;
 use crate::clock::rfc3339;
 use crate::config::{ChannelKind, Settings};
 use crate::planner;
