@@ -22,7 +22,10 @@ use support::{
 const CONCURRENCY: usize = 8;
 /// `store.claim_lease`: a killed instance's claims come back after this.
 const LEASE: Duration = Duration::from_secs(5);
-const LONG: Duration = Duration::from_secs(40);
+/// A liveness deadline, not a speed target (BENCHMARKS.md measures speed):
+/// generous, because the whole suite shares two cores with three daemons
+/// and PostgreSQL here (alone, round 1 takes 14–18 s).
+const LONG: Duration = Duration::from_secs(90);
 
 /// One webhook channel (`hook`, timeout below the lease) and one notice per
 /// open ticket that waited a minute; tickets wait ten minutes, so every
