@@ -22,7 +22,7 @@ use support::presets::{
     zendesk_basic, zendesk_page,
 };
 use support::shapes::{ZammadTicket, ZammadUser, zendesk_metric_set, zendesk_ticket, zendesk_user};
-use support::{SmtpSink, ago};
+use support::{SmtpSink, ago, lock};
 
 /// A customer whose login is their email.
 fn customer(id: i64, email: &str, first: &str, last: &str) -> ZammadUser {
@@ -53,6 +53,9 @@ fn assert_waits_since(
 }
 
 // --------------------------------------------------------------- zammad-api
+
+/// Where Zammad lists a ticket's articles.
+const BY_TICKET: &str = "/api/v1/ticket_articles/by_ticket/";
 
 #[test]
 fn zammad_api_end_to_end_mails_the_waiting_customers() {
@@ -147,6 +150,7 @@ fn zammad_api_end_to_end_mails_the_waiting_customers() {
     let requests = server.requests();
     let first_poll: Vec<(&str, Option<usize>)> = requests
         .iter()
+        .filter(|r| !r.path.starts_with(BY_TICKET))
         .take(5)
         .map(|r| (r.path.as_str(), r.number("page")))
         .collect();
@@ -170,6 +174,16 @@ fn zammad_api_end_to_end_mails_the_waiting_customers() {
         .filter(|r| r.path == "/api/v1/ticket_states")
         .count();
     assert_eq!(lookups, polls, "one state lookup per poll");
+    assert!(polls >= 2, "the test saw a steady poll: {polls}");
+    // The thread's article list: once for each waiting ticket (their
+    // updated_at never moves here), never for the others.
+    let mut asked: Vec<i64> = requests
+        .iter()
+        .filter_map(|r| r.path.strip_prefix(BY_TICKET)?.parse().ok())
+        .collect();
+    asked.sort_unstable();
+    let waiting: Vec<i64> = (1..=102).chain([105, 108]).collect();
+    assert_eq!(asked, waiting, "one article request per waiting ticket");
     for r in &requests {
         assert_eq!(
             r.header("authorization"),
@@ -407,10 +421,99 @@ fn zammad_api_subjects_carry_the_ticket_marker_so_replies_join_the_ticket() {
         );
     }
 
-    // "" turns the preset's marker off.
+    // "" turns the preset's marker off; the Message-ID still threads.
     setup.set("source.subject_marker", "\"\"");
     let out = sources_test(&setup);
-    assert!(has_line(&out, &["thread: none"]), "{out}");
+    assert!(
+        has_line(
+            &out,
+            &["thread: in reply to <customer.7.1@mail.example.net>"]
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn zammad_api_notices_answer_the_customers_first_email() {
+    let by_email = |id: i64| {
+        let user = customer(700 + id, &format!("c{id}@example.com"), "C", "D").locale("en-us");
+        ZammadTicket::opened(id, 3 * H, user)
+    };
+    // 1: opened by email, answered, written to again: the first email.
+    let mut t1 = by_email(1);
+    t1.agent_replies(2 * H).customer_writes(2 * H - 60);
+    // 2: opened through the web form (no Message-ID), then an email.
+    let mut t2 = by_email(2).via_web();
+    t2.customer_writes(2 * H);
+    // 3: the web form only: the marker alone threads it.
+    let t3 = by_email(3).via_web();
+    // 4: pending: it does not wait, so its articles are never asked for.
+    let t4 = by_email(4).state(4);
+    let expected = [
+        (1, Some(t1.customer_message_id(1))),
+        (2, Some(t2.customer_message_id(2))),
+        (3, None),
+    ];
+    let (server, tickets) = zammad_api(vec![t1, t2, t3, t4], &[]);
+    let sink = SmtpSink::start();
+    let setup = zammad_api_setup(&server, "1h", sink.port());
+
+    let out = sources_test(&setup);
+    assert!(
+        has_line(
+            &out,
+            &[
+                "thread: subject carries [Ticket#31001], in reply to <customer.1.1@mail.example.net>"
+            ]
+        ),
+        "{out}"
+    );
+    let asked = |id: i64| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path == format!("{BY_TICKET}{id}"))
+            .count()
+    };
+    // `sources test` read each waiting ticket's articles once, in its own
+    // process; the daemon starts with an empty cache.
+    assert_eq!((asked(1), asked(2), asked(3), asked(4)), (1, 1, 1, 0));
+    let _daemon = setup.start();
+    setup.wait_for_notices("the three notices went out", |n| {
+        n.iter().filter(|n| n.status == "sent").count() == 3
+    });
+    for (id, thread) in &expected {
+        let mails = sink.mails_to(&format!("c{id}@example.com"));
+        assert_eq!(mails.len(), 1, "ticket {id}");
+        let mail = &mails[0];
+        assert_eq!(mail.header("In-Reply-To"), thread.clone(), "ticket {id}");
+        assert_eq!(mail.header("References"), thread.clone(), "ticket {id}");
+    }
+
+    let polls = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/api/v1/tickets/search" && r.number("page") == Some(1))
+            .count()
+    };
+    // An internal note moves ticket 1's updated_at: its articles are read
+    // again, once; the others' stay cached through further polls.
+    lock(&tickets)[0].internal_note(30);
+    setup.wait_until(
+        Duration::from_secs(30),
+        "ticket 1's articles read again",
+        || asked(1) == 3,
+    );
+    let seen = polls();
+    setup.wait_until(Duration::from_secs(30), "two more polls", || {
+        polls() >= seen + 2
+    });
+    assert_eq!(
+        (asked(1), asked(2), asked(3), asked(4)),
+        (3, 2, 2, 0),
+        "articles are asked for when a waiting ticket is new or changed"
+    );
 }
 
 #[test]
@@ -914,6 +1017,39 @@ fn field_and_state_mistakes_of_an_http_source_name_their_key() {
         "source.fields.priority.remove: \"([0-9\" is not a regular expression",
         "source.fields.customer_name: must be a JSON pointer, a list of them, or a table",
         "source.lookup.owner.url: https://elsewhere.example.com is another origin than source.url's https://zammad.example.com",
+    ] {
+        assert!(err.contains(line), "{line}\n---\n{err}");
+    }
+}
+
+#[test]
+fn per_ticket_mistakes_name_their_key() {
+    let mut setup = preset_setup("zammad-api", "1h", 9);
+    setup.set(
+        "source.url",
+        "\"https://zammad.example.com/api/v1/tickets/search?query=x\"",
+    );
+    setup.set("source.token_env", "\"INTERIM_TEST_ZAMMAD_TOKEN\"");
+    setup.env("INTERIM_TEST_ZAMMAD_TOKEN", ZAMMAD_TOKEN);
+    setup.toml(
+        "[source.per_ticket.history]\nurl = \"https://elsewhere.example.com/api/v1/history\"\n\
+         first = { pointer = \"sender\", in = [] }\n\
+         [source.per_ticket.customer]\nurl = \"/api/v1/users/{id}\"",
+    );
+    setup.set(
+        "source.fields",
+        "{ waiting_since = \"/history/created_at\", customer_name = [\"/history/from\", \"/title\"] }",
+    );
+    let (code, err) = check_config(&setup);
+    assert_eq!(code, Some(2), "{err}");
+    for line in [
+        "source.per_ticket.history.url: names no {id}: every ticket would get the same answer",
+        "source.per_ticket.history.url: https://elsewhere.example.com is another origin than source.url's https://zammad.example.com",
+        "source.per_ticket.history.first.pointer: \"sender\" is not a JSON pointer",
+        "source.per_ticket.history.first.in: is empty: nothing would match",
+        "source.per_ticket.customer: a sideload or lookup joins into the same member: rename one",
+        "source.fields.waiting_since: reads /history/created_at of source.per_ticket.history, which is fetched only for a ticket that waits",
+        "source.fields.customer_name: reads /history/from of source.per_ticket.history and pointers outside it",
     ] {
         assert!(err.contains(line), "{line}\n---\n{err}");
     }

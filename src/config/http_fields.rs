@@ -2,12 +2,14 @@
 //! several, or a table with `join`, `remove` and, for waiting_since,
 //! `unless_at_or_after`), `source.waiting_when`, and the objects joined
 //! into each item (`source.sideload` from the page, `source.lookup` from
-//! a list fetched once per poll). Validated here, applied in
-//! `source::http`.
+//! a list fetched once per poll, `source.per_ticket` from a request per
+//! waiting ticket). Validated here, applied in `source::http`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::raw::{Pointers, RawField, RawFieldTable, RawScalar, RawSource, RawWaitingWhen};
+use super::raw::{
+    Pointers, RawField, RawFieldTable, RawFirst, RawScalar, RawSource, RawWaitingWhen,
+};
 use super::settings::Problems;
 
 /// How one column is read from an item.
@@ -66,6 +68,32 @@ pub struct Sideload {
     pub reference: String,
     /// `source.lookup`: the URL, absolute or relative to `source.url`.
     pub url: Option<String>,
+}
+
+/// `source.per_ticket.NAME`: what one request per waiting ticket adds to
+/// it as member `name` (Zammad's first customer article, for its
+/// Message-ID). Only fields that do not decide whether or since when a
+/// ticket waits may read it, since it is fetched for waiting tickets only.
+#[derive(Debug, Clone)]
+pub struct PerTicket {
+    pub name: String,
+    /// Absolute or relative to `source.url`; `{id}` is the ticket's id.
+    pub url: String,
+    /// Pointer to the answer's list ("" = the body).
+    pub items: String,
+    /// The first listed object that matches; without it the first one (or
+    /// the body, when it is no list).
+    pub first: Option<First>,
+}
+
+/// The first listed object whose value at `pointer` is one of `values`
+/// (compared as `waiting_when` does) and, with `nonblank`, has a value
+/// there that is not empty.
+#[derive(Debug, Clone)]
+pub struct First {
+    pub pointer: String,
+    pub values: BTreeSet<String>,
+    pub nonblank: Option<String>,
 }
 
 const FIELD_FORMS: &str =
@@ -187,18 +215,175 @@ pub(super) fn waiting_when(p: &mut Problems, s: &RawSource) -> Option<WaitingWhe
             "is empty: no ticket would ever wait",
         );
     }
-    let values = values
+    Some(WaitingWhen {
+        pointer: pointer.clone(),
+        values: comparable(values),
+    })
+}
+
+/// Values to compare with: lower-case text, numbers and booleans as text.
+fn comparable(values: &[RawScalar]) -> BTreeSet<String> {
+    values
         .iter()
         .map(|v| match v {
             RawScalar::Int(i) => i.to_string(),
             RawScalar::Bool(b) => b.to_string(),
             RawScalar::Text(t) => t.to_lowercase(),
         })
-        .collect();
-    Some(WaitingWhen {
-        pointer: pointer.clone(),
-        values,
-    })
+        .collect()
+}
+
+/// An error when `target` (a lookup's or per-ticket URL at `key`) is not
+/// a URL or is on an origin that does not get the source's credentials.
+fn check_same_origin(
+    p: &mut Problems,
+    key: &str,
+    target: &str,
+    source_url: Option<&reqwest::Url>,
+    allowed_origins: &[String],
+) {
+    let Some(base) = source_url else { return };
+    match base.join(target) {
+        Err(e) => p.add(
+            key,
+            format!(
+                "\"{}\" is not a URL: {e}",
+                crate::secret::redact_url(target)
+            ),
+        ),
+        Ok(url) => {
+            let origin = url.origin().ascii_serialization();
+            let home = base.origin().ascii_serialization();
+            if origin != home && !allowed_origins.contains(&origin) {
+                p.add(
+                    key,
+                    format!(
+                        "{origin} is another origin than source.url's {home}; the source's credentials go only there (list it in source.allowed_origins if it belongs to the helpdesk)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `source.per_ticket`: each URL names `{id}` and stays with the
+/// credentials' origins, each name is a member of its own.
+pub(super) fn per_ticket(
+    p: &mut Problems,
+    s: &RawSource,
+    source_url: Option<&reqwest::Url>,
+    allowed_origins: &[String],
+) -> Vec<PerTicket> {
+    let mut out = Vec::new();
+    for (name, raw) in &s.per_ticket {
+        let key = format!("source.per_ticket.{name}");
+        if s.sideload.contains_key(name) || s.lookup.contains_key(name) {
+            p.add(
+                &key,
+                "a sideload or lookup joins into the same member: rename one",
+            );
+        }
+        if !raw.url.contains("{id}") {
+            p.add(
+                format!("{key}.url"),
+                "names no {id}: every ticket would get the same answer",
+            );
+        }
+        check_same_origin(
+            p,
+            &format!("{key}.url"),
+            &raw.url.replace("{id}", "1"),
+            source_url,
+            allowed_origins,
+        );
+        if let Some(items) = &raw.items {
+            check_pointer(p, &format!("{key}.items"), items);
+        }
+        let first = raw.first.as_ref().map(
+            |RawFirst {
+                 pointer,
+                 values,
+                 nonblank,
+             }| {
+                check_pointer(p, &format!("{key}.first.pointer"), pointer);
+                if let Some(nonblank) = nonblank {
+                    check_pointer(p, &format!("{key}.first.nonblank"), nonblank);
+                }
+                if values.is_empty() {
+                    p.add(format!("{key}.first.in"), "is empty: nothing would match");
+                }
+                First {
+                    pointer: pointer.clone(),
+                    values: comparable(values),
+                    nonblank: nonblank.clone(),
+                }
+            },
+        );
+        out.push(PerTicket {
+            name: name.clone(),
+            url: raw.url.clone(),
+            items: raw.items.clone().unwrap_or_default(),
+            first,
+        });
+    }
+    out
+}
+
+/// The member a pointer reads, `/first_article/message_id` → `first_article`.
+pub fn member(pointer: &str) -> &str {
+    pointer
+        .strip_prefix('/')
+        .unwrap_or(pointer)
+        .split('/')
+        .next()
+        .unwrap_or("")
+}
+
+/// Fields that read a per-ticket member read nothing else (they are read
+/// again once it is fetched), and the columns that decide whether a
+/// ticket waits, and which ticket it is, read none.
+pub(super) fn check_per_ticket_reads(
+    p: &mut Problems,
+    fields: &BTreeMap<String, FieldMap>,
+    waiting_when: Option<&WaitingWhen>,
+    per_ticket: &[PerTicket],
+) {
+    let fetched = |pointer: &str| per_ticket.iter().find(|d| d.name == member(pointer));
+    for (column, field) in fields {
+        let key = format!("source.fields.{column}");
+        let reads: Vec<&String> = field
+            .all_pointers()
+            .filter(|pointer| fetched(pointer).is_some())
+            .collect();
+        let Some(first) = reads.first() else { continue };
+        let name = member(first);
+        if matches!(column.as_str(), "id" | "updated_at" | "waiting_since") {
+            p.add(
+                &key,
+                format!(
+                    "reads {first} of source.per_ticket.{name}, which is fetched only for a ticket that waits, once its {column} is known"
+                ),
+            );
+        } else if field.all_pointers().any(|pointer| member(pointer) != name) {
+            p.add(
+                &key,
+                format!(
+                    "reads {first} of source.per_ticket.{name} and pointers outside it: a field reads one or the other"
+                ),
+            );
+        }
+    }
+    if let Some(when) = waiting_when
+        && let Some(load) = fetched(&when.pointer)
+    {
+        p.add(
+            "source.waiting_when.pointer",
+            format!(
+                "reads source.per_ticket.{}, which is fetched only for a ticket that waits",
+                load.name
+            ),
+        );
+    }
 }
 
 /// `source.sideload` and `source.lookup`, one list; a name used by both is
@@ -247,29 +432,13 @@ pub(super) fn joins(
                 check_pointer(p, &format!("{key}.{what}"), pointer);
             }
         }
-        if let Some(base) = source_url {
-            match base.join(&raw.url) {
-                Err(e) => p.add(
-                    format!("{key}.url"),
-                    format!(
-                        "\"{}\" is not a URL: {e}",
-                        crate::secret::redact_url(&raw.url)
-                    ),
-                ),
-                Ok(url) => {
-                    let origin = url.origin().ascii_serialization();
-                    let home = base.origin().ascii_serialization();
-                    if origin != home && !allowed_origins.contains(&origin) {
-                        p.add(
-                            format!("{key}.url"),
-                            format!(
-                                "{origin} is another origin than source.url's {home}; the source's credentials go only there (list it in source.allowed_origins if it belongs to the helpdesk)"
-                            ),
-                        );
-                    }
-                }
-            }
-        }
+        check_same_origin(
+            p,
+            &format!("{key}.url"),
+            &raw.url,
+            source_url,
+            allowed_origins,
+        );
         out.push(Sideload {
             name: name.clone(),
             items: raw.items.clone().unwrap_or_default(),

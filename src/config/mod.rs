@@ -16,7 +16,7 @@ pub mod suppress_file;
 
 use std::path::{Path, PathBuf};
 
-pub use http_fields::{FieldMap, Sideload, WaitingWhen};
+pub use http_fields::{FieldMap, First, PerTicket, Sideload, WaitingWhen, member};
 pub use settings::{
     ChannelKind, ChannelSettings, DEFAULT_CONFIG_PATH, DaemonSettings, EmailSettings, FileFormat,
     FileSettings, LimitSettings, LogFormat, RetryPolicy, Settings, SourceSettings,

@@ -135,6 +135,8 @@ pub struct RawSource {
     pub sideload: BTreeMap<String, RawSideload>,
     #[serde(default)]
     pub lookup: BTreeMap<String, RawLookup>,
+    #[serde(default)]
+    pub per_ticket: BTreeMap<String, RawPerTicket>,
 }
 
 /// One wait clock of a preset: a SQL expression, the pointers or the
@@ -245,6 +247,26 @@ pub struct RawLookup {
     pub items: Option<String>,
     pub key: Option<String>,
     pub reference: String,
+}
+
+/// A request per waiting ticket (`GET url` with `{id}`), its answer (or
+/// the first listed object that matches) joined into the item.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerTicket {
+    pub url: String,
+    pub items: Option<String>,
+    pub first: Option<RawFirst>,
+}
+
+/// `first = { pointer = "/sender", in = ["Customer"], nonblank = "/message_id" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirst {
+    pub pointer: String,
+    #[serde(rename = "in")]
+    pub values: Vec<RawScalar>,
+    pub nonblank: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::http_fields::{self, FieldMap, Sideload, WaitingWhen};
+use super::http_fields::{self, FieldMap, PerTicket, Sideload, WaitingWhen};
 use super::raw::{RawBytes, RawClock, RawConfig, RawField, RawSource};
 use super::settings::{Problems, parse_duration, parse_zone, read_secret};
 use crate::secret::{SecretString, SecretUrl};
@@ -103,6 +103,9 @@ pub struct HttpSourceSettings {
     /// Objects joined into each item: side-loaded from the page (e.g.
     /// Zendesk's users) or looked up once per poll (`source.lookup`).
     pub sideload: Vec<Sideload>,
+    /// Objects fetched with one request per waiting ticket, cached until
+    /// the ticket's updated_at moves (Zammad's first customer article).
+    pub per_ticket: Vec<PerTicket>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,6 +309,12 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             }
             None => {}
         }
+        http_fields::check_per_ticket_reads(
+            p,
+            &http.fields,
+            http.waiting_when.as_ref(),
+            &http.per_ticket,
+        );
         out.http = Some(http);
         return Some(out);
     }
@@ -314,6 +323,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         || !s.fields.is_empty()
         || !s.sideload.is_empty()
         || !s.lookup.is_empty()
+        || !s.per_ticket.is_empty()
         || s.waiting_when.is_some()
         || s.pagination.is_some()
         || s.auth.is_some()
@@ -324,7 +334,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
     {
         p.add(
             "source",
-            "items, items_by_id, fields, sideload, lookup, waiting_when, pagination, auth, since_param, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
+            "items, items_by_id, fields, sideload, lookup, per_ticket, waiting_when, pagination, auth, since_param, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
         );
     }
     let expression = match clock {
@@ -651,6 +661,7 @@ fn http_settings(p: &mut Problems, s: &RawSource, url: &str) -> Option<HttpSourc
         .collect();
     let source_url = reqwest::Url::parse(url).ok();
     let sideload = http_fields::joins(p, s, source_url.as_ref(), &allowed_origins);
+    let per_ticket = http_fields::per_ticket(p, s, source_url.as_ref(), &allowed_origins);
     if let Some(pointer) = &s.items_by_id
         && !pointer.starts_with('/')
     {
@@ -678,6 +689,7 @@ fn http_settings(p: &mut Problems, s: &RawSource, url: &str) -> Option<HttpSourc
             .map(|list| list.iter().map(|v| v.to_lowercase()).collect()),
         waiting_when: http_fields::waiting_when(p, s),
         sideload,
+        per_ticket,
     })
 }
 

@@ -37,6 +37,7 @@ pub struct HttpSource {
     settings: HttpSourceSettings,
     zone: chrono_tz::Tz,
     client: reqwest::Client,
+    per_ticket: super::per_ticket::Cache,
 }
 
 /// `scheme://host[:port]`, the default port left out.
@@ -73,7 +74,25 @@ impl HttpSource {
             settings: settings.clone(),
             zone: source.timezone,
             client: client()?,
+            per_ticket: super::per_ticket::Cache::default(),
         })
+    }
+
+    pub(super) fn settings(&self) -> &HttpSourceSettings {
+        &self.settings
+    }
+
+    pub(super) fn zone(&self) -> chrono_tz::Tz {
+        self.zone
+    }
+
+    pub(super) fn per_ticket_cache(&self) -> &super::per_ticket::Cache {
+        &self.per_ticket
+    }
+
+    pub(super) fn base_url(&self) -> anyhow::Result<reqwest::Url> {
+        reqwest::Url::parse(&self.url)
+            .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))
     }
 
     /// Reads every page (changes since `since` when given) in a task of
@@ -102,8 +121,7 @@ impl HttpSource {
         chunk: usize,
         tx: &mpsc::Sender<anyhow::Result<Vec<CellRow>>>,
     ) -> anyhow::Result<()> {
-        let mut url = reqwest::Url::parse(&self.url)
-            .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))?;
+        let mut url = self.base_url()?;
         let home = origin(&url);
         if let (Some(param), Some(since)) = (&self.settings.since_param, since) {
             let value = if self.settings.since_unix {
@@ -125,6 +143,10 @@ impl HttpSource {
         }
         let lookups = self.lookups(&home, deadline).await?;
         let mut rows = 0usize;
+        // A full poll lists every waiting ticket: the per-ticket answers of
+        // the others are forgotten at its end.
+        let mut listed = (since.is_none() && !self.settings.per_ticket.is_empty())
+            .then(std::collections::HashSet::new);
         for page in 1..=self.settings.max_pages {
             let (headers, bytes) = self.fetch(&url, &home, deadline).await?;
             let shown = redact_url(url.as_str());
@@ -140,6 +162,15 @@ impl HttpSource {
                 ),
             })?;
             drop(bytes);
+            let mut items = items;
+            self.add_per_ticket(&mut items, &home, deadline).await?;
+            if let Some(listed) = listed.as_mut() {
+                listed.extend(items.iter().filter_map(|row| {
+                    row.iter()
+                        .find(|(c, _)| c == "id")
+                        .and_then(|(_, cell)| super::per_ticket::key_text(cell))
+                }));
+            }
             rows += items.len();
             let empty = items.is_empty();
             let mut items = items.into_iter();
@@ -195,6 +226,9 @@ impl HttpSource {
                 }
             };
             let Some(next) = next else {
+                if let Some(listed) = &listed {
+                    self.per_ticket.keep_only(listed);
+                }
                 return Ok(());
             };
             let there = origin(&next);
@@ -310,8 +344,7 @@ impl HttpSource {
         deadline: Instant,
     ) -> anyhow::Result<HashMap<String, HashMap<String, Value>>> {
         let mut out = HashMap::new();
-        let base = reqwest::Url::parse(&self.url)
-            .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))?;
+        let base = self.base_url()?;
         for load in &self.settings.sideload {
             let Some(target) = &load.url else { continue };
             let name = &load.name;
@@ -351,6 +384,29 @@ impl HttpSource {
         home: &str,
         deadline: Instant,
     ) -> anyhow::Result<(HeaderMap, Vec<u8>)> {
+        self.fetch_or_missing(url, home, deadline, false)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("GET {}: HTTP 404", redact_url(url.as_str())))
+    }
+
+    /// As `fetch`, but None for a 404: what a per-ticket request gets for a
+    /// ticket deleted since the page listed it.
+    pub(super) async fn fetch_unless_missing(
+        &self,
+        url: &reqwest::Url,
+        home: &str,
+        deadline: Instant,
+    ) -> anyhow::Result<Option<(HeaderMap, Vec<u8>)>> {
+        self.fetch_or_missing(url, home, deadline, true).await
+    }
+
+    async fn fetch_or_missing(
+        &self,
+        url: &reqwest::Url,
+        home: &str,
+        deadline: Instant,
+        missing_ok: bool,
+    ) -> anyhow::Result<Option<(HeaderMap, Vec<u8>)>> {
         let shown = redact_url(url.as_str());
         let credentials = self.trusted(home, &origin(url));
         for _ in 0..=MAX_THROTTLED_RETRIES {
@@ -424,12 +480,15 @@ impl HttpSource {
                     );
                 }
             }
+            if missing_ok && status.as_u16() == 404 {
+                return Ok(None);
+            }
             if !status.is_success() {
                 anyhow::bail!("GET {shown}: HTTP {}", status.as_u16());
             }
             let headers = response.headers().clone();
             let body = page::read_body(response, self.settings.max_page_bytes, &shown).await?;
-            return Ok((headers, body));
+            return Ok(Some((headers, body)));
         }
         anyhow::bail!("GET {shown}: still throttled after {MAX_THROTTLED_RETRIES} retries")
     }

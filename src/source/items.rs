@@ -87,7 +87,7 @@ impl Mapper<'_> {
         cells
     }
 
-    fn field(&self, item: &Value, column: &str, field: &FieldMap) -> Cell {
+    pub fn field(&self, item: &Value, column: &str, field: &FieldMap) -> Cell {
         let timestamp = column == "waiting_since" || column == "updated_at";
         if column == "waiting_since" && field.pointers.iter().all(|p| item.pointer(p).is_none()) {
             return Cell::Invalid(format!(
@@ -298,6 +298,7 @@ mod tests {
             waiting_states: None,
             waiting_when: None,
             sideload: Vec::new(),
+            per_ticket: Vec::new(),
         }
     }
 

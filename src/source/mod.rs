@@ -6,6 +6,7 @@ pub mod columns;
 pub mod http;
 mod items;
 mod page;
+mod per_ticket;
 pub mod sql;
 mod sql_cells;
 

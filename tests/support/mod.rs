@@ -56,7 +56,7 @@ pub const INCREMENTAL_QUERY: &str = "SELECT id, number, subject, state, priority
 pub const WORDING_EN: &str = "We are working on a solution for you";
 pub const WORDING_DE: &str = "Wir arbeiten an einer Lösung für Sie";
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

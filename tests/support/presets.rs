@@ -120,7 +120,16 @@ pub fn zammad_api(
             }
             "/api/v1/ticket_states" => ApiResponse::json(&states),
             "/api/v1/ticket_priorities" => ApiResponse::json(&zammad_ticket_priorities()),
-            _ => ApiResponse::error(404),
+            path => {
+                let ticket = path
+                    .strip_prefix("/api/v1/ticket_articles/by_ticket/")
+                    .and_then(|id| id.parse::<i64>().ok())
+                    .and_then(|id| lock(&served).iter().find(|t| t.id == id).cloned());
+                match ticket {
+                    Some(t) => ApiResponse::json(&Value::Array(t.articles)),
+                    None => ApiResponse::error(404),
+                }
+            }
         }
     });
     (server, tickets)

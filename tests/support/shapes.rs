@@ -271,6 +271,9 @@ pub struct ZammadTicket {
     pub last_contact_customer_at: Option<DateTime<Utc>>,
     pub article_count: i64,
     pub customer: ZammadUser,
+    /// As `GET /api/v1/ticket_articles/by_ticket/ID` lists them
+    /// (`attributes_with_association_names`: sender and type by name).
+    pub articles: Vec<Value>,
 }
 
 /// Zammad's millisecond timestamps.
@@ -302,6 +305,7 @@ impl ZammadTicket {
             last_contact_customer_at: None,
             article_count: 0,
             customer,
+            articles: Vec::new(),
         };
         t.customer_writes(created);
         t
@@ -317,16 +321,51 @@ impl ZammadTicket {
         self
     }
 
-    fn touch(&mut self, at: i64) -> DateTime<Utc> {
+    /// Adds an article `at` seconds ago: `sender` Customer or Agent, an
+    /// email (with a Message-ID) unless `internal`, then a note.
+    fn touch(&mut self, at: i64, sender: &str, internal: bool) -> DateTime<Utc> {
         let at = secs_ago(at);
         self.article_count += 1;
         self.updated_at = self.updated_at.max(at);
+        let n = self.article_count;
+        let message_id = match (internal, sender) {
+            (true, _) => Value::Null,
+            (false, "Customer") => json!(self.customer_message_id(n)),
+            (false, _) => json!(format!("<agent.{}.{n}@zammad.example.com>", self.id)),
+        };
+        self.articles.push(json!({
+            "id": self.id * 100 + n, "ticket_id": self.id,
+            "type": if internal { "note" } else { "email" }, "sender": sender,
+            "from": if sender == "Customer" { self.customer.email.clone() } else { "Support <support@example.com>".to_owned() },
+            "to": "", "cc": null, "subject": format!("Zammad ticket {}", self.id),
+            "reply_to": null, "message_id": message_id, "message_id_md5": null,
+            "in_reply_to": null, "content_type": "text/plain", "references": null,
+            "body": "…", "internal": internal, "preferences": {},
+            "updated_by": "-", "created_by": "-", "origin_by_id": null,
+            "created_at": zammad_time(at), "updated_at": zammad_time(at),
+            "attachments": []
+        }));
         at
+    }
+
+    /// The Message-ID of the customer's `n`th article (counting all).
+    pub fn customer_message_id(&self, n: i64) -> String {
+        format!("<customer.{}.{n}@mail.example.net>", self.id)
+    }
+
+    /// The customer's first message came through the web form: it has
+    /// no Message-ID.
+    pub fn via_web(mut self) -> Self {
+        if let Some(first) = self.articles.first_mut().and_then(Value::as_object_mut) {
+            first.insert("type".into(), json!("web"));
+            first.insert("message_id".into(), Value::Null);
+        }
+        self
     }
 
     /// A customer's email `at` seconds ago.
     pub fn customer_writes(&mut self, at: i64) -> &mut Self {
-        let at = self.touch(at);
+        let at = self.touch(at, "Customer", false);
         let again = self.last_contact_customer_at.is_some()
             && self.last_contact_at.is_some()
             && self.last_contact_customer_at == self.last_contact_at;
@@ -347,7 +386,7 @@ impl ZammadTicket {
 
     /// An agent's public email reply `at` seconds ago.
     pub fn agent_replies(&mut self, at: i64) -> &mut Self {
-        let at = self.touch(at);
+        let at = self.touch(at, "Agent", false);
         self.last_contact_agent_at = Some(at);
         self.last_contact_at = Some(at);
         self
@@ -355,7 +394,7 @@ impl ZammadTicket {
 
     /// An internal note `at` seconds ago: no contact.
     pub fn internal_note(&mut self, at: i64) -> &mut Self {
-        self.touch(at);
+        self.touch(at, "Agent", true);
         self
     }
 
