@@ -21,7 +21,10 @@ use support::presets::{
     sources_test, ticket_block, waiting_since, zammad_api, zammad_api_setup, zendesk_api_setup,
     zendesk_basic, zendesk_page,
 };
-use support::shapes::{ZammadTicket, ZammadUser, zendesk_metric_set, zendesk_ticket, zendesk_user};
+use support::shapes::{
+    ZammadTicket, ZammadUser, zammad_search_page, zammad_ticket_priorities, zammad_ticket_states,
+    zendesk_metric_set, zendesk_ticket, zendesk_user,
+};
 use support::{SmtpSink, ago, lock};
 
 /// A customer whose login is their email.
@@ -513,6 +516,68 @@ fn zammad_api_notices_answer_the_customers_first_email() {
         (asked(1), asked(2), asked(3), asked(4)),
         (3, 2, 2, 0),
         "articles are asked for when a waiting ticket is new or changed"
+    );
+}
+
+/// Serves `tickets` as `zammad_api` does, and answers the article list of
+/// ticket 1 with `status`.
+fn articles_of_ticket_1_answer(server: &ApiServer, tickets: Vec<ZammadTicket>, status: u16) {
+    server.set_script(move |req| match req.path.as_str() {
+        "/api/v1/tickets/search" => ApiResponse::json(&zammad_search_page(
+            &tickets,
+            req.number("page").unwrap_or(1),
+            req.number("per_page").unwrap_or(50),
+        )),
+        "/api/v1/ticket_states" => ApiResponse::json(&zammad_ticket_states(&[])),
+        "/api/v1/ticket_priorities" => ApiResponse::json(&zammad_ticket_priorities()),
+        path => match path.strip_prefix(BY_TICKET) {
+            Some("1") => ApiResponse::error(status),
+            Some(id) => match tickets.iter().find(|t| t.id.to_string() == id) {
+                Some(t) => ApiResponse::json(&Value::Array(t.articles.clone())),
+                None => ApiResponse::error(404),
+            },
+            None => ApiResponse::error(404),
+        },
+    });
+}
+
+#[test]
+fn zammad_api_a_failing_article_request_fails_the_poll_and_a_missing_ticket_gets_no_thread() {
+    let tickets: Vec<ZammadTicket> = (1..=2)
+        .map(|id| ZammadTicket::opened(id, 3 * H, customer(800 + id, "c@example.com", "C", "D")))
+        .collect();
+    let (server, _) = zammad_api(tickets.clone(), &[]);
+    let setup = zammad_api_setup(&server, "1h", 9);
+
+    articles_of_ticket_1_answer(&server, tickets.clone(), 500);
+    let out = setup.cli(&["sources", "test"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "source.per_ticket.first_customer_article: ticket 1: GET {}: HTTP 500",
+            server.url("/api/v1/ticket_articles/by_ticket/1")
+        )),
+        "the request, the ticket and the status are named: {err}"
+    );
+
+    // Deleted since the search listed it: the ticket is read, unthreaded.
+    articles_of_ticket_1_answer(&server, tickets, 404);
+    let out = sources_test(&setup);
+    assert!(out.contains("read 2 waiting ticket(s)"), "{out}");
+    assert!(
+        has_line(&out, &["thread: subject carries [Ticket#31001]"])
+            && !has_line(&out, &["[Ticket#31001], in reply to"]),
+        "{out}"
+    );
+    assert!(
+        has_line(
+            &out,
+            &[
+                "thread: subject carries [Ticket#31002], in reply to <customer.2.1@mail.example.net>"
+            ]
+        ),
+        "{out}"
     );
 }
 
