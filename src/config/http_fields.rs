@@ -3,7 +3,8 @@
 //! `unless_at_or_after`), `source.waiting_when`, and the objects joined
 //! into each item (`source.sideload` from the page, `source.lookup` from
 //! a list fetched once per poll, `source.per_ticket` from a request per
-//! waiting ticket). Validated here, applied in `source::http`.
+//! waiting ticket). Validated here, applied in `source::items` and
+//! `source::per_ticket`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -346,6 +347,7 @@ pub(super) fn check_per_ticket_reads(
     p: &mut Problems,
     fields: &BTreeMap<String, FieldMap>,
     waiting_when: Option<&WaitingWhen>,
+    waiting_states: bool,
     per_ticket: &[PerTicket],
 ) {
     let fetched = |pointer: &str| per_ticket.iter().find(|d| d.name == member(pointer));
@@ -357,7 +359,9 @@ pub(super) fn check_per_ticket_reads(
             .collect();
         let Some(first) = reads.first() else { continue };
         let name = member(first);
-        if matches!(column.as_str(), "id" | "updated_at" | "waiting_since") {
+        let decides = matches!(column.as_str(), "id" | "updated_at" | "waiting_since")
+            || (column == "state" && waiting_states);
+        if decides {
             p.add(
                 &key,
                 format!(

@@ -313,6 +313,7 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             p,
             &http.fields,
             http.waiting_when.as_ref(),
+            http.waiting_states.is_some(),
             &http.per_ticket,
         );
         out.http = Some(http);

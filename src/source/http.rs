@@ -163,13 +163,13 @@ impl HttpSource {
             })?;
             drop(bytes);
             let mut items = items;
-            self.add_per_ticket(&mut items, &home, deadline).await?;
+            self.add_per_ticket(&mut items, &home, deadline).await;
             if let Some(listed) = listed.as_mut() {
-                listed.extend(items.iter().filter_map(|row| {
-                    row.iter()
-                        .find(|(c, _)| c == "id")
-                        .and_then(|(_, cell)| super::per_ticket::key_text(cell))
-                }));
+                listed.extend(
+                    items
+                        .iter()
+                        .filter_map(|row| super::per_ticket::column_text(row, "id")),
+                );
             }
             rows += items.len();
             let empty = items.is_empty();
@@ -377,7 +377,7 @@ impl HttpSource {
     }
 
     /// One page's body, honouring 429/503 `Retry-After` within the poll's
-    /// deadline. Credentials go only to a trusted origin.
+    /// deadline. Requests (and credentials) go only to a trusted origin.
     async fn fetch(
         &self,
         url: &reqwest::Url,
@@ -408,7 +408,13 @@ impl HttpSource {
         missing_ok: bool,
     ) -> anyhow::Result<Option<(HeaderMap, Vec<u8>)>> {
         let shown = redact_url(url.as_str());
-        let credentials = self.trusted(home, &origin(url));
+        // Every caller checks first; this keeps it so for the next one.
+        if !self.trusted(home, &origin(url)) {
+            anyhow::bail!(
+                "GET {shown}: on {}, another origin than source.url's {home}: not asked for",
+                origin(url)
+            );
+        }
         for _ in 0..=MAX_THROTTLED_RETRIES {
             let left = deadline.saturating_duration_since(Instant::now());
             let mut request = self
@@ -417,7 +423,6 @@ impl HttpSource {
                 .timeout(left.max(Duration::from_millis(1)))
                 .header("accept", "application/json");
             request = match &self.settings.auth {
-                _ if !credentials => request,
                 HttpAuth::None => request,
                 HttpAuth::Bearer(token) => request.bearer_auth(token.expose_secret()),
                 HttpAuth::Basic { username, password } => {

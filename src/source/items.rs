@@ -232,7 +232,7 @@ fn is_blank(value: &Value) -> bool {
 
 /// A state (or any value) as `waiting_states` and `waiting_when` compare
 /// it: lower-case text; numbers count too (Freshdesk's `"status": 2`).
-fn comparable(cell: &Cell) -> Option<String> {
+pub(super) fn comparable(cell: &Cell) -> Option<String> {
     match cell {
         Cell::Text(s) => Some(s.to_lowercase()),
         Cell::Int(i) => Some(i.to_string()),

@@ -103,6 +103,18 @@ pub fn zammad_api(
     tickets: Vec<ZammadTicket>,
     custom_states: &[(i64, &str, i64)],
 ) -> (ApiServer, Arc<Mutex<Vec<ZammadTicket>>>) {
+    zammad_api_answering_articles(tickets, custom_states, |_, articles| {
+        ApiResponse::json(&Value::Array(articles.to_vec()))
+    })
+}
+
+/// `zammad_api`, with `articles(ticket id, its articles)` answering
+/// `/api/v1/ticket_articles/by_ticket/ID` for the tickets it serves.
+pub fn zammad_api_answering_articles(
+    tickets: Vec<ZammadTicket>,
+    custom_states: &[(i64, &str, i64)],
+    articles: impl Fn(i64, &[Value]) -> ApiResponse + Send + Sync + 'static,
+) -> (ApiServer, Arc<Mutex<Vec<ZammadTicket>>>) {
     let tickets = Arc::new(Mutex::new(tickets));
     let served = tickets.clone();
     let states = zammad_ticket_states(custom_states);
@@ -126,7 +138,7 @@ pub fn zammad_api(
                     .and_then(|id| id.parse::<i64>().ok())
                     .and_then(|id| lock(&served).iter().find(|t| t.id == id).cloned());
                 match ticket {
-                    Some(t) => ApiResponse::json(&Value::Array(t.articles)),
+                    Some(t) => articles(t.id, &t.articles),
                     None => ApiResponse::error(404),
                 }
             }
