@@ -370,7 +370,7 @@ fn a_clock_with_a_query_that_ignores_it_is_an_error() {
 }
 
 #[test]
-fn every_preset_clock_passes_check_config() {
+fn every_zammad_db_clock_passes_check_config() {
     for clock in ["last_public_contact", "agent_updates", "customer_message"] {
         let mut setup = zammad_db_config();
         setup.set("source.clock", &toml_str(clock));
@@ -384,8 +384,43 @@ fn every_preset_clock_passes_check_config() {
 }
 
 #[test]
-fn a_subject_marker_without_the_number_is_an_error() {
+fn a_subject_marker_without_the_number_or_on_two_lines_is_an_error() {
     let mut setup = good_config();
     setup.set("source.subject_marker", &toml_str("[Ticket#]"));
-    assert_rejected(&setup, "source.subject_marker");
+    assert_rejected(
+        &setup,
+        "source.subject_marker: \"[Ticket#]\" has no {number}",
+    );
+    setup.set(
+        "source.subject_marker",
+        &toml_str("[Ticket#{number}]\nBcc: x"),
+    );
+    assert_rejected(&setup, "source.subject_marker: must be one line");
+}
+
+#[test]
+fn a_preset_query_replaced_without_the_clock_needs_its_recheck_and_incremental_queries_replaced_too()
+ {
+    let mut setup = zammad_db_config();
+    setup.set(
+        "source.query",
+        &toml_str("SELECT id, 'open' AS state, created_at AS waiting_since FROM tickets"),
+    );
+    for key in ["recheck_query", "incremental_query"] {
+        assert_rejected(
+            &setup,
+            &format!(
+                "source.{key}: reads waiting_since with the clock ({{waiting_since}}), but source.query computes it without"
+            ),
+        );
+    }
+    // Turned off, they no longer disagree.
+    setup.set("source.recheck_query", "\"\"");
+    setup.set("source.incremental_query", "\"\"");
+    let out = setup.cli(&["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

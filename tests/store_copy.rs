@@ -492,6 +492,40 @@ fn the_output_shows_the_target_with_its_password_redacted() {
 }
 
 #[test]
+fn a_missing_or_empty_store_is_not_copied() {
+    // A mistyped store.url: nothing is created, neither here nor there.
+    let setup = ledger_setup();
+    let target = sqlite_url(&setup, "target.db");
+    let (code, stdout, stderr) = copy(&setup, &target);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("interim.db does not exist: nothing to copy"),
+        "{stderr}"
+    );
+    assert!(!setup.path("interim.db").exists() && !setup.path("target.db").exists());
+
+    // A store with no notices and no series: a daemon moved onto its copy
+    // would start from nothing and send every due notice again.
+    let out = setup.cli(&["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, stdout, stderr) = copy(&setup, &target);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("holds no notices and no series: nothing to copy"),
+        "{stderr}"
+    );
+    let left = dump(&target);
+    assert!(
+        left.values().all(Vec::is_empty),
+        "the target stays empty: {left:?}"
+    );
+}
+
+#[test]
 fn a_copy_is_refused_while_a_daemon_holds_the_sqlite_store() {
     let mut setup = Setup::new();
     setup

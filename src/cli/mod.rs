@@ -411,6 +411,18 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                     "--to {to}: use sqlite://PATH or postgres://…"
                 )));
             }
+            // Opening would create a missing file: a mistyped store.url
+            // would copy an empty ledger, and a daemon moved onto it would
+            // send every due notice again.
+            if let Some(path) = Store::sqlite_file(&config.settings.store.url)?
+                && !path.exists()
+            {
+                return Err(Failure::Usage(format!(
+                    "store.url {}: {} does not exist: nothing to copy (is it the daemon's store?)",
+                    config.settings.store.url,
+                    path.display()
+                )));
+            }
             let store = Store::open(&config.settings.store.url).await?;
             let copied = store.copy_to(&to).await;
             store.close().await;

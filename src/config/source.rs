@@ -275,6 +275,8 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             let key = format!("source.clocks.{mode}");
             let field = match clock {
                 RawClock::Pointers(pointers) => RawField::Many(pointers.clone()),
+                // One pointer, as fields take it.
+                RawClock::Sql(text) if text.starts_with('/') => RawField::One(text.clone()),
                 RawClock::Field(table) => RawField::Table(table.clone()),
                 RawClock::Sql(_) => {
                     p.add(
@@ -293,7 +295,11 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             // Presets leave fields.waiting_since to their clocks: when it is
             // set, it is the operator's, and it wins unless a clock was
             // asked for too.
-            Some(_) if s.fields.contains_key("waiting_since") => {
+            Some(_)
+                if s.fields
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("waiting_since")) =>
+            {
                 out.clock = None;
                 if s.clock.is_some() {
                     p.add(
@@ -380,6 +386,31 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
             "source.query",
             "missing: the SQL query that selects the waiting tickets",
         );
+    }
+    // An operator who replaces a preset's query computes waiting_since
+    // their own way; the preset's recheck and incremental queries would
+    // still read the preset's clock, so a re-read before each send would
+    // see another wait (and cancel the notice) and polls would disagree.
+    let own_query = s
+        .query
+        .as_ref()
+        .is_some_and(|q| !q.trim().is_empty() && !q.contains(CLOCK_PLACEHOLDER));
+    for (key, other) in [
+        ("recheck_query", &s.recheck_query),
+        ("incremental_query", &s.incremental_query),
+    ] {
+        if own_query
+            && other
+                .as_ref()
+                .is_some_and(|q| q.contains(CLOCK_PLACEHOLDER))
+        {
+            p.add(
+                format!("source.{key}"),
+                format!(
+                    "reads waiting_since with the clock ({CLOCK_PLACEHOLDER}), but source.query computes it without: both would see different waits; override {key} too, or set it to \"\" to turn it off"
+                ),
+            );
+        }
     }
     out.recheck_query = clocked(p, "recheck_query", s.recheck_query.as_ref());
     if let Some(q) = &out.recheck_query

@@ -85,8 +85,9 @@ enum Value {
 impl Store {
     /// Copies this store's whole ledger into the empty store at `target_url`
     /// (created and migrated like any store). Refused while a daemon uses
-    /// this store or the target, and when the target has rows; a failure
-    /// leaves the target as it was.
+    /// this store or the target, when the target has rows and when this
+    /// store has no notices and no series; a failure leaves the target
+    /// empty (created and migrated).
     pub async fn copy_to(&self, target_url: &SecretUrl) -> anyhow::Result<CopyReport> {
         if target_url.expose() == self.url.expose() {
             bail!(
@@ -194,6 +195,16 @@ impl Store {
                 .await
                 .with_context(|| format!("failed to copy the table {}", table.name))?;
             counts.push(n);
+        }
+        let filled = LEDGER_TABLES
+            .iter()
+            .zip(&counts)
+            .any(|(table, n)| matches!(table.name, "notices" | "series") && *n > 0);
+        if !filled {
+            bail!(
+                "the store {} holds no notices and no series: nothing to copy (is store.url the daemon's store?); the target stays empty",
+                self.url
+            );
         }
         if target.backend == Backend::Postgres {
             advance_sequences(&mut tx).await?;

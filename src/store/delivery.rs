@@ -297,26 +297,35 @@ impl Store {
 
     /// When the next pending notice of `channel` may be claimed: the
     /// earliest next attempt among those nobody holds a live claim on at
-    /// `now` (one step along the `notices_due` index). The dispatcher sleeps
-    /// until then instead of polling the ledger on a tick.
+    /// `now` (on PostgreSQL: at the database's clock, which stamps the
+    /// leases, as `claim_due` reads them). The dispatcher sleeps until then
+    /// instead of polling the ledger on a tick.
     pub async fn next_attempt(
         &self,
         channel: &str,
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar(self.sql(
+        let lease_end = match self.backend {
+            Backend::Sqlite => "?3".to_owned(),
+            Backend::Postgres => PG_NOW_MS.to_owned(),
+        };
+        let query = format!(
             "SELECT next_attempt_at FROM notices
              WHERE status = 'pending' AND channel = ?1 AND dry_run = ?2
-               AND (claim_until IS NULL OR claim_until < ?3)
-             ORDER BY next_attempt_at LIMIT 1",
-        ))
-        .bind(channel)
-        .bind(i64::from(dry_run))
-        .bind(ms(now))
-        .fetch_optional(&self.pool)
-        .await
-        .with_context(|| format!("failed to read the next due notice of channel {channel}"))?;
+               AND (claim_until IS NULL OR claim_until < {lease_end})
+             ORDER BY next_attempt_at LIMIT 1"
+        );
+        let mut query = sqlx::query_scalar(self.sql_owned(query))
+            .bind(channel)
+            .bind(i64::from(dry_run));
+        if self.backend == Backend::Sqlite {
+            query = query.bind(ms(now));
+        }
+        let v: Option<i64> = query
+            .fetch_optional(&self.pool)
+            .await
+            .with_context(|| format!("failed to read the next due notice of channel {channel}"))?;
         Ok(v.map(from_ms))
     }
 

@@ -186,16 +186,10 @@ pub struct DaemonLock {
 }
 
 impl Store {
-    /// Opens the store: a missing SQLite file is created and migrated; a
-    /// PostgreSQL database must exist (its tables are migrated).
-    pub async fn open(url: &SecretUrl) -> anyhow::Result<Store> {
-        sqlx::any::install_default_drivers();
-        let raw = url.expose();
-        if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
-            return Self::open_postgres(url).await;
-        }
-        let Some(rest) = raw.strip_prefix("sqlite:") else {
-            bail!("unsupported store URL {url}: use sqlite://PATH or postgres://…");
+    /// The file of a `sqlite:` store URL; None for another scheme.
+    pub fn sqlite_file(url: &SecretUrl) -> anyhow::Result<Option<PathBuf>> {
+        let Some(rest) = url.expose().strip_prefix("sqlite:") else {
+            return Ok(None);
         };
         let path = PathBuf::from(
             rest.trim_start_matches("//")
@@ -206,6 +200,20 @@ impl Store {
         if path.as_os_str().is_empty() {
             bail!("store.url {url} names no file");
         }
+        Ok(Some(path))
+    }
+
+    /// Opens the store: a missing SQLite file is created and migrated; a
+    /// PostgreSQL database must exist (its tables are migrated).
+    pub async fn open(url: &SecretUrl) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose();
+        if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+            return Self::open_postgres(url).await;
+        }
+        let Some(path) = Self::sqlite_file(url)? else {
+            bail!("unsupported store URL {url}: use sqlite://PATH or postgres://…");
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::private_files::create_dir_all(dir).with_context(|| {
                 format!("failed to create the store's folder {}", dir.display())
