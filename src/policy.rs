@@ -187,6 +187,32 @@ impl Policy {
         }
         out
     }
+
+    /// Why the pre-send re-read `fresh` of a ticket stops a notice of
+    /// `policy` (any applicable one when None) on the wait that began at
+    /// `episode`; None when it still goes. The daemon decides by it, and
+    /// `sources test` shows it.
+    pub fn recheck_verdict(
+        policies: &[Policy],
+        policy: Option<&str>,
+        episode: DateTime<Utc>,
+        fresh: Option<&Ticket>,
+    ) -> Option<&'static str> {
+        let Some(t) = fresh else {
+            return Some("the pre-send re-check found the ticket no longer waiting");
+        };
+        if crate::notice::truncate_millis(t.waiting_since)
+            != crate::notice::truncate_millis(episode)
+        {
+            return Some("the pre-send re-check found the wait restarted");
+        }
+        let applies = Policy::applicable(policies, t);
+        let matches = match policy {
+            Some(name) => applies.iter().any(|p| p.name == name),
+            None => !applies.is_empty(),
+        };
+        (!matches).then_some("the pre-send re-check found the ticket no longer matching the policy")
+    }
 }
 
 #[cfg(test)]

@@ -463,6 +463,39 @@ fn the_recheck_query_cancels_a_notice_whose_ticket_changed_since_the_poll() {
 }
 
 #[test]
+fn sources_test_judges_the_recheck_query_as_the_daemon_does() {
+    let cases = [
+        (
+            format!("{} AND id = :id", support::TICKET_QUERY),
+            "still waiting since",
+        ),
+        // Another state than the poll's: the policy (state = open) no
+        // longer matches, and the daemon would cancel every notice.
+        (
+            "SELECT id, 'on_hold' AS state, waiting_since FROM tickets WHERE id = :id".to_owned(),
+            "no policy matches the re-read ticket, though one matched the poll's",
+        ),
+        (
+            "SELECT id, state, updated_at AS waiting_since FROM tickets WHERE id = :id".to_owned(),
+            "but the poll read",
+        ),
+    ];
+    for (recheck, verdict) in cases {
+        let (setup, helpdesk) = recheck_setup(9, &recheck);
+        helpdesk.set(1, "updated_at", &ago(3));
+        let out = setup.cli(&["sources", "test"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("recheck_query: re-read ticket") && l.contains(verdict)),
+            "{recheck}: {verdict}\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn a_failing_recheck_query_holds_the_notice_instead_of_sending_it() {
     let sink = SmtpSink::start();
     let recheck = "SELECT id, state, waiting_since, no_such_column FROM tickets WHERE id = :id";

@@ -666,33 +666,61 @@ fn thread_text(settings: &Settings, t: &Ticket) -> String {
 }
 
 /// `source.recheck_query` run once for the first waiting ticket, as the
-/// daemon runs it before each send.
-async fn recheck_text(source: &Source, query: &str, first: Option<&Ticket>) -> String {
-    let Some(ticket) = first else {
+/// daemon runs it before each send, judged as the daemon judges it.
+async fn recheck_text(
+    source: &Source,
+    query: &str,
+    tickets: &[Ticket],
+    policies: &[Policy],
+) -> String {
+    // One a policy applies to, so the policy check means something.
+    let first = tickets
+        .iter()
+        .find(|t| !Policy::applicable(policies, t).is_empty());
+    let Some(ticket) = first.or(tickets.first()) else {
         return "recheck_query: not run (no waiting ticket to re-read)".into();
     };
+    if first.is_none() {
+        return format!(
+            "recheck_query: not run (no policy applies to any waiting ticket; e.g. ticket {})",
+            ticket.id
+        );
+    }
     let started = std::time::Instant::now();
     let result = source.recheck(query, &ticket.id).await;
     let took = started.elapsed().as_secs_f64() * 1000.0;
-    match result {
-        Ok(Some(fresh)) if fresh.waiting_since == ticket.waiting_since => format!(
-            "recheck_query: re-read ticket {} in {took:.1} ms: still waiting since {}",
-            ticket.id,
+    let fresh = match result {
+        Ok(fresh) => fresh,
+        Err(e) => return format!("recheck_query: failed for ticket {}: {e:#}", ticket.id),
+    };
+    let verdict = Policy::recheck_verdict(policies, None, ticket.waiting_since, fresh.as_ref());
+    let read = format!(
+        "recheck_query: re-read ticket {} in {took:.1} ms",
+        ticket.id
+    );
+    match (fresh, verdict) {
+        (Some(fresh), None) => format!(
+            "{read}: still waiting since {}",
             rfc3339(fresh.waiting_since)
         ),
-        Ok(Some(fresh)) => format!(
-            "recheck_query: re-read ticket {} in {took:.1} ms: waiting since {}, but the poll read {} \
+        (None, _) => format!(
+            "{read}: not waiting (the poll read it as waiting; does the re-check select the same tickets?)"
+        ),
+        (Some(fresh), Some(_))
+            if crate::notice::truncate_millis(fresh.waiting_since)
+                != crate::notice::truncate_millis(ticket.waiting_since) =>
+        {
+            format!(
+                "{read}: waiting since {}, but the poll read {} \
              (the re-check must compute waiting_since as the query does, or every notice is cancelled)",
-            ticket.id,
-            rfc3339(fresh.waiting_since),
-            rfc3339(ticket.waiting_since)
+                rfc3339(fresh.waiting_since),
+                rfc3339(ticket.waiting_since)
+            )
+        }
+        (Some(_), Some(_)) => format!(
+            "{read}: no policy matches the re-read ticket, though one matched the poll's \
+             (the re-check must return the columns the policies match, as the query does, or every notice is cancelled)"
         ),
-        Ok(None) => format!(
-            "recheck_query: re-read ticket {} in {took:.1} ms: not waiting (the poll read it as waiting; \
-             does the re-check select the same tickets?)",
-            ticket.id
-        ),
-        Err(e) => format!("recheck_query: failed for ticket {}: {e:#}", ticket.id),
     }
 }
 
@@ -853,7 +881,7 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
         let _ = writeln!(
             out,
             "\n{}",
-            recheck_text(&source, query, snapshot.tickets.first()).await
+            recheck_text(&source, query, &snapshot.tickets, &settings.policies).await
         );
     }
     source.close().await;

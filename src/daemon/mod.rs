@@ -85,7 +85,8 @@ pub async fn run_with_clock(
     )?;
     let poll_now = Arc::new(Notify::new());
     let dispatch_now = Arc::new(Notify::new());
-    // PostgreSQL: another instance's plans wake this dispatcher too.
+    // PostgreSQL: another instance's plans wake this dispatcher too. The
+    // handle aborts the task when dropped, also on an early error below.
     let plan_listener = store.listen_for_plans(dispatch_now.clone(), shutdown.clone());
     let metrics = crate::telemetry::install();
     if let Some(handle) = metrics.clone() {
@@ -215,9 +216,8 @@ pub async fn run_with_clock(
         "shutting down: no new claims; waiting for sends in flight"
     );
     let _ = poll_loop.await;
-    if let Some(listener) = plan_listener {
-        let _ = listener.await;
-    }
+    // It may be waiting for an unreachable database: not worth a wait.
+    drop(plan_listener);
     dispatcher.tracker().close();
     let timeout = dispatcher.live().config.settings.daemon.shutdown_timeout;
     if tokio::time::timeout(timeout, dispatcher.tracker().wait())

@@ -198,20 +198,12 @@ impl Dispatcher {
                 return Ok(None);
             }
         };
-        let reason = match &fresh {
-            None => Some("the pre-send re-check found the ticket no longer waiting"),
-            Some(t) if truncate_millis(t.waiting_since) != claim.episode => {
-                Some("the pre-send re-check found the wait restarted")
-            }
-            Some(t)
-                if !Policy::applicable(&live.config.settings.policies, t)
-                    .iter()
-                    .any(|p| p.name == policy.name) =>
-            {
-                Some("the pre-send re-check found the ticket no longer matching the policy")
-            }
-            Some(_) => None,
-        };
+        let reason = Policy::recheck_verdict(
+            &live.config.settings.policies,
+            Some(&policy.name),
+            claim.episode,
+            fresh.as_ref(),
+        );
         match reason {
             Some(reason) => {
                 info!(reason, "pending notice cancelled");

@@ -10,6 +10,7 @@ use sqlx::AnyConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Backend, Store};
 
@@ -30,53 +31,70 @@ impl Store {
     }
 
     /// PostgreSQL: a task that wakes `wake` whenever an instance (this one
-    /// included) commits plans, until `shutdown`. None with SQLite.
+    /// included) commits plans, until `shutdown` or until the handle is
+    /// dropped. None with SQLite. A connection that drops loses what was
+    /// announced meanwhile, so each reconnection wakes `wake` too.
     pub fn listen_for_plans(
         &self,
         wake: Arc<Notify>,
         shutdown: CancellationToken,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    ) -> Option<AbortOnDropHandle<()>> {
         if self.backend != Backend::Postgres {
             return None;
         }
         let url = self.url.clone();
-        Some(tokio::spawn(async move {
+        Some(AbortOnDropHandle::new(tokio::spawn(async move {
             let mut listening: Option<PgListener> = None;
+            // Logged when it changes, not on every attempt.
+            let mut broken = false;
             loop {
                 let listener = match listening.as_mut() {
                     Some(listener) => listener,
-                    None => match connect(url.expose()).await {
-                        Ok(listener) => listening.insert(listener),
-                        Err(e) => {
-                            tracing::debug!(
-                                error = url.scrub(&format!("{e:#}")),
-                                "cannot listen for plans; the safety tick covers it"
-                            );
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                    None => {
+                        let connected = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            connected = connect(url.expose()) => connected,
+                        };
+                        match connected {
+                            Ok(listener) => {
+                                if std::mem::take(&mut broken) {
+                                    tracing::info!("listening for other instances' plans again");
+                                }
+                                // Plans committed while nobody listened.
+                                wake.notify_one();
+                                listening.insert(listener)
+                            }
+                            Err(e) => {
+                                if !std::mem::replace(&mut broken, true) {
+                                    tracing::warn!(
+                                        error = url.scrub(&format!("{e:#}")),
+                                        "cannot listen for other instances' plans (LISTEN); their notices are claimed at the next safety tick (1 s) instead of at once"
+                                    );
+                                }
+                                tokio::select! {
+                                    _ = shutdown.cancelled() => return,
+                                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                                }
                             }
                         }
-                    },
+                    }
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    got = listener.recv() => match got {
-                        Ok(_) => wake.notify_one(),
-                        // The listener reconnects on the next recv; what was
-                        // announced meanwhile is lost, so look anyway.
+                    got = listener.try_recv() => match got {
+                        Ok(Some(_)) => wake.notify_one(),
+                        // The connection dropped; the next try_recv
+                        // reconnects. What was announced meanwhile is lost:
+                        // look anyway.
+                        Ok(None) => wake.notify_one(),
                         Err(_) => {
                             wake.notify_one();
                             listening = None;
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            }
                         }
                     },
                 }
             }
-        }))
+        })))
     }
 }
 
