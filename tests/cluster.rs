@@ -426,10 +426,12 @@ fn when_the_pollers_database_session_is_cut_exactly_one_instance_polls_again() {
     cluster.wait_for_single_poller(LONG);
 
     // The poller's process lives on, but its session (the one holding the
-    // advisory lock) is gone, as after a network cut or a server restart.
+    // poller's advisory lock, key "\0interim" as classid and objid) is gone,
+    // as after a network cut or a server restart.
     let terminated = cluster.db.query_text(
         "SELECT count(*)::text FROM (SELECT pg_terminate_backend(pid) FROM pg_locks \
-         WHERE locktype = 'advisory' AND granted \
+         WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' \
+         AND classid = 6909556 AND objid = 1701996909 \
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) t",
     );
     assert_eq!(

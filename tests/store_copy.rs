@@ -571,6 +571,35 @@ fn a_copy_is_refused_while_a_daemon_runs_on_the_postgresql_store() {
     assert!(!setup.path("copy.db").exists(), "no target was created");
 }
 
+#[test]
+fn a_copy_is_refused_while_an_instance_that_does_not_poll_still_runs() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let mut setup = ledger_setup();
+    setup.set("store.url", &toml_str(&db.url));
+    let url = interim::secret::SecretUrl::new(db.url.clone());
+    let (code, stdout, stderr) = block_on(async {
+        // Two instances: the poller, and one that claims and sends only.
+        let poller = Store::open(&url).await.expect("open the store");
+        let other = Store::open(&url).await.expect("open the store again");
+        assert!(poller.lead_polling().await, "the first instance polls");
+        assert!(!other.lead_polling().await, "the second one does not");
+        // The poller stops; the other one still runs.
+        poller.close().await;
+        drop(poller);
+        let refused = copy(&setup, &sqlite_url(&setup, "copy.db"));
+        other.close().await;
+        refused
+    });
+    assert_eq!(code, Some(1), "refused:\n{stdout}{stderr}");
+    assert!(
+        stderr.contains("holds the poller or the running lock"),
+        "{stderr}"
+    );
+    assert!(!setup.path("copy.db").exists(), "no target was created");
+}
+
 /// The tables a freshly migrated store has, each with its columns and
 /// their kinds, without sqlx's own bookkeeping.
 type Schema = BTreeMap<String, BTreeSet<(String, Kind)>>;

@@ -120,8 +120,9 @@ impl Store {
     /// A running daemon would go on writing into the ledger being copied
     /// (a notice sent after the copy read it would be sent again from the
     /// new store): SQLite's daemon lock, taken here for the copy, proves
-    /// none runs; on PostgreSQL a running daemon holds the poller lock, and
-    /// a claim whose lease still runs may be a send in flight.
+    /// none runs; on PostgreSQL every running daemon holds the running lock
+    /// shared (and one the poller lock), and a claim whose lease still runs
+    /// may be a send in flight.
     async fn keep_daemons_off_source(&self) -> anyhow::Result<Guard> {
         if self.backend == Backend::Sqlite {
             let lock = self
@@ -131,7 +132,7 @@ impl Store {
         }
         let Some(session) = self.hold_poller_lock().await? else {
             bail!(
-                "a daemon is running on the store {} (it holds the poller lock): stop every interim daemon that uses it, then copy",
+                "a daemon is running on the store {} (it holds the poller or the running lock): stop every interim daemon that uses it, then copy",
                 self.url
             );
         };
@@ -172,7 +173,7 @@ impl Store {
         match self.hold_poller_lock().await? {
             Some(session) => Ok(Guard::Session(session)),
             None => bail!(
-                "a daemon is running on the target store {} (its poller lock is held), or it is the configured store under another name: stop the daemon before copying into it",
+                "a daemon is running on the target store {} (its poller or running lock is held), or it is the configured store under another name: stop the daemon before copying into it",
                 self.url
             ),
         }

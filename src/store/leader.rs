@@ -11,6 +11,11 @@ use super::{Backend, Store};
 /// The advisory lock key of the poller role ("interim" in ASCII).
 const POLLER_LOCK_KEY: i64 = 0x0069_6e74_6572_696d;
 
+/// Held shared by every running daemon on its poller session (pollers and
+/// the others, which claim and send all the same), exclusively by `store
+/// copy`: a copy cannot start while any daemon runs ("Rinterim").
+const RUNNING_LOCK_KEY: i64 = 0x0069_6e74_6572_696d + 0x5200_0000_0000_0000;
+
 impl Store {
     /// Whether this instance is the one that polls the source. With SQLite
     /// always; with PostgreSQL the instance holding an advisory lock on its
@@ -40,11 +45,19 @@ impl Store {
 
     async fn try_lead(&self, session: &mut Option<AnyConnection>) -> anyhow::Result<bool> {
         if session.is_none() {
-            *session = Some(
-                AnyConnection::connect(self.url.expose())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", self.url.scrub(&e.to_string())))?,
-            );
+            let mut conn = AnyConnection::connect(self.url.expose())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", self.url.scrub(&e.to_string())))?;
+            let running: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)")
+                .bind(RUNNING_LOCK_KEY)
+                .fetch_one(&mut conn)
+                .await
+                .context("running lock")?;
+            if !running {
+                let _ = conn.close().await;
+                anyhow::bail!("an `interim store copy` holds the store right now");
+            }
+            *session = Some(conn);
         }
         let Some(conn) = session.as_mut() else {
             return Ok(false);
@@ -70,10 +83,11 @@ impl Store {
         self.is_poller.load(Ordering::Relaxed)
     }
 
-    /// Takes the poller lock on a session of its own and keeps it for as
-    /// long as the returned session lives, so that no daemon starts polling
-    /// meanwhile; None when another session holds it (a daemon runs). With
-    /// SQLite there is no such lock (the daemon lock file plays its part).
+    /// Takes the poller lock and the running lock on a session of its own
+    /// and keeps them for as long as the returned session lives, so that no
+    /// daemon starts meanwhile; None when another session holds either (a
+    /// daemon runs, polling or not). With SQLite there are no such locks
+    /// (the daemon lock file plays their part).
     pub(super) async fn hold_poller_lock(&self) -> anyhow::Result<Option<AnyConnection>> {
         let mut session = AnyConnection::connect(self.url.expose())
             .await
@@ -89,7 +103,13 @@ impl Store {
             .fetch_one(&mut session)
             .await
             .context("failed to ask for the poller lock")?;
-        if got {
+        let alone = got
+            && sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                .bind(RUNNING_LOCK_KEY)
+                .fetch_one(&mut session)
+                .await
+                .context("failed to ask for the running lock")?;
+        if alone {
             return Ok(Some(session));
         }
         let _ = session.close().await;

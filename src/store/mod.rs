@@ -365,7 +365,12 @@ impl Store {
         }
     }
 
+    /// Closes the pool and the poller session: the advisory locks it held
+    /// are free when this returns, not when the socket is noticed gone.
     pub async fn close(&self) {
+        if let Some(session) = self.leadership.lock().await.take() {
+            let _ = sqlx::Connection::close(session).await;
+        }
         self.pool.close().await;
     }
 
