@@ -1,6 +1,7 @@
-//! What every HTTP conversation of ours shares, whichever way it goes (the
-//! webhook channel out, the HTTP source in): the TLS provider, the client
-//! and how `Retry-After` is read.
+//! What our HTTP conversations share, whichever way they go (the webhook
+//! channel out, the HTTP source in): the TLS provider, how `Retry-After`
+//! is read, and the channels' client (the source builds its own, with a
+//! redirect policy that keeps credentials on their origin).
 
 use std::time::Duration;
 

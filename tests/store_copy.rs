@@ -526,6 +526,44 @@ fn a_missing_or_empty_store_is_not_copied() {
 }
 
 #[test]
+fn a_copied_ledger_is_marked_moved_so_no_daemon_or_second_copy_uses_it() {
+    let setup = ledger_setup();
+    fill_ledger(&setup);
+    let target = sqlite_url(&setup, "target.db");
+    let summary = copied(&setup, &target);
+    assert!(
+        summary.contains("this store is marked as moved"),
+        "{summary}"
+    );
+
+    // A daemon started on the old store would send what the copy's sends.
+    let mut daemon = setup.spawn_run();
+    let exit = daemon.wait_exit(Duration::from_secs(30));
+    assert!(
+        exit.is_some_and(|status| !status.success()),
+        "the daemon refuses to run on a moved ledger"
+    );
+    let log = std::fs::read_to_string(setup.path("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("was copied to {target} at "))
+            && log.contains("set store.url to that store"),
+        "{log}"
+    );
+    // A second copy would fork the ledger.
+    let (code, stdout, stderr) = copy(&setup, &sqlite_url(&setup, "second.db"));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("a second copy would fork it"), "{stderr}");
+    assert!(!setup.path("second.db").exists(), "no second target");
+    // The copy itself carries no mark: its daemon runs.
+    let moved: Vec<_> = dump(&target)["meta"]
+        .iter()
+        .filter(|row| row.iter().any(|v| v.as_deref() == Some("moved_to")))
+        .cloned()
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
+}
+
+#[test]
 fn a_copy_is_refused_while_a_daemon_holds_the_sqlite_store() {
     let mut setup = Setup::new();
     setup

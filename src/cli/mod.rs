@@ -424,7 +424,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 )));
             }
             let store = Store::open(&config.settings.store.url).await?;
-            let copied = store.copy_to(&to).await;
+            let copied = store.copy_to(&to, chrono::Utc::now()).await;
             store.close().await;
             emit(&copied?.summary())?;
         }

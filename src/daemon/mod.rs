@@ -34,7 +34,7 @@ use crate::store::Store;
 
 /// The dispatcher sleeps until the next notice is due; it looks again at
 /// least this often, for what others write into the ledger (`interim
-/// notices retry`, another instance's plans, a crashed instance's leases).
+/// retry`, another instance's plans, a crashed instance's leases).
 const DISPATCH_SAFETY_TICK: Duration = Duration::from_secs(1);
 
 /// How soon the dispatcher looks again at notices that are due but could
@@ -69,6 +69,12 @@ pub async fn run_with_clock(
 ) -> anyhow::Result<()> {
     let settings = config.settings.clone();
     let store = Store::open(&settings.store.url).await?;
+    if let Some(moved) = store.moved_to().await? {
+        anyhow::bail!(
+            "the ledger of store {} was {moved} (`interim store copy`): set store.url to that store; a daemon here would send notices the other ledger sends too",
+            settings.store.url
+        );
+    }
     let _lock = store.lock_for_daemon()?;
     let released = store.release_all_claims().await?;
     if released > 0 {

@@ -14,4 +14,4 @@ pub use plan::{Cancel, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, Se
 pub use rows::{NoticeFilter, NoticeRow, Suppression};
 pub use traits::{DeliveryLedger, PlanLedger};
 
-pub use crate::notice::{SeriesKey, Status, truncate_millis};
+pub use crate::notice::{SeriesKey, Status};

@@ -1,7 +1,8 @@
 //! A configuration as the daemon and the commands use it: the validated
 //! settings and the templates they name, loaded and checked together (the
-//! wording warnings need both). It sits above `config` and `templates`, so
-//! neither of them depends on the other.
+//! wording warnings need both). It sits above `config` and `templates`
+//! (which reads `config::Settings`), so config does not depend on
+//! templates.
 
 mod wording;
 

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use chrono::SecondsFormat;
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
@@ -49,7 +49,10 @@ impl CopyReport {
             }
             out.push('\n');
         }
-        out.push_str("next: set store.url to the target and start the daemon\n");
+        out.push_str(
+            "this store is marked as moved: no daemon starts on it again\n\
+             next: set store.url to the target and start the daemon\n",
+        );
         out
     }
 }
@@ -60,6 +63,9 @@ fn rows(n: u64) -> String {
         n => format!("{n} rows"),
     }
 }
+
+/// The meta key of a ledger that was copied away.
+const MOVED_TO: &str = "moved_to";
 
 /// What keeps daemons off a store while it is copied: the SQLite daemon
 /// lock, or a PostgreSQL session holding the poller lock.
@@ -88,10 +94,20 @@ impl Store {
     /// this store or the target, when the target has rows and when this
     /// store has no notices and no series; a failure leaves the target
     /// empty (created and migrated).
-    pub async fn copy_to(&self, target_url: &SecretUrl) -> anyhow::Result<CopyReport> {
+    pub async fn copy_to(
+        &self,
+        target_url: &SecretUrl,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<CopyReport> {
         if target_url.expose() == self.url.expose() {
             bail!(
                 "the target {target_url} is the configured store itself: copy into another store"
+            );
+        }
+        if let Some(moved) = self.moved_to().await? {
+            bail!(
+                "the ledger of {} was already {moved}: a second copy would fork it (two ledgers, notices sent twice); copy from the store it moved to, or, if that copy is lost, remove the mark with DELETE FROM meta WHERE key = '{MOVED_TO}'",
+                self.url
             );
         }
         let source_guard = self.keep_daemons_off_source().await?;
@@ -108,6 +124,14 @@ impl Store {
         target.close().await;
         source_guard.release().await;
         let (counts, claims_released) = copied?;
+        // Started again on this store, a daemon would send what the copy's
+        // daemon sends: two ledgers, notices twice.
+        self.mark_moved(&target.shown_url(), now).await.with_context(|| {
+            format!(
+                "copied into {}, but failed to mark this store as moved: start no daemon on it again",
+                target.shown_url()
+            )
+        })?;
         let names = LEDGER_TABLES.iter().map(|t| t.name);
         Ok(CopyReport {
             from: self.url.redacted(),
@@ -115,6 +139,28 @@ impl Store {
             rows: names.zip(counts).collect(),
             claims_released,
         })
+    }
+
+    /// Where `interim store copy` moved this ledger ("copied to URL at
+    /// INSTANT"), if it did: no daemon runs on it then.
+    pub async fn moved_to(&self) -> anyhow::Result<Option<String>> {
+        sqlx::query_scalar(self.sql("SELECT value FROM meta WHERE key = ?1"))
+            .bind(MOVED_TO)
+            .fetch_optional(&self.pool)
+            .await
+            .context("failed to read whether the ledger was moved")
+    }
+
+    async fn mark_moved(&self, to: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let text = format!("copied to {to} at {}", crate::clock::rfc3339(now));
+        sqlx::query(self.sql(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        ))
+        .bind(MOVED_TO)
+        .bind(text)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// A running daemon would go on writing into the ledger being copied
@@ -148,7 +194,7 @@ impl Store {
             bail!(
                 "{count} notice(s) of the store {} are claimed with a lease until {}: an instance may be sending them; stop every interim daemon that uses the store and copy after that",
                 self.url,
-                from_ms(until).to_rfc3339_opts(SecondsFormat::Secs, true)
+                crate::clock::rfc3339(from_ms(until))
             );
         }
         Ok(Guard::Session(session))
@@ -225,7 +271,7 @@ impl Store {
             .pool
             .acquire()
             .await
-            .context("store unreachable")?
+            .with_context(|| format!("the source store {} is unreachable", self.url))?
             .detach();
         let begin = match self.backend {
             // Deferred: the snapshot begins with the first read and holds (WAL).
@@ -299,8 +345,12 @@ async fn copy_table(
     let mut batch = Vec::with_capacity(per_batch);
     let mut copied = 0;
     let mut rows = sqlx::query(select).fetch(&mut *source);
-    while let Some(row) = rows.try_next().await.context("failed to read a row")? {
-        batch.push(read_row(&row, table).context("failed to read a row")?);
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .with_context(|| format!("failed to read the source's {}", table.name))?
+    {
+        batch.push(read_row(&row, table)?);
         if batch.len() == per_batch {
             copied += insert(target, tx, table, &batch).await?;
             batch.clear();
@@ -312,20 +362,41 @@ async fn copy_table(
     Ok(copied)
 }
 
-fn read_row(row: &AnyRow, table: &Table) -> Result<Vec<Value>, sqlx::Error> {
+fn read_row(row: &AnyRow, table: &Table) -> anyhow::Result<Vec<Value>> {
     table
         .columns
         .iter()
         .enumerate()
         .map(|(i, column)| {
-            Ok(match (column.kind, column.on_copy) {
+            let value = match (column.kind, column.on_copy) {
                 (Kind::Int, OnCopy::Released) => Value::Int(None),
                 (Kind::Text, OnCopy::Released) => Value::Text(None),
                 (Kind::Int, OnCopy::Exact) => Value::Int(row.try_get(i)?),
                 (Kind::Text, OnCopy::Exact) => Value::Text(row.try_get(i)?),
-            })
+            };
+            Ok::<_, sqlx::Error>(value)
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("failed to read a row of the source's {}: {e}", table.name))
+}
+
+/// The first row of a batch as its key columns say it, for an error.
+fn first_row(table: &Table, batch: &[Vec<Value>]) -> String {
+    let Some(row) = batch.first() else {
+        return String::new();
+    };
+    let shown: Vec<String> = table
+        .columns
+        .iter()
+        .zip(row)
+        .take(2)
+        .map(|(column, value)| match value {
+            Value::Int(Some(v)) => format!("{} = {v}", column.name),
+            Value::Text(Some(v)) => format!("{} = {}", column.name, crate::logging::outside(v)),
+            _ => format!("{} = NULL", column.name),
+        })
+        .collect();
+    shown.join(", ")
 }
 
 async fn insert(
@@ -355,10 +426,13 @@ async fn insert(
             Value::Text(v) => query.bind(v.as_deref()),
         };
     }
-    let done = query
-        .execute(tx.conn())
-        .await
-        .context("failed to write rows")?;
+    let done = query.execute(tx.conn()).await.with_context(|| {
+        format!(
+            "failed to write rows into the target's {} (a batch from {})",
+            table.name,
+            first_row(table, batch)
+        )
+    })?;
     Ok(done.rows_affected())
 }
 
