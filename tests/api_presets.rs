@@ -195,6 +195,11 @@ fn zammad_api_end_to_end_mails_the_waiting_customers() {
         if r.path == "/api/v1/tickets/search" {
             assert_eq!(r.param("per_page"), Some("100"));
             assert_eq!(r.param("expand"), None, "assets, not expanded names");
+            assert_eq!(
+                (r.param("sort_by"), r.param("order_by")),
+                (Some("id"), Some("asc")),
+                "pages in a stable order"
+            );
             assert_eq!(r.param("query"), Some("state.name:(new OR open)"));
         }
     }

@@ -129,6 +129,8 @@ pub struct RawSource {
     pub allowed_origins: Option<Vec<String>>,
     pub since_param: Option<String>,
     pub since_format: Option<String>,
+    /// Query parameters every page request carries (a stable sort).
+    pub params: Option<BTreeMap<String, String>>,
     pub waiting_states: Option<Vec<String>>,
     pub waiting_when: Option<RawWaitingWhen>,
     #[serde(default)]

@@ -95,6 +95,10 @@ pub struct HttpSourceSettings {
     pub allowed_origins: Vec<String>,
     /// Query parameter that asks only for tickets changed since the watermark.
     pub since_param: Option<String>,
+    /// Query parameters set on every page request, replacing the URL's own
+    /// of the same name (Zammad's search sorted by id, so that a ticket
+    /// updated during a poll does not shift the pages).
+    pub params: Vec<(String, String)>,
     pub since_unix: bool,
     /// Rows in other states are not waiting (their pending notices end).
     pub waiting_states: Option<BTreeSet<String>>,
@@ -335,13 +339,14 @@ pub(super) fn source_settings(p: &mut Problems, raw: &RawConfig) -> Option<Sourc
         || s.pagination.is_some()
         || s.auth.is_some()
         || s.since_param.is_some()
+        || s.params.is_some()
         || s.allow_insecure.is_some()
         || s.allowed_origins.is_some()
         || s.max_page_bytes.is_some()
     {
         p.add(
             "source",
-            "items, items_by_id, fields, sideload, lookup, per_ticket, waiting_when, pagination, auth, since_param, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
+            "items, items_by_id, fields, sideload, lookup, per_ticket, waiting_when, pagination, auth, since_param, params, allow_insecure, allowed_origins and max_page_bytes belong to kind = \"http\"",
         );
     }
     let expression = match clock {
@@ -714,6 +719,12 @@ fn http_settings(p: &mut Problems, s: &RawSource, url: &str) -> Option<HttpSourc
         max_page_bytes,
         allowed_origins,
         since_param: s.since_param.clone(),
+        params: s
+            .params
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         since_unix,
         waiting_states: s
             .waiting_states

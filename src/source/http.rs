@@ -131,6 +131,9 @@ impl HttpSource {
             };
             set_param(&mut url, param, &value);
         }
+        for (name, value) in &self.settings.params {
+            set_param(&mut url, name, value);
+        }
         let mut page_number = match &self.settings.pagination {
             Pagination::Page { start, .. } => *start,
             _ => 1,

@@ -294,6 +294,7 @@ mod tests {
             max_page_bytes: 1 << 20,
             allowed_origins: Vec::new(),
             since_param: None,
+            params: Vec::new(),
             since_unix: false,
             waiting_states: None,
             waiting_when: None,
