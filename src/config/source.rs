@@ -696,7 +696,16 @@ fn http_settings(p: &mut Problems, s: &RawSource, url: &str) -> Option<HttpSourc
         .enumerate()
         .filter_map(|(i, text)| p.take(&format!("source.allowed_origins[{i}]"), parse_origin(text)))
         .collect();
-    let source_url = reqwest::Url::parse(url).ok();
+    let source_url = match reqwest::Url::parse(url) {
+        Ok(parsed) => Some(parsed),
+        Err(e) => {
+            p.add(
+                "source.url",
+                format!("{} is not a URL: {e}", crate::secret::redact_url(url)),
+            );
+            None
+        }
+    };
     let sideload = http_fields::joins(p, s, source_url.as_ref(), &allowed_origins);
     let per_ticket = http_fields::per_ticket(p, s, source_url.as_ref(), &allowed_origins);
     if let Some(pointer) = &s.items_by_id

@@ -202,7 +202,11 @@ impl HttpSource {
                     if empty {
                         None
                     } else {
-                        page_number += 1;
+                        page_number = page_number.checked_add(1).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "GET {shown}: page {page_number} has no next number; check source.pagination.start"
+                            )
+                        })?;
                         let mut next = url.clone();
                         set_param(&mut next, param, &page_number.to_string());
                         Some(next)
