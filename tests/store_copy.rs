@@ -472,6 +472,32 @@ fn a_failure_halfway_leaves_the_target_empty() {
 }
 
 #[test]
+fn the_target_may_come_from_an_environment_variable() {
+    let mut setup = ledger_setup();
+    fill_ledger(&setup);
+    let out = setup.cli(&["store", "copy", "--to-env", "INTERIM_TEST_COPY_TARGET"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--to-env INTERIM_TEST_COPY_TARGET: the environment variable is not set")
+    );
+    let target = sqlite_url(&setup, "target.db");
+    setup.env("INTERIM_TEST_COPY_TARGET", &target);
+    let out = setup.cli(&["store", "copy", "--to-env", "INTERIM_TEST_COPY_TARGET"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("notices: "), "{stdout}");
+    assert!(
+        !dump(&target)["notices"].is_empty(),
+        "the copy holds the notices"
+    );
+}
+
+#[test]
 fn the_output_shows_the_target_with_its_password_redacted() {
     let Some(db) = PgDatabase::create() else {
         return;

@@ -159,8 +159,17 @@ enum StoreAction {
     /// sent notice goes out again, and the next ones come on time.
     Copy {
         /// The target: sqlite://PATH (relative to the working directory) or postgres://…
-        #[arg(long, value_name = "URL")]
-        to: String,
+        #[arg(
+            long,
+            value_name = "URL",
+            required_unless_present = "to_env",
+            conflicts_with = "to_env"
+        )]
+        to: Option<String>,
+        /// The target's URL from this environment variable, so that a
+        /// password in it stays out of the process list and shell history
+        #[arg(long, value_name = "VAR")]
+        to_env: Option<String>,
     },
 }
 
@@ -399,9 +408,22 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             store.close().await;
         }
         Command::Store {
-            action: StoreAction::Copy { to },
+            action: StoreAction::Copy { to, to_env },
         } => {
             let config = load(config_flag, quiet)?;
+            let to = match (to, to_env) {
+                (Some(to), _) => to,
+                (None, Some(var)) => std::env::var(&var).map_err(|_| {
+                    Failure::Usage(format!(
+                        "--to-env {var}: the environment variable is not set"
+                    ))
+                })?,
+                (None, None) => {
+                    return Err(Failure::Usage(
+                        "--to URL or --to-env VAR is required".into(),
+                    ));
+                }
+            };
             let to = SecretUrl::new(to);
             if !["sqlite:", "postgres:", "postgresql:"]
                 .iter()
