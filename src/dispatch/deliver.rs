@@ -1,21 +1,18 @@
 //! One delivery: the checks before a send (the policy still wants it, the
 //! send window is open, the ticket still waits, the recipient may receive
-//! it, the rate limits), rendering, the send, and recording its result
-//! together with the series' next notice.
+//! it, the rate limits), then the attempt (`attempt.rs`), and recording a
+//! result together with the series' next notice.
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Claim, Dispatcher, Live};
-use crate::channels::{DeliveryError, Outgoing, Refusal};
 use crate::config::{ChannelKind, FileFormat, Settings};
 use crate::notice::{Status, truncate_millis};
 use crate::planner::{self, PlannedNotice, SeriesPlan, SeriesState, TicketFacts};
 use crate::policy::Policy;
-use crate::retry::{RetryDecision, decide};
 use crate::store::{Outcome, Recorded};
-use crate::templates::NoticeFacts;
 use crate::ticket::Ticket;
 
 /// Whether a channel writes to the customer's address (email, or an .eml
@@ -34,7 +31,7 @@ fn addresses_customer(settings: &Settings, channel: &str) -> bool {
 
 /// A recipient as info and warn lines show it: `a***@example.com`, in
 /// full only when debug logging is on.
-fn shown(recipient: &str) -> String {
+pub(super) fn shown(recipient: &str) -> String {
     if tracing::enabled!(tracing::Level::DEBUG) {
         crate::logging::outside(recipient)
     } else {
@@ -44,7 +41,7 @@ fn shown(recipient: &str) -> String {
 
 /// `text` (a server's reply, a suppression reason) with `recipient` in it
 /// shown as [`shown`] shows it.
-fn shown_in(text: &str, recipient: &str) -> String {
+pub(super) fn shown_in(text: &str, recipient: &str) -> String {
     if tracing::enabled!(tracing::Level::DEBUG) {
         text.to_owned()
     } else {
@@ -272,209 +269,11 @@ impl Dispatcher {
         Ok(true)
     }
 
-    async fn render_and_send(
-        &self,
-        live: &Live,
-        policy: &Policy,
-        claim: &Claim,
-        ticket: &Ticket,
-    ) -> anyhow::Result<()> {
-        let settings = &live.config.settings;
-        // The spacing reference of this notice: when its attempt started.
-        let attempt_started = self.clock.now();
-        let next_notice_at = policy.next_notice_at(
-            ticket.waiting_since,
-            claim.number,
-            claim.max_notices,
-            attempt_started,
-        );
-        let facts = NoticeFacts {
-            ticket,
-            policy,
-            notice_id: &claim.id,
-            number: claim.number,
-            now: attempt_started,
-            due_at: claim.due_at,
-            next_notice_at,
-        };
-        let message = match live.config.templates.render(settings, &facts) {
-            Ok(m) => m,
-            Err(e) => {
-                let reason = format!("template {} failed to render: {e}", policy.template);
-                error!(error = %crate::logging::clip(&reason, 1000), "notice is dead");
-                return self
-                    .finish(
-                        live,
-                        policy,
-                        claim,
-                        Some(ticket),
-                        Status::Dead,
-                        attempt_started,
-                        None,
-                        Some(&reason),
-                    )
-                    .await;
-            }
-        };
-        if claim.dry_run {
-            info!(channel = %claim.channel, recipient = %shown(claim.recipient.as_deref().unwrap_or("")), subject = %crate::logging::outside(&message.subject), "dry run: would send");
-            return self
-                .finish(
-                    live,
-                    policy,
-                    claim,
-                    Some(ticket),
-                    Status::DryRun,
-                    attempt_started,
-                    next_notice_at,
-                    None,
-                )
-                .await;
-        }
-        let Some(channel) = live.channels.get(&claim.channel) else {
-            // Re-routed by a reload after the claim: the next claim finds it.
-            self.persist(claim, |n| async move {
-                self.store.release(&n, None, None).await
-            })
-            .await?;
-            return Ok(());
-        };
-        let state_for_customer =
-            crate::templates::state_for_customer(settings, ticket, &message.language);
-        let outgoing = Outgoing {
-            notice_id: &claim.id,
-            policy: &claim.policy,
-            number: claim.number,
-            max: claim.max_notices,
-            ticket,
-            state_for_customer: &state_for_customer,
-            due_at: claim.due_at,
-            next_notice_at,
-            waited_seconds: attempt_started
-                .signed_duration_since(ticket.waiting_since)
-                .num_seconds(),
-            message: &message,
-        };
-        let clock = std::time::Instant::now();
-        let result = channel.send(&outgoing).await;
-        metrics::histogram!("interim_delivery_duration_seconds", "channel" => claim.channel.clone()).record(clock.elapsed().as_secs_f64());
-        let label = match &result {
-            Ok(()) => "ok",
-            Err(e) => e.kind(),
-        };
-        metrics::counter!("interim_delivery_attempts_total", "channel" => claim.channel.clone(), "result" => label).increment(1);
-        let finished = self.clock.now();
-        match result {
-            Ok(()) => {
-                let lag = finished
-                    .signed_duration_since(claim.send_at)
-                    .num_milliseconds()
-                    .max(0) as f64
-                    / 1000.0;
-                metrics::histogram!("interim_notice_lag_seconds", "channel" => claim.channel.clone()).record(lag);
-                info!(channel = %claim.channel, recipient = %shown(claim.recipient.as_deref().unwrap_or("")), attempt = claim.attempts + 1, "notice sent");
-                self.finish(
-                    live,
-                    policy,
-                    claim,
-                    Some(ticket),
-                    Status::Sent,
-                    attempt_started,
-                    next_notice_at,
-                    None,
-                )
-                .await
-            }
-            Err(DeliveryError::Permanent { reason, refusal }) => {
-                match refusal {
-                    Refusal::EndpointGone => {
-                        error!(channel = %claim.channel, error = %reason, "webhook endpoint is gone (HTTP 410): fix channels.{}.url", claim.channel);
-                        metrics::counter!("interim_webhook_gone_total", "channel" => claim.channel.clone()).increment(1);
-                    }
-                    Refusal::RecipientRejected if live.suppressor.auto() => {
-                        if let Some(recipient) = &claim.recipient {
-                            warn!(recipient = %shown(recipient), error = %shown_in(&reason, recipient), "recipient rejected permanently; later notices to it are suppressed");
-                            self.store
-                                .suppress(recipient, &reason, "auto", finished)
-                                .await?;
-                        }
-                    }
-                    _ => {
-                        warn!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), "permanent delivery failure; notice is dead")
-                    }
-                }
-                self.finish(
-                    live,
-                    policy,
-                    claim,
-                    Some(ticket),
-                    Status::Dead,
-                    attempt_started,
-                    None,
-                    Some(&reason),
-                )
-                .await
-            }
-            Err(DeliveryError::Retryable {
-                reason,
-                retry_after,
-            }) => {
-                let attempts = claim.attempts.saturating_add(1);
-                let first = claim.first_attempt_at.unwrap_or(attempt_started);
-                let decision = match settings.channels.get(&claim.channel) {
-                    Some(c) => decide(&c.retry, attempts, first, finished, retry_after),
-                    None => RetryDecision::GiveUp("the channel is no longer configured".into()),
-                };
-                match decision {
-                    RetryDecision::RetryAt(at) => {
-                        // A retry inside the notice's window goes out then;
-                        // one that would miss it waits for the next window.
-                        let (at, send_at) = if policy.window.still_sendable(claim.send_at, at) {
-                            (at, claim.send_at)
-                        } else {
-                            let next = policy.window.first_send_instant(at).unwrap_or(at);
-                            (next, next)
-                        };
-                        warn!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), attempt = attempts, retry_at = %crate::clock::rfc3339(at), "delivery failed; will retry");
-                        let reason = reason.as_str();
-                        self.persist(claim, |n| async move {
-                            self.store
-                                .record_retry(
-                                    &n,
-                                    attempt_started,
-                                    at,
-                                    truncate_millis(send_at),
-                                    reason,
-                                )
-                                .await
-                        })
-                        .await
-                    }
-                    RetryDecision::GiveUp(why) => {
-                        let reason = format!("{reason}; {why}");
-                        error!(channel = %claim.channel, error = %shown_in(&reason, claim.recipient.as_deref().unwrap_or("")), "retries exhausted; notice is dead");
-                        self.finish(
-                            live,
-                            policy,
-                            claim,
-                            Some(ticket),
-                            Status::Dead,
-                            attempt_started,
-                            None,
-                            Some(&reason),
-                        )
-                        .await
-                    }
-                }
-            }
-        }
-    }
-
     /// Writes a result, retrying while the store cannot be written (locked,
     /// disk full) and holding the send slot meanwhile: no further notice of
     /// this slot goes out while a result is unrecorded. A fenced write (the
     /// claim was taken over) is final: the other holder records.
-    async fn persist<F, Fut>(&self, claim: &Claim, write: F) -> anyhow::Result<()>
+    pub(super) async fn persist<F, Fut>(&self, claim: &Claim, write: F) -> anyhow::Result<()>
     where
         F: Fn(crate::store::ClaimedNotice) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<Recorded>>,

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
+mod attempt;
 mod deliver;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
