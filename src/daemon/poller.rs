@@ -1,0 +1,139 @@
+//! The poll side of the daemon: the source (rebuilt after a reload), the
+//! full/incremental schedule, the poller role and the log of bad rows and
+//! failed polls.
+
+use std::sync::Arc;
+
+use tracing::{debug, error, info, warn};
+
+use super::poll::{CHUNK, PollRejected, PollSchedule, ProblemLog, poll_in_chunks};
+use super::repeat;
+use crate::config::Settings;
+use crate::dispatch::Dispatcher;
+use crate::source::Source;
+use crate::store::Store;
+
+/// The poll side of the daemon: the source (rebuilt after a reload), the
+/// full/incremental schedule and the log of bad rows.
+pub struct Poller {
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    source: Source,
+    /// The settings the source was built from: a reload brings new ones.
+    built_from: Arc<Settings>,
+    schedule: PollSchedule,
+    problems: ProblemLog,
+    failures: repeat::RepeatLog,
+    chunk: usize,
+}
+
+impl Poller {
+    pub fn new(store: Store, dispatcher: Arc<Dispatcher>) -> anyhow::Result<Self> {
+        let settings = dispatcher.live().config.settings.clone();
+        Ok(Self {
+            source: Source::new(&settings.source)?,
+            built_from: settings,
+            store,
+            dispatcher,
+            schedule: PollSchedule::default(),
+            problems: ProblemLog::default(),
+            failures: repeat::RepeatLog::default(),
+            chunk: CHUNK,
+        })
+    }
+
+    /// Rows per chunk (tests and simulations use small chunks).
+    pub fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk = chunk.max(1);
+        self
+    }
+
+    /// One poll at `now`, if this instance is the poller, with its outcome
+    /// logged; true when it polled successfully.
+    pub async fn tick(&mut self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let settings = self.dispatcher.live().config.settings.clone();
+        // Any reload rebuilds the source (cheap: it connects lazily), so no
+        // source key can be missed by a comparison.
+        if !Arc::ptr_eq(&self.built_from, &settings) {
+            self.built_from = settings.clone();
+            match Source::new(&settings.source) {
+                Ok(new) => {
+                    self.source.close().await;
+                    self.source = new;
+                }
+                Err(e) => error!(
+                    error = format!("{e:#}"),
+                    "cannot use the reloaded source; polling the previous one"
+                ),
+            }
+        }
+        let leading = self.store.lead_polling().await;
+        metrics::gauge!("interim_poller").set(if leading { 1.0 } else { 0.0 });
+        if !leading {
+            return false;
+        }
+        let outcome = match self
+            .schedule
+            .next_kind(&self.source, &self.store, &settings, now)
+            .await
+        {
+            Ok(kind) => poll_in_chunks(
+                &self.source,
+                &self.store,
+                &settings,
+                now,
+                kind,
+                &mut self.problems,
+                self.chunk,
+            )
+            .await
+            .map(|s| (kind, s)),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((kind, summary)) => {
+                self.schedule.done(kind, now);
+                self.dispatcher.note_poll(now);
+                if let Some(failures) = self.failures.recovered() {
+                    info!(failures, "poll succeeded again");
+                }
+                debug!(?summary, "poll done");
+                true
+            }
+            Err(e) => {
+                metrics::counter!("interim_source_poll_failures_total").increment(1);
+                let rejected = e.downcast_ref::<PollRejected>().map(|r| r.0.clone());
+                let message = match &rejected {
+                    Some(reason) => format!("poll rejected: {reason}"),
+                    None => format!("{e:#}"),
+                };
+                let every = settings.daemon.repeat_log_every;
+                match (self.failures.failed(&message, now, every), &rejected) {
+                    (repeat::Repeat::First, Some(reason)) => error!(
+                        reason = %reason,
+                        "poll rejected; keeping the previous plan, nothing is cancelled"
+                    ),
+                    (repeat::Repeat::First, None) => error!(
+                        error = %message,
+                        "poll failed; keeping the previous plan and retrying next interval"
+                    ),
+                    (repeat::Repeat::Remind { count, since }, _) => warn!(
+                        error = %message,
+                        failures = count,
+                        since = %since.to_rfc3339(),
+                        "poll still failing; keeping the previous plan"
+                    ),
+                    (repeat::Repeat::Quiet, _) => {
+                        debug!(error = %message, "poll failed again")
+                    }
+                }
+                self.dispatcher.set_poll_problem(rejected);
+                false
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        self.source.close().await;
+    }
+}
