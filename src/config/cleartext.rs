@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::http_source::HttpAuth;
 use super::settings::{ChannelKind, ChannelSettings, SourceSettings, TlsMode};
-use super::source::HttpAuth;
 
 const TRUSTED: &str = "or set allow_insecure = true if that network is trusted";
 

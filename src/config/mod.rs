@@ -5,7 +5,9 @@
 mod calendars;
 mod channels;
 mod cleartext;
+mod clocks;
 mod http_fields;
+mod http_source;
 mod paths;
 mod policies;
 pub mod query_parameters;
@@ -16,13 +18,14 @@ pub mod suppress_file;
 
 use std::path::{Path, PathBuf};
 
+pub use clocks::{CLOCK_MODES, DEFAULT_CLOCK};
 pub use http_fields::{FieldMap, First, PerTicket, Sideload, WaitingWhen, member};
+pub use http_source::{HttpAuth, HttpSourceSettings, Pagination};
 pub use settings::{
     ChannelKind, ChannelSettings, DEFAULT_CONFIG_PATH, DaemonSettings, EmailSettings, FileFormat,
     FileSettings, LimitSettings, LogFormat, RetryPolicy, Settings, SourceSettings,
     SuppressSettings, TlsMode, WebhookSettings, parse_duration,
 };
-pub use source::{CLOCK_MODES, DEFAULT_CLOCK, HttpAuth, HttpSourceSettings, Pagination};
 
 /// A configuration that failed validation: one `key.path: reason` per line.
 #[derive(Debug, thiserror::Error)]
