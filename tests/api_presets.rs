@@ -107,9 +107,7 @@ fn zammad_api_end_to_end_mails_the_waiting_customers() {
     let ledger = setup.wait_for_notices("the notices of 101, 102 and 108 went out", |n| {
         n.iter().filter(|n| n.status == "sent").count() == 3
     });
-    setup.assert_stays(Duration::from_secs(2), "no further mail", || {
-        sink.mails().len() == 3
-    });
+    setup.assert_stays_for_polls(2, "no further mail", || sink.mails().len() == 3);
     let sent: BTreeSet<&str> = ledger
         .iter()
         .filter(|n| n.status == "sent")
@@ -334,10 +332,14 @@ fn zammad_api_customer_message_ends_the_wait_when_an_agent_answers() {
     let mut setup = zammad_api_setup(&server, "1h", 9);
     setup.set("source.clock", "\"customer_message\"");
     let _daemon = setup.start();
-    setup.wait_for_notices("notice 1 is planned", |n| {
+    let planned = setup.wait_for_notices("notice 1 is planned", |n| {
         n.iter()
             .any(|n| n.ticket_id == "1" && n.status == "pending")
     });
+    let planned: Vec<(String, Option<String>)> = planned
+        .iter()
+        .map(|n| (n.id.clone(), n.due_at.clone()))
+        .collect();
     // The customer writes again: under Zammad's default the wait still
     // counts from the first unanswered message.
     if let Some(t) = tickets
@@ -347,9 +349,19 @@ fn zammad_api_customer_message_ends_the_wait_when_an_agent_answers() {
     {
         t.customer_writes(60);
     }
-    setup.assert_stays(Duration::from_secs(3), "the same wait", || {
-        setup.notices().iter().all(|n| n.status == "pending") && setup.notices().len() == 1
-    });
+    setup.assert_stays_for_polls(
+        2,
+        "the same wait: one pending notice, same id and due_at",
+        || {
+            let now: Vec<(String, Option<String>)> = setup
+                .notices()
+                .iter()
+                .filter(|n| n.status == "pending")
+                .map(|n| (n.id.clone(), n.due_at.clone()))
+                .collect();
+            planned.len() == 1 && now == planned && setup.notices().len() == 1
+        },
+    );
     if let Some(t) = tickets
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

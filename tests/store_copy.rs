@@ -396,7 +396,7 @@ fn a_daemon_switched_to_the_copy_resends_nothing_and_keeps_its_promise() {
         sent >= promised && sent <= promised + chrono::Duration::seconds(5),
         "notice 2 at {sent}, promised for {promised}"
     );
-    setup.assert_stays(Duration::from_secs(2), "two mails in all", || {
+    setup.assert_stays_for_polls(2, "two mails in all", || {
         sink.mails_to(&customer).len() == 2
     });
 }
