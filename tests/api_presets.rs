@@ -292,7 +292,13 @@ fn zammad_api_each_clock_counts_its_own_contact() {
         let what = clock.unwrap_or("the default clock");
         let out = sources_test(&setup);
         assert!(
-            has_line(&out, &["clock: ", clock.unwrap_or("last_public_contact")]),
+            has_line(
+                &out,
+                &[&format!(
+                    "clock: {} (",
+                    clock.unwrap_or("last_public_contact")
+                )]
+            ),
             "{what}: sources test names the clock:\n{out}"
         );
         let rows = plan(&setup);
@@ -954,6 +960,17 @@ fn zendesk_api_each_clock_counts_what_the_metric_set_can_tell() {
             setup.set("source.clock", &format!("{clock:?}"));
         }
         let what = clock.unwrap_or("the default clock");
+        let out = sources_test(&setup);
+        assert!(
+            has_line(
+                &out,
+                &[&format!(
+                    "clock: {} (",
+                    clock.unwrap_or("last_public_contact")
+                )]
+            ),
+            "{what}: sources test names the clock:\n{out}"
+        );
         let rows = plan(&setup);
         for (id, secs) in (1..=4).zip(expected) {
             match secs {
