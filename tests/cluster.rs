@@ -25,6 +25,16 @@ const CONCURRENCY: usize = 8;
 /// two cores still renews in time (with 5 s a late renewal once let a
 /// second instance send a notice whose first send was still running).
 const LEASE: Duration = Duration::from_secs(15);
+/// `daemon.poll_interval`: every instance asks for the poller role once a poll.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How soon another instance becomes the poller after the poller is
+/// killed. The role is a PostgreSQL advisory lock held by the poller's own
+/// session (src/store/leader.rs), not a claim: `store.claim_lease` plays no
+/// part. PostgreSQL frees the lock as soon as it sees the dead session's
+/// connection close (at once on loopback), and each other instance tries
+/// `pg_try_advisory_lock` at its next poll, so the takeover takes about one
+/// poll interval; the rest is room for a CPU-starved two-core machine.
+const TAKEOVER: Duration = Duration::from_secs(5);
 /// A liveness deadline, not a speed target (BENCHMARKS.md measures speed):
 /// generous, because the whole suite shares two cores with three daemons
 /// and PostgreSQL here (alone, round 1 takes 14–18 s).
@@ -36,6 +46,10 @@ const LONG: Duration = Duration::from_secs(90);
 fn cluster_setup(receiver: &WebhookReceiver) -> Setup {
     let mut setup = Setup::new();
     setup
+        .set(
+            "daemon.poll_interval",
+            &toml_str(&format!("{}s", POLL_INTERVAL.as_secs())),
+        )
         .set(
             "store.claim_lease",
             &toml_str(&format!("{}s", LEASE.as_secs())),
@@ -236,8 +250,8 @@ fn three_instances_deliver_each_notice_once_and_a_kill_duplicates_only_its_sends
 }
 
 #[test]
-fn when_the_poller_dies_another_instance_takes_over_within_one_lease_and_nothing_is_planned_twice()
-{
+fn when_the_poller_dies_another_instance_takes_over_within_a_few_polls_and_nothing_is_planned_twice()
+ {
     let receiver = WebhookReceiver::start(&[], 200, Duration::ZERO);
     let setup = cluster_setup(&receiver);
     let helpdesk = setup.helpdesk();
@@ -264,8 +278,8 @@ fn when_the_poller_dies_another_instance_takes_over_within_one_lease_and_nothing
     println!("instance {successor} became the poller {took:?} after instance {poller} died");
     assert_ne!(successor, poller);
     assert!(
-        took <= LEASE,
-        "the next poller took over after {took:?}, longer than one lease period ({LEASE:?})"
+        took <= TAKEOVER,
+        "the next poller took over after {took:?}, more than {TAKEOVER:?} (poll interval {POLL_INTERVAL:?})"
     );
 
     // The new poller plans new tickets.

@@ -3,6 +3,7 @@
 
 mod support;
 
+use support::presets::{ZAMMAD_OFFLINE, offline_setup};
 use support::{Setup, toml_str};
 
 /// A valid config: one email channel, one calendar, one policy using them.
@@ -341,14 +342,20 @@ fn zammad_db_config() -> Setup {
 
 #[test]
 fn a_clock_that_is_not_a_clock_is_an_error_naming_the_choices() {
-    let mut setup = zammad_db_config();
-    setup.set("source.clock", &toml_str("first_response"));
-    assert_rejected(&setup, "source.clock");
-    let stderr = String::from_utf8_lossy(&setup.cli(&["check-config"]).stderr).into_owned();
-    assert!(
-        stderr.contains("last_public_contact (default), agent_updates, customer_message"),
-        "{stderr}"
-    );
+    // A sql preset and an http one.
+    for (preset, mut setup) in [
+        ("zammad-db", zammad_db_config()),
+        ("zammad-api", offline_setup("zammad-api", ZAMMAD_OFFLINE)),
+    ] {
+        let (code, all) = check_config_output(&setup);
+        assert_eq!(code, Some(0), "{preset} as it is passes:\n{all}");
+        setup.set("source.clock", &toml_str("first_response"));
+        assert_rejected(
+            &setup,
+            "source.clock: \"first_response\" is not a clock; choose one of \
+             last_public_contact (default), agent_updates, customer_message",
+        );
+    }
 }
 
 #[test]

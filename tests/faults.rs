@@ -1192,14 +1192,12 @@ mod clock {
     }
 
     pub fn ticket(waiting_since: DateTime<Utc>) -> SourceTicket {
-        serde_json::from_value(serde_json::json!({
-            "id": "1",
-            "state": "open",
-            "customer_email": "customer1@example.com",
-            "language": "en",
-            "waiting_since": waiting_since,
-        }))
-        .expect("a ticket")
+        SourceTicket {
+            number: None,
+            subject: None,
+            customer_email: Some("customer1@example.com".into()),
+            ..support::ledger::ticket("1", waiting_since)
+        }
     }
 
     /// One poll at `now`: plan from the ledger and apply.

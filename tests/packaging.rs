@@ -72,20 +72,28 @@ fn tool_works(program: &str, args: &[&str]) -> bool {
 fn version_names_the_crate_version_and_the_commit_of_a_checkout() {
     let version = interim(&["--version"]);
     let expected = format!("interim {}", env!("CARGO_PKG_VERSION"));
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(ROOT)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    match commit {
-        Some(commit) => assert_eq!(version.trim(), format!("{expected} ({commit})")),
-        None => assert_eq!(
+    // What build.rs embedded: the commit of this checkout, or nothing when
+    // the crate is not the top of one (no git, or a tarball unpacked inside
+    // another repository, whose HEAD is not ours).
+    let commit = env!("INTERIM_COMMIT");
+    if commit.is_empty() {
+        assert_eq!(
             version.trim(),
             expected,
-            "no git checkout: the version alone"
-        ),
+            "no checkout of this repository: the version alone"
+        );
+    } else {
+        assert_eq!(version.trim(), format!("{expected} ({commit})"));
+        let head = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(ROOT)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        assert!(
+            head.starts_with(commit),
+            "the embedded commit {commit} is this checkout's HEAD {head}"
+        );
     }
     assert_eq!(interim(&["-V"]), version, "-V is --version");
 }

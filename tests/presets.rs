@@ -172,8 +172,11 @@ CREATE INDEX index_ticket_articles_on_internal ON ticket_articles (internal);
 CREATE INDEX index_ticket_articles_on_created_at ON ticket_articles (created_at);
 "#;
 
-/// Zammad's seeded state types, states (id, name, type), priorities,
-/// article types and senders, plus a custom state "in progress" of type open.
+/// Zammad's seeded state types, states (id, name, type; as
+/// db/seeds/ticket_states.rb and ticket_state_types.rb seed them, and as
+/// `support::shapes::ZAMMAD_STATES` lists them for the API), priorities,
+/// article types and senders, plus a custom state "in progress" of type
+/// open after the seeded ones (id 8).
 const ZAMMAD_SEED: &str = r#"
 INSERT INTO users (id, login, firstname, lastname, email, updated_by_id, created_by_id, created_at, updated_at)
 VALUES (1, '-', '', '', '', 1, 1, now(), now()),
@@ -184,12 +187,16 @@ INSERT INTO ticket_state_types (id, name, updated_by_id, created_by_id, created_
 VALUES (1, 'new', 1, 1, now(), now()), (2, 'open', 1, 1, now(), now()),
        (3, 'pending reminder', 1, 1, now(), now()), (4, 'pending action', 1, 1, now(), now()),
        (5, 'closed', 1, 1, now(), now()), (6, 'merged', 1, 1, now(), now()),
-       (7, 'removed', 1, 1, now(), now());
-INSERT INTO ticket_states (id, state_type_id, name, updated_by_id, created_by_id, created_at, updated_at)
-VALUES (1, 1, 'new', 1, 1, now(), now()), (2, 2, 'open', 1, 1, now(), now()),
-       (3, 3, 'pending reminder', 1, 1, now(), now()), (4, 5, 'closed', 1, 1, now(), now()),
-       (5, 6, 'merged', 1, 1, now(), now()), (6, 4, 'pending close', 1, 1, now(), now()),
-       (7, 2, 'in progress', 1, 1, now(), now());
+       (7, 'removed', 1, 1, now(), now()), (8, 'pending review', 1, 1, now(), now()),
+       (9, 'delegated', 1, 1, now(), now());
+INSERT INTO ticket_states (id, state_type_id, name, next_state_id, active, updated_by_id, created_by_id, created_at, updated_at)
+VALUES (1, 1, 'new', NULL, true, 1, 1, now(), now()), (2, 2, 'open', NULL, true, 1, 1, now(), now()),
+       (3, 3, 'pending reminder', NULL, true, 1, 1, now(), now()),
+       (4, 5, 'closed', NULL, true, 1, 1, now(), now()),
+       (5, 6, 'merged', NULL, true, 1, 1, now(), now()),
+       (6, 7, 'removed', NULL, false, 1, 1, now(), now()),
+       (7, 4, 'pending close', 4, true, 1, 1, now(), now()),
+       (8, 2, 'in progress', NULL, true, 1, 1, now(), now());
 INSERT INTO ticket_priorities (id, name, updated_by_id, created_by_id, created_at, updated_at)
 VALUES (1, '1 low', 1, 1, now(), now()), (2, '2 normal', 1, 1, now(), now()),
        (3, '3 high', 1, 1, now(), now());
@@ -380,6 +387,7 @@ impl Seeded {
     }
 }
 
+/// The id of a state in `ZAMMAD_SEED`.
 fn zammad_state_id(state: &str) -> i64 {
     match state {
         "new" => 1,
@@ -387,8 +395,10 @@ fn zammad_state_id(state: &str) -> i64 {
         "pending reminder" => 3,
         "closed" => 4,
         "merged" => 5,
-        "in progress" => 7,
-        _ => 6,
+        "removed" => 6,
+        "pending close" => 7,
+        "in progress" => 8,
+        other => panic!("no Zammad state {other:?} in the seed"),
     }
 }
 

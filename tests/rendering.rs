@@ -520,8 +520,13 @@ fn built_in_templates_leave_no_stray_space_or_punctuation_when_an_optional_field
         "timezone",
         "thread_message_id",
     ];
-    for marker in [None::<&str>] {
+    for marker in [None, Some("[Ticket#{number}]")] {
         let config = builtin_config(dir.path(), marker);
+        assert_eq!(
+            config.settings.source.subject_marker.as_deref(),
+            marker,
+            "the config carries the marker under test"
+        );
         let policy = &config.settings.policies[0];
         for language in ["de", "en"] {
             for missing in std::iter::once(None).chain(optional.iter().map(Some)) {
@@ -548,6 +553,9 @@ fn built_in_templates_leave_no_stray_space_or_punctuation_when_an_optional_field
                             .expect("render");
                         assert_eq!(message.language, language);
                         let html = message.html.clone().unwrap_or_default();
+                        if missing.is_none() {
+                            assert_full_ticket_is_shown(&message.subject, &message.text, marker);
+                        }
                         for (part, text) in [
                             ("subject", &message.subject),
                             ("txt", &message.text),
@@ -569,4 +577,28 @@ fn built_in_templates_leave_no_stray_space_or_punctuation_when_an_optional_field
             }
         }
     }
+}
+
+/// Liveness beside the checks for what must not show: with every field
+/// there, the subject names the ticket (its marker, or else its number) and
+/// its subject, and the body greets the customer by name.
+fn assert_full_ticket_is_shown(subject: &str, text: &str, marker: Option<&str>) {
+    let id = match marker {
+        Some(m) => m.replace("{number}", "10423"),
+        None => "#10423".to_string(),
+    };
+    assert!(
+        subject.contains(&id) && subject.contains("Router"),
+        "the subject of the full ticket (marker {marker:?}) lacks {id:?} or \"Router\": {subject}"
+    );
+    if marker.is_some() {
+        assert!(
+            !subject.contains("#10423 ") && subject.matches("10423").count() == 1,
+            "with a marker the number is shown once, in the marker: {subject}"
+        );
+    }
+    assert!(
+        text.contains("Anna Kunde"),
+        "the body of the full ticket does not name the customer:\n{text}"
+    );
 }

@@ -21,7 +21,7 @@ use interim::planner::{PlannedNotice, SeriesPlan, SeriesState, TicketFacts};
 use interim::setup::{self, Config};
 use interim::store::{ClaimedNotice, NoticeFilter, Outcome, PollEnd, Recorded, Store};
 use interim::ticket::Ticket;
-use support::ledger::{self, Polled};
+use support::ledger::{self, Polled, ticket};
 use support::postgres::PgDatabase;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -187,26 +187,6 @@ fn real_now() -> DateTime<Utc> {
 
 fn secs(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n)
-}
-
-fn ticket(id: &str, waiting_since: DateTime<Utc>) -> Ticket {
-    Ticket {
-        id: id.into(),
-        number: Some(format!("#{id}")),
-        subject: Some("Printer on fire".into()),
-        state: "open".into(),
-        priority: None,
-        queue: None,
-        origin: None,
-        customer_email: Some(format!("{id}@example.com")),
-        customer_name: None,
-        language: Some("en".into()),
-        timezone: None,
-        waiting_since,
-        updated_at: None,
-        thread_message_id: None,
-        extra: Default::default(),
-    }
 }
 
 /// The id of notice `number` of `ticket`'s current wait under the policy.

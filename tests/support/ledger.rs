@@ -11,6 +11,29 @@ use interim::planner::{self, Mode, Plan};
 use interim::store::{ClaimedNotice, Outcome, PollEnd, Recorded, Store, Swept};
 use interim::ticket::Ticket;
 
+/// An open ticket `id` waiting since `waiting_since`: number `#ID`,
+/// subject "Printer on fire", an English customer at `ID@example.com`,
+/// nothing else (a test changes fields with struct update syntax).
+pub fn ticket(id: &str, waiting_since: DateTime<Utc>) -> Ticket {
+    Ticket {
+        id: id.into(),
+        number: Some(format!("#{id}")),
+        subject: Some("Printer on fire".into()),
+        state: "open".into(),
+        priority: None,
+        queue: None,
+        origin: None,
+        customer_email: Some(format!("{id}@example.com")),
+        customer_name: None,
+        language: Some("en".into()),
+        timezone: None,
+        waiting_since,
+        updated_at: None,
+        thread_message_id: None,
+        extra: Default::default(),
+    }
+}
+
 /// What one poll did.
 pub struct Polled {
     pub plan: Plan,

@@ -506,6 +506,42 @@ impl Setup {
         });
     }
 
+    /// Asserts that `condition` holds from now until `n` polls that began
+    /// after this call were applied (see [`Self::wait_for_polls`]): what
+    /// must not happen did not, although the daemon looked again.
+    pub fn assert_stays_for_polls(
+        &self,
+        n: usize,
+        what: &str,
+        mut condition: impl FnMut() -> bool,
+    ) {
+        let applied = || {
+            let (full, incremental) = self.polls();
+            full + incremental
+        };
+        let target = applied() + n + 1;
+        let start = Instant::now();
+        while applied() < target {
+            assert!(
+                condition(),
+                "expected {what}\n--- daemon log tail ---\n{}",
+                self.log_tail(60)
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out after 20 s waiting for {n} more polls (expecting {what} meanwhile)\n\
+                 --- daemon log tail ---\n{}",
+                self.log_tail(60)
+            );
+            thread::sleep(Duration::from_millis(75));
+        }
+        assert!(
+            condition(),
+            "expected {what} after {n} more polls\n--- daemon log tail ---\n{}",
+            self.log_tail(60)
+        );
+    }
+
     /// Asserts that `condition` holds throughout `window` (for things that must not happen).
     pub fn assert_stays(&self, window: Duration, what: &str, mut condition: impl FnMut() -> bool) {
         let start = Instant::now();

@@ -2,7 +2,8 @@
 //! preset, `plan` and `sources test` read back, and local Zammad and
 //! Zendesk APIs answering in their documented shapes (`shapes`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use super::api::{ApiRequest, ApiResponse, ApiServer};
 use super::shapes::{
     ZammadTicket, zammad_search_page, zammad_ticket_priorities, zammad_ticket_states,
 };
-use super::{Setup, lock, text, toml_str};
+use super::{Notice, Setup, SmtpSink, lock, text, toml_str};
 
 /// An hour in seconds.
 pub const H: i64 = 3600;
@@ -149,11 +150,95 @@ pub fn zammad_api_answering_articles(
 
 /// The zammad-api preset against `server` with the token in the environment.
 pub fn zammad_api_setup(server: &ApiServer, after: &str, mail_port: u16) -> Setup {
-    let mut setup = preset_setup("zammad-api", after, mail_port);
-    setup.set("source.url", &toml_str(&server.url(ZAMMAD_SEARCH)));
-    setup.set("source.token_env", "\"INTERIM_TEST_ZAMMAD_TOKEN\"");
-    setup.env("INTERIM_TEST_ZAMMAD_TOKEN", ZAMMAD_TOKEN);
+    api_setup("zammad-api", &server.url(ZAMMAD_SEARCH), after, mail_port)
+}
+
+/// An API preset polling `url`, with the preset's credentials (zammad-api's
+/// token, zendesk-api's user and token) in the environment.
+fn api_setup(preset: &str, url: &str, after: &str, mail_port: u16) -> Setup {
+    let mut setup = preset_setup(preset, after, mail_port);
+    setup.set("source.url", &toml_str(url));
+    match preset {
+        "zammad-api" => {
+            setup.set("source.token_env", "\"INTERIM_TEST_ZAMMAD_TOKEN\"");
+            setup.env("INTERIM_TEST_ZAMMAD_TOKEN", ZAMMAD_TOKEN);
+        }
+        "zendesk-api" => {
+            setup.set("source.username", &toml_str(ZENDESK_USER));
+            setup.set("source.password_env", "\"INTERIM_TEST_ZENDESK_TOKEN\"");
+            setup.env("INTERIM_TEST_ZENDESK_TOKEN", ZENDESK_TOKEN);
+        }
+        other => panic!("no test credentials for preset {other}"),
+    }
     setup
+}
+
+/// URLs of the API presets that `check-config` never reaches.
+pub const ZAMMAD_OFFLINE: &str = "https://zammad.example.com/api/v1/tickets/search?query=x";
+pub const ZENDESK_OFFLINE: &str =
+    "https://acme.zendesk.com/api/v2/incremental/tickets/cursor.json?start_time=0";
+
+/// An API preset whose `url` is never reached (for `check-config`), with
+/// its credentials in the environment.
+pub fn offline_setup(preset: &str, url: &str) -> Setup {
+    api_setup(preset, url, "1h", 9)
+}
+
+/// One first notice an end-to-end test expects: the ticket, the address
+/// that got its one mail, how the subject begins and what else it names.
+pub struct Mailed {
+    pub ticket: String,
+    pub address: String,
+    pub subject_starts: String,
+    pub subject_names: Vec<String>,
+}
+
+/// What an API preset's end-to-end run shows in the end: exactly the
+/// `mailed` tickets' notices were sent (in `ledger`), one mail to each
+/// address with the expected subject, no notice at all for the `untracked`
+/// tickets, and `token` never in the daemon log.
+pub fn assert_mailed_end_to_end(
+    setup: &Setup,
+    ledger: &[Notice],
+    sink: &SmtpSink,
+    mailed: &[Mailed],
+    untracked: &[&str],
+    token: &str,
+) {
+    let sent: BTreeSet<&str> = ledger
+        .iter()
+        .filter(|n| n.status == "sent")
+        .map(|n| n.ticket_id.as_str())
+        .collect();
+    let expected: BTreeSet<&str> = mailed.iter().map(|m| m.ticket.as_str()).collect();
+    assert_eq!(sent, expected, "the tickets whose notice was sent");
+    for m in mailed {
+        let mails = sink.mails_to(&m.address);
+        assert_eq!(mails.len(), 1, "one notice to {}", m.address);
+        let subject = mails[0].subject();
+        assert!(
+            subject.starts_with(&m.subject_starts),
+            "{}: {subject} does not begin with {:?} (the customer's language)",
+            m.address,
+            m.subject_starts
+        );
+        for name in &m.subject_names {
+            assert!(
+                subject.contains(name.as_str()),
+                "{}: {subject} does not name {name:?}",
+                m.address
+            );
+        }
+    }
+    let tracked: BTreeSet<&str> = ledger.iter().map(|n| n.ticket_id.as_str()).collect();
+    for id in untracked {
+        assert!(
+            !tracked.contains(id),
+            "ticket {id} does not wait: {ledger:#?}"
+        );
+    }
+    let log = fs::read_to_string(setup.path("daemon.log")).unwrap_or_default();
+    assert!(!log.contains(token), "the token leaked into the log");
 }
 
 pub const ZENDESK_TOKEN: &str = "zendesk-api-tok-77c1b2";
@@ -206,10 +291,40 @@ pub fn zendesk_basic() -> String {
 
 /// The zendesk-api preset against `server` with the token in the environment.
 pub fn zendesk_api_setup(server: &ApiServer, after: &str, mail_port: u16) -> Setup {
-    let mut setup = preset_setup("zendesk-api", after, mail_port);
-    setup.set("source.url", &toml_str(&server.url(ZENDESK_EXPORT)));
-    setup.set("source.username", &toml_str(ZENDESK_USER));
-    setup.set("source.password_env", "\"INTERIM_TEST_ZENDESK_TOKEN\"");
-    setup.env("INTERIM_TEST_ZENDESK_TOKEN", ZENDESK_TOKEN);
-    setup
+    api_setup("zendesk-api", &server.url(ZENDESK_EXPORT), after, mail_port)
+}
+
+/// A Zendesk export checking the API token: a full export (start_time=0)
+/// serves `pages` one after another by their after_cursor (c1, c2, …); an
+/// incremental one (a later start_time) serves what `changes` holds then.
+pub fn zendesk_export(
+    pages: Vec<Vec<ZendeskRow>>,
+    changes: Arc<Mutex<Vec<ZendeskRow>>>,
+) -> ApiServer {
+    let expected = zendesk_basic();
+    let cursor = |i: usize| format!("c{i}");
+    ApiServer::start(move |req| {
+        if req.header("authorization") != expected {
+            return ApiResponse::json(&json!({"error": "Couldn't authenticate you"}))
+                .with_status(401);
+        }
+        if req.path != "/api/v2/incremental/tickets/cursor.json" {
+            return ApiResponse::error(404);
+        }
+        let page = |i: usize| {
+            let rows = pages.get(i).map_or(&[][..], Vec::as_slice);
+            zendesk_page(rows, &cursor(i + 1), i + 1 >= pages.len(), req)
+        };
+        match (req.param("cursor"), req.param("start_time")) {
+            (Some(c), _) => match c.strip_prefix('c').and_then(|i| i.parse().ok()) {
+                Some(i) if i < pages.len() => page(i),
+                _ => zendesk_page(&[], c, true, req),
+            },
+            (None, Some("0")) => page(0),
+            (None, _) => {
+                let rows = lock(&changes).clone();
+                zendesk_page(&rows, &cursor(pages.len() + 1), true, req)
+            }
+        }
+    })
 }

@@ -150,7 +150,9 @@ pub fn zendesk_metric_set(
 /// Zammad's seeded ticket states (db/seeds/ticket_states.rb) as
 /// `GET /api/v1/ticket_states` lists them: id, name, state_type_id (1 new,
 /// 2 open, 3 pending reminder, 4 pending action, 5 closed, 6 merged,
-/// 7 removed).
+/// 7 removed; db/seeds/ticket_state_types.rb also seeds 8 pending review
+/// and 9 delegated, which no seeded state has). Custom states come after,
+/// from id 8 on.
 pub const ZAMMAD_STATES: &[(i64, &str, i64)] = &[
     (1, "new", 1),
     (2, "open", 2),
@@ -166,6 +168,11 @@ pub const ZAMMAD_PRIORITIES: &[(i64, &str)] = &[(1, "1 low"), (2, "2 normal"), (
 
 /// `GET /api/v1/ticket_states`: the seeded states and `custom` ones.
 pub fn zammad_ticket_states(custom: &[(i64, &str, i64)]) -> Value {
+    let seeded = ZAMMAD_STATES.len() as i64;
+    assert!(
+        custom.iter().all(|(id, _, _)| *id > seeded),
+        "custom states come after Zammad's seeded ones (id 8 on): {custom:?}"
+    );
     let states: Vec<Value> = ZAMMAD_STATES
         .iter()
         .chain(custom)
