@@ -1026,6 +1026,15 @@ fn a_clock_a_preset_cannot_give_is_an_error_naming_its_reason_and_the_choices() 
     );
 }
 
+/// check-config refuses the config (exit 2), naming each of `lines`.
+fn assert_refused_with(setup: &support::Setup, lines: &[&str]) {
+    let (code, err) = check_config(setup);
+    assert_eq!(code, Some(2), "{err}");
+    for line in lines {
+        assert!(err.contains(line), "{line}\n---\n{err}");
+    }
+}
+
 #[test]
 fn field_and_state_mistakes_of_an_http_source_name_their_key() {
     let mut setup = offline_setup("zammad-api", ZAMMAD_OFFLINE);
@@ -1039,17 +1048,16 @@ fn field_and_state_mistakes_of_an_http_source_name_their_key() {
         "source.fields",
         "{ priority = { pointer = \"/ticket_priority/name\", remove = \"([0-9\" }, customer_name = { pointer = \"/customer/firstname\", joni = \" \" } }",
     );
-    let (code, err) = check_config(&setup);
-    assert_eq!(code, Some(2), "{err}");
-    for line in [
-        "source.waiting_when: waiting_states is set too: set one of them",
-        "source.clocks.customer_message: an http source's clock is a list of JSON pointers",
-        "source.fields.priority.remove: \"([0-9\" is not a regular expression",
-        "source.fields.customer_name: must be a JSON pointer, a list of them, or a table",
-        "source.lookup.owner.url: https://elsewhere.example.com is another origin than source.url's https://zammad.example.com",
-    ] {
-        assert!(err.contains(line), "{line}\n---\n{err}");
-    }
+    assert_refused_with(
+        &setup,
+        &[
+            "source.waiting_when: waiting_states is set too: set one of them",
+            "source.clocks.customer_message: an http source's clock is a list of JSON pointers",
+            "source.fields.priority.remove: \"([0-9\" is not a regular expression",
+            "source.fields.customer_name: must be a JSON pointer, a list of them, or a table",
+            "source.lookup.owner.url: https://elsewhere.example.com is another origin than source.url's https://zammad.example.com",
+        ],
+    );
 }
 
 #[test]
@@ -1064,17 +1072,16 @@ fn per_ticket_mistakes_name_their_key() {
         "source.fields",
         "{ waiting_since = \"/history/created_at\", customer_name = [\"/history/from\", \"/title\"] }",
     );
-    let (code, err) = check_config(&setup);
-    assert_eq!(code, Some(2), "{err}");
-    for line in [
-        "source.per_ticket.history.url: names no {id}: every ticket would get the same answer",
-        "source.per_ticket.history.url: https://elsewhere.example.com is another origin than source.url's https://zammad.example.com",
-        "source.per_ticket.history.first.pointer: \"sender\" is not a JSON pointer",
-        "source.per_ticket.history.first.in: is empty: nothing would match",
-        "source.per_ticket.customer: a sideload or lookup joins into the same member: rename one",
-        "source.fields.waiting_since: reads /history/created_at of source.per_ticket.history, which is fetched only for a ticket that waits",
-        "source.fields.customer_name: reads /history/from of source.per_ticket.history and pointers outside it",
-    ] {
-        assert!(err.contains(line), "{line}\n---\n{err}");
-    }
+    assert_refused_with(
+        &setup,
+        &[
+            "source.per_ticket.history.url: names no {id}: every ticket would get the same answer",
+            "source.per_ticket.history.url: https://elsewhere.example.com is another origin than source.url's https://zammad.example.com",
+            "source.per_ticket.history.first.pointer: \"sender\" is not a JSON pointer",
+            "source.per_ticket.history.first.in: is empty: nothing would match",
+            "source.per_ticket.customer: a sideload or lookup joins into the same member: rename one",
+            "source.fields.waiting_since: reads /history/created_at of source.per_ticket.history, which is fetched only for a ticket that waits",
+            "source.fields.customer_name: reads /history/from of source.per_ticket.history and pointers outside it",
+        ],
+    );
 }
