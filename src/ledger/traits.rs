@@ -1,6 +1,9 @@
-//! What a store offers planning and delivery. Planning and delivery code
-//! takes these traits, so a backend is chosen once, where the store is
-//! opened.
+//! What a store offers planning and delivery. Planning (the poll, the
+//! re-plan, the series `plan` and `preview` show) takes a [`PlanLedger`];
+//! delivery (the dispatcher, its suppression check) a [`DeliveryLedger`].
+//! `Store` is named only where one is opened (the daemon, the admin
+//! endpoint, the CLI) and by the operator's commands (notice lists, retry,
+//! suppressions, copy), which need what these traits do not offer.
 
 use std::future::Future;
 use std::time::Duration;
