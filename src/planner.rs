@@ -79,7 +79,7 @@ pub fn series_keys(settings: &Settings, tickets: &[Ticket]) -> Vec<SeriesKey> {
 /// Plans the series of some tickets: `tickets` wait now, `ended` no longer
 /// do; `series` holds every state the ledger has of these tickets (missing
 /// ones are new). Tickets not mentioned are not touched: a full poll ends
-/// the series of absent tickets in the store (see `Store::finish_poll`).
+/// the series of absent tickets (see `PlanLedger::finish_poll`).
 pub fn plan(
     settings: &Settings,
     tickets: &[Ticket],

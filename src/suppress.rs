@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::config::SuppressSettings;
 pub use crate::config::suppress_file::{Entry, FileContents, read_file};
-use crate::store::Store;
+use crate::ledger::DeliveryLedger;
 
 pub struct Suppressor {
     settings: SuppressSettings,
@@ -38,7 +38,11 @@ impl Suppressor {
     }
 
     /// Why `address` must not get a notice, or None.
-    pub async fn reason(&self, store: &Store, address: &str) -> anyhow::Result<Option<String>> {
+    pub async fn reason(
+        &self,
+        ledger: &impl DeliveryLedger,
+        address: &str,
+    ) -> anyhow::Result<Option<String>> {
         let address = address.trim().to_lowercase();
         let domain = address
             .rsplit_once('@')
@@ -59,7 +63,7 @@ impl Suppressor {
                 path.display()
             )));
         }
-        Ok(store
+        Ok(ledger
             .suppression_of(&address)
             .await?
             .map(|s| format!("{} suppressed ({}): {}", s.address, s.source, s.reason)))

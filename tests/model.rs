@@ -130,7 +130,7 @@ struct World {
     knobs: Knobs,
     config: Config,
     store: Store,
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: Arc<Dispatcher<Store>>,
     poller: Poller,
     truth: Vec<TicketTruth>,
     /// What the daemon saw of each ticket at its last successful poll:
@@ -217,7 +217,10 @@ fn text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-async fn start_daemon(config: &Config, clock: &ManualClock) -> (Store, Arc<Dispatcher>, Poller) {
+async fn start_daemon(
+    config: &Config,
+    clock: &ManualClock,
+) -> (Store, Arc<Dispatcher<Store>>, Poller) {
     let (store, dispatcher, poller) = support::library::start_parts(config, clock, "model").await;
     (store, dispatcher, poller.with_chunk(2))
 }

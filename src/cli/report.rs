@@ -162,11 +162,7 @@ pub async fn plan_rows(
         tracing::warn!("row skipped: {e}");
     }
     let dry_run = settings.daemon.dry_run;
-    let store = Store::open(&settings.store.url).await?;
-    let ids: Vec<&str> = snapshot.tickets.iter().map(|t| t.id.as_str()).collect();
-    let series =
-        crate::daemon::series_of(&store, settings, &snapshot.tickets, &ids, dry_run).await?;
-    store.close().await;
+    let series = stored_series(settings, &snapshot.tickets, dry_run).await?;
     let at = crate::clock::to_millis(at);
     let until = chrono::Duration::from_std(horizon)
         .ok()
@@ -215,6 +211,21 @@ pub async fn plan_rows(
             .then_with(|| (&a.policy, a.number).cmp(&(&b.policy, b.number)))
     });
     Ok(rows)
+}
+
+/// The stored series of these tickets, read as the poll reads them
+/// ([`crate::daemon::series_of`], on the `PlanLedger`) from the store the
+/// config names: the one place `plan` and `preview` open a store.
+async fn stored_series(
+    settings: &Settings,
+    tickets: &[Ticket],
+    dry_run: bool,
+) -> anyhow::Result<Vec<planner::SeriesState>> {
+    let store = Store::open(&settings.store.url).await?;
+    let ids: Vec<&str> = tickets.iter().map(|t| t.id.as_str()).collect();
+    let series = crate::daemon::series_of(&store, settings, tickets, &ids, dry_run).await?;
+    store.close().await;
+    Ok(series)
 }
 
 /// The notices of a series due by `until`, as (number, due, send): the
@@ -486,16 +497,7 @@ pub async fn preview(
         )));
     }
     let dry_run = settings.daemon.dry_run;
-    let store = Store::open(&settings.store.url).await?;
-    let series = crate::daemon::series_of(
-        &store,
-        settings,
-        std::slice::from_ref(ticket),
-        &[ticket.id.as_str()],
-        dry_run,
-    )
-    .await?;
-    store.close().await;
+    let series = stored_series(settings, std::slice::from_ref(ticket), dry_run).await?;
     let now = crate::clock::to_millis(Utc::now());
     let mut out = String::new();
     for policy in policies {

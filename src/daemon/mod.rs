@@ -107,7 +107,7 @@ struct Daemon {
     config_path: std::path::PathBuf,
     store: Store,
     _lock: crate::store::DaemonLock,
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: Arc<Dispatcher<Store>>,
     clock: Arc<dyn Clock>,
     wakes: Wakes,
     /// Aborts when dropped (PostgreSQL's LISTEN for other instances' plans).
@@ -280,7 +280,7 @@ impl Daemon {
 /// time, and wakes the dispatcher after each successful poll.
 async fn poll_loop(
     mut poller: Poller,
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: Arc<Dispatcher<Store>>,
     wakes: Wakes,
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,

@@ -17,7 +17,7 @@ use crate::store::Store;
 /// full/incremental schedule and the log of bad rows.
 pub struct Poller {
     store: Store,
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: Arc<Dispatcher<Store>>,
     source: Source,
     /// The settings the source was built from: a reload brings new ones.
     built_from: Arc<Settings>,
@@ -28,7 +28,7 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(store: Store, dispatcher: Arc<Dispatcher>) -> anyhow::Result<Self> {
+    pub fn new(store: Store, dispatcher: Arc<Dispatcher<Store>>) -> anyhow::Result<Self> {
         let settings = dispatcher.live().config.settings.clone();
         Ok(Self {
             source: Source::new(&settings.source)?,

@@ -30,7 +30,7 @@ pub(super) async fn replan_logged(
 
 /// Re-reads config and templates, validates them fully and swaps them in;
 /// an invalid new config is rejected and the old one keeps running.
-pub(super) fn reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String> {
+pub(super) fn reload(path: &std::path::Path, dispatcher: &Dispatcher<Store>) -> Result<(), String> {
     crate::systemd::reloading();
     let outcome = try_reload(path, dispatcher);
     crate::systemd::reloaded();
@@ -50,7 +50,7 @@ pub(super) fn reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<
     outcome
 }
 
-fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher) -> Result<(), String> {
+fn try_reload(path: &std::path::Path, dispatcher: &Dispatcher<Store>) -> Result<(), String> {
     let new = setup::load(path).map_err(|e| e.lines.join("; "))?;
     let old = dispatcher.live().config.settings.clone();
     if new.settings.store.url.expose() != old.store.url.expose() {

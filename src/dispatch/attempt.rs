@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::deliver::{shown, shown_in};
 use super::{Claim, Dispatcher, Live};
 use crate::channels::{DeliveryError, Outgoing, Refusal};
+use crate::ledger::DeliveryLedger;
 use crate::notice::{Status, truncate_millis};
 use crate::policy::Policy;
 use crate::retry::{RetryDecision, decide};
@@ -37,7 +38,7 @@ enum Attempt {
     Release,
 }
 
-impl Dispatcher {
+impl<L: DeliveryLedger + 'static> Dispatcher<L> {
     /// Renders, sends and records one notice for `ticket` as it is now.
     pub(super) async fn render_and_send(
         &self,
@@ -146,7 +147,7 @@ impl Dispatcher {
                     Refusal::RecipientRejected if live.suppressor.auto() => {
                         if let Some(recipient) = &claim.recipient {
                             warn!(recipient = %shown(recipient), error = %shown_in(&reason, recipient), "recipient rejected permanently; later notices to it are suppressed");
-                            self.store
+                            self.ledger
                                 .suppress(recipient, &reason, "auto", finished)
                                 .await?;
                         }
@@ -242,7 +243,7 @@ impl Dispatcher {
             } => {
                 let reason = reason.as_str();
                 self.persist(claim, |n| async move {
-                    self.store
+                    self.ledger
                         .record_retry(&n, attempt_started, at, truncate_millis(send_at), reason)
                         .await
                 })
@@ -250,7 +251,7 @@ impl Dispatcher {
             }
             Attempt::Release => {
                 self.persist(claim, |n| async move {
-                    self.store.release(&n, None, None).await
+                    self.ledger.release(&n, None, None).await
                 })
                 .await
             }

@@ -9,10 +9,10 @@ use tracing::{debug, info, warn};
 
 use super::{Claim, Dispatcher, Live};
 use crate::config::{ChannelKind, FileFormat, Settings};
+use crate::ledger::{ClaimedNotice, DeliveryLedger, Outcome, Recorded};
 use crate::notice::{Status, truncate_millis};
 use crate::planner::{self, PlannedNotice, SeriesPlan, SeriesState, TicketFacts};
 use crate::policy::Policy;
-use crate::store::{Outcome, Recorded};
 use crate::ticket::Ticket;
 
 /// Whether a channel writes to the customer's address (email, or an .eml
@@ -53,7 +53,7 @@ pub(super) fn shown_in(text: &str, recipient: &str) -> String {
 /// at again (a configuration mistake that `check-config` reports).
 const NO_WINDOW_RETRY: chrono::Duration = chrono::Duration::hours(1);
 
-impl Dispatcher {
+impl<L: DeliveryLedger + 'static> Dispatcher<L> {
     /// The checks before the send, at `now` (the claim's instant), then the
     /// send. The claim itself is the check against the latest plan: it
     /// takes only notices that are still pending, right before this send.
@@ -94,7 +94,7 @@ impl Dispatcher {
             let at = next.unwrap_or(now + NO_WINDOW_RETRY);
             debug!(next = %crate::clock::rfc3339(at), "outside the send window; held for the next one");
             self.persist(claim, |n| async move {
-                self.store
+                self.ledger
                     .release(&n, Some(at), next.map(truncate_millis))
                     .await
             })
@@ -135,7 +135,7 @@ impl Dispatcher {
                 .and_then(|d| now.checked_add_signed(d))
                 .unwrap_or(now);
             self.persist(claim, |n| async move {
-                self.store.release(&n, Some(next), None).await
+                self.ledger.release(&n, Some(next), None).await
             })
             .await?;
             return Ok(());
@@ -189,7 +189,7 @@ impl Dispatcher {
                     + chrono::Duration::from_std(live.config.settings.daemon.poll_interval)
                         .unwrap_or(chrono::Duration::minutes(1));
                 self.persist(claim, |n| async move {
-                    self.store.release(&n, Some(retry), None).await
+                    self.ledger.release(&n, Some(retry), None).await
                 })
                 .await?;
                 return Ok(None);
@@ -224,7 +224,7 @@ impl Dispatcher {
         let Some(recipient) = claim.recipient.as_deref() else {
             return Ok(true);
         };
-        if let Some(reason) = live.suppressor.reason(&self.store, recipient).await? {
+        if let Some(reason) = live.suppressor.reason(&self.ledger, recipient).await? {
             info!(recipient = %shown(recipient), reason = %shown_in(&reason, recipient), "recipient suppressed; notice not sent");
             self.finish(
                 live,
@@ -241,14 +241,14 @@ impl Dispatcher {
         }
         if let Some(interval) = live.config.settings.limits.per_recipient {
             let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
-            if let Some(last) = self.store.last_sent_to(recipient).await?
+            if let Some(last) = self.ledger.last_sent_to(recipient).await?
                 && let Some(free_at) = last.checked_add_signed(interval)
                 && free_at > now
             {
                 let next = policy.window.first_send_instant(free_at);
                 debug!(recipient, next = %crate::clock::rfc3339(next.unwrap_or(free_at)), "held by limits.per_recipient");
                 self.persist(claim, |n| async move {
-                    self.store
+                    self.ledger
                         .release(&n, Some(next.unwrap_or(free_at)), next.map(truncate_millis))
                         .await
                 })
@@ -258,7 +258,7 @@ impl Dispatcher {
             // Two notices to one address never go out side by side.
             if !self.recipients_guard().insert(recipient.to_owned()) {
                 self.persist(claim, |n| async move {
-                    self.store
+                    self.ledger
                         .release(&n, Some(now + chrono::Duration::seconds(1)), None)
                         .await
                 })
@@ -275,7 +275,7 @@ impl Dispatcher {
     /// claim was taken over) is final: the other holder records.
     pub(super) async fn persist<F, Fut>(&self, claim: &Claim, write: F) -> anyhow::Result<()>
     where
-        F: Fn(crate::store::ClaimedNotice) -> Fut,
+        F: Fn(ClaimedNotice) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<Recorded>>,
     {
         let mut wait = std::time::Duration::from_millis(200);
@@ -297,7 +297,7 @@ impl Dispatcher {
 
     async fn cancel(&self, claim: &Claim, reason: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.persist(claim, |n| async move {
-            self.store.cancel_claimed(&n, reason, now).await
+            self.ledger.cancel_claimed(&n, reason, now).await
         })
         .await
     }
@@ -342,7 +342,7 @@ impl Dispatcher {
         };
         let (outcome, next) = (&outcome, next.as_ref());
         self.persist(claim, |n| async move {
-            self.store.record_done(&n, outcome, next).await
+            self.ledger.record_done(&n, outcome, next).await
         })
         .await?;
         metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => claim.policy.clone(), "channel" => claim.channel.clone()).increment(1);
@@ -367,7 +367,7 @@ impl Dispatcher {
         }
         let last_sent_at = match status {
             Status::Sent | Status::DryRun => Some(attempt_started),
-            _ => self.store.series_last_sent(claim).await?,
+            _ => self.ledger.series_last_sent(claim).await?,
         };
         let state = SeriesState {
             key: crate::notice::SeriesKey {

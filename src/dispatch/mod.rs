@@ -21,9 +21,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::channels::Channel;
 use crate::clock::Clock;
+use crate::ledger::{ClaimedNotice, DeliveryLedger};
 use crate::setup::Config;
 use crate::source::Source;
-use crate::store::{ClaimedNotice, Store};
 use crate::suppress::Suppressor;
 
 /// What a reload replaces as one: the config and everything built from it.
@@ -72,9 +72,12 @@ impl Live {
     }
 }
 
-pub struct Dispatcher {
+/// Delivers due notices. It claims and records through `L`, a
+/// [`DeliveryLedger`], and names no backend: the daemon chooses one where
+/// it opens the store.
+pub struct Dispatcher<L> {
     live: RwLock<Arc<Live>>,
-    store: Store,
+    ledger: L,
     instance: String,
     clock: Arc<dyn Clock>,
     tracker: TaskTracker,
@@ -119,10 +122,10 @@ impl std::ops::Deref for Claim {
     }
 }
 
-impl Dispatcher {
+impl<L: DeliveryLedger + 'static> Dispatcher<L> {
     pub fn new(
         config: Config,
-        store: Store,
+        ledger: L,
         channels: BTreeMap<String, Arc<Channel>>,
         instance: String,
         clock: Arc<dyn Clock>,
@@ -130,7 +133,7 @@ impl Dispatcher {
         let live = Live::build(config, channels, None)?;
         Ok(Arc::new(Self {
             live: RwLock::new(Arc::new(live)),
-            store,
+            ledger,
             instance,
             clock,
             tracker: TaskTracker::new(),
@@ -219,7 +222,7 @@ impl Dispatcher {
         {
             return Ok(value);
         }
-        let value = self.store.last_poll_at().await?;
+        let value = self.ledger.last_poll_at().await?;
         *self
             .last_poll_cache
             .lock()
@@ -254,8 +257,8 @@ impl Dispatcher {
     /// sends were started.
     pub async fn dispatch_due(self: &Arc<Self>, now: DateTime<Utc>) -> anyhow::Result<usize> {
         // A deleted or replaced SQLite file: results would be recorded in a
-        // ledger no restart sees (logged once by the store).
-        if self.store.file_problem().is_some() {
+        // ledger no restart sees (logged once by the ledger).
+        if self.ledger.file_problem().is_some() {
             return Ok(0);
         }
         if !self.snapshot_is_fresh(now).await? {
@@ -271,7 +274,7 @@ impl Dispatcher {
                 continue;
             }
             let claimed = self
-                .store
+                .ledger
                 .claim_due(name, dry_run, now, free, lease, &self.instance)
                 .await?;
             for notice in claimed {
@@ -292,7 +295,7 @@ impl Dispatcher {
                     // Cannot happen (we claimed no more than the free slots);
                     // give the claim back rather than exceed the limit.
                     self.in_flight_guard().remove(&claim.id);
-                    self.store.release(&claim.current(), None, None).await?;
+                    self.ledger.release(&claim.current(), None, None).await?;
                     continue;
                 };
                 let number = claim
@@ -331,7 +334,7 @@ impl Dispatcher {
             if slots.available_permits() == 0 {
                 continue;
             }
-            match self.store.next_attempt(name, dry_run, now).await {
+            match self.ledger.next_attempt(name, dry_run, now).await {
                 Ok(Some(at)) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
                 Ok(None) => {}
                 // The next round reports what is wrong with the store.
@@ -383,7 +386,7 @@ impl Dispatcher {
         loop {
             tokio::time::sleep(every).await;
             match self
-                .store
+                .ledger
                 .renew(&claim.current(), self.clock.now(), lease)
                 .await
             {

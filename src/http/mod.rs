@@ -39,7 +39,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Store,
-    pub dispatcher: Arc<Dispatcher>,
+    pub dispatcher: Arc<Dispatcher<Store>>,
     pub metrics: Option<PrometheusHandle>,
     pub reload: mpsc::Sender<ReloadRequest>,
     /// The last write probe: a flood of `/readyz` writes once a second.
@@ -52,7 +52,7 @@ type Probed = (Instant, Result<(), String>);
 impl AdminState {
     pub fn new(
         store: Store,
-        dispatcher: Arc<Dispatcher>,
+        dispatcher: Arc<Dispatcher<Store>>,
         metrics: Option<PrometheusHandle>,
         reload: mpsc::Sender<ReloadRequest>,
     ) -> Self {

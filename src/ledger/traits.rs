@@ -1,6 +1,9 @@
-//! What a store offers planning and delivery. Planning and delivery code
-//! takes these traits, so a backend is chosen once, where the store is
-//! opened.
+//! What a store offers planning and delivery. Planning (the poll, the
+//! re-plan, the series `plan` and `preview` show) takes a [`PlanLedger`];
+//! delivery (the dispatcher, its suppression check) a [`DeliveryLedger`].
+//! `Store` is named only where one is opened (the daemon, the admin
+//! endpoint, the CLI) and by the operator's commands (notice lists, retry,
+//! suppressions, copy), which need what these traits do not offer.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,13 +11,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    ClaimedNotice, Outcome, Plan, PlannedNotice, PollEnd, Recorded, SeriesKey, SeriesState, Swept,
+    ClaimedNotice, Outcome, Plan, PlannedNotice, PollEnd, Recorded, SeriesKey, SeriesState,
+    Suppression, Swept,
 };
 
 /// What planning reads from and writes to the ledger.
 pub trait PlanLedger: Send + Sync {
-    /// When the last poll was applied.
-    fn last_poll_at(&self) -> impl Future<Output = anyhow::Result<Option<DateTime<Utc>>>> + Send;
     /// The newest `updated_at` a poll saw (incremental polls start there).
     fn source_watermark(
         &self,
@@ -62,6 +64,11 @@ pub trait PlanLedger: Send + Sync {
 /// claim's fencing token and is refused ([`Recorded::Fenced`]) when another
 /// claim took the notice since.
 pub trait DeliveryLedger: Send + Sync {
+    /// Why results would be recorded where no restart finds them (a
+    /// file-backed store's file was deleted or replaced); None otherwise.
+    fn file_problem(&self) -> Option<String>;
+    /// When the last poll was applied (nothing is sent on a stale one).
+    fn last_poll_at(&self) -> impl Future<Output = anyhow::Result<Option<DateTime<Utc>>>> + Send;
     /// Up to `limit` due notices of a channel, claimed with a lease.
     fn claim_due(
         &self,
@@ -126,4 +133,17 @@ pub trait DeliveryLedger: Send + Sync {
         &self,
         recipient: &str,
     ) -> impl Future<Output = anyhow::Result<Option<DateTime<Utc>>>> + Send;
+    /// The stored suppression of an address or its `@domain`, if any.
+    fn suppression_of(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = anyhow::Result<Option<Suppression>>> + Send;
+    /// Adds (or updates) a suppression of an address or `@domain`.
+    fn suppress(
+        &self,
+        address: &str,
+        reason: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }

@@ -8,13 +8,10 @@ use chrono::{DateTime, Utc};
 use super::Store;
 use crate::ledger::{
     ClaimedNotice, DeliveryLedger, Outcome, Plan, PlanLedger, PlannedNotice, PollEnd, Recorded,
-    SeriesKey, SeriesState, Swept,
+    SeriesKey, SeriesState, Suppression, Swept,
 };
 
 impl PlanLedger for Store {
-    async fn last_poll_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        Store::last_poll_at(self).await
-    }
     async fn source_watermark(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
         Store::source_watermark(self).await
     }
@@ -52,6 +49,12 @@ impl PlanLedger for Store {
 }
 
 impl DeliveryLedger for Store {
+    fn file_problem(&self) -> Option<String> {
+        Store::file_problem(self)
+    }
+    async fn last_poll_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Store::last_poll_at(self).await
+    }
     async fn claim_due(
         &self,
         channel: &str,
@@ -118,5 +121,17 @@ impl DeliveryLedger for Store {
     }
     async fn last_sent_to(&self, recipient: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
         Store::last_sent_to(self, recipient).await
+    }
+    async fn suppression_of(&self, address: &str) -> anyhow::Result<Option<Suppression>> {
+        Store::suppression_of(self, address).await
+    }
+    async fn suppress(
+        &self,
+        address: &str,
+        reason: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        Store::suppress(self, address, reason, source, now).await
     }
 }

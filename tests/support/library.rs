@@ -20,7 +20,7 @@ pub struct InProcess {
     pub clock: ManualClock,
     pub config: Config,
     pub store: Store,
-    pub dispatcher: Arc<Dispatcher>,
+    pub dispatcher: Arc<Dispatcher<Store>>,
     poller: Poller,
 }
 
@@ -90,7 +90,7 @@ pub async fn start_parts(
     config: &Config,
     clock: &ManualClock,
     instance: &str,
-) -> (Store, Arc<Dispatcher>, Poller) {
+) -> (Store, Arc<Dispatcher<Store>>, Poller) {
     let store = Store::open(&config.settings.store.url)
         .await
         .expect("open the store");
