@@ -505,10 +505,10 @@ fn rate_row(what: &str, rate: Option<f64>) {
 }
 
 /// `ours` against the bare loop of the same run.
-fn ratio_row(what: &str, ours: Option<f64>, bare: f64) {
+fn ratio_row(ours: Option<f64>, bare: f64) {
     if let Some(ours) = ours {
         row(
-            &format!("  {what} / bare loop"),
+            "  the row above / the same run's bare loop",
             100.0 * ours / bare.max(1e-9),
             "%",
         );
@@ -552,7 +552,7 @@ async fn delivery(notices: usize) -> anyhow::Result<()> {
             let rate = daemon_rate(&channel, count, notices, admin).await?;
             let label = format!("delivery {what}, {store_name} store, end to end");
             rate_row(&label, rate);
-            ratio_row(&label, rate, bare);
+            ratio_row(rate, bare);
         }
     }
     steady_lag(&hook_url, &hook_count).await?;
