@@ -157,7 +157,7 @@ impl Store {
     /// recorded even when a poll cancelled the notice while it went out
     /// (the ledger says what happened); everything else needs the notice
     /// still pending. Fenced when the claim is no longer ours. Returns
-    /// once committed, together with the other results waiting then.
+    /// once committed; on SQLite together with the results waiting then.
     pub async fn record_done(
         &self,
         n: &ClaimedNotice,
