@@ -857,6 +857,228 @@ async fn concurrent_claims_never_return_the_same_notice_twice(ctx: Ctx) {
     assert!(ctx.claim(now, 10, "d").await.is_empty());
 }
 
+/// The send of notice 1 at `now`, answered a second later; it promised
+/// the next notice two minutes on.
+fn sent_at(now: DateTime<Utc>) -> Outcome<'static> {
+    Outcome {
+        status: Status::Sent,
+        attempt_started: now,
+        finished: now + secs(1),
+        next_notice_at: Some(now + secs(120)),
+        error: None,
+    }
+}
+
+/// Ticket `T<i>` of `tickets_numbered`: its number.
+fn index_of(n: &ClaimedNotice) -> usize {
+    n.ticket_id[1..].parse().expect("a ticket T<number>")
+}
+
+fn tickets_numbered(count: usize, waiting_since: DateTime<Utc>) -> Vec<Ticket> {
+    (0..count)
+        .map(|i| ticket(&format!("T{i}"), waiting_since))
+        .collect()
+}
+
+/// What became of ticket `T<i>`'s send among twenty finishing at once.
+#[derive(Clone, Copy, PartialEq)]
+enum Fate {
+    /// Its claim was taken over since (the notice carries a newer token).
+    TakenOver,
+    Retried,
+    Sent,
+}
+
+fn fate(i: usize) -> Fate {
+    match i % 5 {
+        0 => Fate::TakenOver,
+        1 => Fate::Retried,
+        _ => Fate::Sent,
+    }
+}
+
+async fn results_recorded_at_once_land_as_each_would_alone(ctx: Ctx) {
+    let now = t0();
+    ctx.poll(&tickets_numbered(20, now - secs(600)), now).await;
+    let claimed = ctx.claim(now, 20, "a").await;
+    assert_eq!(claimed.len(), 20);
+
+    // Twenty slots finish at once; the sent ones plan notice 2.
+    let start = Arc::new(tokio::sync::Barrier::new(claimed.len()));
+    let mut tasks = Vec::new();
+    for mut n in claimed {
+        let i = index_of(&n);
+        if fate(i) == Fate::TakenOver {
+            n.claim_token -= 1;
+        }
+        let next = next_after(&ctx, &n, now);
+        let (store, start) = (ctx.store.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let recorded = if fate(i) == Fate::Retried {
+                store
+                    .record_retry(&n, now, now + secs(30), n.send_at, "503 busy")
+                    .await
+            } else {
+                store.record_done(&n, &sent_at(now), next.as_ref()).await
+            };
+            (i, recorded.expect("record a result"))
+        }));
+    }
+    for task in tasks {
+        let (i, recorded) = task.await.expect("a recording task");
+        let expected = if fate(i) == Fate::TakenOver {
+            Recorded::Fenced
+        } else {
+            Recorded::Done
+        };
+        assert_eq!(recorded, expected, "T{i}");
+    }
+
+    let rows = ctx
+        .store
+        .list(&NoticeFilter::default())
+        .await
+        .expect("list notices");
+    let series = ctx.store.load_series(false).await.expect("load series");
+    assert_eq!(series.len(), 20);
+    for i in 0..20 {
+        let id = format!("T{i}");
+        let of_ticket: Vec<_> = rows.iter().filter(|r| r.ticket_id == id).collect();
+        let first = of_ticket
+            .iter()
+            .find(|r| r.number == 1)
+            .unwrap_or_else(|| panic!("notice 1 of {id}"));
+        let s = series
+            .iter()
+            .find(|s| s.key.ticket_id == id)
+            .unwrap_or_else(|| panic!("the series of {id}"));
+        let next = s.next.as_ref().map(|n| (n.number, n.status, n.send_at));
+        match fate(i) {
+            Fate::TakenOver => {
+                assert_eq!((first.status, first.attempts), (Status::Pending, 0), "{id}");
+                assert_eq!(of_ticket.len(), 1, "{id}: a fenced result plans nothing");
+                assert_eq!((s.done, s.last_sent_at), (0, None), "{id}");
+                assert_eq!(next, Some((1, Status::Pending, first.send_at)), "{id}");
+            }
+            Fate::Retried => {
+                assert_eq!((first.status, first.attempts), (Status::Pending, 1), "{id}");
+                assert_eq!(first.next_attempt_at, now + secs(30), "{id}");
+                assert_eq!(first.last_error.as_deref(), Some("503 busy"), "{id}");
+                assert_eq!(of_ticket.len(), 1, "{id}");
+                assert_eq!((s.done, s.last_sent_at), (0, None), "{id}");
+            }
+            Fate::Sent => {
+                assert_eq!((first.status, first.attempts), (Status::Sent, 1), "{id}");
+                assert_eq!(first.sent_at, Some(now + secs(1)), "{id}");
+                assert_eq!(
+                    of_ticket.len(),
+                    2,
+                    "{id}: notice 2 is planned with the send"
+                );
+                assert_eq!((s.done, s.last_sent_at), (1, Some(now)), "{id}");
+                assert_eq!(next, Some((2, Status::Pending, now + secs(120))), "{id}");
+            }
+        }
+    }
+}
+
+/// SQL that makes every update of ticket T3's notices fail, as a broken
+/// constraint would: no result the ledger writes fails on its own.
+fn refuse_t3(backend: interim::store::Backend) -> [&'static str; 2] {
+    match backend {
+        interim::store::Backend::Sqlite => [
+            "CREATE TRIGGER refuse_t3 BEFORE UPDATE ON notices WHEN NEW.ticket_id = 'T3'
+             BEGIN SELECT RAISE(ABORT, 'T3 is refused'); END",
+            "SELECT 1",
+        ],
+        interim::store::Backend::Postgres => [
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'T3 is refused'; END $$",
+            "CREATE TRIGGER refuse_t3 BEFORE UPDATE ON notices FOR EACH ROW
+             WHEN (NEW.ticket_id = 'T3') EXECUTE FUNCTION refuse()",
+        ],
+    }
+}
+
+async fn a_result_that_fails_does_not_take_the_results_beside_it_along(ctx: Ctx) {
+    use sqlx::{Connection, Executor};
+    let now = t0();
+    ctx.poll(&tickets_numbered(10, now - secs(600)), now).await;
+    let claimed = ctx.claim(now, 10, "a").await;
+    assert_eq!(claimed.len(), 10);
+    let backend = ctx.store.backend();
+    let mut other = sqlx::AnyConnection::connect(ctx.settings.store.url.expose())
+        .await
+        .expect("a connection of our own");
+    for sql in refuse_t3(backend) {
+        other.execute(sql).await.expect("install the trigger");
+    }
+
+    // Another writer holds the lock: the results queue behind it and go
+    // in together once it lets go, T3's among the others.
+    let hold = match backend {
+        interim::store::Backend::Sqlite => "BEGIN IMMEDIATE",
+        interim::store::Backend::Postgres => "BEGIN; LOCK TABLE notices IN EXCLUSIVE MODE",
+    };
+    other.execute(hold).await.expect("hold the write lock");
+    let (refused, others): (Vec<_>, Vec<_>) =
+        claimed.into_iter().partition(|n| n.ticket_id == "T3");
+    let record = |n: ClaimedNotice| {
+        let (store, next) = (ctx.store.clone(), next_after(&ctx, &n, now));
+        tokio::spawn(async move {
+            let recorded = store.record_done(&n, &sent_at(now), next.as_ref()).await;
+            (n, recorded)
+        })
+    };
+    let mut tasks: Vec<_> = others.into_iter().map(record).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = record(refused.into_iter().next().expect("T3 was claimed"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    other.execute("COMMIT").await.expect("let go of the lock");
+
+    let (t3, failed) = refused.await.expect("T3's recording task");
+    let error = failed.expect_err("T3's result is refused");
+    assert!(format!("{error:#}").contains("T3 is refused"), "{error:#}");
+    for task in tasks.drain(..) {
+        let (n, recorded) = task.await.expect("a recording task");
+        assert_eq!(
+            recorded.expect("record a result"),
+            Recorded::Done,
+            "{}",
+            n.ticket_id
+        );
+        assert_eq!(
+            ctx.status(&n.id).await,
+            Some(Status::Sent),
+            "{}",
+            n.ticket_id
+        );
+    }
+    assert_eq!(ctx.status(&t3.id).await, Some(Status::Pending));
+    let rows = ctx
+        .store
+        .list(&NoticeFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(rows.len(), 19, "nine sends planned notice 2, T3's did not");
+
+    // Once the cause is gone, the caller's retry records it.
+    let drop_trigger = match backend {
+        interim::store::Backend::Sqlite => "DROP TRIGGER refuse_t3",
+        interim::store::Backend::Postgres => "DROP TRIGGER refuse_t3 ON notices",
+    };
+    other.execute(drop_trigger).await.expect("drop the trigger");
+    let next = next_after(&ctx, &t3, now);
+    let recorded = ctx
+        .store
+        .record_done(&t3, &sent_at(now), next.as_ref())
+        .await;
+    assert_eq!(recorded.expect("record T3 again"), Recorded::Done);
+    assert_eq!(ctx.status(&t3.id).await, Some(Status::Sent));
+    let _ = other.close().await;
+}
+
 async fn the_notice_list_sorts_numeric_ids_by_value_and_finds_tickets_by_number(ctx: Ctx) {
     let now = t0();
     let waited = now - secs(600);
@@ -1021,4 +1243,6 @@ suite!(
     the_notice_list_sorts_numeric_ids_by_value_and_finds_tickets_by_number,
     next_attempt_is_the_earliest_notice_nobody_holds,
     committed_plans_wake_the_listening_instances,
+    results_recorded_at_once_land_as_each_would_alone,
+    a_result_that_fails_does_not_take_the_results_beside_it_along,
 );

@@ -13,7 +13,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
-use super::{Backend, ClaimedNotice, Store, from_ms, ms};
+use sqlx::AnyConnection;
+
+use super::group::Work;
+use super::{Backend, ClaimedNotice, Store, WriteTx, from_ms, ms};
 use crate::ledger::{Outcome, PlannedNotice, Recorded};
 use crate::notice::Status;
 
@@ -153,14 +156,25 @@ impl Store {
     /// `next` its pending next notice, all in one transaction. A send is
     /// recorded even when a poll cancelled the notice while it went out
     /// (the ledger says what happened); everything else needs the notice
-    /// still pending. Fenced when the claim is no longer ours.
+    /// still pending. Fenced when the claim is no longer ours. Returns
+    /// once committed; on SQLite together with the results waiting then.
     pub async fn record_done(
         &self,
         n: &ClaimedNotice,
         outcome: &Outcome<'_>,
         next: Option<&PlannedNotice>,
     ) -> anyhow::Result<Recorded> {
-        let mut tx = self.begin_write().await?;
+        self.record_grouped(Work::done(n, outcome, next)).await
+    }
+
+    /// The statements of [`record_done`](Self::record_done), on `tx`.
+    pub(super) async fn record_done_on(
+        &self,
+        tx: &mut WriteTx,
+        n: &ClaimedNotice,
+        outcome: &Outcome<'_>,
+        next: Option<&PlannedNotice>,
+    ) -> anyhow::Result<Recorded> {
         let sent = matches!(outcome.status, Status::Sent | Status::DryRun);
         let statuses = if sent {
             "('pending', 'cancelled')"
@@ -204,20 +218,32 @@ impl Store {
         .fetch_optional(tx.conn())
         .await?;
         if let (Some(1), Some(next)) = (active, next) {
-            self.write_pending(&mut tx, next, n.dry_run, outcome.finished)
+            self.write_pending(tx, next, n.dry_run, outcome.finished)
                 .await?;
         }
-        tx.commit()
-            .await
-            .with_context(|| format!("failed to record notice {}", n.id))?;
         Ok(Recorded::Done)
     }
 
     /// Records a failed attempt that will be retried at `next_attempt`
     /// (`send_at` is the notice's planned instant, moved when the retry
-    /// had to wait for the next window).
+    /// had to wait for the next window). Grouped as
+    /// [`record_done`](Self::record_done) is.
     pub async fn record_retry(
         &self,
+        n: &ClaimedNotice,
+        attempt_started: DateTime<Utc>,
+        next_attempt: DateTime<Utc>,
+        send_at: DateTime<Utc>,
+        error: &str,
+    ) -> anyhow::Result<Recorded> {
+        let work = Work::retry(n, attempt_started, next_attempt, send_at, error);
+        self.record_grouped(work).await
+    }
+
+    /// The statement of [`record_retry`](Self::record_retry), on `conn`.
+    pub(super) async fn record_retry_on(
+        &self,
+        conn: &mut AnyConnection,
         n: &ClaimedNotice,
         attempt_started: DateTime<Utc>,
         next_attempt: DateTime<Utc>,
@@ -233,7 +259,7 @@ impl Store {
         .bind(ms(send_at))
         .bind(error)
         .bind(n.claim_token)
-        .execute(&self.pool)
+        .execute(conn)
         .await
         .with_context(|| format!("failed to record a retry of notice {}", n.id))?;
         Ok(fenced_unless(done.rows_affected()))

@@ -5,6 +5,7 @@
 mod admin;
 mod copy;
 mod delivery;
+mod group;
 mod leader;
 mod ledger_impl;
 mod plan;
@@ -82,6 +83,8 @@ pub struct Store {
     /// PostgreSQL: the session that holds (or tries for) the poller lock.
     leadership: Arc<tokio::sync::Mutex<Option<AnyConnection>>>,
     is_poller: Arc<AtomicBool>,
+    /// Writes results that arrive together in one transaction.
+    results: group::GroupWriter,
 }
 
 /// A write transaction on one pooled connection, with explicit BEGIN and
@@ -259,6 +262,7 @@ impl Store {
             url: url.clone(),
             leadership: Arc::default(),
             is_poller: Arc::new(AtomicBool::new(true)),
+            results: group::GroupWriter::default(),
         })
     }
 
@@ -305,6 +309,7 @@ impl Store {
             url: url.clone(),
             leadership: Arc::default(),
             is_poller: Arc::new(AtomicBool::new(false)),
+            results: group::GroupWriter::default(),
         })
     }
 
@@ -368,6 +373,7 @@ impl Store {
     /// Closes the pool and the poller session: the advisory locks it held
     /// are free when this returns, not when the socket is noticed gone.
     pub async fn close(&self) {
+        self.results.close();
         if let Some(session) = self.leadership.lock().await.take() {
             let _ = sqlx::Connection::close(session).await;
         }
