@@ -1001,6 +1001,43 @@ fn refuse_t3(backend: interim::store::Backend) -> [&'static str; 2] {
     }
 }
 
+/// PostgreSQL: a poll that writes many rows analyzes the ledger tables
+/// itself (a manual ANALYZE, not autovacuum's), so the next poll's series
+/// lookup is planned on real statistics.
+async fn a_large_first_poll_gives_postgresql_fresh_statistics(ctx: Ctx) {
+    use sqlx::Connection;
+    if ctx.store.backend() != interim::store::Backend::Postgres {
+        return;
+    }
+    let mut conn = sqlx::AnyConnection::connect(ctx.settings.store.url.expose())
+        .await
+        .expect("a connection of our own");
+    let analyzed = "SELECT COALESCE(SUM(analyze_count), 0)::BIGINT FROM pg_stat_user_tables \
+                    WHERE relname IN ('notices', 'series')";
+    let before: i64 = sqlx::query_scalar(analyzed)
+        .fetch_one(&mut conn)
+        .await
+        .expect("read the statistics");
+    let now = t0();
+    ctx.poll(&tickets_numbered(1200, now - secs(600)), now)
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let after: i64 = sqlx::query_scalar(analyzed)
+            .fetch_one(&mut conn)
+            .await
+            .expect("read the statistics");
+        if after >= before + 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ANALYZE of notices and series after 1,200 new tickets ({before} → {after})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn a_result_that_fails_does_not_take_the_results_beside_it_along(ctx: Ctx) {
     use sqlx::{Connection, Executor};
     let now = t0();
@@ -1226,6 +1263,7 @@ async fn committed_plans_wake_the_listening_instances(ctx: Ctx) {
 
 suite!(
     claims_return_due_notices_once_until_their_lease_ends,
+    a_large_first_poll_gives_postgresql_fresh_statistics,
     a_late_writer_whose_claim_was_taken_over_records_nothing,
     a_renewed_lease_keeps_a_claim_past_its_first_deadline,
     record_done_advances_the_series_and_plans_the_next_notice_at_once,

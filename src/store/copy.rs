@@ -259,6 +259,10 @@ impl Store {
         tx.commit()
             .await
             .with_context(|| format!("failed to commit the copy into {}", target.url))?;
+        // Fresh statistics for the copied rows (see `analyze_when_grown`).
+        if target.backend == Backend::Postgres {
+            target.analyze().await;
+        }
         // Only read: ending the session ends its snapshot.
         let _ = source.close().await;
         Ok((counts, u64::try_from(claims).unwrap_or(0)))

@@ -85,6 +85,9 @@ pub struct Store {
     is_poller: Arc<AtomicBool>,
     /// Writes results that arrive together in one transaction.
     results: group::GroupWriter,
+    /// PostgreSQL: rows written since the last ANALYZE, and the rows
+    /// written in all until then (see `Store::analyze_when_grown`).
+    growth: Arc<std::sync::Mutex<(u64, u64)>>,
 }
 
 /// A write transaction on one pooled connection, with explicit BEGIN and
@@ -263,6 +266,7 @@ impl Store {
             leadership: Arc::default(),
             is_poller: Arc::new(AtomicBool::new(true)),
             results: group::GroupWriter::default(),
+            growth: Arc::default(),
         })
     }
 
@@ -310,6 +314,7 @@ impl Store {
             leadership: Arc::default(),
             is_poller: Arc::new(AtomicBool::new(false)),
             results: group::GroupWriter::default(),
+            growth: Arc::default(),
         })
     }
 
