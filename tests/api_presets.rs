@@ -526,6 +526,21 @@ fn zammad_api_notices_answer_the_customers_first_email() {
     );
 }
 
+/// `sources test` read both tickets, ticket 1 without its first
+/// customer mail (only the marker threads it), ticket 2 with it.
+fn assert_only_ticket_2_threaded(out: &str) {
+    assert!(out.contains("read 2 waiting ticket(s)"), "{out}");
+    assert!(
+        has_line(out, &["thread: subject carries [Ticket#31001]"])
+            && !has_line(out, &["[Ticket#31001], in reply to"])
+            && has_line(
+                out,
+                &["[Ticket#31002], in reply to <customer.2.1@mail.example.net>"]
+            ),
+        "{out}"
+    );
+}
+
 #[test]
 fn zammad_api_a_failing_article_request_leaves_the_notice_unthreaded_and_is_asked_again() {
     let tickets: Vec<ZammadTicket> = (1..=2)
@@ -549,16 +564,7 @@ fn zammad_api_a_failing_article_request_leaves_the_notice_unthreaded_and_is_aske
 
     // The poll is taken: a thread is not worth holding every notice for.
     let out = sources_test(&setup);
-    assert!(out.contains("read 2 waiting ticket(s)"), "{out}");
-    assert!(
-        has_line(&out, &["thread: subject carries [Ticket#31001]"])
-            && !has_line(&out, &["[Ticket#31001], in reply to"])
-            && has_line(
-                &out,
-                &["[Ticket#31002], in reply to <customer.2.1@mail.example.net>"]
-            ),
-        "{out}"
-    );
+    assert_only_ticket_2_threaded(&out);
 
     let _daemon = setup.start();
     setup.wait_for_notices("both notices went out", |n| {
@@ -612,16 +618,7 @@ fn zammad_api_a_ticket_deleted_since_the_search_is_read_unthreaded() {
     });
     let setup = zammad_api_setup(&server, "1h", 9);
     let out = sources_test(&setup);
-    assert!(out.contains("read 2 waiting ticket(s)"), "{out}");
-    assert!(
-        has_line(&out, &["thread: subject carries [Ticket#31001]"])
-            && !has_line(&out, &["[Ticket#31001], in reply to"])
-            && has_line(
-                &out,
-                &["[Ticket#31002], in reply to <customer.2.1@mail.example.net>"]
-            ),
-        "{out}"
-    );
+    assert_only_ticket_2_threaded(&out);
 }
 
 #[test]
