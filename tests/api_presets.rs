@@ -52,6 +52,17 @@ fn assert_waits_since(
     );
 }
 
+/// `sources test` names the clock in effect (`None`: the default), in the
+/// form `clock: NAME (`.
+fn assert_names_clock(setup: &support::Setup, clock: Option<&str>) {
+    let out = sources_test(setup);
+    let name = clock.unwrap_or("last_public_contact");
+    assert!(
+        has_line(&out, &[&format!("clock: {name} (")]),
+        "{name}: sources test names the clock:\n{out}"
+    );
+}
+
 // --------------------------------------------------------------- zammad-api
 
 /// Where Zammad lists a ticket's articles.
@@ -295,17 +306,7 @@ fn zammad_api_each_clock_counts_its_own_contact() {
             setup.set("source.clock", &format!("{clock:?}"));
         }
         let what = clock.unwrap_or("the default clock");
-        let out = sources_test(&setup);
-        assert!(
-            has_line(
-                &out,
-                &[&format!(
-                    "clock: {} (",
-                    clock.unwrap_or("last_public_contact")
-                )]
-            ),
-            "{what}: sources test names the clock:\n{out}"
-        );
+        assert_names_clock(&setup, clock);
         let rows = plan(&setup);
         for (id, secs) in (1..=4).zip(expected) {
             match secs {
@@ -962,17 +963,7 @@ fn zendesk_api_each_clock_counts_what_the_metric_set_can_tell() {
             setup.set("source.clock", &format!("{clock:?}"));
         }
         let what = clock.unwrap_or("the default clock");
-        let out = sources_test(&setup);
-        assert!(
-            has_line(
-                &out,
-                &[&format!(
-                    "clock: {} (",
-                    clock.unwrap_or("last_public_contact")
-                )]
-            ),
-            "{what}: sources test names the clock:\n{out}"
-        );
+        assert_names_clock(&setup, clock);
         let rows = plan(&setup);
         for (id, secs) in (1..=4).zip(expected) {
             match secs {
