@@ -718,3 +718,23 @@ fn a_scripted_week_keeps_every_promise() {
     ];
     run(start(), &[30, 200, 400, 5, 600], &ops);
 }
+
+/// A wait answered while dry run was on is not revived when it ends: the
+/// newest live copy of the ticket is of the old wait (dry run planned
+/// nothing live), and re-planning from it sent that wait's overdue next
+/// notice before the next poll (found by the property above).
+#[test]
+fn a_wait_answered_during_dry_run_stays_ended_when_dry_run_is_switched_off() {
+    let ops = [
+        // 07:00 → 10:20: the plain tickets' first notices went out at
+        // 09:00 and promise the next by 12:00.
+        Op::Wait(200),
+        Op::DryRun(true),
+        Op::Reply(2),
+        // 12:10: the promise of T2's old wait is overdue.
+        Op::Wait(110),
+        Op::DryRun(false),
+        Op::Wait(30),
+    ];
+    run(start(), &[0, 0, 0, 0, 0], &ops);
+}

@@ -4,12 +4,15 @@
 //! pending at once, also with incremental polls that would see most
 //! tickets only at the next full resync.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::poll::series_of;
 use crate::config::Settings;
-use crate::ledger::PlanLedger;
+use crate::ledger::{PlanLedger, SeriesState};
+use crate::notice::truncate_millis;
 use crate::planner::{self, Mode};
 use crate::ticket::Ticket;
 
@@ -57,6 +60,7 @@ pub async fn replan(
             }
             let ids: Vec<&str> = tickets.iter().map(|t| t.id.as_str()).collect();
             let series = series_of(store, settings, &tickets, &ids, dry_run).await?;
+            let tickets = current_snapshots(tickets, &series);
             let plan = planner::plan(settings, &tickets, &[], &series, now, mode);
             for c in &plan.cancels {
                 info!(ticket.id = %crate::logging::outside(&c.key.ticket_id), policy = %c.key.policy, notice.id = %c.id, reason = %c.reason, "pending notice cancelled");
@@ -70,4 +74,27 @@ pub async fn replan(
         summary.cancelled += store.cancel_pending_dry_runs(now).await?;
     }
     Ok(summary)
+}
+
+/// The stored tickets whose snapshot is of a wait the ledger still tracks:
+/// the newest stored copy of a ticket can be older than its series (a poll
+/// in dry run saw a new wait and planned nothing live), and re-planning
+/// that old wait would revive notices of a wait that has ended. Such a
+/// ticket waits for the next poll, which sees it as it is.
+fn current_snapshots(tickets: Vec<Ticket>, series: &[SeriesState]) -> Vec<Ticket> {
+    let tracked: HashSet<(&str, DateTime<Utc>)> = series
+        .iter()
+        .filter(|s| s.stored && s.active)
+        .map(|s| (s.key.ticket_id.as_str(), s.key.episode))
+        .collect();
+    tickets
+        .into_iter()
+        .filter(|t| {
+            let current = tracked.contains(&(t.id.as_str(), truncate_millis(t.waiting_since)));
+            if !current {
+                debug!(ticket.id = %crate::logging::outside(&t.id), "the stored ticket is of an earlier wait; its series waits for the next poll");
+            }
+            current
+        })
+        .collect()
 }

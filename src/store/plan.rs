@@ -211,8 +211,10 @@ impl Store {
     }
 
     /// Tickets with an active series, in id order after `after`, each with
-    /// the ticket data stored with its most recently written notice: what a
-    /// reload re-plans from.
+    /// the ticket data stored with its most recently written notice, live or
+    /// dry run (both store what the source said): what a reload re-plans
+    /// from. That copy can be of an earlier wait than the series; the
+    /// caller checks.
     pub async fn active_tickets(
         &self,
         dry_run: bool,
@@ -232,8 +234,7 @@ impl Store {
         let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT ticket_id, updated_at, ticket FROM notices WHERE dry_run = {} AND ticket_id IN ({})",
-                i64::from(dry_run),
+                "SELECT ticket_id, updated_at, ticket FROM notices WHERE ticket_id IN ({})",
                 self.placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
