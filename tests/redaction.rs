@@ -227,3 +227,23 @@ fn a_database_password_with_url_delimiters_stays_hidden() {
         );
     }
 }
+
+/// A password that begins with `/` after an empty port parses as a path
+/// (`https://a:/pw@host` is host `a`): check-config refuses it, naming the
+/// key and how to write it, and shows no piece of it.
+#[test]
+fn an_https_password_that_parses_as_a_path_is_refused_unseen() {
+    let secret = "/SqR<~aQ\"I";
+    let url = Shape::HttpsPassword.url("a", secret);
+    let shown = outputs(Shape::HttpsPassword, &url);
+    let control = outputs(
+        Shape::HttpsPassword,
+        &Shape::HttpsPassword.url("a", &stand_in(secret)),
+    );
+    let leaked = leaks(secret, &shown, &control);
+    assert!(leaked.is_empty(), "{url:?}: {leaked:?} in\n{shown}");
+    assert!(
+        shown.contains("source.url: has an @ in its path and no user info: percent-encode"),
+        "check-config names the key and the way out:\n{shown}"
+    );
+}

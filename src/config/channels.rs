@@ -202,6 +202,8 @@ pub(super) fn channel_settings(
                         crate::secret::redact_url(&url)
                     ),
                 );
+            } else {
+                super::http_source::parse_request_url(p, &format!("{key}.url"), &url);
             }
             let secret = read_secret(
                 p,

@@ -240,16 +240,7 @@ pub(super) fn http_settings(
         .enumerate()
         .filter_map(|(i, text)| p.take(&format!("source.allowed_origins[{i}]"), parse_origin(text)))
         .collect();
-    let source_url = match reqwest::Url::parse(url) {
-        Ok(parsed) => Some(parsed),
-        Err(e) => {
-            p.add(
-                "source.url",
-                format!("{} is not a URL: {e}", crate::secret::redact_url(url)),
-            );
-            None
-        }
-    };
+    let source_url = parse_request_url(p, "source.url", url);
     let sideload = http_fields::joins(p, s, source_url.as_ref(), &allowed_origins);
     let per_ticket = http_fields::per_ticket(p, s, source_url.as_ref(), &allowed_origins);
     if let Some(pointer) = &s.items_by_id
@@ -290,6 +281,35 @@ pub(super) fn http_settings(
 }
 
 /// Bytes as an integer or with a unit: `33554432`, `"32MiB"`, `"500 kB"`.
+/// A URL that requests (and credentials) go to, parsed; a problem at `key`
+/// when it does not parse or when it reads as another host than meant.
+pub(super) fn parse_request_url(p: &mut Problems, key: &str, url: &str) -> Option<reqwest::Url> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => {
+            if parsed.username().is_empty()
+                && parsed.password().is_none()
+                && parsed.path().contains('@')
+            {
+                // `https://u:/pw@host` is host `u` with the password in its
+                // path: the request would go to `u`, password and all.
+                p.add(
+                    key,
+                    "has an @ in its path and no user info: percent-encode a password's / ? # \
+                     (%2F %3F %23), or write an @ that belongs to the path as %40",
+                );
+            }
+            Some(parsed)
+        }
+        Err(e) => {
+            p.add(
+                key,
+                format!("{} is not a URL: {e}", crate::secret::redact_url(url)),
+            );
+            None
+        }
+    }
+}
+
 fn parse_bytes(raw: &RawBytes) -> Result<u64, String> {
     let hint = "write e.g. 33554432, \"32MiB\" or \"512KiB\"";
     let bytes = match raw {

@@ -90,6 +90,15 @@ impl HttpSource {
         &self.per_ticket
     }
 
+    /// A URL as errors print it: redacted, and scrubbed of every piece of
+    /// the configured URL's secrets. A password with a `/` after an empty
+    /// or default port parses as a path (`https://u:/pw@host` is host `u`),
+    /// and its serialization no longer looks like user info to the
+    /// redactor; the configured text still does.
+    pub(super) fn shown(&self, url: &str) -> String {
+        crate::secret::scrub(&redact_url(url), &self.url)
+    }
+
     pub(super) fn base_url(&self) -> anyhow::Result<reqwest::Url> {
         reqwest::Url::parse(&self.url)
             .map_err(|e| anyhow::anyhow!("source.url {}: {e}", redact_url(&self.url)))
@@ -152,7 +161,7 @@ impl HttpSource {
             .then(std::collections::HashSet::new);
         for page in 1..=self.settings.max_pages {
             let (headers, bytes) = self.fetch(&url, &home, deadline).await?;
-            let shown = redact_url(url.as_str());
+            let shown = self.shown(url.as_str());
             let (body, items) = self.decode(&bytes, rows, &lookups).map_err(|e| match e {
                 PageError::NotJson(e) => anyhow::anyhow!("GET {shown}: the body is not JSON: {e}"),
                 PageError::NoList => anyhow::anyhow!(
@@ -250,7 +259,7 @@ impl HttpSource {
         }
         anyhow::bail!(
             "GET {}: more than source.max_pages ({}) pages; raise it if this is right",
-            redact_url(url.as_str()),
+            self.shown(url.as_str()),
             self.settings.max_pages
         )
     }
@@ -358,7 +367,7 @@ impl HttpSource {
             let url = base
                 .join(target)
                 .map_err(|e| anyhow::anyhow!("source.lookup.{name}.url: {e}"))?;
-            let shown = redact_url(url.as_str());
+            let shown = self.shown(url.as_str());
             if !self.trusted(home, &origin(&url)) {
                 anyhow::bail!(
                     "source.lookup.{name}: {shown} is on another origin than source.url's {home}"
@@ -393,7 +402,7 @@ impl HttpSource {
     ) -> anyhow::Result<(HeaderMap, Vec<u8>)> {
         self.fetch_or_missing(url, home, deadline, false)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("GET {}: HTTP 404", redact_url(url.as_str())))
+            .ok_or_else(|| anyhow::anyhow!("GET {}: HTTP 404", self.shown(url.as_str())))
     }
 
     /// As `fetch`, but None for a 404: what a per-ticket request gets for a
@@ -414,7 +423,7 @@ impl HttpSource {
         deadline: Instant,
         missing_ok: bool,
     ) -> anyhow::Result<Option<(HeaderMap, Vec<u8>)>> {
-        let shown = redact_url(url.as_str());
+        let shown = self.shown(url.as_str());
         // Every caller checks first; this keeps it so for the next one.
         if !self.trusted(home, &origin(url)) {
             anyhow::bail!(

@@ -25,7 +25,6 @@ use super::items::{self, Mapper};
 use super::sql::CellRow;
 use crate::config::{First, PerTicket, member};
 use crate::logging::outside;
-use crate::secret::redact_url;
 
 /// Requests in flight at once: enough to hide a helpdesk's latency on
 /// the first poll, few enough not to be a load test.
@@ -234,7 +233,7 @@ impl HttpSource {
             Ok(Err(e)) => return Asked::Failed(format!("source.per_ticket.{name}.url: {e}")),
             Err(e) => return Asked::Failed(format!("{e:#}")),
         };
-        let shown = redact_url(url.as_str());
+        let shown = self.shown(url.as_str());
         let bytes = match self.fetch_unless_missing(&url, home, deadline).await {
             Ok(Some((_, bytes))) => bytes,
             Ok(None) => return Asked::Missing,
