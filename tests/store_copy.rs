@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use interim::config::Settings;
 use interim::notice::Status;
-use interim::store::{Kind, LEDGER_TABLES, OnCopy, Outcome, Store};
+use interim::store::{DERIVED_TABLES, Kind, LEDGER_TABLES, OnCopy, Outcome, Store};
 use interim::ticket::Ticket;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 use support::postgres::PgDatabase;
@@ -688,6 +688,12 @@ fn schema(url: &str, tables_sql: &str, columns_sql: impl Fn(&str) -> String) -> 
     let tables = query(url, tables_sql);
     tables
         .into_iter()
+        // Left to the target's triggers, not copied.
+        .filter(|row| {
+            !row[0]
+                .as_deref()
+                .is_some_and(|t| DERIVED_TABLES.contains(&t))
+        })
         .map(|row| {
             let table = row[0].clone().expect("a table name");
             let columns = query(url, &columns_sql(&table)).into_iter().map(|c| {

@@ -808,6 +808,68 @@ async fn an_unchanged_poll_writes_nothing(ctx: Ctx) {
     assert_eq!(stamps(&before), stamps(&after));
 }
 
+/// Every change planning reads leaves a mark for the poller, whoever made
+/// it; clearing with the mark of a read forgets exactly what that read
+/// saw, not a change made after it. Claims and renewals leave none.
+async fn changes_to_a_ticket_are_marked_until_the_poller_clears_what_it_read(ctx: Ctx) {
+    let now = real_now();
+    let tickets = [ticket("T1", now - secs(600)), ticket("T2", now - secs(30))];
+    ctx.poll(&tickets, now).await;
+    let read = ctx.store.changed_tickets().await.expect("read the marks");
+    let ids =
+        |set: &std::collections::HashSet<String>| set.iter().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(ids(&read.live), BTreeSet::from(["T1".into(), "T2".into()]));
+    assert!(read.dry_run.is_empty(), "{read:?}");
+    let mark = read.mark.expect("a mark");
+
+    // Another writer (an instance's dispatcher) changes T1 after the read.
+    let other = ctx.open_again().await;
+    let claimed = ctx.claim(now, 10, "a").await;
+    assert_eq!(claimed.len(), 1, "T1 is due");
+    let recorded = other
+        .record_done(&claimed[0], &sent_at(now), None)
+        .await
+        .expect("record the send");
+    assert_eq!(recorded, Recorded::Done);
+    other.close().await;
+
+    ctx.store
+        .clear_changed(mark)
+        .await
+        .expect("clear the marks");
+    let after = ctx
+        .store
+        .changed_tickets()
+        .await
+        .expect("read the marks again");
+    assert_eq!(
+        ids(&after.live),
+        BTreeSet::from(["T1".into()]),
+        "the change after the read is still marked: {after:?}"
+    );
+    ctx.store
+        .clear_changed(after.mark.expect("a mark"))
+        .await
+        .expect("clear the marks");
+
+    // A claim and its renewal are not read by planning.
+    let due = tickets[1].clone();
+    let later = now + secs(3600);
+    ctx.poll(&[due], later).await;
+    let read = ctx.store.changed_tickets().await.expect("read the marks");
+    ctx.store
+        .clear_changed(read.mark.expect("a mark"))
+        .await
+        .expect("clear");
+    let claimed = ctx.claim_once_free(later, "b").await;
+    assert!(!claimed.is_empty(), "T2 is due");
+    assert_eq!(
+        ctx.store.changed_tickets().await.expect("read the marks"),
+        interim::ledger::ChangedTickets::default(),
+        "a claim leaves no mark"
+    );
+}
+
 async fn concurrent_claims_never_return_the_same_notice_twice(ctx: Ctx) {
     let now = t0();
     let tickets: Vec<Ticket> = (0..300)
@@ -1277,6 +1339,7 @@ suite!(
     the_poll_time_and_the_watermark_are_stored,
     an_incremental_plan_touches_only_the_changed_tickets,
     an_unchanged_poll_writes_nothing,
+    changes_to_a_ticket_are_marked_until_the_poller_clears_what_it_read,
     concurrent_claims_never_return_the_same_notice_twice,
     the_notice_list_sorts_numeric_ids_by_value_and_finds_tickets_by_number,
     next_attempt_is_the_earliest_notice_nobody_holds,

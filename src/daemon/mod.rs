@@ -3,6 +3,7 @@
 //! notifications; all stopped by one shutdown token. Each loop reads the
 //! clock once per turn and passes `now` down.
 
+mod memo;
 mod poll;
 mod poller;
 mod reload;
@@ -21,6 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use reload::{reload, replan_logged};
 
+pub use memo::PlanMemo;
 pub use poll::{
     CHUNK, PollRejected, PollSchedule, PollSummary, ProblemLog, poll_and_plan, poll_in_chunks,
     series_of,

@@ -8,13 +8,15 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::memo::{PlanMemo, TicketDigest};
 use super::stage::PlanStage;
 use crate::config::Settings;
 use crate::ledger::{PlanLedger, PollEnd};
 use crate::notice::SeriesKey;
 use crate::planner::{self, Mode, Plan};
 use crate::row_counts::RowCounts;
-use crate::source::{PollKind, Snapshot, Source};
+use crate::source::{PollKind, Source};
+use crate::ticket::Ticket;
 
 /// What one poll did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -25,6 +27,8 @@ pub struct PollSummary {
     pub skipped_rows: usize,
     pub planned: usize,
     pub cancelled: usize,
+    /// Tickets (per mode) not planned: nothing about them changed.
+    pub unchanged: usize,
 }
 
 /// A poll that was read completely but not taken: every row, or too large
@@ -119,11 +123,13 @@ pub async fn poll_and_plan(
     now: DateTime<Utc>,
     kind: PollKind,
     problems: &mut ProblemLog,
+    memo: &mut PlanMemo,
 ) -> anyhow::Result<PollSummary> {
-    poll_in_chunks(source, store, settings, now, kind, problems, CHUNK).await
+    poll_in_chunks(source, store, settings, now, kind, problems, memo, CHUNK).await
 }
 
 /// [`poll_and_plan`] with a chosen chunk size (tests use small ones).
+#[allow(clippy::too_many_arguments)]
 pub async fn poll_in_chunks(
     source: &Source,
     store: &impl PlanLedger,
@@ -131,6 +137,7 @@ pub async fn poll_in_chunks(
     now: DateTime<Utc>,
     kind: PollKind,
     problems: &mut ProblemLog,
+    memo: &mut PlanMemo,
     chunk: usize,
 ) -> anyhow::Result<PollSummary> {
     let modes = Mode::for_daemon(settings.daemon.dry_run);
@@ -143,11 +150,40 @@ pub async fn poll_in_chunks(
     let mut problems_now = Vec::new();
     let mut skipped_now: HashSet<String> = HashSet::new();
     let mut stage = PlanStage::default();
+    // Read before any series: a change made after this is read again by
+    // the next poll, whatever this one planned.
+    let changed = store.changed_tickets().await?;
+    let mut memo_updates = Vec::new();
     let mut poll = source.poll_chunks(now, kind, chunk);
     while let Some(chunk) = poll.next_chunk().await {
         let snapshot = chunk?;
+        let digests: Vec<TicketDigest> = snapshot.tickets.iter().map(TicketDigest::of).collect();
         for (i, mode) in modes.iter().enumerate() {
-            let plan = plan_chunk(store, settings, &snapshot, now, *mode).await?;
+            let dry_run = mode.dry_run();
+            let planned: Vec<(&Ticket, TicketDigest)> = snapshot
+                .tickets
+                .iter()
+                .zip(&digests)
+                .filter(|(t, d)| !memo.unchanged(t, **d, dry_run, &changed, now))
+                .map(|(t, d)| (t, *d))
+                .collect();
+            summary.unchanged += snapshot.tickets.len() - planned.len();
+            let subset: Vec<Ticket>;
+            let tickets: &[Ticket] = if planned.len() == snapshot.tickets.len() {
+                &snapshot.tickets
+            } else {
+                subset = planned.iter().map(|(t, _)| (*t).clone()).collect();
+                &subset
+            };
+            let (plan, series) =
+                plan_chunk(store, settings, tickets, &snapshot.ended, now, *mode).await?;
+            memo_updates.extend(PlanMemo::updates(&planned, &series, &plan));
+            memo_updates.extend(
+                snapshot
+                    .ended
+                    .iter()
+                    .map(|id| PlanMemo::forget(id, dry_run)),
+            );
             if i == 0 {
                 counts.policy_skips(settings, &snapshot.tickets, &plan.skipped);
                 skipped_now.extend(
@@ -217,6 +253,10 @@ pub async fn poll_in_chunks(
             watermark,
         })
         .await?;
+    if let Some(mark) = changed.mark {
+        store.clear_changed(mark).await?;
+    }
+    memo.apply(memo_updates, full.then_some(&poll.seen));
     for s in &swept {
         info!(ticket.id = %crate::logging::outside(&s.ticket_id), policy = %s.policy, notice.id = %s.id, reason = "the ticket is no longer waiting", "pending notice cancelled");
     }
@@ -229,30 +269,34 @@ pub async fn poll_in_chunks(
     Ok(summary)
 }
 
-/// The plan of one chunk in one mode, against what the ledger knows of
-/// its tickets (series rows, or their notices where a row is missing).
+/// The plan of some tickets of a chunk in one mode, against what the
+/// ledger knows of them (series rows, or their notices where a row is
+/// missing), and the series it was planned against.
 async fn plan_chunk(
     store: &impl PlanLedger,
     settings: &Settings,
-    snapshot: &Snapshot,
+    tickets: &[Ticket],
+    ended: &[String],
     now: DateTime<Utc>,
     mode: Mode,
-) -> anyhow::Result<Plan> {
-    let ids: Vec<&str> = snapshot
-        .tickets
+) -> anyhow::Result<(Plan, Vec<planner::SeriesState>)> {
+    let ids: Vec<&str> = tickets
         .iter()
         .map(|t| t.id.as_str())
-        .chain(snapshot.ended.iter().map(String::as_str))
+        .chain(ended.iter().map(String::as_str))
         .collect();
-    let series = series_of(store, settings, &snapshot.tickets, &ids, mode.dry_run()).await?;
-    Ok(planner::plan(
-        settings,
-        &snapshot.tickets,
-        &snapshot.ended,
-        &series,
-        now,
-        mode,
-    ))
+    if ids.is_empty() {
+        return Ok((
+            Plan {
+                dry_run: mode.dry_run(),
+                ..Plan::default()
+            },
+            Vec::new(),
+        ));
+    }
+    let series = series_of(store, settings, tickets, &ids, mode.dry_run()).await?;
+    let plan = planner::plan(settings, tickets, ended, &series, now, mode);
+    Ok((plan, series))
 }
 
 /// Every series state of these tickets: the stored rows, and for a wait

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tracing::{debug, error, info, warn};
 
-use super::poll::{CHUNK, PollRejected, PollSchedule, ProblemLog, poll_in_chunks};
+use super::memo::PlanMemo;
+use super::poll::{CHUNK, PollRejected, PollSchedule, PollSummary, ProblemLog, poll_in_chunks};
 use super::repeat;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
@@ -24,6 +25,9 @@ pub struct Poller {
     schedule: PollSchedule,
     problems: ProblemLog,
     failures: repeat::RepeatLog,
+    /// What each ticket was last planned from (see `memo`).
+    memo: PlanMemo,
+    last_summary: Option<PollSummary>,
     chunk: usize,
 }
 
@@ -38,6 +42,8 @@ impl Poller {
             schedule: PollSchedule::default(),
             problems: ProblemLog::default(),
             failures: repeat::RepeatLog::default(),
+            memo: PlanMemo::default(),
+            last_summary: None,
             chunk: CHUNK,
         })
     }
@@ -56,6 +62,8 @@ impl Poller {
         // source key can be missed by a comparison.
         if !Arc::ptr_eq(&self.built_from, &settings) {
             self.built_from = settings.clone();
+            // Other policies, channels or calendars: every plan may differ.
+            self.memo.clear();
             match Source::new(&settings.source) {
                 Ok(new) => {
                     self.source.close().await;
@@ -70,6 +78,9 @@ impl Poller {
         let leading = self.store.lead_polling().await;
         metrics::gauge!("interim_poller").set(if leading { 1.0 } else { 0.0 });
         if !leading {
+            // Another instance plans meanwhile; when this one leads again
+            // it starts from what the ledger holds then.
+            self.memo.clear();
             return false;
         }
         let outcome = match self
@@ -84,6 +95,7 @@ impl Poller {
                 now,
                 kind,
                 &mut self.problems,
+                &mut self.memo,
                 self.chunk,
             )
             .await
@@ -98,6 +110,7 @@ impl Poller {
                     info!(failures, "poll succeeded again");
                 }
                 debug!(?summary, "poll done");
+                self.last_summary = Some(summary);
                 true
             }
             Err(e) => {
@@ -131,6 +144,11 @@ impl Poller {
                 false
             }
         }
+    }
+
+    /// What the last successful poll did.
+    pub fn last_summary(&self) -> Option<&PollSummary> {
+        self.last_summary.as_ref()
     }
 
     pub async fn close(self) {

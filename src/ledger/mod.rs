@@ -10,7 +10,10 @@ mod rows;
 mod traits;
 
 pub use delivery::{ClaimedNotice, Outcome, Recorded};
-pub use plan::{Cancel, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, SeriesWrite, Swept};
+pub use plan::{
+    Cancel, ChangedTickets, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, SeriesWrite,
+    Swept,
+};
 pub use rows::{NoticeFilter, NoticeRow, Suppression};
 pub use traits::{DeliveryLedger, PlanLedger};
 

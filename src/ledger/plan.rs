@@ -141,3 +141,27 @@ pub struct Swept {
     pub ticket_id: String,
     pub policy: String,
 }
+
+/// The tickets whose notices or series changed (by anyone: the poller,
+/// the dispatcher, another instance, an operator's command) since the
+/// poller last cleared the marks, and the mark that clears exactly those.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangedTickets {
+    /// Ids of tickets whose live notices or series changed.
+    pub live: HashSet<String>,
+    /// Ids of tickets whose dry-run notices or series changed.
+    pub dry_run: HashSet<String>,
+    /// Passed to `PlanLedger::clear_changed` once the poll that read these
+    /// is applied; None when there was nothing to read.
+    pub mark: Option<i64>,
+}
+
+impl ChangedTickets {
+    pub fn contains(&self, ticket_id: &str, dry_run: bool) -> bool {
+        if dry_run {
+            self.dry_run.contains(ticket_id)
+        } else {
+            self.live.contains(ticket_id)
+        }
+    }
+}

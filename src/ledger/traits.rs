@@ -11,8 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    ClaimedNotice, Outcome, Plan, PlannedNotice, PollEnd, Recorded, SeriesKey, SeriesState,
-    Suppression, Swept,
+    ChangedTickets, ClaimedNotice, Outcome, Plan, PlannedNotice, PollEnd, Recorded, SeriesKey,
+    SeriesState, Suppression, Swept,
 };
 
 /// What planning reads from and writes to the ledger.
@@ -53,6 +53,10 @@ pub trait PlanLedger: Send + Sync {
         &self,
         end: PollEnd<'_>,
     ) -> impl Future<Output = anyhow::Result<Vec<Swept>>> + Send;
+    /// The tickets changed since the marks were last cleared.
+    fn changed_tickets(&self) -> impl Future<Output = anyhow::Result<ChangedTickets>> + Send;
+    /// Forgets the changes read with `mark` (and none written since).
+    fn clear_changed(&self, mark: i64) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Dry run was switched off: its pending notices end.
     fn cancel_pending_dry_runs(
         &self,

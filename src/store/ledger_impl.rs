@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use crate::ledger::{
-    ClaimedNotice, DeliveryLedger, Outcome, Plan, PlanLedger, PlannedNotice, PollEnd, Recorded,
-    SeriesKey, SeriesState, Suppression, Swept,
+    ChangedTickets, ClaimedNotice, DeliveryLedger, Outcome, Plan, PlanLedger, PlannedNotice,
+    PollEnd, Recorded, SeriesKey, SeriesState, Suppression, Swept,
 };
 
 impl PlanLedger for Store {
@@ -42,6 +42,12 @@ impl PlanLedger for Store {
     }
     async fn finish_poll(&self, end: PollEnd<'_>) -> anyhow::Result<Vec<Swept>> {
         Store::finish_poll(self, end).await
+    }
+    async fn changed_tickets(&self) -> anyhow::Result<ChangedTickets> {
+        Store::changed_tickets(self).await
+    }
+    async fn clear_changed(&self, mark: i64) -> anyhow::Result<()> {
+        Store::clear_changed(self, mark).await
     }
     async fn cancel_pending_dry_runs(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
         Store::cancel_pending_dry_runs(self, now).await

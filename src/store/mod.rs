@@ -30,7 +30,7 @@ pub use crate::ledger::{
     ClaimedNotice, NoticeFilter, NoticeRow, Outcome, PollEnd, Recorded, Suppression, Swept,
 };
 pub use copy::CopyReport;
-pub use tables::{Column, Kind, LEDGER_TABLES, OnCopy, Table};
+pub use tables::{Column, DERIVED_TABLES, Kind, LEDGER_TABLES, OnCopy, Table};
 
 use crate::secret::SecretUrl;
 

@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use super::rows::count;
-use super::{Store, WriteTx, from_ms, ms};
-use crate::ledger::{NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, Swept};
+use super::{Backend, Store, WriteTx, from_ms, ms};
+use crate::ledger::{ChangedTickets, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, Swept};
 use crate::notice::{SeriesKey, Status};
 
 const SERIES_SELECT: &str = "SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
@@ -260,6 +260,77 @@ impl Store {
                 (id, json)
             })
             .collect())
+    }
+
+    /// The tickets whose notices or series changed since the marks were
+    /// last cleared (see migrations/*/0005_plan_dirty.sql).
+    pub async fn changed_tickets(&self) -> anyhow::Result<ChangedTickets> {
+        let mut out = ChangedTickets::default();
+        let rows: Vec<(String, i64, i64)> = match self.backend {
+            // One statement reads one snapshot, and SQLite's one writer
+            // commits rows in `seq` order: every row up to the largest seq
+            // read was read.
+            Backend::Sqlite => sqlx::query_as(
+                "SELECT ticket_id, dry_run, MAX(seq) FROM plan_dirty GROUP BY ticket_id, dry_run",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .context("failed to read the changed tickets")?,
+            Backend::Postgres => {
+                // The rows and the snapshot's horizon (every transaction
+                // below it had ended) in one snapshot.
+                let mut conn = self.pool.acquire().await?;
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .context("failed to begin reading the changed tickets")?;
+                let read = async {
+                    let horizon: i64 = sqlx::query_scalar(
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    let rows: Vec<(String, i64)> =
+                        sqlx::query_as("SELECT DISTINCT ticket_id, dry_run FROM plan_dirty")
+                            .fetch_all(&mut *conn)
+                            .await?;
+                    Ok::<_, sqlx::Error>(
+                        rows.into_iter()
+                            .map(|(id, dry)| (id, dry, horizon))
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                .await;
+                if conn.execute("COMMIT").await.is_err() {
+                    // Never back into the pool inside a transaction.
+                    let _ = conn.detach().close().await;
+                }
+                read.context("failed to read the changed tickets")?
+            }
+        };
+        for (id, dry_run, mark) in rows {
+            out.mark = Some(out.mark.map_or(mark, |m| m.max(mark)));
+            if dry_run != 0 {
+                out.dry_run.insert(id);
+            } else {
+                out.live.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the changes that [`changed_tickets`](Self::changed_tickets)
+    /// read with `mark`, and none written since.
+    pub async fn clear_changed(&self, mark: i64) -> anyhow::Result<()> {
+        let sql = match self.backend {
+            Backend::Sqlite => "DELETE FROM plan_dirty WHERE seq <= ?1",
+            Backend::Postgres => "DELETE FROM plan_dirty WHERE xid < $1",
+        };
+        sqlx::query(sql)
+            .bind(mark)
+            .execute(&self.pool)
+            .await
+            .context("failed to clear the changed tickets")?;
+        Ok(())
     }
 
     /// With dry run off, what dry run had pending is never recorded.

@@ -49,6 +49,14 @@ impl InProcess {
         self.poller.tick(now).await
     }
 
+    /// What the last successful poll did.
+    pub fn last_poll(&self) -> interim::daemon::PollSummary {
+        self.poller
+            .last_summary()
+            .cloned()
+            .expect("a successful poll")
+    }
+
     /// Dispatch passes now until one starts no send, each waiting for its
     /// sends to finish; how many sends were started in all.
     pub async fn dispatch(&self) -> usize {
