@@ -401,10 +401,18 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             let store = Store::open(&config.settings.store.url)
                 .await
                 .context("migration failed")?;
-            emit(&format!(
-                "store {} is migrated\n",
-                config.settings.store.url
-            ))?;
+            let migrated = store.migrated();
+            let mut text = String::new();
+            for (version, description) in &migrated.applied {
+                text.push_str(&format!("applied migration {version:04} {description}\n"));
+            }
+            text.push_str(&format!(
+                "store {} is migrated ({} migrations, {} applied now)\n",
+                config.settings.store.url,
+                migrated.total,
+                migrated.applied.len()
+            ));
+            emit(&text)?;
             store.close().await;
         }
         Command::Store {

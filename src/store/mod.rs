@@ -88,6 +88,37 @@ pub struct Store {
     /// PostgreSQL: rows written since the last ANALYZE, and the rows
     /// written in all until then (see `Store::analyze_when_grown`).
     growth: Arc<std::sync::Mutex<(u64, u64)>>,
+    /// What opening the store migrated.
+    migrated: Arc<Migrated>,
+}
+
+/// The migrations a store has, and those that opening it applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Migrated {
+    /// Every migration the store has now.
+    pub total: usize,
+    /// Version and description of each one applied just now, in order.
+    pub applied: Vec<(i64, String)>,
+}
+
+/// Runs the migrations the store lacks (sqlx's migrator: each in a
+/// transaction, PostgreSQL under an advisory lock) and says which those were.
+async fn migrate(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<Migrated> {
+    // A new store has no table of applied migrations yet: none applied.
+    let before: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    migrator.run(pool).await?;
+    Ok(Migrated {
+        total: migrator.iter().count(),
+        applied: migrator
+            .iter()
+            .filter(|m| !before.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect(),
+    })
 }
 
 /// A write transaction on one pooled connection, with explicit BEGIN and
@@ -192,6 +223,11 @@ pub struct DaemonLock {
 }
 
 impl Store {
+    /// What opening this store migrated.
+    pub fn migrated(&self) -> &Migrated {
+        &self.migrated
+    }
+
     /// The file of a `sqlite:` store URL; None for another scheme.
     pub fn sqlite_file(url: &SecretUrl) -> anyhow::Result<Option<PathBuf>> {
         let Some(rest) = url.expose().strip_prefix("sqlite:") else {
@@ -251,8 +287,7 @@ impl Store {
             .execute(&pool)
             .await
             .with_context(|| format!("failed to switch the store {url} to WAL"))?;
-        SQLITE_MIGRATIONS
-            .run(&pool)
+        let migrated = migrate(&pool, &SQLITE_MIGRATIONS)
             .await
             .with_context(|| format!("failed to migrate the store {url}"))?;
         drop(setup_lock);
@@ -267,6 +302,7 @@ impl Store {
             is_poller: Arc::new(AtomicBool::new(true)),
             results: group::GroupWriter::default(),
             growth: Arc::default(),
+            migrated: Arc::new(migrated),
         })
     }
 
@@ -301,8 +337,7 @@ impl Store {
             })?;
         // Several instances may start at once: migrations run one at a time
         // (sqlx's migrator takes an advisory lock on PostgreSQL).
-        POSTGRES_MIGRATIONS
-            .run(&pool)
+        let migrated = migrate(&pool, &POSTGRES_MIGRATIONS)
             .await
             .with_context(|| format!("failed to migrate the store {url}"))?;
         Ok(Store {
@@ -315,6 +350,7 @@ impl Store {
             is_poller: Arc::new(AtomicBool::new(false)),
             results: group::GroupWriter::default(),
             growth: Arc::default(),
+            migrated: Arc::new(migrated),
         })
     }
 
