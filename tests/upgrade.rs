@@ -103,7 +103,9 @@ fn ticket_json(id: &str, waiting_since: DateTime<Utc>) -> String {
 async fn write_earlier_ledger(backend: Backend, url: &str, rows: &[Row]) {
     sqlx::any::install_default_drivers();
     let migrations = earlier_migrations(backend);
-    let pool = AnyPool::connect(url).await.expect("open the earlier ledger");
+    let pool = AnyPool::connect(url)
+        .await
+        .expect("open the earlier ledger");
     sqlx::migrate::Migrator::new(migrations.path())
         .await
         .expect("the earlier migrations")
@@ -330,7 +332,10 @@ fn upgrade_and_continue(backend: Backend) {
     let config = interim::setup::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
     support::block_on(async {
         let mut daemon = InProcess::start(config, ManualClock::new(now)).await;
-        assert!(daemon.poll().await, "the first poll after the upgrade succeeds");
+        assert!(
+            daemon.poll().await,
+            "the first poll after the upgrade succeeds"
+        );
         daemon.dispatch().await;
         // The overdue notice 2 of ticket 1 goes out, and ticket 2's series
         // goes on after its dead notice; nothing sent is sent again.

@@ -109,43 +109,62 @@ where
         if raw.is_null() {
             return Cell::Null;
         }
-        let type_name = raw.type_info().name().to_ascii_uppercase();
+        let info = raw.type_info();
+        let info: &DB::TypeInfo = &info;
+        let name = info.name();
+        // Type names come upper-case from every driver we know; no copy then.
+        let type_name: std::borrow::Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_lowercase()) {
+            name.to_ascii_uppercase().into()
+        } else {
+            name.into()
+        };
         if let Some(cell) = DB::special(row, i, &type_name) {
             return cell;
         }
-        if let Ok(v) = row.try_get::<String, _>(i) {
+        // The first type of the chain that decodes the value. Asking
+        // `compatible` first is what `try_get` does itself, without
+        // building an error for every type that does not fit (which cost
+        // more than reading the value).
+        macro_rules! attempt {
+            ($t:ty) => {
+                (info.is_null() || <$t as Type<DB>>::compatible(info))
+                    .then(|| row.try_get::<$t, _>(i).ok())
+                    .flatten()
+            };
+        }
+        if let Some(v) = attempt!(String) {
             return Cell::Text(v);
         }
-        if let Ok(v) = row.try_get::<i64, _>(i) {
+        if let Some(v) = attempt!(i64) {
             return Cell::Int(v);
         }
-        if let Ok(v) = row.try_get::<i32, _>(i) {
+        if let Some(v) = attempt!(i32) {
             return Cell::Int(v.into());
         }
-        if let Ok(v) = row.try_get::<i16, _>(i) {
+        if let Some(v) = attempt!(i16) {
             return Cell::Int(v.into());
         }
-        if let Ok(v) = row.try_get::<bool, _>(i) {
+        if let Some(v) = attempt!(bool) {
             return Cell::Bool(v);
         }
-        if let Ok(v) = row.try_get::<f64, _>(i) {
+        if let Some(v) = attempt!(f64) {
             return Cell::Float(v);
         }
-        if let Ok(v) = row.try_get::<f32, _>(i) {
+        if let Some(v) = attempt!(f32) {
             return Cell::Float(v.into());
         }
-        if let Ok(v) = row.try_get::<NaiveDateTime, _>(i) {
+        if let Some(v) = attempt!(NaiveDateTime) {
             return Cell::Naive(v);
         }
-        if let Ok(v) = row.try_get::<DateTime<Utc>, _>(i) {
+        if let Some(v) = attempt!(DateTime<Utc>) {
             return Cell::Timestamp(v);
         }
-        if let Ok(v) = row.try_get::<NaiveDate, _>(i) {
+        if let Some(v) = attempt!(NaiveDate) {
             return Cell::Date(v);
         }
         // MySQL hands out some text (e.g. from CONCAT over binary collations)
         // as bytes; SQLite text may hold any bytes.
-        if let Ok(bytes) = row.try_get::<Vec<u8>, _>(i) {
+        if let Some(bytes) = attempt!(Vec<u8>) {
             return match String::from_utf8(bytes) {
                 Ok(text) => Cell::Text(text),
                 Err(e) => Cell::Invalid(format!(
@@ -154,7 +173,7 @@ where
                 )),
             };
         }
-        Cell::Unsupported(type_name)
+        Cell::Unsupported(type_name.into_owned())
     };
     row.columns()
         .iter()

@@ -105,11 +105,10 @@ pub struct Migrated {
 /// transaction, PostgreSQL under an advisory lock) and says which those were.
 async fn migrate(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<Migrated> {
     // A new store has no table of applied migrations yet: none applied.
-    let before: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(pool)
-            .await
-            .unwrap_or_default();
+    let before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
     migrator.run(pool).await?;
     Ok(Migrated {
         total: migrator.iter().count(),
