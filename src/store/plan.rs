@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use super::rows::count;
@@ -262,16 +263,33 @@ impl Store {
     /// last cleared (see migrations/*/0005_plan_dirty.sql).
     pub async fn changed_tickets(&self) -> anyhow::Result<ChangedTickets> {
         let mut out = ChangedTickets::default();
-        let rows: Vec<(String, i64, i64)> = match self.backend {
+        // Streamed into the sets: after a large change (the first poll of
+        // a big helpdesk) there is a mark for every ticket.
+        let add = |out: &mut ChangedTickets, id: String, dry_run: i64| {
+            if dry_run != 0 {
+                out.dry_run.insert(id);
+            } else {
+                out.live.insert(id);
+            }
+        };
+        match self.backend {
             // One statement reads one snapshot, and SQLite's one writer
             // commits rows in `seq` order: every row up to the largest seq
             // read was read.
-            Backend::Sqlite => sqlx::query_as(
-                "SELECT ticket_id, dry_run, MAX(seq) FROM plan_dirty GROUP BY ticket_id, dry_run",
-            )
-            .fetch_all(&self.pool)
-            .await
-            .context("failed to read the changed tickets")?,
+            Backend::Sqlite => {
+                let mut rows = sqlx::query_as::<_, (String, i64, i64)>(
+                    "SELECT ticket_id, dry_run, MAX(seq) FROM plan_dirty GROUP BY ticket_id, dry_run",
+                )
+                .fetch(&self.pool);
+                while let Some((id, dry_run, seq)) = rows
+                    .try_next()
+                    .await
+                    .context("failed to read the changed tickets")?
+                {
+                    out.mark = Some(out.mark.map_or(seq, |m| m.max(seq)));
+                    add(&mut out, id, dry_run);
+                }
+            }
             Backend::Postgres => {
                 // The rows and the snapshot's horizon (every transaction
                 // below it had ended) in one snapshot.
@@ -285,30 +303,22 @@ impl Store {
                     )
                     .fetch_one(&mut *conn)
                     .await?;
-                    let rows: Vec<(String, i64)> =
-                        sqlx::query_as("SELECT DISTINCT ticket_id, dry_run FROM plan_dirty")
-                            .fetch_all(&mut *conn)
-                            .await?;
-                    Ok::<_, sqlx::Error>(
-                        rows.into_iter()
-                            .map(|(id, dry)| (id, dry, horizon))
-                            .collect::<Vec<_>>(),
+                    let mut rows = sqlx::query_as::<_, (String, i64)>(
+                        "SELECT DISTINCT ticket_id, dry_run FROM plan_dirty",
                     )
+                    .fetch(&mut *conn);
+                    while let Some((id, dry_run)) = rows.try_next().await? {
+                        out.mark = Some(horizon);
+                        add(&mut out, id, dry_run);
+                    }
+                    Ok::<_, sqlx::Error>(())
                 }
                 .await;
                 if conn.execute("COMMIT").await.is_err() {
                     // Never back into the pool inside a transaction.
                     let _ = conn.detach().close().await;
                 }
-                read.context("failed to read the changed tickets")?
-            }
-        };
-        for (id, dry_run, mark) in rows {
-            out.mark = Some(out.mark.map_or(mark, |m| m.max(mark)));
-            if dry_run != 0 {
-                out.dry_run.insert(id);
-            } else {
-                out.live.insert(id);
+                read.context("failed to read the changed tickets")?;
             }
         }
         Ok(out)
