@@ -250,19 +250,25 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
     let store = Store::open(&settings.store.url).await?;
     let mut problems = ProblemLog::default();
     let mut memo = PlanMemo::default();
+    // One full poll now, timed; the memo carries over, as in the daemon.
+    macro_rules! timed_full_poll {
+        () => {{
+            let t = Instant::now();
+            poll_and_plan(
+                &source,
+                &store,
+                settings,
+                Utc::now(),
+                PollKind::Full,
+                &mut problems,
+                &mut memo,
+            )
+            .await?;
+            t.elapsed().as_secs_f64()
+        }};
+    }
 
-    let t = Instant::now();
-    poll_and_plan(
-        &source,
-        &store,
-        settings,
-        Utc::now(),
-        PollKind::Full,
-        &mut problems,
-        &mut memo,
-    )
-    .await?;
-    let first = t.elapsed().as_secs_f64();
+    let first = timed_full_poll!();
     row(
         &format!("planning {n} tickets, {store_name} store, first full poll (all new)"),
         n as f64 / first,
@@ -270,18 +276,7 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
     );
     // The second poll plans again what the first wrote (its own changes
     // are changes like any other); the third is the steady state.
-    let t = Instant::now();
-    poll_and_plan(
-        &source,
-        &store,
-        settings,
-        Utc::now(),
-        PollKind::Full,
-        &mut problems,
-        &mut memo,
-    )
-    .await?;
-    let second = t.elapsed().as_secs_f64();
+    let second = timed_full_poll!();
     row(
         &format!(
             "planning {n} tickets, {store_name} store, second full poll (its own writes changed every ticket)"
@@ -289,18 +284,7 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
         second * 1000.0,
         "ms",
     );
-    let t = Instant::now();
-    poll_and_plan(
-        &source,
-        &store,
-        settings,
-        Utc::now(),
-        PollKind::Full,
-        &mut problems,
-        &mut memo,
-    )
-    .await?;
-    let steady = t.elapsed().as_secs_f64();
+    let steady = timed_full_poll!();
     let bare = bare_select(dir.path()).await?;
     row(
         &format!("planning {n} tickets, {store_name} store, full poll (steady)"),
