@@ -208,13 +208,14 @@ async fn bare_select(dir: &Path) -> anyhow::Result<f64> {
     let url = format!("sqlite://{}/helpdesk.db?mode=ro", dir.display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await?;
     let t = Instant::now();
-    let rows = sqlx::query(
+    // Streamed, as the daemon reads: a million rows held at once made
+    // this baseline the process's peak memory (1.4 GB).
+    let mut rows = sqlx::query(
         "SELECT id, subject, state, queue, customer_email, language, waiting_since, updated_at FROM tickets",
     )
-    .fetch_all(&mut conn)
-    .await?;
+    .fetch(&mut conn);
     let mut bytes = 0usize;
-    for row in &rows {
+    while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
         let id: i64 = row.try_get(0)?;
         bytes += usize::try_from(id).unwrap_or(0) % 2;
         for i in 1..8 {
