@@ -251,16 +251,16 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
     let store = Store::open(&settings.store.url).await?;
     let mut problems = ProblemLog::default();
     let mut memo = PlanMemo::default();
-    // One full poll now, timed; the memo carries over, as in the daemon.
-    macro_rules! timed_full_poll {
-        () => {{
+    // One poll of `kind` now, timed; the memo carries over, as in the daemon.
+    macro_rules! timed_poll {
+        ($kind:expr) => {{
             let t = Instant::now();
             poll_and_plan(
                 &source,
                 &store,
                 settings,
                 Utc::now(),
-                PollKind::Full,
+                $kind,
                 &mut problems,
                 &mut memo,
             )
@@ -269,7 +269,7 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
         }};
     }
 
-    let first = timed_full_poll!();
+    let first = timed_poll!(PollKind::Full);
     row(
         &format!("planning {n} tickets, {store_name} store, first full poll (all new)"),
         n as f64 / first,
@@ -277,7 +277,7 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
     );
     // The second poll plans again what the first wrote (its own changes
     // are changes like any other); the third is the steady state.
-    let second = timed_full_poll!();
+    let second = timed_poll!(PollKind::Full);
     row(
         &format!(
             "planning {n} tickets, {store_name} store, second full poll (its own writes changed every ticket)"
@@ -285,7 +285,7 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
         second * 1000.0,
         "ms",
     );
-    let steady = timed_full_poll!();
+    let steady = timed_poll!(PollKind::Full);
     let bare = bare_select(dir.path()).await?;
     row(
         &format!("planning {n} tickets, {store_name} store, full poll (steady)"),
@@ -314,18 +314,7 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
     .execute(&mut helpdesk)
     .await?;
     let since = Utc::now() - chrono::Duration::seconds(1);
-    let t = Instant::now();
-    poll_and_plan(
-        &source,
-        &store,
-        settings,
-        Utc::now(),
-        PollKind::Changes { since },
-        &mut problems,
-        &mut memo,
-    )
-    .await?;
-    let inc = t.elapsed().as_secs_f64();
+    let inc = timed_poll!(PollKind::Changes { since });
     row(
         &format!("planning {n} tickets, {store_name} store, incremental poll, {changed} changed"),
         inc * 1000.0,

@@ -280,7 +280,6 @@ pub(super) fn http_settings(
     })
 }
 
-/// Bytes as an integer or with a unit: `33554432`, `"32MiB"`, `"500 kB"`.
 /// A URL that requests (and credentials) go to, parsed; a problem at `key`
 /// when it does not parse or when it reads as another host than meant.
 pub(super) fn parse_request_url(p: &mut Problems, key: &str, url: &str) -> Option<reqwest::Url> {
@@ -310,6 +309,7 @@ pub(super) fn parse_request_url(p: &mut Problems, key: &str, url: &str) -> Optio
     }
 }
 
+/// Bytes as an integer or with a unit: `33554432`, `"32MiB"`, `"500 kB"`.
 fn parse_bytes(raw: &RawBytes) -> Result<u64, String> {
     let hint = "write e.g. 33554432, \"32MiB\" or \"512KiB\"";
     let bytes = match raw {

@@ -122,9 +122,9 @@ where
             return cell;
         }
         // The first type of the chain that decodes the value. Asking
-        // `compatible` first is what `try_get` does itself, without
-        // building an error for every type that does not fit (which cost
-        // more than reading the value).
+        // `compatible` first is the check `try_get` makes itself, without
+        // building an error for every type that does not fit (a non-text
+        // column went through several such errors per value).
         macro_rules! attempt {
             ($t:ty) => {
                 (info.is_null() || <$t as Type<DB>>::compatible(info))
