@@ -729,7 +729,7 @@ fn the_copy_lists_every_table_and_column_of_the_sqlite_migrations() {
     assert_eq!(
         found,
         copied_schema(),
-        "a table or column of migrations/sqlite is missing from LEDGER_TABLES (src/store/tables.rs)"
+        "a table or column of crates/store-sqlite/migrations is missing from LEDGER_TABLES (src/store/tables.rs)"
     );
 }
 
@@ -755,7 +755,7 @@ fn the_copy_lists_every_table_and_column_of_the_postgresql_migrations() {
     assert_eq!(
         found,
         copied_schema(),
-        "a table or column of migrations/postgres is missing from LEDGER_TABLES (src/store/tables.rs)"
+        "a table or column of crates/store-postgres/migrations is missing from LEDGER_TABLES (src/store/tables.rs)"
     );
 }
 

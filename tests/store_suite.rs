@@ -1071,6 +1071,7 @@ async fn a_large_first_poll_gives_postgresql_fresh_statistics(ctx: Ctx) {
     if ctx.store.backend() != interim::store::Backend::Postgres {
         return;
     }
+    sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(ctx.settings.store.url.expose())
         .await
         .expect("a connection of our own");
@@ -1107,6 +1108,7 @@ async fn a_result_that_fails_does_not_take_the_results_beside_it_along(ctx: Ctx)
     let claimed = ctx.claim(now, 10, "a").await;
     assert_eq!(claimed.len(), 10);
     let backend = ctx.store.backend();
+    sqlx::any::install_default_drivers();
     let mut other = sqlx::AnyConnection::connect(ctx.settings.store.url.expose())
         .await
         .expect("a connection of our own");

@@ -36,8 +36,8 @@ enum Backend {
 impl Backend {
     fn dir(self) -> &'static str {
         match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
+            Backend::Sqlite => "store-sqlite",
+            Backend::Postgres => "store-postgres",
         }
     }
 }
@@ -45,8 +45,9 @@ impl Backend {
 /// The migrations up to `WRITTEN_AT`, as that version shipped them.
 fn earlier_migrations(backend: Backend) -> tempfile::TempDir {
     let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(backend.dir());
+        .join("crates")
+        .join(backend.dir())
+        .join("migrations");
     let to = tempfile::tempdir().expect("a folder for the migrations");
     for entry in std::fs::read_dir(&from).expect("the migrations").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -103,6 +104,7 @@ fn ticket_json(id: &str, waiting_since: DateTime<Utc>) -> String {
 async fn write_earlier_ledger(backend: Backend, url: &str, rows: &[Row]) {
     sqlx::any::install_default_drivers();
     let migrations = earlier_migrations(backend);
+    sqlx::any::install_default_drivers();
     let pool = AnyPool::connect(url)
         .await
         .expect("open the earlier ledger");

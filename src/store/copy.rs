@@ -3,6 +3,11 @@
 //! notice and the next one of a series still comes on time. Every row of
 //! every table is copied as it is, in one transaction on the target; only
 //! claims are released, as no instance of the new store holds them.
+//!
+//! The copy reads and writes every table by the list in `tables.rs`, so
+//! its statements are assembled from that list (not checked at compile
+//! time as the engines' statements are) and run on the `Any` driver, one
+//! session per store.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,11 +16,11 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::any::AnyRow;
+use sqlx::postgres::PgConnection;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
 
-use super::delivery::PG_NOW_MS;
 use super::tables::{Kind, LEDGER_TABLES, OnCopy, Table};
-use super::{Backend, DaemonLock, Store, WriteTx, from_ms};
+use super::{Backend, DaemonLock, Db, Store, from_ms, on_pool};
 use crate::secret::SecretUrl;
 
 /// Bound parameters per INSERT at most: below SQLite's limit (32766) and
@@ -71,7 +76,7 @@ const MOVED_TO: &str = "moved_to";
 /// lock, or a PostgreSQL session holding the poller lock.
 enum Guard {
     File { _lock: DaemonLock },
-    Session(AnyConnection),
+    Session(PgConnection),
 }
 
 impl Guard {
@@ -144,22 +149,12 @@ impl Store {
     /// Where `interim store copy` moved this ledger ("copied to URL at
     /// INSTANT"), if it did: no daemon runs on it then.
     pub async fn moved_to(&self) -> anyhow::Result<Option<String>> {
-        sqlx::query_scalar(self.sql("SELECT value FROM meta WHERE key = ?1"))
-            .bind(MOVED_TO)
-            .fetch_optional(&self.pool)
-            .await
-            .context("failed to read whether the ledger was moved")
+        on_pool!(self, meta_value(MOVED_TO)).context("failed to read whether the ledger was moved")
     }
 
     async fn mark_moved(&self, to: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
         let text = format!("copied to {to} at {}", crate::clock::rfc3339(now));
-        sqlx::query(self.sql(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        ))
-        .bind(MOVED_TO)
-        .bind(text)
-        .execute(&self.pool)
-        .await?;
+        on_pool!(self, set_meta(MOVED_TO, &text))?;
         Ok(())
     }
 
@@ -170,25 +165,21 @@ impl Store {
     /// shared (and one the poller lock), and a claim whose lease still runs
     /// may be a send in flight.
     async fn keep_daemons_off_source(&self) -> anyhow::Result<Guard> {
-        if self.backend == Backend::Sqlite {
+        let Db::Postgres(pool) = &self.db else {
             let lock = self
                 .lock_for_daemon()
                 .context("stop the daemon before copying its ledger")?;
             return Ok(Guard::File { _lock: lock });
-        }
+        };
         let Some(session) = self.hold_poller_lock().await? else {
             bail!(
                 "a daemon is running on the store {} (it holds the poller or the running lock): stop every interim daemon that uses it, then copy",
                 self.url
             );
         };
-        let live = sqlx::query(AssertSqlSafe(format!(
-            "SELECT COUNT(*), MAX(claim_until) FROM notices WHERE claimed_by IS NOT NULL AND claim_until >= {PG_NOW_MS}"
-        )))
-        .fetch_one(&self.pool)
-        .await
-        .context("failed to look for claims in progress")?;
-        let (count, until): (i64, Option<i64>) = (live.try_get(0)?, live.try_get(1)?);
+        let (count, until) = interim_store_postgres::live_claims(pool)
+            .await
+            .context("failed to look for claims in progress")?;
         if let (1.., Some(until)) = (count, until) {
             let _ = session.close().await;
             bail!(
@@ -210,7 +201,7 @@ impl Store {
                 self.url
             );
         }
-        if self.backend == Backend::Sqlite {
+        if self.backend() == Backend::Sqlite {
             let lock = self
                 .lock_for_daemon()
                 .context("a daemon is using the target store: stop it before copying into it")?;
@@ -227,7 +218,7 @@ impl Store {
 
     /// Rows copied per table and the number of released claims.
     async fn copy_into(&self, target: &Store) -> anyhow::Result<(Vec<u64>, u64)> {
-        let mut tx = target.begin_write().await?;
+        let mut tx = target.begin_copy().await?;
         target.refuse_rows(&mut tx).await?;
         let mut source = self.read_snapshot().await?;
         let claims: i64 = sqlx::query_scalar(
@@ -253,16 +244,16 @@ impl Store {
                 self.url
             );
         }
-        if target.backend == Backend::Postgres {
+        if target.backend() == Backend::Postgres {
             advance_sequences(&mut tx).await?;
         }
-        tx.commit()
+        // A failed COMMIT leaves nothing: the session ends with it.
+        tx.execute("COMMIT")
             .await
             .with_context(|| format!("failed to commit the copy into {}", target.url))?;
+        let _ = tx.close().await;
         // Fresh statistics for the copied rows (see `analyze_when_grown`).
-        if target.backend == Backend::Postgres {
-            target.analyze().await;
-        }
+        target.analyze().await;
         // Only read: ending the session ends its snapshot.
         let _ = source.close().await;
         Ok((counts, u64::try_from(claims).unwrap_or(0)))
@@ -272,12 +263,10 @@ impl Store {
     /// pool, so that an error on the way never hands it back mid-transaction).
     async fn read_snapshot(&self) -> anyhow::Result<AnyConnection> {
         let mut conn = self
-            .pool
-            .acquire()
+            .copy_session()
             .await
-            .with_context(|| format!("the source store {} is unreachable", self.url))?
-            .detach();
-        let begin = match self.backend {
+            .with_context(|| format!("the source store {} is unreachable", self.url))?;
+        let begin = match self.backend() {
             // Deferred: the snapshot begins with the first read and holds (WAL).
             Backend::Sqlite => "BEGIN",
             Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -288,13 +277,47 @@ impl Store {
         Ok(conn)
     }
 
+    /// A session of the copy's own on this store.
+    async fn copy_session(&self) -> anyhow::Result<AnyConnection> {
+        sqlx::any::install_default_drivers();
+        let mut conn = match self.path() {
+            Some(path) => {
+                AnyConnection::connect(&format!("sqlite://{}?mode=rw", path.display())).await?
+            }
+            None => AnyConnection::connect(self.url.expose())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", self.url.scrub(&e.to_string())))?,
+        };
+        if self.backend() == Backend::Sqlite {
+            conn.execute("PRAGMA busy_timeout = 30000").await?;
+        }
+        Ok(conn)
+    }
+
+    /// The copy's write transaction on this (the target) store: dropped
+    /// unfinished, its session ends and the transaction rolls back.
+    async fn begin_copy(&self) -> anyhow::Result<AnyConnection> {
+        let mut conn = self
+            .copy_session()
+            .await
+            .with_context(|| format!("the target store {} is unreachable", self.url))?;
+        let begin = match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        conn.execute(begin)
+            .await
+            .context("failed to begin writing the copy")?;
+        Ok(conn)
+    }
+
     /// A store to copy into has no row in any ledger table.
-    async fn refuse_rows(&self, tx: &mut WriteTx) -> anyhow::Result<()> {
+    async fn refuse_rows(&self, tx: &mut AnyConnection) -> anyhow::Result<()> {
         let mut filled = Vec::new();
         for table in LEDGER_TABLES {
             let count = AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", table.name));
             let n: i64 = sqlx::query_scalar(count)
-                .fetch_one(tx.conn())
+                .fetch_one(&mut *tx)
                 .await
                 .with_context(|| format!("failed to count the rows of {}", table.name))?;
             if n > 0 {
@@ -340,7 +363,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 async fn copy_table(
     source: &mut AnyConnection,
     target: &Store,
-    tx: &mut WriteTx,
+    tx: &mut AnyConnection,
     table: &Table,
 ) -> anyhow::Result<u64> {
     let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
@@ -405,10 +428,11 @@ fn first_row(table: &Table, batch: &[Vec<Value>]) -> String {
 
 async fn insert(
     target: &Store,
-    tx: &mut WriteTx,
+    tx: &mut AnyConnection,
     table: &Table,
     batch: &[Vec<Value>],
 ) -> anyhow::Result<u64> {
+    let backend = target.backend();
     let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
     let mut sql = format!("INSERT INTO {} ({}) VALUES ", table.name, names.join(", "));
     let mut index = 0;
@@ -419,7 +443,11 @@ async fn insert(
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&target.placeholder(index));
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push('$'),
+            }
+            sql.push_str(&index.to_string());
         }
         sql.push(')');
     }
@@ -430,7 +458,7 @@ async fn insert(
             Value::Text(v) => query.bind(v.as_deref()),
         };
     }
-    let done = query.execute(tx.conn()).await.with_context(|| {
+    let done = query.execute(&mut *tx).await.with_context(|| {
         format!(
             "failed to write rows into the target's {} (a batch from {})",
             table.name,
@@ -443,14 +471,14 @@ async fn insert(
 /// Ids that come from a sequence (none in today's migrations; a later
 /// `BIGSERIAL` would) continue after the copied ones, so that new rows do
 /// not collide with them.
-async fn advance_sequences(tx: &mut WriteTx) -> anyhow::Result<()> {
+async fn advance_sequences(tx: &mut AnyConnection) -> anyhow::Result<()> {
     for table in LEDGER_TABLES {
         for column in table.columns.iter().filter(|c| c.kind == Kind::Int) {
             let sequence: Option<String> =
                 sqlx::query_scalar("SELECT pg_get_serial_sequence($1, $2)")
                     .bind(table.name)
                     .bind(column.name)
-                    .fetch_one(tx.conn())
+                    .fetch_one(&mut *tx)
                     .await
                     .with_context(|| format!("failed to look up a sequence of {}", table.name))?;
             let Some(sequence) = sequence else {
@@ -462,7 +490,7 @@ async fn advance_sequences(tx: &mut WriteTx) -> anyhow::Result<()> {
             ));
             sqlx::query(advance)
                 .bind(&sequence)
-                .execute(tx.conn())
+                .execute(&mut *tx)
                 .await
                 .with_context(|| format!("failed to advance the sequence {sequence}"))?;
         }

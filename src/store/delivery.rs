@@ -13,19 +13,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
-use sqlx::AnyConnection;
+use interim_store_rows::{DoneArgs, RetryArgs};
 
 use super::group::Work;
-use super::{Backend, ClaimedNotice, Store, WriteTx, from_ms, ms};
+use super::rows::{claimed, claimed_key};
+use super::{ClaimedNotice, Db, Store, WriteTx, from_ms, ms, on_pool, on_tx};
 use crate::ledger::{Outcome, PlannedNotice, Recorded};
 use crate::notice::Status;
-
-const CLAIMED_COLUMNS: &str =
-    "id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
-               due_at, send_at, attempts, first_attempt_at, ticket, ticket_hash, claim_token";
-
-/// The database's clock in Unix milliseconds (PostgreSQL).
-pub(super) const PG_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
@@ -36,16 +30,12 @@ impl Store {
     /// SQLite it is the only daemon, so every claim was its own. (On
     /// PostgreSQL a dead instance's claims end with their lease.)
     pub async fn release_all_claims(&self) -> anyhow::Result<u64> {
-        if self.backend == Backend::Postgres {
+        let Db::Sqlite(pool) = &self.db else {
             return Ok(0);
-        }
-        let done = sqlx::query(self.sql(
-            "UPDATE notices SET claimed_by = NULL, claim_until = NULL WHERE claimed_by IS NOT NULL",
-        ))
-        .execute(&self.pool)
-        .await
-        .context("failed to release claims")?;
-        Ok(done.rows_affected())
+        };
+        interim_store_sqlite::release_all_claims(pool)
+            .await
+            .context("failed to release claims")
     }
 
     /// Claims up to `limit` due notices of a channel (live or dry run) with
@@ -64,41 +54,23 @@ impl Store {
             bail!("{problem}: nothing is claimed");
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let query = match self.backend {
-            Backend::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE notices SET claimed_by = ?1, claim_until = ?2, claim_token = claim_token + 1
-                 WHERE id IN (SELECT id FROM notices
-                              WHERE status = 'pending' AND channel = ?3 AND dry_run = ?6 AND next_attempt_at <= ?4
-                                AND (claim_until IS NULL OR claim_until < ?4)
-                              ORDER BY next_attempt_at LIMIT ?5)
-                 RETURNING {CLAIMED_COLUMNS}"
-            )))
-            .bind(instance)
-            .bind(ms(now).saturating_add(lease_ms(lease))),
-            // Instances skip each other's locked rows instead of waiting.
-            Backend::Postgres => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE notices SET claimed_by = $1, claim_until = {PG_NOW_MS} + $2, claim_token = claim_token + 1
-                 WHERE id IN (SELECT id FROM notices
-                              WHERE status = 'pending' AND channel = $3 AND dry_run = $6 AND next_attempt_at <= $4
-                                AND (claim_until IS NULL OR claim_until < {PG_NOW_MS})
-                              ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)
-                 RETURNING {CLAIMED_COLUMNS}"
-            )))
-            .bind(instance)
-            .bind(lease_ms(lease)),
-        };
-        let rows = query
-            .bind(channel)
-            .bind(ms(now))
-            .bind(limit)
-            .bind(i64::from(dry_run))
-            .fetch_all(&self.pool)
-            .await
-            .with_context(|| format!("failed to claim due notices of channel {channel}"))?;
-        rows.iter()
-            .map(ClaimedNotice::from_row)
-            .collect::<Result<_, _>>()
-            .context("failed to read claimed notices")
+        let (now, dry_run) = (ms(now), i64::from(dry_run));
+        let rows = match &self.db {
+            Db::Sqlite(pool) => {
+                let until = now.saturating_add(lease_ms(lease));
+                interim_store_sqlite::claim_due(pool, instance, until, channel, now, limit, dry_run)
+                    .await
+            }
+            Db::Postgres(pool) => {
+                let lease = lease_ms(lease);
+                interim_store_postgres::claim_due(
+                    pool, instance, lease, channel, now, limit, dry_run,
+                )
+                .await
+            }
+        }
+        .with_context(|| format!("failed to claim due notices of channel {channel}"))?;
+        Ok(rows.into_iter().map(claimed).collect())
     }
 
     /// Extends a claim's lease while its send runs. False when the claim is
@@ -109,27 +81,17 @@ impl Store {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> anyhow::Result<bool> {
-        let query = match self.backend {
-            Backend::Sqlite => sqlx::query(self.sql(
-                "UPDATE notices SET claim_until = ?3
-                 WHERE id = ?1 AND claim_token = ?2 AND claimed_by IS NOT NULL AND status = 'pending'",
-            ))
-            .bind(&n.id)
-            .bind(n.claim_token)
-            .bind(ms(now).saturating_add(lease_ms(lease))),
-            Backend::Postgres => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE notices SET claim_until = {PG_NOW_MS} + $3
-                 WHERE id = $1 AND claim_token = $2 AND claimed_by IS NOT NULL AND status = 'pending'"
-            )))
-            .bind(&n.id)
-            .bind(n.claim_token)
-            .bind(lease_ms(lease)),
-        };
-        let done = query
-            .execute(&self.pool)
-            .await
-            .with_context(|| format!("failed to renew the claim of notice {}", n.id))?;
-        Ok(done.rows_affected() == 1)
+        let done = match &self.db {
+            Db::Sqlite(pool) => {
+                let until = ms(now).saturating_add(lease_ms(lease));
+                interim_store_sqlite::renew(pool, &n.id, n.claim_token, until).await
+            }
+            Db::Postgres(pool) => {
+                interim_store_postgres::renew(pool, &n.id, n.claim_token, lease_ms(lease)).await
+            }
+        }
+        .with_context(|| format!("failed to renew the claim of notice {}", n.id))?;
+        Ok(done == 1)
     }
 
     /// When the series of a claimed notice last really sent (for spacing
@@ -138,16 +100,8 @@ impl Store {
         &self,
         n: &ClaimedNotice,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let v: Option<Option<i64>> = sqlx::query_scalar(self.sql(
-            "SELECT last_sent_at FROM series WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4",
-        ))
-        .bind(&n.ticket_id)
-        .bind(&n.policy)
-        .bind(ms(n.episode))
-        .bind(i64::from(n.dry_run))
-        .fetch_optional(&self.pool)
-        .await
-        .context("failed to read a series")?;
+        let v =
+            on_pool!(self, series_last_sent(claimed_key(n))).context("failed to read a series")?;
         Ok(v.flatten().map(from_ms))
     }
 
@@ -176,47 +130,24 @@ impl Store {
         next: Option<&PlannedNotice>,
     ) -> anyhow::Result<Recorded> {
         let sent = matches!(outcome.status, Status::Sent | Status::DryRun);
-        let statuses = if sent {
-            "('pending', 'cancelled')"
-        } else {
-            "('pending')"
+        let done = DoneArgs {
+            id: &n.id,
+            claim_token: n.claim_token,
+            status: outcome.status.as_str(),
+            attempt_started: ms(outcome.attempt_started),
+            sent_at: sent.then_some(ms(outcome.finished)),
+            finished: ms(outcome.finished),
+            next_notice_at: outcome.next_notice_at.map(ms),
+            error: outcome.error,
+            also_cancelled: sent,
         };
-        let sql = format!(
-            "UPDATE notices SET status = ?2, attempts = attempts + CASE WHEN ?2 = 'suppressed' THEN 0 ELSE 1 END,
-                    first_attempt_at = COALESCE(first_attempt_at, ?3), last_attempt_at = ?3, sent_at = ?4,
-                    finished_at = ?5, next_notice_at = ?6, last_error = COALESCE(?7, last_error),
-                    cancel_reason = CASE WHEN ?2 = 'cancelled' THEN cancel_reason ELSE NULL END,
-                    claimed_by = NULL, claim_until = NULL, updated_at = ?5
-             WHERE id = ?1 AND claim_token = ?8 AND status IN {statuses}"
-        );
-        let done = sqlx::query(self.sql_owned(sql))
-            .bind(&n.id)
-            .bind(outcome.status.as_str())
-            .bind(ms(outcome.attempt_started))
-            .bind(sent.then_some(ms(outcome.finished)))
-            .bind(ms(outcome.finished))
-            .bind(outcome.next_notice_at.map(ms))
-            .bind(outcome.error)
-            .bind(n.claim_token)
-            .execute(tx.conn())
-            .await?;
-        if done.rows_affected() == 0 {
+        if on_tx!(tx, record_done(done))? == 0 {
             return Ok(Recorded::Fenced);
         }
         // Only a real send restarts the spacing clock.
-        let active: Option<i64> = sqlx::query_scalar(self.sql(
-            "UPDATE series SET done = ?5, last_sent_at = COALESCE(?6, last_sent_at), next_id = NULL
-             WHERE ticket_id = ?1 AND policy = ?2 AND episode = ?3 AND dry_run = ?4 AND done < ?5
-             RETURNING active",
-        ))
-        .bind(&n.ticket_id)
-        .bind(&n.policy)
-        .bind(ms(n.episode))
-        .bind(i64::from(n.dry_run))
-        .bind(i64::from(n.number))
-        .bind(sent.then_some(ms(outcome.attempt_started)))
-        .fetch_optional(tx.conn())
-        .await?;
+        let started = sent.then_some(ms(outcome.attempt_started));
+        let number = i64::from(n.number);
+        let active = on_tx!(tx, advance_series(claimed_key(n), number, started))?;
         if let (Some(1), Some(next)) = (active, next) {
             self.write_pending(tx, next, n.dry_run, outcome.finished)
                 .await?;
@@ -240,29 +171,27 @@ impl Store {
         self.record_grouped(work).await
     }
 
-    /// The statement of [`record_retry`](Self::record_retry), on `conn`.
+    /// The statement of [`record_retry`](Self::record_retry), on `tx`.
     pub(super) async fn record_retry_on(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut WriteTx,
         n: &ClaimedNotice,
         attempt_started: DateTime<Utc>,
         next_attempt: DateTime<Utc>,
         send_at: DateTime<Utc>,
         error: &str,
     ) -> anyhow::Result<Recorded> {
-        let done = sqlx::query(self.sql("UPDATE notices SET attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?2), last_attempt_at = ?2,
-                    next_attempt_at = ?3, send_at = ?4, last_error = ?5, claimed_by = NULL, claim_until = NULL, updated_at = ?2
-             WHERE id = ?1 AND claim_token = ?6 AND status = 'pending'"))
-        .bind(&n.id)
-        .bind(ms(attempt_started))
-        .bind(ms(next_attempt))
-        .bind(ms(send_at))
-        .bind(error)
-        .bind(n.claim_token)
-        .execute(conn)
-        .await
-        .with_context(|| format!("failed to record a retry of notice {}", n.id))?;
-        Ok(fenced_unless(done.rows_affected()))
+        let retry = RetryArgs {
+            id: &n.id,
+            claim_token: n.claim_token,
+            attempt_started: ms(attempt_started),
+            next_attempt: ms(next_attempt),
+            send_at: ms(send_at),
+            error,
+        };
+        let done = on_tx!(tx, record_retry(retry))
+            .with_context(|| format!("failed to record a retry of notice {}", n.id))?;
+        Ok(fenced_unless(done))
     }
 
     /// Gives a claim back without an attempt (outside the send window, held
@@ -274,19 +203,10 @@ impl Store {
         next_attempt: Option<DateTime<Utc>>,
         send_at: Option<DateTime<Utc>>,
     ) -> anyhow::Result<Recorded> {
-        let done = sqlx::query(self.sql(
-            "UPDATE notices SET claimed_by = NULL, claim_until = NULL,
-                    next_attempt_at = COALESCE(?3, next_attempt_at), send_at = COALESCE(?4, send_at)
-             WHERE id = ?1 AND claim_token = ?2 AND status = 'pending'",
-        ))
-        .bind(&n.id)
-        .bind(n.claim_token)
-        .bind(next_attempt.map(ms))
-        .bind(send_at.map(ms))
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("failed to release notice {}", n.id))?;
-        Ok(fenced_unless(done.rows_affected()))
+        let (next_attempt, send_at) = (next_attempt.map(ms), send_at.map(ms));
+        let done = on_pool!(self, release(&n.id, n.claim_token, next_attempt, send_at))
+            .with_context(|| format!("failed to release notice {}", n.id))?;
+        Ok(fenced_unless(done))
     }
 
     /// Cancels a claimed notice (a pre-send check found it must not go out).
@@ -296,28 +216,15 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Recorded> {
-        let done = sqlx::query(self.sql("UPDATE notices SET status = 'cancelled', cancel_reason = ?3, finished_at = ?4, updated_at = ?4,
-                    claimed_by = NULL, claim_until = NULL
-             WHERE id = ?1 AND claim_token = ?2 AND status = 'pending'"))
-        .bind(&n.id)
-        .bind(n.claim_token)
-        .bind(reason)
-        .bind(ms(now))
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("failed to cancel notice {}", n.id))?;
-        Ok(fenced_unless(done.rows_affected()))
+        let done = on_pool!(self, cancel_claimed(&n.id, n.claim_token, reason, ms(now)))
+            .with_context(|| format!("failed to cancel notice {}", n.id))?;
+        Ok(fenced_unless(done))
     }
 
     /// The earliest next attempt of any pending notice (live or dry run).
     pub async fn next_due(&self, dry_run: bool) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar(self.sql(
-            "SELECT MIN(next_attempt_at) FROM notices WHERE status = 'pending' AND dry_run = ?1",
-        ))
-        .bind(i64::from(dry_run))
-        .fetch_one(&self.pool)
-        .await
-        .context("failed to read the next due notice")?;
+        let v = on_pool!(self, next_due(i64::from(dry_run)))
+            .context("failed to read the next due notice")?;
         Ok(v.map(from_ms))
     }
 
@@ -332,65 +239,37 @@ impl Store {
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let lease_end = match self.backend {
-            Backend::Sqlite => "?3".to_owned(),
-            Backend::Postgres => PG_NOW_MS.to_owned(),
-        };
-        let query = format!(
-            "SELECT next_attempt_at FROM notices
-             WHERE status = 'pending' AND channel = ?1 AND dry_run = ?2
-               AND (claim_until IS NULL OR claim_until < {lease_end})
-             ORDER BY next_attempt_at LIMIT 1"
-        );
-        let mut query = sqlx::query_scalar(self.sql_owned(query))
-            .bind(channel)
-            .bind(i64::from(dry_run));
-        if self.backend == Backend::Sqlite {
-            query = query.bind(ms(now));
+        let dry_run = i64::from(dry_run);
+        let v = match &self.db {
+            Db::Sqlite(pool) => {
+                interim_store_sqlite::next_attempt(pool, channel, dry_run, ms(now)).await
+            }
+            Db::Postgres(pool) => {
+                interim_store_postgres::next_attempt(pool, channel, dry_run).await
+            }
         }
-        let v: Option<i64> = query
-            .fetch_optional(&self.pool)
-            .await
-            .with_context(|| format!("failed to read the next due notice of channel {channel}"))?;
+        .with_context(|| format!("failed to read the next due notice of channel {channel}"))?;
         Ok(v.map(from_ms))
     }
 
     /// How many notices are pending and how many dead (the status index).
     pub async fn count_pending_dead(&self) -> anyhow::Result<(u64, u64)> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(self.sql(
-            "SELECT status, COUNT(*) FROM notices WHERE status IN ('pending', 'dead') GROUP BY status",
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .context("failed to count pending and dead notices")?;
-        let of = |status: &str| {
-            rows.iter()
-                .find(|(s, _)| s == status)
-                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
-        };
-        Ok((of("pending"), of("dead")))
+        let (pending, dead) = on_pool!(self, count_pending_dead())
+            .context("failed to count pending and dead notices")?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok((count(pending), count(dead)))
     }
 
     /// The status of a notice (None when the ledger has no such notice).
     pub async fn status_of(&self, id: &str) -> anyhow::Result<Option<Status>> {
-        let v: Option<String> =
-            sqlx::query_scalar(self.sql("SELECT status FROM notices WHERE id = ?1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .context("failed to read a notice's status")?;
+        let v = on_pool!(self, status_of(id)).context("failed to read a notice's status")?;
         Ok(v.as_deref().and_then(Status::parse))
     }
 
     /// When a notice last went out to this recipient (for the per-recipient limit).
     pub async fn last_sent_to(&self, recipient: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar(
-            self.sql("SELECT MAX(sent_at) FROM notices WHERE status = 'sent' AND recipient = ?1"),
-        )
-        .bind(recipient)
-        .fetch_one(&self.pool)
-        .await
-        .context("failed to read the last notice to a recipient")?;
+        let v = on_pool!(self, last_sent_to(recipient))
+            .context("failed to read the last notice to a recipient")?;
         Ok(v.map(from_ms))
     }
 }

@@ -19,11 +19,10 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, Store, WriteTx};
+use super::{Db, Store, WriteTx};
 use crate::ledger::{ClaimedNotice, Outcome, PlannedNotice, Recorded};
 use crate::notice::Status;
 
@@ -116,14 +115,7 @@ impl Work {
                 error,
             } => {
                 store
-                    .record_retry_on(
-                        tx.conn(),
-                        n,
-                        *attempt_started,
-                        *next_attempt,
-                        *send_at,
-                        error,
-                    )
+                    .record_retry_on(tx, n, *attempt_started, *next_attempt, *send_at, error)
                     .await
             }
         }
@@ -170,7 +162,7 @@ impl Store {
     }
 
     fn group_sender(&self) -> Option<mpsc::Sender<Job>> {
-        if self.backend != Backend::Sqlite {
+        if !matches!(self.db, Db::Sqlite(_)) {
             return None;
         }
         let writer = &self.results;
@@ -191,28 +183,8 @@ impl Store {
         Some(jobs.clone())
     }
 
-    /// One result in a transaction of its own (a retry is one statement).
+    /// One result in a transaction of its own.
     async fn record_alone(&self, work: &Work) -> anyhow::Result<Recorded> {
-        if let End::Retry {
-            attempt_started,
-            next_attempt,
-            send_at,
-            error,
-        } = &work.end
-        {
-            let mut conn = self.pool.acquire().await.context("store unreachable")?;
-            let n = &work.n;
-            return self
-                .record_retry_on(
-                    &mut conn,
-                    n,
-                    *attempt_started,
-                    *next_attempt,
-                    *send_at,
-                    error,
-                )
-                .await;
-        }
         let mut tx = self.begin_write().await?;
         let recorded = work.run_on(self, &mut tx).await?;
         tx.commit()

@@ -4,17 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
-use sqlx::{AnyConnection, Connection};
+use interim_store_postgres::{POLLER_LOCK_KEY, RUNNING_LOCK_KEY, try_lock, try_lock_shared};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
 
-use super::{Backend, Store};
-
-/// The advisory lock key of the poller role ("interim" in ASCII).
-const POLLER_LOCK_KEY: i64 = 0x0069_6e74_6572_696d;
-
-/// Held shared by every running daemon on its poller session (pollers and
-/// the others, which claim and send all the same), exclusively by `store
-/// copy`: a copy cannot start while any daemon runs ("Rinterim").
-const RUNNING_LOCK_KEY: i64 = 0x0069_6e74_6572_696d + 0x5200_0000_0000_0000;
+use super::{Db, Store};
 
 impl Store {
     /// Whether this instance is the one that polls the source. With SQLite
@@ -22,7 +16,7 @@ impl Store {
     /// own session: when it dies, its session ends, the lock is free, and
     /// the next instance to try takes over.
     pub async fn lead_polling(&self) -> bool {
-        if self.backend == Backend::Sqlite {
+        if matches!(self.db, Db::Sqlite(_)) {
             return true;
         }
         let mut session = self.leadership.lock().await;
@@ -43,14 +37,12 @@ impl Store {
         leading
     }
 
-    async fn try_lead(&self, session: &mut Option<AnyConnection>) -> anyhow::Result<bool> {
+    async fn try_lead(&self, session: &mut Option<PgConnection>) -> anyhow::Result<bool> {
         if session.is_none() {
-            let mut conn = AnyConnection::connect(self.url.expose())
+            let mut conn = PgConnection::connect(self.url.expose())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", self.url.scrub(&e.to_string())))?;
-            let running: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)")
-                .bind(RUNNING_LOCK_KEY)
-                .fetch_one(&mut conn)
+            let running = try_lock_shared(&mut conn, RUNNING_LOCK_KEY)
                 .await
                 .context("running lock")?;
             if !running {
@@ -64,15 +56,12 @@ impl Store {
         };
         if self.is_poller.load(Ordering::Relaxed) {
             // Still our session, still our lock: it lives as long as the session.
-            sqlx::query("SELECT 1")
-                .execute(&mut *conn)
+            interim_store_postgres::ping(&mut *conn)
                 .await
                 .context("poller session lost")?;
             return Ok(true);
         }
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(POLLER_LOCK_KEY)
-            .fetch_one(&mut *conn)
+        let got = try_lock(&mut *conn, POLLER_LOCK_KEY)
             .await
             .context("poller lock")?;
         Ok(got)
@@ -88,8 +77,8 @@ impl Store {
     /// daemon starts meanwhile; None when another session holds either (a
     /// daemon runs, polling or not). With SQLite there are no such locks
     /// (the daemon lock file plays their part).
-    pub(super) async fn hold_poller_lock(&self) -> anyhow::Result<Option<AnyConnection>> {
-        let mut session = AnyConnection::connect(self.url.expose())
+    pub(super) async fn hold_poller_lock(&self) -> anyhow::Result<Option<PgConnection>> {
+        let mut session = PgConnection::connect(self.url.expose())
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -98,15 +87,11 @@ impl Store {
                     self.url.scrub(&e.to_string())
                 )
             })?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(POLLER_LOCK_KEY)
-            .fetch_one(&mut session)
+        let got = try_lock(&mut session, POLLER_LOCK_KEY)
             .await
             .context("failed to ask for the poller lock")?;
         let alone = got
-            && sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-                .bind(RUNNING_LOCK_KEY)
-                .fetch_one(&mut session)
+            && try_lock(&mut session, RUNNING_LOCK_KEY)
                 .await
                 .context("failed to ask for the running lock")?;
         if alone {

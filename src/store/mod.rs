@@ -21,10 +21,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use sqlx::AnyConnection;
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Executor, Postgres, Sqlite};
 
 pub use crate::ledger::{
     ClaimedNotice, NoticeFilter, NoticeRow, Outcome, PollEnd, Recorded, Suppression, Swept,
@@ -34,8 +36,31 @@ pub use tables::{Column, DERIVED_TABLES, Kind, LEDGER_TABLES, OnCopy, Table};
 
 use crate::secret::SecretUrl;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// Runs an engine's statement `$f` (a function of the same name in both
+/// engine crates) on the store's pool.
+macro_rules! on_pool {
+    ($store:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite(pool) => interim_store_sqlite::$f(pool, $($arg),*).await,
+            $crate::store::Db::Postgres(pool) => interim_store_postgres::$f(pool, $($arg),*).await,
+        }
+    };
+}
+
+/// [`on_pool!`] on the connection of a [`WriteTx`].
+macro_rules! on_tx {
+    ($tx:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $tx.conn() {
+            $crate::store::Conn::Sqlite(conn) => {
+                interim_store_sqlite::$f(&mut **conn, $($arg),*).await
+            }
+            $crate::store::Conn::Postgres(conn) => {
+                interim_store_postgres::$f(&mut **conn, $($arg),*).await
+            }
+        }
+    };
+}
+pub(crate) use {on_pool, on_tx};
 
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -71,17 +96,55 @@ pub enum Backend {
     Postgres,
 }
 
+/// The pool of the store's engine.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A pooled connection of the store's engine.
+pub(crate) enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Conn {
+    async fn execute(&mut self, sql: &'static str) -> sqlx::Result<()> {
+        match self {
+            Conn::Sqlite(conn) => conn.execute(sql).await.map(drop),
+            Conn::Postgres(conn) => conn.execute(sql).await.map(drop),
+        }
+    }
+
+    /// Closes the connection instead of handing it back to the pool.
+    async fn close(self) {
+        let _ = match self {
+            Conn::Sqlite(conn) => conn.detach().close().await,
+            Conn::Postgres(conn) => conn.detach().close().await,
+        };
+    }
+
+    /// Drops the connection without handing it back to the pool (which
+    /// closes it, rolling back what it had open).
+    fn discard(self) {
+        match self {
+            Conn::Sqlite(conn) => drop(conn.detach()),
+            Conn::Postgres(conn) => drop(conn.detach()),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
+    db: Db,
     /// The SQLite file, for the single-daemon lock.
     path: Option<PathBuf>,
     /// The SQLite file as it was opened, to notice it being deleted or replaced.
     file: Option<Arc<FileWatch>>,
     url: SecretUrl,
     /// PostgreSQL: the session that holds (or tries for) the poller lock.
-    leadership: Arc<tokio::sync::Mutex<Option<AnyConnection>>>,
+    leadership: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
     is_poller: Arc<AtomicBool>,
     /// Writes results that arrive together in one transaction.
     results: group::GroupWriter,
@@ -103,13 +166,21 @@ pub struct Migrated {
 
 /// Runs the migrations the store lacks (sqlx's migrator: each in a
 /// transaction, PostgreSQL under an advisory lock) and says which those were.
-async fn migrate(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<Migrated> {
+async fn migrate(db: &Db) -> anyhow::Result<Migrated> {
     // A new store has no table of applied migrations yet: none applied.
-    let before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(pool)
-        .await
-        .unwrap_or_default();
-    migrator.run(pool).await?;
+    let (before, migrator) = match db {
+        Db::Sqlite(pool) => {
+            let before = interim_store_sqlite::applied_migrations(pool).await;
+            interim_store_sqlite::MIGRATOR.run(pool).await?;
+            (before, &interim_store_sqlite::MIGRATOR)
+        }
+        Db::Postgres(pool) => {
+            let before = interim_store_postgres::applied_migrations(pool).await;
+            interim_store_postgres::MIGRATOR.run(pool).await?;
+            (before, &interim_store_postgres::MIGRATOR)
+        }
+    };
+    let before = before.unwrap_or_default();
     Ok(Migrated {
         total: migrator.iter().count(),
         applied: migrator
@@ -126,11 +197,11 @@ async fn migrate(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) -> anyhow::
 /// instead of returning to the pool: an open transaction left on a pooled
 /// SQLite connection would hold the write lock and block every later write.
 pub struct WriteTx {
-    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    conn: Option<Conn>,
 }
 
 impl WriteTx {
-    fn conn(&mut self) -> &mut AnyConnection {
+    fn conn(&mut self) -> &mut Conn {
         match self.conn.as_mut() {
             Some(conn) => conn,
             None => unreachable!("a WriteTx holds its connection until commit"),
@@ -142,10 +213,10 @@ impl WriteTx {
             return Ok(());
         };
         match conn.execute("COMMIT").await {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(e) => {
                 if conn.execute("ROLLBACK").await.is_err() {
-                    let _ = conn.detach().close().await;
+                    conn.close().await;
                 }
                 Err(e.into())
             }
@@ -159,7 +230,7 @@ impl Drop for WriteTx {
         // back to the pool; dropping the detached connection closes it,
         // which rolls the transaction back.
         if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
+            conn.discard();
         }
     }
 }
@@ -247,7 +318,6 @@ impl Store {
     /// Opens the store: a missing SQLite file is created and migrated; a
     /// PostgreSQL database must exist (its tables are migrated).
     pub async fn open(url: &SecretUrl) -> anyhow::Result<Store> {
-        sqlx::any::install_default_drivers();
         let raw = url.expose();
         if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
             return Self::open_postgres(url).await;
@@ -268,32 +338,26 @@ impl Store {
         // mode; its WAL and SHM files take the database file's mode.
         crate::private_files::create_file(&path)
             .with_context(|| format!("failed to create the store {}", path.display()))?;
-        let pool = AnyPoolOptions::new()
+        // Wait for a lock instead of failing at once; WAL makes readers and
+        // the one writer not block each other.
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(Duration::from_secs(30))
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // Wait for a lock instead of failing at once; WAL makes
-                    // readers and the one writer not block each other.
-                    conn.execute("PRAGMA busy_timeout = 30000").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    Ok(())
-                })
-            })
-            .connect(&format!("sqlite://{}?mode=rw", path.display()))
+            .connect_with(options)
             .await
             .with_context(|| format!("failed to open the store {url}"))?;
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&pool)
-            .await
-            .with_context(|| format!("failed to switch the store {url} to WAL"))?;
-        let migrated = migrate(&pool, &SQLITE_MIGRATIONS)
+        let db = Db::Sqlite(pool);
+        let migrated = migrate(&db)
             .await
             .with_context(|| format!("failed to migrate the store {url}"))?;
         drop(setup_lock);
         let file = FileWatch::open(&path)?;
         Ok(Store {
-            pool,
-            backend: Backend::Sqlite,
+            db,
             file: Some(Arc::new(file)),
             path: Some(path),
             url: url.clone(),
@@ -308,22 +372,20 @@ impl Store {
     async fn open_postgres(url: &SecretUrl) -> anyhow::Result<Store> {
         // One direct connection first: a pool only reports that it timed out,
         // not why (refused, unknown database, authentication).
-        let probe = tokio::time::timeout(
-            Duration::from_secs(10),
-            AnyConnection::connect(url.expose()),
-        )
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("failed to connect to the store {url}: no answer within 10 s")
-        })?
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "failed to connect to the store {url}: {}",
-                url.scrub(&e.to_string())
-            )
-        })?;
+        let probe =
+            tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(url.expose()))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("failed to connect to the store {url}: no answer within 10 s")
+                })?
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "failed to connect to the store {url}: {}",
+                        url.scrub(&e.to_string())
+                    )
+                })?;
         let _ = probe.close().await;
-        let pool = AnyPoolOptions::new()
+        let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url.expose())
@@ -336,12 +398,12 @@ impl Store {
             })?;
         // Several instances may start at once: migrations run one at a time
         // (sqlx's migrator takes an advisory lock on PostgreSQL).
-        let migrated = migrate(&pool, &POSTGRES_MIGRATIONS)
+        let db = Db::Postgres(pool);
+        let migrated = migrate(&db)
             .await
             .with_context(|| format!("failed to migrate the store {url}"))?;
         Ok(Store {
-            pool,
-            backend: Backend::Postgres,
+            db,
             path: None,
             file: None,
             url: url.clone(),
@@ -356,10 +418,15 @@ impl Store {
     /// Begins a write transaction (SQLite: IMMEDIATE, so it takes the write
     /// lock at once instead of failing on upgrade).
     async fn begin_write(&self) -> anyhow::Result<WriteTx> {
-        let mut conn = self.pool.acquire().await.context("store unreachable")?;
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+        let (mut conn, begin) = match &self.db {
+            Db::Sqlite(pool) => (
+                Conn::Sqlite(pool.acquire().await.context("store unreachable")?),
+                "BEGIN IMMEDIATE",
+            ),
+            Db::Postgres(pool) => (
+                Conn::Postgres(pool.acquire().await.context("store unreachable")?),
+                "BEGIN",
+            ),
         };
         conn.execute(begin)
             .await
@@ -368,20 +435,10 @@ impl Store {
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// SQL is written with SQLite's `?N` parameters; PostgreSQL spells them `$N`.
-    fn sql(&self, text: &'static str) -> AssertSqlSafe<String> {
-        self.sql_owned(text.to_owned())
-    }
-
-    /// [`sql`](Self::sql) for a statement assembled from constant parts.
-    fn sql_owned(&self, text: String) -> AssertSqlSafe<String> {
-        AssertSqlSafe(match self.backend {
-            Backend::Sqlite => text,
-            Backend::Postgres => text.replace('?', "$"),
-        })
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// Only one daemon may use a SQLite store at a time; PostgreSQL stores
@@ -417,26 +474,21 @@ impl Store {
         if let Some(session) = self.leadership.lock().await.take() {
             let _ = sqlx::Connection::close(session).await;
         }
-        self.pool.close().await;
+        match &self.db {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close().await,
+        }
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query(self.sql("SELECT 1"))
-            .execute(&self.pool)
-            .await
-            .context("store unreachable")?;
-        Ok(())
+        on_pool!(self, ping()).context("store unreachable")
     }
 
     /// A write that proves the store takes writes now (disk full, a
     /// read-only file or database, a lock held elsewhere all fail it).
     pub async fn probe_write(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
-        sqlx::query(self.sql("INSERT INTO meta (key, value) VALUES ('write_probe', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
-            .bind(ms(now).to_string())
-            .execute(&self.pool)
-            .await
-            .context("the store cannot be written")?;
-        Ok(())
+        let value = ms(now).to_string();
+        on_pool!(self, set_meta("write_probe", &value)).context("the store cannot be written")
     }
 
     /// Why the SQLite file at the store's path is no longer the one this
@@ -444,13 +496,6 @@ impl Store {
     /// for PostgreSQL and while it is the same file.
     pub fn file_problem(&self) -> Option<String> {
         self.file.as_ref().and_then(|watch| watch.problem())
-    }
-
-    fn placeholder(&self, index: usize) -> String {
-        match self.backend {
-            Backend::Sqlite => format!("?{index}"),
-            Backend::Postgres => format!("${index}"),
-        }
     }
 
     /// The SQLite file, if the store is one.

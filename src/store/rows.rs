@@ -1,68 +1,139 @@
-//! Typed rows read from the ledger.
+//! The engines' rows as the ledger's vocabulary, and its keys as the
+//! engines' arguments.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use interim_store_rows::{
+    ClaimedRow, ListedRow, SeriesKeyArgs, SeriesNoticeRow, SeriesRow, SuppressionRow,
+};
 
 use super::from_ms;
+use crate::ledger::{ClaimedNotice, NextNotice, NoticeRow, SeriesState, Status, Suppression};
+use crate::notice::SeriesKey;
 
 /// A count column as u32 (never negative, never wrapped).
 pub(super) fn count(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
-use crate::ledger::{ClaimedNotice, NoticeRow, Status, Suppression};
 
-impl ClaimedNotice {
-    pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
-        let ticket_json: String = r.try_get("ticket")?;
-        Ok(ClaimedNotice {
-            id: r.try_get("id")?,
-            ticket_id: r.try_get("ticket_id")?,
-            policy: r.try_get("policy")?,
-            episode: from_ms(r.try_get("episode")?),
-            dry_run: r.try_get::<i64, _>("dry_run")? != 0,
-            number: count(r.try_get("number")?),
-            max_notices: count(r.try_get("max_notices")?),
-            channel: r.try_get("channel")?,
-            recipient: r.try_get("recipient")?,
-            due_at: from_ms(r.try_get("due_at")?),
-            send_at: from_ms(r.try_get("send_at")?),
-            attempts: count(r.try_get("attempts")?),
-            first_attempt_at: r
-                .try_get::<Option<i64>, _>("first_attempt_at")?
-                .map(from_ms),
-            ticket: serde_json::from_str(&ticket_json).map_err(|e| e.to_string()),
-            ticket_json,
-            ticket_hash: r.try_get("ticket_hash")?,
-            claim_token: r.try_get("claim_token")?,
-        })
+/// A stored status; an unknown one (the schema's CHECK forbids it) reads
+/// as pending, which sends nothing by itself.
+fn status(s: &str) -> Status {
+    Status::parse(s).unwrap_or(Status::Pending)
+}
+
+/// A series' key as the engines bind it.
+pub(super) fn key_args(key: &SeriesKey, dry_run: bool) -> SeriesKeyArgs<'_> {
+    SeriesKeyArgs {
+        ticket_id: &key.ticket_id,
+        policy: &key.policy,
+        episode: super::ms(key.episode),
+        dry_run: i64::from(dry_run),
     }
 }
 
-impl NoticeRow {
-    pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
-        let ticket_json: String = r.try_get("ticket")?;
-        Ok(NoticeRow {
-            id: r.try_get("id")?,
-            ticket_id: r.try_get("ticket_id")?,
-            ticket_number: stored_number(&ticket_json),
-            policy: r.try_get("policy")?,
-            number: count(r.try_get("number")?),
-            max_notices: count(r.try_get("max_notices")?),
-            status: Status::parse(&r.try_get::<String, _>("status")?).unwrap_or(Status::Pending),
-            attempts: count(r.try_get("attempts")?),
-            due_at: from_ms(r.try_get("due_at")?),
-            send_at: from_ms(r.try_get("send_at")?),
-            next_attempt_at: from_ms(r.try_get("next_attempt_at")?),
-            sent_at: r.try_get::<Option<i64>, _>("sent_at")?.map(from_ms),
-            last_error: r.try_get("last_error")?,
-            channel: r.try_get("channel")?,
-            recipient: r.try_get("recipient")?,
-            dry_run: r.try_get::<i64, _>("dry_run")? != 0,
-            next_notice_at: r.try_get::<Option<i64>, _>("next_notice_at")?.map(from_ms),
-            cancel_reason: r.try_get("cancel_reason")?,
-            waiting_since: from_ms(r.try_get("episode")?),
-            ticket_json,
-        })
+/// The key of a claimed notice's series as the engines bind it.
+pub(super) fn claimed_key(n: &ClaimedNotice) -> SeriesKeyArgs<'_> {
+    SeriesKeyArgs {
+        ticket_id: &n.ticket_id,
+        policy: &n.policy,
+        episode: super::ms(n.episode),
+        dry_run: i64::from(n.dry_run),
+    }
+}
+
+pub(super) fn series(r: SeriesRow) -> SeriesState {
+    let next = match (r.next_id, r.next_number, r.next_status, r.next_channel) {
+        (Some(id), Some(number), Some(next_status), Some(channel)) => Some(NextNotice {
+            id,
+            number: count(number),
+            status: status(&next_status),
+            due_at: from_ms(r.next_due_at.unwrap_or_default()),
+            send_at: from_ms(r.next_send_at.unwrap_or_default()),
+            ticket_hash: r.next_ticket_hash.unwrap_or_default(),
+            channel,
+            recipient: r.next_recipient,
+            max_notices: count(r.next_max_notices.unwrap_or_default()),
+        }),
+        _ => None,
+    };
+    SeriesState {
+        key: SeriesKey {
+            ticket_id: r.ticket_id,
+            policy: r.policy,
+            episode: from_ms(r.episode),
+        },
+        done: count(r.done),
+        last_sent_at: r.last_sent_at.map(from_ms),
+        active: r.active != 0,
+        stored: true,
+        next,
+    }
+}
+
+/// A notice of a series being derived, and when its last attempt started.
+pub(super) fn series_notice(r: SeriesNoticeRow) -> (SeriesKey, NextNotice, Option<i64>) {
+    let key = SeriesKey {
+        ticket_id: r.ticket_id,
+        policy: r.policy,
+        episode: from_ms(r.episode),
+    };
+    let notice = NextNotice {
+        id: r.id,
+        number: count(r.number),
+        status: status(&r.status),
+        due_at: from_ms(r.due_at),
+        send_at: from_ms(r.send_at),
+        ticket_hash: r.ticket_hash,
+        channel: r.channel,
+        recipient: r.recipient,
+        max_notices: count(r.max_notices),
+    };
+    (key, notice, r.last_attempt_at)
+}
+
+pub(super) fn claimed(r: ClaimedRow) -> ClaimedNotice {
+    ClaimedNotice {
+        ticket: serde_json::from_str(&r.ticket).map_err(|e| e.to_string()),
+        ticket_json: r.ticket,
+        id: r.id,
+        ticket_id: r.ticket_id,
+        policy: r.policy,
+        episode: from_ms(r.episode),
+        dry_run: r.dry_run != 0,
+        number: count(r.number),
+        max_notices: count(r.max_notices),
+        channel: r.channel,
+        recipient: r.recipient,
+        due_at: from_ms(r.due_at),
+        send_at: from_ms(r.send_at),
+        attempts: count(r.attempts),
+        first_attempt_at: r.first_attempt_at.map(from_ms),
+        ticket_hash: r.ticket_hash,
+        claim_token: r.claim_token,
+    }
+}
+
+pub(super) fn listed(r: ListedRow) -> NoticeRow {
+    NoticeRow {
+        ticket_number: stored_number(&r.ticket),
+        ticket_json: r.ticket,
+        id: r.id,
+        ticket_id: r.ticket_id,
+        policy: r.policy,
+        number: count(r.number),
+        max_notices: count(r.max_notices),
+        status: status(&r.status),
+        attempts: count(r.attempts),
+        due_at: from_ms(r.due_at),
+        send_at: from_ms(r.send_at),
+        next_attempt_at: from_ms(r.next_attempt_at),
+        sent_at: r.sent_at.map(from_ms),
+        last_error: r.last_error,
+        channel: r.channel,
+        recipient: r.recipient,
+        dry_run: r.dry_run != 0,
+        next_notice_at: r.next_notice_at.map(from_ms),
+        cancel_reason: r.cancel_reason,
+        waiting_since: from_ms(r.episode),
     }
 }
 
@@ -77,13 +148,11 @@ pub(super) fn stored_number(ticket_json: &str) -> Option<String> {
         .and_then(|t| t.number)
 }
 
-impl Suppression {
-    pub(super) fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
-        Ok(Suppression {
-            address: r.try_get("address")?,
-            reason: r.try_get("reason")?,
-            source: r.try_get("source")?,
-            created_at: from_ms(r.try_get("created_at")?),
-        })
+pub(super) fn suppression(r: SuppressionRow) -> Suppression {
+    Suppression {
+        address: r.address,
+        reason: r.reason,
+        source: r.source,
+        created_at: from_ms(r.created_at),
     }
 }

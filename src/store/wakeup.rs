@@ -6,26 +6,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::AnyConnection;
+use interim_store_postgres::PLANS_CHANNEL;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Backend, Store};
-
-/// The channel plans are announced on.
-const PLANS_CHANNEL: &str = "interim_plans";
+use super::{Conn, Db, Store, WriteTx};
 
 impl Store {
     /// Within a write transaction: announce new or changed plans; PostgreSQL
     /// delivers it at COMMIT (and drops it on ROLLBACK).
-    pub(super) async fn announce_plans(&self, conn: &mut AnyConnection) -> anyhow::Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(PLANS_CHANNEL)
-                .execute(conn)
-                .await?;
+    pub(super) async fn announce_plans(tx: &mut WriteTx) -> anyhow::Result<()> {
+        if let Conn::Postgres(conn) = tx.conn() {
+            interim_store_postgres::announce_plans(&mut **conn).await?;
         }
         Ok(())
     }
@@ -39,7 +33,7 @@ impl Store {
         wake: Arc<Notify>,
         shutdown: CancellationToken,
     ) -> Option<AbortOnDropHandle<()>> {
-        if self.backend != Backend::Postgres {
+        if !matches!(self.db, Db::Postgres(_)) {
             return None;
         }
         let url = self.url.clone();

@@ -1,0 +1,28 @@
+//! The ledger's statements on PostgreSQL, each checked against the
+//! migrated schema at compile time (`sqlx::query!`, with the offline data
+//! in `.sqlx/`; `tools/sqlx-prepare` writes it). One function per
+//! statement, on any executor (the pool, or the connection of a
+//! transaction that the store above holds); what the rows mean is the
+//! store's business.
+//!
+//! Sets of ticket ids are bound as one array (`= ANY($1)`), leases are
+//! measured on the database's clock, and claims skip rows that another
+//! instance has locked.
+
+mod admin;
+mod delivery;
+mod locks;
+mod plan;
+
+pub use admin::*;
+pub use delivery::*;
+pub use locks::*;
+pub use plan::*;
+
+/// The migrations of a PostgreSQL ledger.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How many rows a statement changed.
+fn changed(done: sqlx::postgres::PgQueryResult) -> u64 {
+    done.rows_affected()
+}

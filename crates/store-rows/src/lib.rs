@@ -1,0 +1,214 @@
+//! The rows the ledger's engines read and write, in the columns' own
+//! types: instants are Unix milliseconds, flags 0 or 1, counts `i64`.
+//! Both engine crates fill these (`sqlx::query_as!` checks each column
+//! against its field at compile time) and take them, so the store above
+//! them turns rows into the ledger's vocabulary once, not once per engine.
+//! Depends on nothing.
+
+/// A series with its next notice, if it has one (a LEFT JOIN: every
+/// `next_*` field is None when it has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub ticket_id: String,
+    pub policy: String,
+    pub episode: i64,
+    pub done: i64,
+    pub last_sent_at: Option<i64>,
+    pub active: i64,
+    pub next_id: Option<String>,
+    pub next_number: Option<i64>,
+    pub next_status: Option<String>,
+    pub next_due_at: Option<i64>,
+    pub next_send_at: Option<i64>,
+    pub next_ticket_hash: Option<i64>,
+    pub next_channel: Option<String>,
+    pub next_recipient: Option<String>,
+    pub next_max_notices: Option<i64>,
+}
+
+/// A notice as a series is derived from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesNoticeRow {
+    pub ticket_id: String,
+    pub policy: String,
+    pub episode: i64,
+    pub id: String,
+    pub number: i64,
+    pub status: String,
+    pub due_at: i64,
+    pub send_at: i64,
+    pub ticket_hash: i64,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub max_notices: i64,
+    pub last_attempt_at: Option<i64>,
+}
+
+/// The ticket data stored with a notice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTicketRow {
+    pub ticket_id: String,
+    pub updated_at: i64,
+    pub ticket: String,
+}
+
+/// A ticket id and the ticket data stored with one of its notices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketRow {
+    pub ticket_id: String,
+    pub ticket: String,
+}
+
+/// A ticket whose notices or series changed, and the mark to clear up to
+/// once it is planned (SQLite: the newest `seq` it left; PostgreSQL: the
+/// reading snapshot's horizon, the same on every row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangedRow {
+    pub ticket_id: String,
+    pub dry_run: i64,
+    pub mark: i64,
+}
+
+/// A pending notice a sweep cancelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweptRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub policy: String,
+}
+
+/// A notice as a claim returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub policy: String,
+    pub episode: i64,
+    pub dry_run: i64,
+    pub number: i64,
+    pub max_notices: i64,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub due_at: i64,
+    pub send_at: i64,
+    pub attempts: i64,
+    pub first_attempt_at: Option<i64>,
+    pub ticket: String,
+    pub ticket_hash: i64,
+    pub claim_token: i64,
+}
+
+/// A notice as the operator's list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub policy: String,
+    pub number: i64,
+    pub max_notices: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub due_at: i64,
+    pub send_at: i64,
+    pub next_attempt_at: i64,
+    pub sent_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub dry_run: i64,
+    pub next_notice_at: Option<i64>,
+    pub cancel_reason: Option<String>,
+    pub episode: i64,
+    pub ticket: String,
+}
+
+/// A stored suppression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuppressionRow {
+    pub address: String,
+    pub reason: String,
+    pub source: String,
+    pub created_at: i64,
+}
+
+/// A dead notice to retry, with whether its series is still active.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryRow {
+    pub status: String,
+    pub number: i64,
+    pub ticket_id: String,
+    pub policy: String,
+    pub episode: i64,
+    pub dry_run: i64,
+    pub active: Option<i64>,
+}
+
+/// A later notice of a series that is retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaterRow {
+    pub id: String,
+    pub number: i64,
+    pub status: String,
+    pub claim_until: Option<i64>,
+}
+
+/// The key of a series row.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesKeyArgs<'a> {
+    pub ticket_id: &'a str,
+    pub policy: &'a str,
+    pub episode: i64,
+    pub dry_run: i64,
+}
+
+/// A series row as a plan writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesArgs<'a> {
+    pub key: SeriesKeyArgs<'a>,
+    pub done: i64,
+    pub last_sent_at: Option<i64>,
+    pub next_id: Option<&'a str>,
+    pub active: i64,
+}
+
+/// A planned notice as it is written pending.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingArgs<'a> {
+    pub id: &'a str,
+    pub key: SeriesKeyArgs<'a>,
+    pub number: i64,
+    pub max_notices: i64,
+    pub channel: &'a str,
+    pub recipient: Option<&'a str>,
+    pub due_at: i64,
+    pub send_at: i64,
+    pub ticket: &'a str,
+    pub now: i64,
+    pub ticket_hash: i64,
+}
+
+/// The end of a claimed notice.
+#[derive(Debug, Clone, Copy)]
+pub struct DoneArgs<'a> {
+    pub id: &'a str,
+    pub claim_token: i64,
+    pub status: &'a str,
+    pub attempt_started: i64,
+    pub sent_at: Option<i64>,
+    pub finished: i64,
+    pub next_notice_at: Option<i64>,
+    pub error: Option<&'a str>,
+    /// A send is recorded even when a poll cancelled the notice meanwhile.
+    pub also_cancelled: bool,
+}
+
+/// A failed attempt, tried again at `next_attempt`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryArgs<'a> {
+    pub id: &'a str,
+    pub claim_token: i64,
+    pub attempt_started: i64,
+    pub next_attempt: i64,
+    pub send_at: i64,
+    pub error: &'a str,
+}
