@@ -41,21 +41,28 @@ pub async fn set_meta(ex: impl SqliteExecutor<'_>, key: &str, value: &str) -> sq
     Ok(())
 }
 
+/// A query of series rows with their next notice, `$where` appended.
+macro_rules! series_query {
+    ($where:tt, $($arg:expr),* $(,)?) => {
+        sqlx::query_as!(
+            SeriesRow,
+            r#"SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
+                      n.id AS "next_id?", n.number AS "next_number?", n.status AS "next_status?",
+                      n.due_at AS "next_due_at?", n.send_at AS "next_send_at?",
+                      n.ticket_hash AS "next_ticket_hash?", n.channel AS "next_channel?",
+                      n.recipient AS "next_recipient?", n.max_notices AS "next_max_notices?"
+               FROM series s LEFT JOIN notices n ON n.id = s.next_id"#
+                + $where,
+            $($arg),*
+        )
+    };
+}
+
 /// Every series of one mode.
 pub async fn all_series(ex: impl SqliteExecutor<'_>, dry_run: i64) -> sqlx::Result<Vec<SeriesRow>> {
-    sqlx::query_as!(
-        SeriesRow,
-        r#"SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
-                  n.id AS "next_id?", n.number AS "next_number?", n.status AS "next_status?",
-                  n.due_at AS "next_due_at?", n.send_at AS "next_send_at?",
-                  n.ticket_hash AS "next_ticket_hash?", n.channel AS "next_channel?",
-                  n.recipient AS "next_recipient?", n.max_notices AS "next_max_notices?"
-           FROM series s LEFT JOIN notices n ON n.id = s.next_id
-           WHERE s.dry_run = ?1"#,
-        dry_run
-    )
-    .fetch_all(ex)
-    .await
+    series_query!(" WHERE s.dry_run = ?1", dry_run)
+        .fetch_all(ex)
+        .await
 }
 
 /// The series of some tickets. `+`: the primary key (ticket first) finds
@@ -68,15 +75,8 @@ pub async fn series_of_tickets(
     ticket_ids: &[&str],
 ) -> sqlx::Result<Vec<SeriesRow>> {
     let ids = id_set(ticket_ids);
-    sqlx::query_as!(
-        SeriesRow,
-        r#"SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
-                  n.id AS "next_id?", n.number AS "next_number?", n.status AS "next_status?",
-                  n.due_at AS "next_due_at?", n.send_at AS "next_send_at?",
-                  n.ticket_hash AS "next_ticket_hash?", n.channel AS "next_channel?",
-                  n.recipient AS "next_recipient?", n.max_notices AS "next_max_notices?"
-           FROM series s LEFT JOIN notices n ON n.id = s.next_id
-           WHERE +s.dry_run = ?1 AND s.ticket_id IN (SELECT value FROM json_each(?2))"#,
+    series_query!(
+        " WHERE +s.dry_run = ?1 AND s.ticket_id IN (SELECT value FROM json_each(?2))",
         dry_run,
         ids
     )
