@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use interim::config::Settings;
 use interim::notice::Status;
-use interim::store::{DERIVED_TABLES, Kind, LEDGER_TABLES, OnCopy, Outcome, Store};
+use interim::store::{Backend, DERIVED_TABLES, Kind, LEDGER_TABLES, OnCopy, Outcome, Store};
 use interim::ticket::Ticket;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 use support::postgres::PgDatabase;
@@ -44,15 +44,25 @@ fn query(url: &str, sql: &str) -> Rows {
     .unwrap_or_else(|e| panic!("{sql:?} on {url}: {e}"))
 }
 
-/// Every ledger table of the store at `url`, every column as text.
+/// Every ledger table of the store at `url`, every column as text, as
+/// SQLite keeps it (PostgreSQL's instants in Unix milliseconds, its flags
+/// as 0 or 1), so that the two compare row for row.
 fn dump(url: &str) -> BTreeMap<&'static str, Rows> {
+    let postgres = url.starts_with("postgres");
     LEDGER_TABLES
         .iter()
         .map(|table| {
             let columns: Vec<String> = table
                 .columns
                 .iter()
-                .map(|c| format!("CAST({0} AS TEXT) AS {0}", c.name))
+                .map(|c| match (c.kind, postgres) {
+                    (Kind::Instant, true) => format!(
+                        "CAST((EXTRACT(EPOCH FROM {0}) * 1000)::bigint AS TEXT) AS {0}",
+                        c.name
+                    ),
+                    (Kind::Flag, true) => format!("CAST({0}::int AS TEXT) AS {0}", c.name),
+                    _ => format!("CAST({0} AS TEXT) AS {0}", c.name),
+                })
                 .collect();
             let mut rows = query(
                 url,
@@ -673,16 +683,8 @@ fn a_copy_is_refused_while_an_instance_that_does_not_poll_still_runs() {
 }
 
 /// The tables a freshly migrated store has, each with its columns and
-/// their kinds, without sqlx's own bookkeeping.
-type Schema = BTreeMap<String, BTreeSet<(String, Kind)>>;
-
-fn kind(declared: &str) -> Kind {
-    match declared.to_ascii_lowercase().as_str() {
-        "integer" | "bigint" => Kind::Int,
-        "text" => Kind::Text,
-        other => panic!("store copy knows no column type {other}: teach it"),
-    }
-}
+/// their declared types (lower-case), without sqlx's own bookkeeping.
+type Schema = BTreeMap<String, BTreeSet<(String, String)>>;
 
 fn schema(url: &str, tables_sql: &str, columns_sql: impl Fn(&str) -> String) -> Schema {
     let tables = query(url, tables_sql);
@@ -698,18 +700,27 @@ fn schema(url: &str, tables_sql: &str, columns_sql: impl Fn(&str) -> String) -> 
             let table = row[0].clone().expect("a table name");
             let columns = query(url, &columns_sql(&table)).into_iter().map(|c| {
                 let name = c[0].clone().expect("a column name");
-                (name, kind(c[1].as_deref().unwrap_or_default()))
+                (
+                    name,
+                    c[1].as_deref().unwrap_or_default().to_ascii_lowercase(),
+                )
             });
             (table, columns.collect())
         })
         .collect()
 }
 
-fn copied_schema() -> Schema {
+/// What `LEDGER_TABLES` says the store on `backend` has.
+fn copied_schema(backend: Backend) -> Schema {
     LEDGER_TABLES
         .iter()
         .map(|t| {
-            let columns = t.columns.iter().map(|c| (c.name.to_owned(), c.kind));
+            let columns = t.columns.iter().map(|c| {
+                (
+                    c.name.to_owned(),
+                    c.kind.declared(backend).to_ascii_lowercase(),
+                )
+            });
             (t.name.to_owned(), columns.collect())
         })
         .collect()
@@ -728,7 +739,7 @@ fn the_copy_lists_every_table_and_column_of_the_sqlite_migrations() {
     );
     assert_eq!(
         found,
-        copied_schema(),
+        copied_schema(Backend::Sqlite),
         "a table or column of crates/store-sqlite/migrations is missing from LEDGER_TABLES (src/store/tables.rs)"
     );
 }
@@ -754,7 +765,7 @@ fn the_copy_lists_every_table_and_column_of_the_postgresql_migrations() {
     );
     assert_eq!(
         found,
-        copied_schema(),
+        copied_schema(Backend::Postgres),
         "a table or column of crates/store-postgres/migrations is missing from LEDGER_TABLES (src/store/tables.rs)"
     );
 }

@@ -19,7 +19,7 @@ use sqlx::any::AnyRow;
 use sqlx::postgres::PgConnection;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
 
-use super::tables::{Kind, LEDGER_TABLES, OnCopy, Table};
+use super::tables::{Column, Kind, LEDGER_TABLES, OnCopy, Table};
 use super::{Backend, DaemonLock, Db, Store, from_ms, on_pool};
 use crate::secret::SecretUrl;
 
@@ -229,7 +229,7 @@ impl Store {
         .context("failed to count claims")?;
         let mut counts = Vec::with_capacity(LEDGER_TABLES.len());
         for table in LEDGER_TABLES {
-            let n = copy_table(&mut source, target, &mut tx, table)
+            let n = copy_table(&mut source, self.backend(), target, &mut tx, table)
                 .await
                 .with_context(|| format!("failed to copy the table {}", table.name))?;
             counts.push(n);
@@ -362,12 +362,17 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// INSERT; the number of rows.
 async fn copy_table(
     source: &mut AnyConnection,
+    source_backend: Backend,
     target: &Store,
     tx: &mut AnyConnection,
     table: &Table,
 ) -> anyhow::Result<u64> {
-    let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-    let select = AssertSqlSafe(format!("SELECT {} FROM {}", names.join(", "), table.name));
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| read_as_stored_on_sqlite(c, source_backend))
+        .collect();
+    let select = AssertSqlSafe(format!("SELECT {} FROM {}", columns.join(", "), table.name));
     let per_batch = (MAX_PARAMETERS / table.columns.len()).max(1);
     let mut batch = Vec::with_capacity(per_batch);
     let mut copied = 0;
@@ -396,10 +401,10 @@ fn read_row(row: &AnyRow, table: &Table) -> anyhow::Result<Vec<Value>> {
         .enumerate()
         .map(|(i, column)| {
             let value = match (column.kind, column.on_copy) {
-                (Kind::Int, OnCopy::Released) => Value::Int(None),
                 (Kind::Text, OnCopy::Released) => Value::Text(None),
-                (Kind::Int, OnCopy::Exact) => Value::Int(row.try_get(i)?),
+                (_, OnCopy::Released) => Value::Int(None),
                 (Kind::Text, OnCopy::Exact) => Value::Text(row.try_get(i)?),
+                (_, OnCopy::Exact) => Value::Int(row.try_get(i)?),
             };
             Ok::<_, sqlx::Error>(value)
         })
@@ -438,16 +443,12 @@ async fn insert(
     let mut index = 0;
     for (r, _) in batch.iter().enumerate() {
         sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..names.len() {
+        for (c, column) in table.columns.iter().enumerate() {
             index += 1;
             if c > 0 {
                 sql.push_str(", ");
             }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => sql.push('$'),
-            }
-            sql.push_str(&index.to_string());
+            sql.push_str(&write_as_stored_on_sqlite(column, backend, index));
         }
         sql.push(')');
     }
@@ -466,6 +467,32 @@ async fn insert(
         )
     })?;
     Ok(done.rows_affected())
+}
+
+/// A column as SQLite stores it (instants as Unix milliseconds, flags as
+/// 0 or 1), the form a copy carries every value in.
+fn read_as_stored_on_sqlite(column: &Column, backend: Backend) -> String {
+    let name = column.name;
+    match (column.kind, backend) {
+        (Kind::Instant, Backend::Postgres) => {
+            format!("(EXTRACT(EPOCH FROM {name}) * 1000)::bigint AS {name}")
+        }
+        (Kind::Flag, Backend::Postgres) => format!("{name}::int::bigint AS {name}"),
+        _ => name.to_owned(),
+    }
+}
+
+/// The placeholder of parameter `index` for a value carried as SQLite
+/// stores it, turned into the column's type on `backend`.
+fn write_as_stored_on_sqlite(column: &Column, backend: Backend, index: usize) -> String {
+    match (column.kind, backend) {
+        (_, Backend::Sqlite) => format!("?{index}"),
+        (Kind::Instant, Backend::Postgres) => {
+            format!("TIMESTAMPTZ 'epoch' + ${index} * INTERVAL '1 millisecond'")
+        }
+        (Kind::Flag, Backend::Postgres) => format!("(${index} <> 0)"),
+        (_, Backend::Postgres) => format!("${index}"),
+    }
 }
 
 /// Ids that come from a sequence (none in today's migrations; a later

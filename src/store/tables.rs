@@ -5,11 +5,30 @@
 /// How a column's values are read and written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
-    /// INTEGER (SQLite), BIGINT (PostgreSQL): counts, flags, instants in
-    /// Unix milliseconds ([`super::ms`]), copied as the same integers.
+    /// INTEGER (SQLite), BIGINT (PostgreSQL): counts, hashes, tokens.
     Int,
+    /// An instant: INTEGER Unix milliseconds (SQLite, [`super::ms`]),
+    /// `timestamptz` (PostgreSQL); copied exactly, to the millisecond.
+    Instant,
+    /// A flag: INTEGER 0 or 1 (SQLite), `boolean` (PostgreSQL).
+    Flag,
     /// TEXT on both.
     Text,
+}
+
+impl Kind {
+    /// The type the migrations give a column of this kind, as SQLite's
+    /// `pragma_table_info` and PostgreSQL's `information_schema` name it.
+    pub fn declared(self, backend: super::Backend) -> &'static str {
+        use super::Backend::{Postgres, Sqlite};
+        match (self, backend) {
+            (Kind::Int | Kind::Instant | Kind::Flag, Sqlite) => "INTEGER",
+            (Kind::Text, _) => "TEXT",
+            (Kind::Int, Postgres) => "bigint",
+            (Kind::Instant, Postgres) => "timestamp with time zone",
+            (Kind::Flag, Postgres) => "boolean",
+        }
+    }
 }
 
 /// What the copy writes for a column.
@@ -39,6 +58,22 @@ const fn int(name: &'static str) -> Column {
     Column {
         name,
         kind: Kind::Int,
+        on_copy: OnCopy::Exact,
+    }
+}
+
+const fn instant(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Instant,
+        on_copy: OnCopy::Exact,
+    }
+}
+
+const fn flag(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Flag,
         on_copy: OnCopy::Exact,
     }
 }
@@ -73,31 +108,31 @@ pub const LEDGER_TABLES: &[Table] = &[
             text("id"),
             text("ticket_id"),
             text("policy"),
-            int("episode"),
-            int("dry_run"),
+            instant("episode"),
+            flag("dry_run"),
             int("number"),
             int("max_notices"),
             text("status"),
             text("channel"),
             text("recipient"),
-            int("due_at"),
-            int("send_at"),
-            int("next_attempt_at"),
+            instant("due_at"),
+            instant("send_at"),
+            instant("next_attempt_at"),
             int("attempts"),
-            int("first_attempt_at"),
-            int("last_attempt_at"),
-            int("sent_at"),
-            int("finished_at"),
-            int("next_notice_at"),
+            instant("first_attempt_at"),
+            instant("last_attempt_at"),
+            instant("sent_at"),
+            instant("finished_at"),
+            instant("next_notice_at"),
             text("last_error"),
             text("cancel_reason"),
             // A claimed notice stays `pending`; clearing who holds it and
             // until when makes it claimable at once in the new store.
             released(text("claimed_by")),
-            released(int("claim_until")),
+            released(instant("claim_until")),
             text("ticket"),
-            int("created_at"),
-            int("updated_at"),
+            instant("created_at"),
+            instant("updated_at"),
             int("ticket_hash"),
             // The fencing counter only grows; copied as it is so that it
             // keeps doing so.
@@ -109,12 +144,12 @@ pub const LEDGER_TABLES: &[Table] = &[
         columns: &[
             text("ticket_id"),
             text("policy"),
-            int("episode"),
-            int("dry_run"),
+            instant("episode"),
+            flag("dry_run"),
             int("done"),
-            int("last_sent_at"),
+            instant("last_sent_at"),
             text("next_id"),
-            int("active"),
+            flag("active"),
         ],
     },
     Table {
@@ -127,7 +162,7 @@ pub const LEDGER_TABLES: &[Table] = &[
             text("address"),
             text("reason"),
             text("source"),
-            int("created_at"),
+            instant("created_at"),
         ],
     },
 ];

@@ -5,6 +5,7 @@ use interim_store_rows::{LaterRow, ListedRow, RetryRow, SeriesKeyArgs, Suppressi
 use sqlx::PgExecutor;
 
 use super::changed;
+use super::convert::{PgLater, PgListed, PgRetry, PgSuppression, all, at, flag};
 
 /// The notices, optionally of one status and one ticket, in the order
 /// they were planned (numeric ticket ids by their number).
@@ -13,8 +14,8 @@ pub async fn list_notices(
     status: Option<&str>,
     ticket_id: Option<&str>,
 ) -> sqlx::Result<Vec<ListedRow>> {
-    sqlx::query_as!(
-        ListedRow,
+    let rows = sqlx::query_as!(
+        PgListed,
         "SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at, next_attempt_at,
                 sent_at, last_error, channel, recipient, dry_run, next_notice_at, cancel_reason, episode, ticket
          FROM notices
@@ -27,7 +28,8 @@ pub async fn list_notices(
         ticket_id
     )
     .fetch_all(ex)
-    .await
+    .await?;
+    Ok(all(rows))
 }
 
 /// The stored tickets whose id is `id` or `bare_id`, or whose JSON
@@ -52,8 +54,8 @@ pub async fn tickets_like(
 
 /// A notice to retry and whether its series is active.
 pub async fn retry_target(ex: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<RetryRow>> {
-    sqlx::query_as!(
-        RetryRow,
+    let row = sqlx::query_as!(
+        PgRetry,
         r#"SELECT n.status, n.number, n.ticket_id, n.policy, n.episode, n.dry_run, s.active AS "active?"
            FROM notices n LEFT JOIN series s ON s.ticket_id = n.ticket_id AND s.policy = n.policy
                 AND s.episode = n.episode AND s.dry_run = n.dry_run
@@ -61,7 +63,8 @@ pub async fn retry_target(ex: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Opt
         id
     )
     .fetch_optional(ex)
-    .await
+    .await?;
+    Ok(row.map(RetryRow::from))
 }
 
 /// The notices of a series after `number`.
@@ -70,18 +73,19 @@ pub async fn later_notices(
     k: SeriesKeyArgs<'_>,
     number: i64,
 ) -> sqlx::Result<Vec<LaterRow>> {
-    sqlx::query_as!(
-        LaterRow,
+    let rows = sqlx::query_as!(
+        PgLater,
         "SELECT id, number, status, claim_until FROM notices
          WHERE ticket_id = $1 AND policy = $2 AND episode = $3 AND dry_run = $4 AND number > $5",
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run,
+        at(k.episode)?,
+        flag(k.dry_run),
         number
     )
     .fetch_all(ex)
-    .await
+    .await?;
+    Ok(all(rows))
 }
 
 /// A dead notice pending again, due at `now` with a fresh retry window.
@@ -91,7 +95,7 @@ pub async fn revive_dead(ex: impl PgExecutor<'_>, id: &str, now: i64) -> sqlx::R
                 finished_at = NULL, claimed_by = NULL, claim_until = NULL, updated_at = $2
          WHERE id = $1 AND status = 'dead'",
         id,
-        now
+        at(now)?
     )
     .execute(ex)
     .await
@@ -110,8 +114,8 @@ pub async fn reset_series(
          WHERE ticket_id = $1 AND policy = $2 AND episode = $3 AND dry_run = $4",
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run,
+        at(k.episode)?,
+        flag(k.dry_run),
         done,
         next_id
     )
@@ -126,15 +130,16 @@ pub async fn suppression_of(
     address: &str,
     domain: &str,
 ) -> sqlx::Result<Option<SuppressionRow>> {
-    sqlx::query_as!(
-        SuppressionRow,
+    let row = sqlx::query_as!(
+        PgSuppression,
         "SELECT address, reason, source, created_at FROM suppressions
          WHERE address IN ($1, $2) ORDER BY created_at LIMIT 1",
         address,
         domain
     )
     .fetch_optional(ex)
-    .await
+    .await?;
+    Ok(row.map(SuppressionRow::from))
 }
 
 pub async fn suppress(ex: impl PgExecutor<'_>, s: &SuppressionRow) -> sqlx::Result<()> {
@@ -144,7 +149,7 @@ pub async fn suppress(ex: impl PgExecutor<'_>, s: &SuppressionRow) -> sqlx::Resu
         s.address,
         s.reason,
         s.source,
-        s.created_at
+        at(s.created_at)?
     )
     .execute(ex)
     .await?;
@@ -159,10 +164,11 @@ pub async fn unsuppress(ex: impl PgExecutor<'_>, address: &str) -> sqlx::Result<
 }
 
 pub async fn suppressions(ex: impl PgExecutor<'_>) -> sqlx::Result<Vec<SuppressionRow>> {
-    sqlx::query_as!(
-        SuppressionRow,
+    let rows = sqlx::query_as!(
+        PgSuppression,
         "SELECT address, reason, source, created_at FROM suppressions ORDER BY address"
     )
     .fetch_all(ex)
-    .await
+    .await?;
+    Ok(all(rows))
 }

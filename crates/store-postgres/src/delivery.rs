@@ -1,11 +1,22 @@
 //! Claims, leases, results. Several instances share a PostgreSQL ledger,
 //! each with its own clock: leases are measured on the database's
-//! (`clock_timestamp()` in Unix milliseconds); due times on the caller's.
+//! (`clock_timestamp()`); due times on the caller's.
 
 use interim_store_rows::{ClaimedRow, DoneArgs, RetryArgs, SeriesKeyArgs};
 use sqlx::PgExecutor;
+use sqlx::postgres::types::PgInterval;
 
 use super::changed;
+use super::convert::{PgClaimed, all, at, at_opt, flag, ms};
+
+/// A lease of `lease_ms` milliseconds.
+fn lease(lease_ms: i64) -> PgInterval {
+    PgInterval {
+        months: 0,
+        days: 0,
+        microseconds: lease_ms.saturating_mul(1000),
+    }
+}
 
 /// Claims up to `limit` due notices of a channel for `lease_ms` of the
 /// database's clock. Instances skip each other's locked rows instead of
@@ -19,27 +30,26 @@ pub async fn claim_due(
     limit: i64,
     dry_run: i64,
 ) -> sqlx::Result<Vec<ClaimedRow>> {
-    sqlx::query_as!(
-        ClaimedRow,
-        "UPDATE notices SET claimed_by = $1,
-                claim_until = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2,
+    let rows = sqlx::query_as!(
+        PgClaimed,
+        "UPDATE notices SET claimed_by = $1, claim_until = clock_timestamp() + $2,
                 claim_token = claim_token + 1
          WHERE id IN (SELECT id FROM notices
                       WHERE status = 'pending' AND channel = $3 AND dry_run = $6 AND next_attempt_at <= $4
-                        AND (claim_until IS NULL
-                             OR claim_until < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
+                        AND (claim_until IS NULL OR claim_until < clock_timestamp())
                       ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)
          RETURNING id, ticket_id, policy, episode, dry_run, number, max_notices, channel, recipient,
                    due_at, send_at, attempts, first_attempt_at, ticket, ticket_hash, claim_token",
         instance,
-        lease_ms,
+        lease(lease_ms),
         channel,
-        now,
+        at(now)?,
         limit,
-        dry_run
+        flag(dry_run)
     )
     .fetch_all(ex)
-    .await
+    .await?;
+    Ok(all(rows))
 }
 
 /// Extends a claim's lease by `lease_ms` of the database's clock; 0 rows
@@ -51,11 +61,11 @@ pub async fn renew(
     lease_ms: i64,
 ) -> sqlx::Result<u64> {
     sqlx::query!(
-        "UPDATE notices SET claim_until = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $3
+        "UPDATE notices SET claim_until = clock_timestamp() + $3
          WHERE id = $1 AND claim_token = $2 AND claimed_by IS NOT NULL AND status = 'pending'",
         id,
         claim_token,
-        lease_ms
+        lease(lease_ms)
     )
     .execute(ex)
     .await
@@ -68,15 +78,16 @@ pub async fn series_last_sent(
     ex: impl PgExecutor<'_>,
     k: SeriesKeyArgs<'_>,
 ) -> sqlx::Result<Option<Option<i64>>> {
-    sqlx::query_scalar!(
+    let v = sqlx::query_scalar!(
         "SELECT last_sent_at FROM series WHERE ticket_id = $1 AND policy = $2 AND episode = $3 AND dry_run = $4",
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run
+        at(k.episode)?,
+        flag(k.dry_run)
     )
     .fetch_optional(ex)
-    .await
+    .await?;
+    Ok(v.map(|at| at.map(ms)))
 }
 
 /// Records the end of a claimed notice; 0 rows when fenced.
@@ -91,10 +102,10 @@ pub async fn record_done(ex: impl PgExecutor<'_>, d: DoneArgs<'_>) -> sqlx::Resu
            AND (status = 'pending' OR ($9::boolean AND status = 'cancelled'))",
         d.id,
         d.status,
-        d.attempt_started,
-        d.sent_at,
-        d.finished,
-        d.next_notice_at,
+        at(d.attempt_started)?,
+        at_opt(d.sent_at)?,
+        at(d.finished)?,
+        at_opt(d.next_notice_at)?,
         d.error,
         d.claim_token,
         d.also_cancelled
@@ -113,19 +124,20 @@ pub async fn advance_series(
     number: i64,
     sent_started: Option<i64>,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar!(
+    let active = sqlx::query_scalar!(
         "UPDATE series SET done = $5, last_sent_at = COALESCE($6, last_sent_at), next_id = NULL
          WHERE ticket_id = $1 AND policy = $2 AND episode = $3 AND dry_run = $4 AND done < $5
          RETURNING active",
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run,
+        at(k.episode)?,
+        flag(k.dry_run),
         number,
-        sent_started
+        at_opt(sent_started)?
     )
     .fetch_optional(ex)
-    .await
+    .await?;
+    Ok(active.map(i64::from))
 }
 
 /// Records a failed attempt to be tried again; 0 rows when fenced.
@@ -136,9 +148,9 @@ pub async fn record_retry(ex: impl PgExecutor<'_>, r: RetryArgs<'_>) -> sqlx::Re
                 claimed_by = NULL, claim_until = NULL, updated_at = $2
          WHERE id = $1 AND claim_token = $6 AND status = 'pending'",
         r.id,
-        r.attempt_started,
-        r.next_attempt,
-        r.send_at,
+        at(r.attempt_started)?,
+        at(r.next_attempt)?,
+        at(r.send_at)?,
         r.error,
         r.claim_token
     )
@@ -161,8 +173,8 @@ pub async fn release(
          WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
         id,
         claim_token,
-        next_attempt,
-        send_at
+        at_opt(next_attempt)?,
+        at_opt(send_at)?
     )
     .execute(ex)
     .await
@@ -184,7 +196,7 @@ pub async fn cancel_claimed(
         id,
         claim_token,
         reason,
-        now
+        at(now)?
     )
     .execute(ex)
     .await
@@ -193,12 +205,13 @@ pub async fn cancel_claimed(
 
 /// The earliest next attempt of any pending notice of one mode.
 pub async fn next_due(ex: impl PgExecutor<'_>, dry_run: i64) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar!(
-        r#"SELECT MIN(next_attempt_at) AS "at?: i64" FROM notices WHERE status = 'pending' AND dry_run = $1"#,
-        dry_run
+    let at = sqlx::query_scalar!(
+        r#"SELECT MIN(next_attempt_at) AS "at?" FROM notices WHERE status = 'pending' AND dry_run = $1"#,
+        flag(dry_run)
     )
     .fetch_one(ex)
-    .await
+    .await?;
+    Ok(at.map(ms))
 }
 
 /// The earliest next attempt of a channel's pending notices nobody holds
@@ -208,29 +221,28 @@ pub async fn next_attempt(
     channel: &str,
     dry_run: i64,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar!(
+    let at = sqlx::query_scalar!(
         "SELECT next_attempt_at FROM notices
          WHERE status = 'pending' AND channel = $1 AND dry_run = $2
-           AND (claim_until IS NULL
-                OR claim_until < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
+           AND (claim_until IS NULL OR claim_until < clock_timestamp())
          ORDER BY next_attempt_at LIMIT 1",
         channel,
-        dry_run
+        flag(dry_run)
     )
     .fetch_optional(ex)
-    .await
+    .await?;
+    Ok(at.map(ms))
 }
 
 /// How many claims have a lease that runs now, and the latest lease end.
 pub async fn live_claims(ex: impl PgExecutor<'_>) -> sqlx::Result<(i64, Option<i64>)> {
     let row = sqlx::query!(
         r#"SELECT COUNT(*) AS "count!", MAX(claim_until) AS "until?"
-           FROM notices WHERE claimed_by IS NOT NULL
-             AND claim_until >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"#
+           FROM notices WHERE claimed_by IS NOT NULL AND claim_until >= clock_timestamp()"#
     )
     .fetch_one(ex)
     .await?;
-    Ok((row.count, row.until))
+    Ok((row.count, row.until.map(ms)))
 }
 
 /// How many notices are pending and how many dead.
@@ -253,10 +265,11 @@ pub async fn status_of(ex: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option
 
 /// When a notice last went out to a recipient.
 pub async fn last_sent_to(ex: impl PgExecutor<'_>, recipient: &str) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar!(
-        r#"SELECT MAX(sent_at) AS "at?: i64" FROM notices WHERE status = 'sent' AND recipient = $1"#,
+    let at = sqlx::query_scalar!(
+        r#"SELECT MAX(sent_at) AS "at?" FROM notices WHERE status = 'sent' AND recipient = $1"#,
         recipient
     )
     .fetch_one(ex)
-    .await
+    .await?;
+    Ok(at.map(ms))
 }

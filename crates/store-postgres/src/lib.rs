@@ -5,11 +5,14 @@
 //! transaction that the store above holds); what the rows mean is the
 //! store's business.
 //!
-//! Sets of ticket ids are bound as one array (`= ANY($1)`), leases are
-//! measured on the database's clock, and claims skip rows that another
-//! instance has locked.
+//! Instants are `timestamptz` and flags `boolean` (the store above speaks
+//! Unix milliseconds and 0/1, converted here), sets of ticket ids are
+//! bound as one array (`= ANY($1)`), leases are measured on the
+//! database's clock, and claims skip rows that another instance has
+//! locked.
 
 mod admin;
+mod convert;
 mod delivery;
 mod locks;
 mod plan;

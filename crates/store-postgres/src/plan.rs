@@ -1,6 +1,7 @@
 //! Series, plans, polls, the meta values.
 
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use interim_store_rows::{
     ChangedRow, PendingArgs, SeriesArgs, SeriesKeyArgs, SeriesNoticeRow, SeriesRow,
     StoredTicketRow, SweptRow,
@@ -8,6 +9,7 @@ use interim_store_rows::{
 use sqlx::PgExecutor;
 
 use super::changed;
+use super::convert::{PgSeries, PgSeriesNotice, PgStoredTicket, all, at, at_opt, flag};
 
 pub async fn ping(ex: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query!("SELECT 1 AS one").fetch_one(ex).await?;
@@ -45,8 +47,9 @@ pub async fn set_meta(ex: impl PgExecutor<'_>, key: &str, value: &str) -> sqlx::
 macro_rules! series_query {
     ($where:tt, $($arg:expr),* $(,)?) => {
         sqlx::query_as!(
-            SeriesRow,
-            r#"SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
+            PgSeries,
+            r#"SELECT s.ticket_id AS "ticket_id!", s.policy AS "policy!", s.episode AS "episode!",
+                      s.done AS "done!", s.last_sent_at, s.active AS "active!",
                       n.id AS "next_id?", n.number AS "next_number?", n.status AS "next_status?",
                       n.due_at AS "next_due_at?", n.send_at AS "next_send_at?",
                       n.ticket_hash AS "next_ticket_hash?", n.channel AS "next_channel?",
@@ -60,9 +63,10 @@ macro_rules! series_query {
 
 /// Every series of one mode.
 pub async fn all_series(ex: impl PgExecutor<'_>, dry_run: i64) -> sqlx::Result<Vec<SeriesRow>> {
-    series_query!(" WHERE s.dry_run = $1", dry_run)
+    let rows = series_query!(" WHERE s.dry_run = $1", flag(dry_run))
         .fetch_all(ex)
-        .await
+        .await?;
+    Ok(all(rows))
 }
 
 /// The series of some tickets.
@@ -71,13 +75,14 @@ pub async fn series_of_tickets(
     dry_run: i64,
     ticket_ids: &[&str],
 ) -> sqlx::Result<Vec<SeriesRow>> {
-    series_query!(
+    let rows = series_query!(
         " WHERE s.dry_run = $1 AND s.ticket_id = ANY($2)",
-        dry_run,
+        flag(dry_run),
         ticket_ids as &[&str]
     )
     .fetch_all(ex)
-    .await
+    .await?;
+    Ok(all(rows))
 }
 
 /// Every notice of some tickets in one mode.
@@ -86,16 +91,17 @@ pub async fn notices_of_tickets(
     dry_run: i64,
     ticket_ids: &[&str],
 ) -> sqlx::Result<Vec<SeriesNoticeRow>> {
-    sqlx::query_as!(
-        SeriesNoticeRow,
+    let rows = sqlx::query_as!(
+        PgSeriesNotice,
         "SELECT ticket_id, policy, episode, id, number, status, due_at, send_at, ticket_hash,
                 channel, recipient, max_notices, last_attempt_at
          FROM notices WHERE dry_run = $1 AND ticket_id = ANY($2)",
-        dry_run,
+        flag(dry_run),
         ticket_ids as &[&str]
     )
     .fetch_all(ex)
-    .await
+    .await?;
+    Ok(all(rows))
 }
 
 /// A page of the tickets with an active series of one mode, in id order.
@@ -106,9 +112,9 @@ pub async fn active_ticket_ids(
     limit: i64,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
-        "SELECT DISTINCT ticket_id FROM series WHERE dry_run = $1 AND active = 1 AND ticket_id > $2
+        "SELECT DISTINCT ticket_id FROM series WHERE dry_run = $1 AND active AND ticket_id > $2
          ORDER BY ticket_id LIMIT $3",
-        dry_run,
+        flag(dry_run),
         after,
         limit
     )
@@ -122,8 +128,8 @@ pub async fn tracked_ticket_ids(
     dry_run: i64,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
-        "SELECT DISTINCT ticket_id FROM series WHERE dry_run = $1 AND active = 1",
-        dry_run
+        "SELECT DISTINCT ticket_id FROM series WHERE dry_run = $1 AND active",
+        flag(dry_run)
     )
     .fetch_all(ex)
     .await
@@ -134,14 +140,14 @@ pub async fn stored_tickets(
     ex: impl PgExecutor<'_>,
     ticket_ids: &[&str],
 ) -> sqlx::Result<Vec<StoredTicketRow>> {
-    sqlx::query_as!(
-        StoredTicketRow,
-        "SELECT ticket_id, updated_at, ticket FROM notices
-         WHERE ticket_id = ANY($1)",
+    let rows = sqlx::query_as!(
+        PgStoredTicket,
+        "SELECT ticket_id, updated_at, ticket FROM notices WHERE ticket_id = ANY($1)",
         ticket_ids as &[&str]
     )
     .fetch_all(ex)
-    .await
+    .await?;
+    Ok(all(rows))
 }
 
 /// The tickets changed since the marks were last cleared, with the
@@ -152,13 +158,18 @@ pub async fn stored_tickets(
 pub fn changed_tickets<'e>(
     ex: impl PgExecutor<'e> + 'e,
 ) -> BoxStream<'e, sqlx::Result<ChangedRow>> {
-    sqlx::query_as!(
-        ChangedRow,
+    sqlx::query!(
         r#"SELECT DISTINCT ticket_id, dry_run,
                   pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "mark!"
            FROM plan_dirty"#
     )
     .fetch(ex)
+    .map_ok(|r| ChangedRow {
+        ticket_id: r.ticket_id,
+        dry_run: i64::from(r.dry_run),
+        mark: r.mark,
+    })
+    .boxed()
 }
 
 /// PostgreSQL plans by statistics: fresh ones for the two big tables.
@@ -192,8 +203,8 @@ pub async fn cancel_pending_dry_runs(ex: impl PgExecutor<'_>, now: i64) -> sqlx:
     sqlx::query!(
         "UPDATE notices SET status = 'cancelled', cancel_reason = 'dry run was switched off',
                 finished_at = $1, updated_at = $1, claimed_by = NULL, claim_until = NULL
-         WHERE status = 'pending' AND dry_run = 1",
-        now
+         WHERE status = 'pending' AND dry_run",
+        at(now)?
     )
     .execute(ex)
     .await
@@ -212,11 +223,11 @@ pub async fn sweep_tickets(
         "UPDATE notices SET status = 'cancelled', cancel_reason = 'the ticket is no longer waiting',
                 finished_at = $1, updated_at = $1, claimed_by = NULL, claim_until = NULL
          WHERE status = 'pending'
-           AND id IN (SELECT next_id FROM series WHERE dry_run = $2 AND active = 1
+           AND id IN (SELECT next_id FROM series WHERE dry_run = $2 AND active
                       AND next_id IS NOT NULL AND ticket_id = ANY($3))
          RETURNING id, ticket_id, policy",
-        now,
-        dry_run,
+        at(now)?,
+        flag(dry_run),
         ticket_ids as &[&str]
     )
     .fetch_all(ex)
@@ -230,9 +241,8 @@ pub async fn deactivate_series(
     ticket_ids: &[&str],
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE series SET active = 0
-         WHERE dry_run = $1 AND ticket_id = ANY($2)",
-        dry_run,
+        "UPDATE series SET active = false WHERE dry_run = $1 AND ticket_id = ANY($2)",
+        flag(dry_run),
         ticket_ids as &[&str]
     )
     .execute(ex)
@@ -249,12 +259,12 @@ pub async fn upsert_series(ex: impl PgExecutor<'_>, s: SeriesArgs<'_>) -> sqlx::
          ON CONFLICT (ticket_id, policy, episode, dry_run) DO UPDATE SET active = excluded.active",
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run,
+        at(k.episode)?,
+        flag(k.dry_run),
         s.done,
-        s.last_sent_at,
+        at_opt(s.last_sent_at)?,
         s.next_id,
-        s.active
+        flag(s.active)
     )
     .execute(ex)
     .await?;
@@ -266,8 +276,8 @@ pub async fn delete_series(ex: impl PgExecutor<'_>, k: SeriesKeyArgs<'_>) -> sql
         "DELETE FROM series WHERE ticket_id = $1 AND policy = $2 AND episode = $3 AND dry_run = $4",
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run
+        at(k.episode)?,
+        flag(k.dry_run)
     )
     .execute(ex)
     .await?;
@@ -287,7 +297,7 @@ pub async fn cancel_pending(
          WHERE id = $1 AND status = 'pending'",
         id,
         reason,
-        now
+        at(now)?
     )
     .execute(ex)
     .await
@@ -316,16 +326,16 @@ pub async fn write_pending(ex: impl PgExecutor<'_>, n: PendingArgs<'_>) -> sqlx:
         n.id,
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run,
+        at(k.episode)?,
+        flag(k.dry_run),
         n.number,
         n.max_notices,
         n.channel,
         n.recipient,
-        n.due_at,
-        n.send_at,
+        at(n.due_at)?,
+        at(n.send_at)?,
         n.ticket,
-        n.now,
+        at(n.now)?,
         n.ticket_hash
     )
     .execute(ex)
@@ -343,8 +353,8 @@ pub async fn set_next_id(
         "UPDATE series SET next_id = $5 WHERE ticket_id = $1 AND policy = $2 AND episode = $3 AND dry_run = $4",
         k.ticket_id,
         k.policy,
-        k.episode,
-        k.dry_run,
+        at(k.episode)?,
+        flag(k.dry_run),
         next_id
     )
     .execute(ex)

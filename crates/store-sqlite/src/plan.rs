@@ -46,7 +46,8 @@ macro_rules! series_query {
     ($where:tt, $($arg:expr),* $(,)?) => {
         sqlx::query_as!(
             SeriesRow,
-            r#"SELECT s.ticket_id, s.policy, s.episode, s.done, s.last_sent_at, s.active,
+            r#"SELECT s.ticket_id AS "ticket_id!", s.policy AS "policy!", s.episode AS "episode!",
+                      s.done AS "done!", s.last_sent_at, s.active AS "active!",
                       n.id AS "next_id?", n.number AS "next_number?", n.status AS "next_status?",
                       n.due_at AS "next_due_at?", n.send_at AS "next_send_at?",
                       n.ticket_hash AS "next_ticket_hash?", n.channel AS "next_channel?",
