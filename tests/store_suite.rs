@@ -1,6 +1,7 @@
-//! One store test suite, run against both ledgers through the library API:
-//! SQLite (a file in a temporary directory) and PostgreSQL (a database of
-//! its own). The same behaviour is expected of both: claims with a lease
+//! The conformance suite of the two ledger engines (crates/store-sqlite,
+//! crates/store-postgres), run through the library API against SQLite (a
+//! file in a temporary directory) and PostgreSQL (a database of its own).
+//! The same behaviour is expected of both: claims with a lease
 //! and a fencing token, lease renewal, series advancing and remembered
 //! while a ticket is away, series derived from their notices, cancellation
 //! by a plan, retries of dead notices as the series' next notice,
