@@ -1,10 +1,13 @@
 //! Group commit of results. Send slots that finish together would queue
 //! one by one on SQLite's single writer; instead each result goes to one
 //! writer task per store, which takes the results waiting (at most
-//! [`MAX_GROUP`]) into one transaction, each in a savepoint of its own, and
-//! answers each caller once the COMMIT is done. A result whose SQL fails is
-//! rolled back alone and its caller gets the error; a fenced one answers
-//! [`Recorded::Fenced`] as before; a failed COMMIT fails them all.
+//! [`MAX_GROUP`]) into one transaction and answers each caller once the
+//! COMMIT is done. A fenced result answers [`Recorded::Fenced`] as before.
+//! When a result's SQL fails, the group is rolled back and each of its
+//! results is written again in a transaction of its own, so only the
+//! failing one's caller gets an error (a savepoint per result did the same
+//! for two more statements each, on every result); a failed COMMIT fails
+//! them all.
 //!
 //! Only SQLite groups: it has one writer anyway. PostgreSQL writes the
 //! results of several slots side by side on pooled connections and merges
@@ -229,47 +232,39 @@ async fn write_groups(store: Store, mut queue: mpsc::Receiver<Job>, closed: Canc
                 Ok(()) => {
                     tracing::trace!(results = size, "results committed together");
                     for (job, result) in group.into_iter().zip(results) {
-                        let _ = job.reply.send(result);
+                        let _ = job.reply.send(Ok(result));
                     }
                 }
                 Err(e) => fail_all(group, &e),
             },
             Err(e) => {
-                // The transaction is broken: dropping it closes its
-                // connection, which rolls it back.
+                // Dropping the transaction closes its connection, which
+                // rolls it back: none of the group is written.
                 drop(tx);
-                fail_all(group, &e);
+                tracing::debug!(
+                    error = format!("{e:#}"),
+                    results = size,
+                    "a result of a group failed; each is recorded on its own"
+                );
+                for job in group {
+                    let result = store.record_alone(&job.work).await;
+                    let _ = job.reply.send(result);
+                }
             }
         }
     }
 }
 
-/// Runs each job of `group` in a savepoint: the result of each job, or an
-/// error when the transaction itself broke (a savepoint could not be set,
-/// released or rolled back to).
+/// Runs each job of `group` on `tx`: the result of each, or the first
+/// error (the transaction is then to be rolled back).
 async fn write_group(
     store: &Store,
     tx: &mut WriteTx,
     group: &[Job],
-) -> anyhow::Result<Vec<anyhow::Result<Recorded>>> {
+) -> anyhow::Result<Vec<Recorded>> {
     let mut results = Vec::with_capacity(group.len());
     for job in group {
-        tx.conn()
-            .execute("SAVEPOINT result")
-            .await
-            .context("failed to set a savepoint")?;
-        let result = job.work.run_on(store, tx).await;
-        if result.is_err() {
-            tx.conn()
-                .execute("ROLLBACK TO SAVEPOINT result")
-                .await
-                .context("failed to roll back a failed result")?;
-        }
-        tx.conn()
-            .execute("RELEASE SAVEPOINT result")
-            .await
-            .context("failed to release a savepoint")?;
-        results.push(result);
+        results.push(job.work.run_on(store, tx).await?);
     }
     Ok(results)
 }
