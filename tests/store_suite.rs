@@ -843,25 +843,23 @@ async fn changes_to_a_ticket_are_marked_until_the_poller_clears_what_it_read(ctx
         .changed_tickets()
         .await
         .expect("read the marks again");
-    assert_eq!(
-        ids(&after.live),
-        BTreeSet::from(["T1".into()]),
+    // T2's marks are gone, unless (PostgreSQL) a transaction elsewhere on
+    // the server was open at the read: the horizon is the server's, and
+    // marking too much costs a replan, never a lost change.
+    assert!(
+        after.live.contains("T1"),
         "the change after the read is still marked: {after:?}"
     );
-    ctx.store
-        .clear_changed(after.mark.expect("a mark"))
-        .await
-        .expect("clear the marks");
+    if ctx.store.backend() == interim::store::Backend::Sqlite {
+        assert_eq!(ids(&after.live), BTreeSet::from(["T1".into()]), "{after:?}");
+    }
+    clear_every_mark(&ctx).await;
 
     // A claim and its renewal are not read by planning.
     let due = tickets[1].clone();
     let later = now + secs(3600);
     ctx.poll(&[due], later).await;
-    let read = ctx.store.changed_tickets().await.expect("read the marks");
-    ctx.store
-        .clear_changed(read.mark.expect("a mark"))
-        .await
-        .expect("clear");
+    clear_every_mark(&ctx).await;
     let claimed = ctx.claim_once_free(later, "b").await;
     assert!(!claimed.is_empty(), "T2 is due");
     assert_eq!(
@@ -869,6 +867,28 @@ async fn changes_to_a_ticket_are_marked_until_the_poller_clears_what_it_read(ctx
         interim::ledger::ChangedTickets::default(),
         "a claim leaves no mark"
     );
+}
+
+/// Reads and clears the marks until none is left (on PostgreSQL a read
+/// clears only what transactions below the server's horizon wrote), within
+/// a deadline.
+async fn clear_every_mark(ctx: &Ctx) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = ctx.store.changed_tickets().await.expect("read the marks");
+        let Some(mark) = read.mark else {
+            return;
+        };
+        ctx.store
+            .clear_changed(mark)
+            .await
+            .expect("clear the marks");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "marks still left after 30 s: {read:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn concurrent_claims_never_return_the_same_notice_twice(ctx: Ctx) {

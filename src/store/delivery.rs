@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 
 use interim_store_rows::{DoneArgs, RetryArgs};
 
-use super::group::Work;
+use super::group::{ClaimArgs, Work};
 use super::rows::{claimed, claimed_key};
-use super::{ClaimedNotice, Db, Store, WriteTx, from_ms, ms, on_pool, on_tx};
+use super::{ClaimedNotice, Conn, Db, Store, WriteTx, from_ms, ms, on_pool, on_tx};
 use crate::ledger::{Outcome, PlannedNotice, Recorded};
 use crate::notice::Status;
 
@@ -54,15 +54,22 @@ impl Store {
             bail!("{problem}: nothing is claimed");
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (now, dry_run) = (ms(now), i64::from(dry_run));
         let rows = match &self.db {
-            Db::Sqlite(pool) => {
-                let until = now.saturating_add(lease_ms(lease));
-                interim_store_sqlite::claim_due(pool, instance, until, channel, now, limit, dry_run)
-                    .await
+            // Through the writer: SQLite has one, and the results it is
+            // writing would make the claim wait for the lock.
+            Db::Sqlite(_) => {
+                let claim = ClaimArgs {
+                    channel: channel.to_owned(),
+                    dry_run,
+                    now,
+                    limit,
+                    lease,
+                    instance: instance.to_owned(),
+                };
+                return self.claim_grouped(claim).await;
             }
             Db::Postgres(pool) => {
-                let lease = lease_ms(lease);
+                let (now, dry_run, lease) = (ms(now), i64::from(dry_run), lease_ms(lease));
                 interim_store_postgres::claim_due(
                     pool, instance, lease, channel, now, limit, dry_run,
                 )
@@ -70,6 +77,44 @@ impl Store {
             }
         }
         .with_context(|| format!("failed to claim due notices of channel {channel}"))?;
+        Ok(rows.into_iter().map(claimed).collect())
+    }
+
+    /// The statement of [`claim_due`](Self::claim_due), on `tx`.
+    pub(super) async fn claim_on(
+        &self,
+        tx: &mut WriteTx,
+        c: &ClaimArgs,
+    ) -> anyhow::Result<Vec<ClaimedNotice>> {
+        let (now, dry_run) = (ms(c.now), i64::from(c.dry_run));
+        let rows = match tx.conn() {
+            Conn::Sqlite(conn) => {
+                let until = now.saturating_add(lease_ms(c.lease));
+                interim_store_sqlite::claim_due(
+                    &mut **conn,
+                    &c.instance,
+                    until,
+                    &c.channel,
+                    now,
+                    c.limit,
+                    dry_run,
+                )
+                .await
+            }
+            Conn::Postgres(conn) => {
+                interim_store_postgres::claim_due(
+                    &mut **conn,
+                    &c.instance,
+                    lease_ms(c.lease),
+                    &c.channel,
+                    now,
+                    c.limit,
+                    dry_run,
+                )
+                .await
+            }
+        }
+        .with_context(|| format!("failed to claim due notices of channel {}", c.channel))?;
         Ok(rows.into_iter().map(claimed).collect())
     }
 

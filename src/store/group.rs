@@ -20,7 +20,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -125,9 +125,51 @@ impl Work {
     }
 }
 
+/// A due-notice claim, owned so it can wait in the writer's queue.
+pub(super) struct ClaimArgs {
+    pub channel: String,
+    pub dry_run: bool,
+    pub now: DateTime<Utc>,
+    pub limit: i64,
+    pub lease: std::time::Duration,
+    pub instance: String,
+}
+
+/// What the writer writes: a result, or the claim of the next notices
+/// (a claim is a write too: on SQLite's one writer it would otherwise
+/// wait, in the busy handler's sleeps, for the group before it).
+pub(super) enum Task {
+    Record(Box<Work>),
+    Claim(ClaimArgs),
+}
+
+pub(super) enum Answer {
+    Recorded(Recorded),
+    Claimed(Vec<ClaimedNotice>),
+}
+
+impl Task {
+    async fn run_on(&self, store: &Store, tx: &mut WriteTx) -> anyhow::Result<Answer> {
+        match self {
+            Task::Record(work) => work.run_on(store, tx).await.map(Answer::Recorded),
+            Task::Claim(claim) => store.claim_on(tx, claim).await.map(Answer::Claimed),
+        }
+    }
+
+    /// What failed, for an error.
+    fn failed(&self) -> String {
+        match self {
+            Task::Record(work) => format!("failed to record notice {}", work.n.id),
+            Task::Claim(claim) => {
+                format!("failed to claim due notices of channel {}", claim.channel)
+            }
+        }
+    }
+}
+
 struct Job {
-    work: Work,
-    reply: oneshot::Sender<anyhow::Result<Recorded>>,
+    task: Task,
+    reply: oneshot::Sender<anyhow::Result<Answer>>,
 }
 
 /// The writer a store and its clones share; started at the first result.
@@ -150,16 +192,36 @@ impl Store {
     /// run the writer on, or once the writer has stopped, it is recorded
     /// on its own.
     pub(super) async fn record_grouped(&self, work: Work) -> anyhow::Result<Recorded> {
+        match self.grouped(Task::Record(Box::new(work))).await? {
+            Answer::Recorded(recorded) => Ok(recorded),
+            Answer::Claimed(_) => bail!("the store's writer answered a result with a claim"),
+        }
+    }
+
+    /// Claims due notices in the writer's next transaction (see [`Task`]).
+    pub(super) async fn claim_grouped(
+        &self,
+        claim: ClaimArgs,
+    ) -> anyhow::Result<Vec<ClaimedNotice>> {
+        match self.grouped(Task::Claim(claim)).await? {
+            Answer::Claimed(claimed) => Ok(claimed),
+            Answer::Recorded(_) => bail!("the store's writer answered a claim with a result"),
+        }
+    }
+
+    /// Runs `task` together with whatever else is waiting; returns once it
+    /// is committed.
+    async fn grouped(&self, task: Task) -> anyhow::Result<Answer> {
         let Some(jobs) = self.group_sender() else {
-            return self.record_alone(&work).await;
+            return self.alone(&task).await;
         };
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = jobs.send(Job { work, reply }).await {
-            return self.record_alone(&job.work).await;
+        if let Err(mpsc::error::SendError(job)) = jobs.send(Job { task, reply }).await {
+            return self.alone(&job.task).await;
         }
         answer.await.unwrap_or_else(|_| {
             Err(anyhow::anyhow!(
-                "the store's result writer stopped before recording this result"
+                "the store's writer stopped before writing this"
             ))
         })
     }
@@ -186,14 +248,12 @@ impl Store {
         Some(jobs.clone())
     }
 
-    /// One result in a transaction of its own.
-    async fn record_alone(&self, work: &Work) -> anyhow::Result<Recorded> {
+    /// One task in a transaction of its own.
+    async fn alone(&self, task: &Task) -> anyhow::Result<Answer> {
         let mut tx = self.begin_write().await?;
-        let recorded = work.run_on(self, &mut tx).await?;
-        tx.commit()
-            .await
-            .with_context(|| format!("failed to record notice {}", work.n.id))?;
-        Ok(recorded)
+        let answer = task.run_on(self, &mut tx).await?;
+        tx.commit().await.with_context(|| task.failed())?;
+        Ok(answer)
     }
 }
 
@@ -231,8 +291,8 @@ async fn write_groups(store: Store, mut queue: mpsc::Receiver<Job>, closed: Canc
             Ok(results) => match tx.commit().await {
                 Ok(()) => {
                     tracing::trace!(results = size, "results committed together");
-                    for (job, result) in group.into_iter().zip(results) {
-                        let _ = job.reply.send(Ok(result));
+                    for (job, answer) in group.into_iter().zip(results) {
+                        let _ = job.reply.send(Ok(answer));
                     }
                 }
                 Err(e) => fail_all(group, &e),
@@ -247,7 +307,7 @@ async fn write_groups(store: Store, mut queue: mpsc::Receiver<Job>, closed: Canc
                     "a result of a group failed; each is recorded on its own"
                 );
                 for job in group {
-                    let result = store.record_alone(&job.work).await;
+                    let result = store.alone(&job.task).await;
                     let _ = job.reply.send(result);
                 }
             }
@@ -255,26 +315,25 @@ async fn write_groups(store: Store, mut queue: mpsc::Receiver<Job>, closed: Canc
     }
 }
 
-/// Runs each job of `group` on `tx`: the result of each, or the first
+/// Runs each job of `group` on `tx`: the answer of each, or the first
 /// error (the transaction is then to be rolled back).
 async fn write_group(
     store: &Store,
     tx: &mut WriteTx,
     group: &[Job],
-) -> anyhow::Result<Vec<Recorded>> {
-    let mut results = Vec::with_capacity(group.len());
+) -> anyhow::Result<Vec<Answer>> {
+    let mut answers = Vec::with_capacity(group.len());
     for job in group {
-        results.push(job.work.run_on(store, tx).await?);
+        answers.push(job.task.run_on(store, tx).await?);
     }
-    Ok(results)
+    Ok(answers)
 }
 
 /// Answers every job of a group whose transaction failed: none of them
 /// is recorded.
 fn fail_all(group: Vec<Job>, e: &anyhow::Error) {
     for job in group {
-        let error =
-            anyhow::anyhow!("{e:#}").context(format!("failed to record notice {}", job.work.n.id));
+        let error = anyhow::anyhow!("{e:#}").context(job.task.failed());
         let _ = job.reply.send(Err(error));
     }
 }
