@@ -1,13 +1,14 @@
-//! Group commit of results. Send slots that finish together would queue
-//! one by one on SQLite's single writer; instead each result goes to one
-//! writer task per store, which takes the results waiting (at most
-//! [`MAX_GROUP`]) into one transaction and answers each caller once the
-//! COMMIT is done. A fenced result answers [`Recorded::Fenced`] as before.
-//! When a result's SQL fails, the group is rolled back and each of its
-//! results is written again in a transaction of its own, so only the
-//! failing one's caller gets an error (a savepoint per result did the same
-//! for two more statements each, on every result); a failed COMMIT fails
-//! them all.
+//! Group commit of results and claims. Send slots that finish together
+//! would queue one by one on SQLite's single writer; instead each result,
+//! and each claim of due notices, goes to one writer task per store, which
+//! takes those waiting (at most [`MAX_GROUP`]) into one transaction and
+//! answers each caller once the COMMIT is done (a slot's result is
+//! committed before that slot sends again). A fenced result answers
+//! [`Recorded::Fenced`] as before. When a task's SQL fails, the group is
+//! rolled back and each of its tasks is written again in a transaction of
+//! its own, so only the failing one's caller gets an error (a savepoint
+//! per result did the same for two more statements each, on every
+//! result); a failed COMMIT fails them all.
 //!
 //! Only SQLite groups: it has one writer anyway. PostgreSQL writes the
 //! results of several slots side by side on pooled connections and merges
@@ -29,7 +30,7 @@ use super::{Db, Store, WriteTx};
 use crate::ledger::{ClaimedNotice, Outcome, PlannedNotice, Recorded};
 use crate::notice::Status;
 
-/// The most results one transaction takes.
+/// The most results and claims one transaction takes.
 const MAX_GROUP: usize = 64;
 
 /// A result to record, owned so it can wait in the writer's queue.
@@ -257,7 +258,7 @@ impl Store {
     }
 }
 
-/// The writer task: one transaction per group of waiting results.
+/// The writer task: one transaction per group of waiting tasks.
 async fn write_groups(store: Store, mut queue: mpsc::Receiver<Job>, closed: CancellationToken) {
     loop {
         let first = tokio::select! {
