@@ -10,10 +10,11 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY migrations ./migrations
-COPY config ./config
+# The whole context but what .dockerignore leaves out (target/, .git/): the
+# build reads the workspace's crates, their migrations and offline query
+# data (.sqlx/, with SQLX_OFFLINE set in .cargo/config.toml), build.rs and
+# the bench targets Cargo.toml declares; a list of paths here fell behind.
+COPY . .
 RUN cargo build --release --locked \
     && strip target/release/interim
 

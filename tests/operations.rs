@@ -1168,6 +1168,43 @@ fn an_invalid_config_is_not_restarted_by_systemd() {
     );
 }
 
+/// The image builds from the checkout as it is: the build stage copies
+/// the whole context, and `.dockerignore` leaves out nothing the build
+/// reads (a list of copied paths once fell behind the workspace: the
+/// engine crates, build.rs, the bench targets).
+#[test]
+fn the_docker_build_stage_gets_every_path_the_build_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("read the Dockerfile");
+    assert!(
+        dockerfile.lines().any(|l| l.trim() == "COPY . ."),
+        "the build stage copies the whole context"
+    );
+    let ignored: Vec<String> = std::fs::read_to_string(root.join(".dockerignore"))
+        .expect("read .dockerignore")
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/').to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let mut needed = vec![
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        ".cargo",
+        "src",
+        "crates",
+        "benches",
+        "config",
+    ];
+    needed.retain(|p| root.join(p).exists());
+    for path in needed {
+        assert!(
+            !ignored.iter().any(|i| i == path),
+            ".dockerignore leaves out {path}, which the build reads"
+        );
+    }
+}
+
 #[test]
 fn the_dockerfile_passes_hadolint() {
     if !on_path("hadolint") {
