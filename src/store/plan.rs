@@ -12,9 +12,10 @@ use super::{Db, Store, WriteTx, from_ms, ms, on_pool, on_tx};
 use crate::ledger::{ChangedTickets, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, Swept};
 use crate::notice::{SeriesKey, Status};
 
-/// Ids bound per statement: one array each, but a poll of a million
-/// tickets should not hold a million rows of answer at once.
-const IDS_PER_STATEMENT: usize = 5000;
+/// Ids bound per statement (one JSON array or one PostgreSQL array each).
+/// 5,000 made PostgreSQL's second full poll of 100k tickets 2.2 → 3.0 s
+/// (its plan for `= ANY` over a large array); SQLite was the same either way.
+const IDS_PER_STATEMENT: usize = 500;
 
 impl Store {
     pub async fn last_poll_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
