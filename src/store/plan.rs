@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use interim_store_rows::{ChangedRow, PendingArgs, SeriesArgs};
+use interim_store_rows::{PendingArgs, SeriesArgs};
 
 use super::rows::{key_args, series, series_notice};
 use super::{Db, Store, WriteTx, from_ms, ms, on_pool, on_tx};
@@ -169,37 +169,22 @@ impl Store {
         let mut out = ChangedTickets::default();
         // Streamed into the sets: after a large change (the first poll of
         // a big helpdesk) there is a mark for every ticket.
-        let mut add = |row: ChangedRow| {
+        let mut rows = match &self.db {
+            Db::Sqlite(pool) => interim_store_sqlite::changed_tickets(pool),
+            Db::Postgres(pool) => interim_store_postgres::changed_tickets(pool),
+        };
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .context("failed to read the changed tickets")?
+        {
             out.mark = Some(out.mark.map_or(row.mark, |m| m.max(row.mark)));
             if row.dry_run != 0 {
                 out.dry_run.insert(row.ticket_id);
             } else {
                 out.live.insert(row.ticket_id);
             }
-        };
-        let read = match &self.db {
-            Db::Sqlite(pool) => {
-                let mut rows = interim_store_sqlite::changed_tickets(pool);
-                async {
-                    while let Some(row) = rows.try_next().await? {
-                        add(row);
-                    }
-                    Ok::<_, sqlx::Error>(())
-                }
-                .await
-            }
-            Db::Postgres(pool) => {
-                let mut rows = interim_store_postgres::changed_tickets(pool);
-                async {
-                    while let Some(row) = rows.try_next().await? {
-                        add(row);
-                    }
-                    Ok::<_, sqlx::Error>(())
-                }
-                .await
-            }
-        };
-        read.context("failed to read the changed tickets")?;
+        }
         Ok(out)
     }
 
