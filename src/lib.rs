@@ -35,3 +35,4 @@ pub mod systemd;
 pub mod telemetry;
 pub mod templates;
 pub mod ticket;
+pub mod ticket_ids;

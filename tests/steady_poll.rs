@@ -177,3 +177,54 @@ fn a_ledger_change_by_another_writer_is_planned_at_the_next_poll() {
         daemon.close().await;
     });
 }
+
+#[test]
+fn a_rejected_poll_leaves_nothing_remembered_and_the_next_poll_plans_every_ticket() {
+    let setup = setup();
+    // Five rows that break the column contract: more than half of the
+    // poll (source.max_skipped_share 0.5) is skipped, so the poll is
+    // rejected after its four good tickets were planned in memory.
+    let helpdesk = support::Helpdesk::open(&setup.path("helpdesk.db"));
+    helpdesk.insert(
+        &(TICKETS + 1..=TICKETS + 5)
+            .map(|id| Ticket {
+                waiting_since: "not a time".into(),
+                ..Ticket::new(id)
+            })
+            .collect::<Vec<_>>(),
+    );
+    support::block_on(async {
+        let mut daemon = start(&setup).await;
+        assert!(!daemon.poll().await, "the poll is rejected");
+        assert!(daemon.notices().await.is_empty(), "nothing was applied");
+
+        let url = format!("sqlite://{}", setup.path("helpdesk.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open the helpdesk");
+        sqlx::query("DELETE FROM tickets WHERE id > ?1")
+            .bind(TICKETS)
+            .execute(&mut conn)
+            .await
+            .expect("remove the broken rows");
+        conn.close().await.expect("close the helpdesk");
+
+        // Nothing about the four good tickets changed since the rejected
+        // poll planned them, and the ledger never got those plans.
+        assert!(daemon.poll().await);
+        let polled = daemon.last_poll();
+        assert_eq!(
+            (polled.unchanged, polled.planned),
+            (0, TICKETS as usize),
+            "{polled:?}"
+        );
+        set_clock(&daemon, daemon.now() + hour());
+        assert!(daemon.poll().await);
+        assert_eq!(
+            daemon.dispatch().await,
+            TICKETS as usize,
+            "every first notice is sent when due"
+        );
+        daemon.close().await;
+    });
+}

@@ -16,34 +16,26 @@ use chrono::{DateTime, Utc};
 
 use crate::ledger::{ChangedTickets, Plan, SeriesState};
 use crate::ticket::Ticket;
+use crate::ticket_ids::{TicketFingerprint, TicketIds};
 
-/// A ticket's id and data, hashed: 16 bytes per ticket, not its id and
-/// JSON (a million tickets stay in tens of megabytes). An id collision can
-/// only make a ticket be planned again: the data hash covers the id.
+/// A ticket's id and data, hashed: a fingerprint of the id and 8 bytes of
+/// the data, not its id and JSON (a million tickets stay in tens of
+/// megabytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TicketDigest {
-    id: u64,
+    id: TicketFingerprint,
     /// None when the ticket cannot be serialized: planned every poll (and
     /// failing there, as before).
     data: Option<u64>,
 }
 
-/// The hasher of every digest: fixed keys, so equal input hashes equal.
-fn hasher() -> std::hash::DefaultHasher {
-    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher()
-}
-
-fn id_hash(id: &str) -> u64 {
-    let mut h = hasher();
-    h.write(id.as_bytes());
-    h.finish()
-}
-
 impl TicketDigest {
     pub fn of(ticket: &Ticket) -> Self {
-        let mut data = HashWriter(hasher());
+        let mut data = HashWriter(
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher(),
+        );
         Self {
-            id: id_hash(&ticket.id),
+            id: TicketFingerprint::of(&ticket.id),
             data: serde_json::to_writer(&mut data, ticket)
                 .ok()
                 .map(|()| data.0.finish()),
@@ -64,34 +56,31 @@ impl Write for HashWriter {
     }
 }
 
+/// 16 bytes: with the fingerprint, 32 per remembered ticket.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     data: u64,
-    /// The earliest send instant of a pending notice: from then on the
-    /// plan depends on the clock (a passed window instant moves it).
-    recheck_at: Option<DateTime<Utc>>,
+    /// The earliest send instant of a pending notice, in milliseconds
+    /// (`i64::MAX`: none): from then on the plan depends on the clock (a
+    /// passed window instant moves it).
+    recheck_at_ms: i64,
 }
 
-/// One remembered plan, staged until its poll is applied.
-#[derive(Debug, Clone, Copy)]
-pub struct MemoUpdate {
-    dry_run: bool,
-    id: u64,
-    entry: Option<Entry>,
-}
-
+/// Remembered as soon as a chunk is planned, before its poll is applied:
+/// a poll that fails must [`clear`](PlanMemo::clear) the memo, or it would
+/// remember plans the ledger never got.
 #[derive(Default)]
 pub struct PlanMemo {
-    live: HashMap<u64, Entry>,
-    dry_run: HashMap<u64, Entry>,
+    live: HashMap<TicketFingerprint, Entry>,
+    dry_run: HashMap<TicketFingerprint, Entry>,
 }
 
 impl PlanMemo {
-    fn map(&self, dry_run: bool) -> &HashMap<u64, Entry> {
+    fn map(&self, dry_run: bool) -> &HashMap<TicketFingerprint, Entry> {
         if dry_run { &self.dry_run } else { &self.live }
     }
 
-    fn map_mut(&mut self, dry_run: bool) -> &mut HashMap<u64, Entry> {
+    fn map_mut(&mut self, dry_run: bool) -> &mut HashMap<TicketFingerprint, Entry> {
         if dry_run {
             &mut self.dry_run
         } else {
@@ -99,7 +88,8 @@ impl PlanMemo {
         }
     }
 
-    /// Everything forgotten (a reload: every plan may differ).
+    /// Everything forgotten (a reload: every plan may differ; a failed
+    /// poll: what it planned was never applied).
     pub fn clear(&mut self) {
         *self = Self::default();
     }
@@ -115,20 +105,21 @@ impl PlanMemo {
     ) -> bool {
         self.map(dry_run).get(&digest.id).is_some_and(|e| {
             Some(e.data) == digest.data
-                && e.recheck_at.is_none_or(|at| now < at)
+                && now.timestamp_millis() < e.recheck_at_ms
                 && !changed.contains(&ticket.id, dry_run)
         })
     }
 
-    /// What to remember of the tickets `plan` planned (read against
-    /// `series`): each one's digest and the instant its plan starts to
-    /// depend on the clock. A ticket skipped for a policy (a bad address)
-    /// is planned every poll, so it is counted and reported as before.
-    pub fn updates(
+    /// Remembers the tickets `plan` planned (read against `series`): each
+    /// one's digest and the instant its plan starts to depend on the
+    /// clock. A ticket skipped for a policy (a bad address) is planned
+    /// every poll, so it is counted and reported as before.
+    pub fn remember(
+        &mut self,
         planned: &[(&Ticket, TicketDigest)],
         series: &[SeriesState],
         plan: &Plan,
-    ) -> Vec<MemoUpdate> {
+    ) {
         let mut recheck: HashMap<&str, DateTime<Utc>> = HashMap::new();
         let pending = series
             .iter()
@@ -149,49 +140,42 @@ impl PlanMemo {
             .iter()
             .filter_map(|(_, e)| e.ticket_id.as_deref())
             .collect();
-        planned
-            .iter()
-            .map(|(ticket, digest)| MemoUpdate {
-                dry_run: plan.dry_run,
-                id: digest.id,
-                entry: digest
-                    .data
-                    .filter(|_| !skipped.contains(ticket.id.as_str()))
-                    .map(|data| Entry {
-                        data,
-                        recheck_at: recheck.get(ticket.id.as_str()).copied(),
-                    }),
-            })
-            .collect()
-    }
-
-    /// Forgets a ticket that no longer waits.
-    pub fn forget(id: &str, dry_run: bool) -> MemoUpdate {
-        MemoUpdate {
-            dry_run,
-            id: id_hash(id),
-            entry: None,
-        }
-    }
-
-    /// Takes the updates of an applied poll. After a full poll only the
-    /// tickets it saw are remembered.
-    pub fn apply(&mut self, updates: Vec<MemoUpdate>, seen: Option<&HashSet<Box<str>>>) {
-        for u in updates {
-            let map = self.map_mut(u.dry_run);
-            match u.entry {
-                Some(e) => {
-                    map.insert(u.id, e);
+        let map = self.map_mut(plan.dry_run);
+        for (ticket, digest) in planned {
+            match digest
+                .data
+                .filter(|_| !skipped.contains(ticket.id.as_str()))
+            {
+                Some(data) => {
+                    let recheck_at_ms = recheck
+                        .get(ticket.id.as_str())
+                        .map_or(i64::MAX, DateTime::timestamp_millis);
+                    map.insert(
+                        digest.id,
+                        Entry {
+                            data,
+                            recheck_at_ms,
+                        },
+                    );
                 }
                 None => {
-                    map.remove(&u.id);
+                    map.remove(&digest.id);
                 }
             }
         }
-        if let Some(seen) = seen {
-            let seen: HashSet<u64> = seen.iter().map(|id| id_hash(id)).collect();
-            self.live.retain(|id, _| seen.contains(id));
-            self.dry_run.retain(|id, _| seen.contains(id));
+    }
+
+    /// Forgets tickets that no longer wait.
+    pub fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>, dry_run: bool) {
+        let map = self.map_mut(dry_run);
+        for id in ids {
+            map.remove(&TicketFingerprint::of(id));
         }
+    }
+
+    /// After a full poll only the tickets it saw are remembered.
+    pub fn keep_only(&mut self, seen: &TicketIds) {
+        self.live.retain(|id, _| seen.contains_fingerprint(id));
+        self.dry_run.retain(|id, _| seen.contains_fingerprint(id));
     }
 }

@@ -140,6 +140,26 @@ pub async fn poll_in_chunks(
     memo: &mut PlanMemo,
     chunk: usize,
 ) -> anyhow::Result<PollSummary> {
+    let polled = plan_and_apply(source, store, settings, now, kind, problems, memo, chunk).await;
+    if polled.is_err() {
+        // The memo took this poll's plans as they were made; the ledger
+        // may have none or only some of them.
+        memo.clear();
+    }
+    polled
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_and_apply(
+    source: &Source,
+    store: &impl PlanLedger,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    kind: PollKind,
+    problems: &mut ProblemLog,
+    memo: &mut PlanMemo,
+    chunk: usize,
+) -> anyhow::Result<PollSummary> {
     let modes = Mode::for_daemon(settings.daemon.dry_run);
     let full = kind == PollKind::Full;
     let mut summary = PollSummary {
@@ -153,7 +173,6 @@ pub async fn poll_in_chunks(
     // Read before any series: a change made after this is read again by
     // the next poll, whatever this one planned.
     let changed = store.changed_tickets().await?;
-    let mut memo_updates = Vec::new();
     let mut poll = source.poll_chunks(now, kind, chunk);
     while let Some(chunk) = poll.next_chunk().await {
         let snapshot = chunk?;
@@ -177,13 +196,8 @@ pub async fn poll_in_chunks(
             };
             let (plan, series) =
                 plan_chunk(store, settings, tickets, &snapshot.ended, now, *mode).await?;
-            memo_updates.extend(PlanMemo::updates(&planned, &series, &plan));
-            memo_updates.extend(
-                snapshot
-                    .ended
-                    .iter()
-                    .map(|id| PlanMemo::forget(id, dry_run)),
-            );
+            memo.remember(&planned, &series, &plan);
+            memo.forget(snapshot.ended.iter().map(String::as_str), dry_run);
             if i == 0 {
                 counts.policy_skips(settings, &snapshot.tickets, &plan.skipped);
                 skipped_now.extend(
@@ -256,7 +270,9 @@ pub async fn poll_in_chunks(
     if let Some(mark) = changed.mark {
         store.clear_changed(mark).await?;
     }
-    memo.apply(memo_updates, full.then_some(&poll.seen));
+    if full {
+        memo.keep_only(&poll.seen);
+    }
     for s in &swept {
         info!(ticket.id = %crate::logging::outside(&s.ticket_id), policy = %s.policy, notice.id = %s.id, reason = "the ticket is no longer waiting", "pending notice cancelled");
     }

@@ -1,13 +1,12 @@
 //! What planning exchanges with the ledger: the series as stored, and the
 //! plan that changes them.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::notice::{SeriesKey, Status};
 use crate::ticket::RowError;
+use crate::ticket_ids::TicketIds;
 
 /// What the ledger knows of one series.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +126,7 @@ pub struct PollEnd<'a> {
     pub now: DateTime<Utc>,
     /// A full poll: the ids it returned (skipped rows included). Every
     /// active series of a ticket not among them ends.
-    pub seen: Option<&'a HashSet<Box<str>>>,
+    pub seen: Option<&'a TicketIds>,
     /// The series modes to sweep (dry run or live).
     pub modes: &'a [bool],
     /// The next source watermark, if it moved.
@@ -148,9 +147,9 @@ pub struct Swept {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChangedTickets {
     /// Ids of tickets whose live notices or series changed.
-    pub live: HashSet<String>,
+    pub live: TicketIds,
     /// Ids of tickets whose dry-run notices or series changed.
-    pub dry_run: HashSet<String>,
+    pub dry_run: TicketIds,
     /// Passed to `PlanLedger::clear_changed` once the poll that read these
     /// is applied; None when there was nothing to read.
     pub mark: Option<i64>,

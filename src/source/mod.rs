@@ -10,7 +10,6 @@ mod per_ticket;
 pub mod sql;
 mod sql_cells;
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -20,6 +19,7 @@ use sql::Param;
 
 use crate::config::SourceSettings;
 use crate::ticket::Ticket;
+use crate::ticket_ids::TicketIds;
 
 /// Which tickets a poll returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +87,9 @@ pub struct ChunkedPoll {
     /// The ids seen so far: a duplicate row is skipped, and after a full
     /// poll every series of a ticket not among them ends. Once the poll is
     /// complete it includes the ids of skipped rows.
-    pub seen: HashSet<Box<str>>,
+    pub seen: TicketIds,
     /// Ids of rows skipped for a contract error.
-    skipped_ids: HashSet<Box<str>>,
+    skipped_ids: TicketIds,
     /// The reader has ended and was checked.
     complete: bool,
     /// The newest `updated_at` seen so far: the next watermark.
@@ -152,7 +152,7 @@ impl ChunkedPoll {
             }
             metrics::histogram!("interim_source_poll_duration_seconds")
                 .record(self.started.elapsed().as_secs_f64());
-            self.seen.extend(self.skipped_ids.drain());
+            self.seen.extend(std::mem::take(&mut self.skipped_ids));
             return None;
         };
         let mut snapshot = Snapshot::empty(self.kind, self.now);
@@ -175,7 +175,7 @@ impl ChunkedPoll {
                         }
                         self.max_updated_at = self.max_updated_at.max(Some(at.min(self.now)));
                     }
-                    if !self.seen.insert(row.id().into()) {
+                    if !self.seen.insert(row.id()) {
                         snapshot.skipped.push(RowError {
                             ticket_id: Some(row.id().to_owned()),
                             column: "id".into(),
@@ -193,7 +193,7 @@ impl ChunkedPoll {
                     // A row skipped for a contract error is not "absent":
                     // its ticket's series stay as they are.
                     if let Some(id) = &e.ticket_id {
-                        self.skipped_ids.insert(id.as_str().into());
+                        self.skipped_ids.insert(id);
                     }
                     snapshot.skipped.push(e);
                 }
@@ -280,8 +280,8 @@ impl Source {
             started,
             deadline,
             settings: self.settings.clone(),
-            seen: HashSet::new(),
-            skipped_ids: HashSet::new(),
+            seen: TicketIds::default(),
+            skipped_ids: TicketIds::default(),
             complete: false,
             max_updated_at: None,
         }
@@ -407,8 +407,8 @@ mod tests {
             started,
             deadline: started + std::time::Duration::from_secs(10),
             settings: settings(),
-            seen: HashSet::new(),
-            skipped_ids: HashSet::new(),
+            seen: TicketIds::default(),
+            skipped_ids: TicketIds::default(),
             complete: false,
             max_updated_at: None,
         };

@@ -180,9 +180,9 @@ impl Store {
         {
             out.mark = Some(out.mark.map_or(row.mark, |m| m.max(row.mark)));
             if row.dry_run != 0 {
-                out.dry_run.insert(row.ticket_id);
+                out.dry_run.insert(&row.ticket_id);
             } else {
-                out.live.insert(row.ticket_id);
+                out.live.insert(&row.ticket_id);
             }
         }
         Ok(out)
@@ -261,12 +261,22 @@ impl Store {
         let mut absent: Vec<(bool, Vec<String>)> = Vec::new();
         if let Some(seen) = end.seen {
             for &dry_run in end.modes {
-                let ids = on_pool!(self, tracked_ticket_ids(i64::from(dry_run)))
-                    .context("failed to read the tracked tickets")?;
-                let gone: Vec<String> = ids
-                    .into_iter()
-                    .filter(|id| !seen.contains(id.as_str()))
-                    .collect();
+                let dry = i64::from(dry_run);
+                let mut ids = match &self.db {
+                    Db::Sqlite(pool) => interim_store_sqlite::tracked_ticket_ids(pool, dry),
+                    Db::Postgres(pool) => interim_store_postgres::tracked_ticket_ids(pool, dry),
+                };
+                // Filtered as they stream: only the absent ones are held.
+                let mut gone = Vec::new();
+                while let Some(id) = ids
+                    .try_next()
+                    .await
+                    .context("failed to read the tracked tickets")?
+                {
+                    if !seen.contains(&id) {
+                        gone.push(id);
+                    }
+                }
                 absent.push((dry_run, gone));
             }
         }

@@ -46,6 +46,13 @@ pub struct Helpdesk {
 }
 
 impl Helpdesk {
+    /// The helpdesk a setup already created.
+    pub fn open(path: &Path) -> Self {
+        Self {
+            url: format!("sqlite://{}", path.display()),
+        }
+    }
+
     pub fn create(path: &Path) -> Self {
         let helpdesk = Self {
             url: format!("sqlite://{}?mode=rwc", path.display()),

@@ -3,8 +3,6 @@
 //! the planner at an explicit `now`, the plan applied, and a full poll
 //! ending the series of tickets it did not see.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
 use interim::config::Settings;
 use interim::planner::{self, Mode, Plan};
@@ -49,7 +47,7 @@ pub async fn full_poll(
     now: DateTime<Utc>,
 ) -> Polled {
     let plan = changes(store, settings, tickets, &[], now).await;
-    let seen: HashSet<Box<str>> = tickets.iter().map(|t| t.id.as_str().into()).collect();
+    let seen: interim::ticket_ids::TicketIds = tickets.iter().map(|t| t.id.as_str()).collect();
     let swept = store
         .finish_poll(PollEnd {
             now,

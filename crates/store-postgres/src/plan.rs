@@ -122,17 +122,17 @@ pub async fn active_ticket_ids(
     .await
 }
 
-/// Every ticket with an active series of one mode.
-pub async fn tracked_ticket_ids(
-    ex: impl PgExecutor<'_>,
+/// Every ticket with an active series of one mode, streamed: after a
+/// full poll of a big helpdesk that is every ticket.
+pub fn tracked_ticket_ids<'e>(
+    ex: impl PgExecutor<'e> + 'e,
     dry_run: i64,
-) -> sqlx::Result<Vec<String>> {
+) -> BoxStream<'e, sqlx::Result<String>> {
     sqlx::query_scalar!(
         "SELECT DISTINCT ticket_id FROM series WHERE dry_run = $1 AND active",
         flag(dry_run)
     )
-    .fetch_all(ex)
-    .await
+    .fetch(ex)
 }
 
 /// The ticket data stored with every notice of some tickets.
