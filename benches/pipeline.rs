@@ -14,7 +14,8 @@
 //! Environment: INTERIM_BENCH_SIZES (default "10000,100000"; add 1000000
 //! for the full run), INTERIM_BENCH_NOTICES (default 2000),
 //! INTERIM_TEST_POSTGRES_URL (PostgreSQL rows are skipped without it),
-//! INTERIM_BENCH_DELIVERY=0 (planning rows only).
+//! INTERIM_BENCH_DELIVERY=0 (planning rows only),
+//! INTERIM_BENCH_STEADY_REPEAT=N (N more steady polls, for a profile).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -286,6 +287,14 @@ async fn planning(n: usize, store_name: &str, admin: Option<&String>) -> anyhow:
         "ms",
     );
     let steady = timed_poll!(PollKind::Full);
+    // More steady polls, for a profile dominated by them.
+    let repeat: usize = std::env::var("INTERIM_BENCH_STEADY_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..repeat {
+        let _ = timed_poll!(PollKind::Full);
+    }
     let bare = bare_select(dir.path()).await?;
     row(
         &format!("planning {n} tickets, {store_name} store, full poll (steady)"),

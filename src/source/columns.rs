@@ -2,10 +2,13 @@
 //! into a [`Ticket`], or says exactly which column of which ticket broke it.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::sql::{CellRow, ColumnName};
 use crate::ticket::Ticket;
 
 /// One cell, as read from any SQL backend or JSON API.
@@ -55,13 +58,26 @@ const CONTRACT: &[&str] = &[
 /// Applies the column contract. Column names are matched case-insensitively.
 /// `warnings` receives non-fatal findings (an unknown time zone).
 pub fn ticket_from_row(
-    cells: Vec<(String, Cell)>,
+    cells: CellRow,
     zone: Tz,
     warnings: &mut Vec<RowError>,
 ) -> Result<SourceRow, RowError> {
-    let mut row: BTreeMap<String, Cell> = cells
+    let mut row: BTreeMap<ColumnName, Cell> = cells
         .into_iter()
-        .map(|(name, cell)| (name.to_lowercase(), cell))
+        .map(|(name, cell)| {
+            // SQL rows come lower-cased already (ColumnNames): no copy.
+            let lower = name
+                .chars()
+                .all(|c| c.to_lowercase().eq(std::iter::once(c)));
+            (
+                if lower {
+                    name
+                } else {
+                    name.to_lowercase().into()
+                },
+                cell,
+            )
+        })
         .collect();
     let id = match row.remove("id") {
         None => {
@@ -149,8 +165,8 @@ pub fn ticket_from_row(
 
     let extra = row
         .into_iter()
-        .filter(|(name, _)| !CONTRACT.contains(&name.as_str()))
-        .map(|(name, cell)| (name, json_of(cell)))
+        .filter(|(name, _)| !CONTRACT.contains(&&**name))
+        .map(|(name, cell)| (name.to_string(), json_of(cell)))
         .collect();
 
     Ok(SourceRow::Waiting(Box::new(Ticket {
@@ -288,23 +304,53 @@ fn any_timestamp_of(cell: &Cell, zone: Tz) -> Result<Option<DateTime<Utc>>, Stri
     }
 }
 
+/// The formats of a timestamp in text after RFC 3339, each parsed once:
+/// `parse_from_str` parses its format string again for every value.
+struct TextFormats {
+    /// Wall-clock times, in the source zone.
+    naive: Vec<Vec<Item<'static>>>,
+    /// ISO 8601 offsets without a colon ("+0700", Jira) and with a space.
+    offset: Vec<Vec<Item<'static>>>,
+}
+
+static TEXT_FORMATS: LazyLock<TextFormats> = LazyLock::new(|| {
+    let items = |formats: &[&'static str]| {
+        formats
+            .iter()
+            .map(|f| StrftimeItems::new(f).collect())
+            .collect()
+    };
+    TextFormats {
+        naive: items(&[
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+        ]),
+        offset: items(&["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%#z"]),
+    }
+});
+
+fn parsed_as(text: &str, items: &[Item<'static>]) -> Option<Parsed> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, text, items.iter()).ok()?;
+    Some(parsed)
+}
+
 pub fn parse_timestamp_text(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
     if let Ok(parsed) = DateTime::parse_from_rfc3339(t) {
         return Ok(parsed.with_timezone(&Utc));
     }
-    for format in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
+    let formats = &*TEXT_FORMATS;
+    for items in &formats.naive {
+        if let Some(naive) =
+            parsed_as(t, items).and_then(|p| p.to_naive_datetime_with_offset(0).ok())
+        {
             return Ok(naive_in(naive, zone));
         }
     }
-    // ISO 8601 offsets without a colon ("+0700", Jira) and with a space.
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
-        if let Ok(parsed) = DateTime::parse_from_str(t, format) {
+    for items in &formats.offset {
+        if let Some(parsed) = parsed_as(t, items).and_then(|p| p.to_datetime().ok()) {
             return Ok(parsed.with_timezone(&Utc));
         }
     }
@@ -332,10 +378,10 @@ fn truncate(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn row(cells: &[(&str, Cell)]) -> Vec<(String, Cell)> {
+    fn row(cells: &[(&str, Cell)]) -> CellRow {
         cells
             .iter()
-            .map(|(n, c)| ((*n).to_owned(), c.clone()))
+            .map(|(n, c)| ((*n).into(), c.clone()))
             .collect()
     }
 

@@ -518,7 +518,7 @@ impl HttpSource {
 /// A row that says only why its item could not be read: the column
 /// contract skips it, naming the reason.
 fn invalid_id(reason: String) -> CellRow {
-    vec![("id".to_owned(), super::columns::Cell::Invalid(reason))]
+    vec![("id".into(), super::columns::Cell::Invalid(reason))]
 }
 
 fn set_param(url: &mut reqwest::Url, name: &str, value: &str) {

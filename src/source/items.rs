@@ -54,11 +54,11 @@ impl Mapper<'_> {
             .settings
             .fields
             .iter()
-            .map(|(column, field)| (column.clone(), self.field(&item, column, field)))
+            .map(|(column, field)| (column.as_str().into(), self.field(&item, column, field)))
             .collect();
         if let Some(ended) = self.not_waiting(&item, &cells) {
             for (column, cell) in cells.iter_mut() {
-                if column == "waiting_since" {
+                if &**column == "waiting_since" {
                     *cell = ended.clone();
                 }
             }
@@ -76,11 +76,11 @@ impl Mapper<'_> {
                 .collect();
             for (key, value) in obj {
                 if !mapped.contains(&key.as_str())
-                    && !cells.iter().any(|(c, _)| c == key)
+                    && !cells.iter().any(|(c, _)| **c == **key)
                     && !value.is_object()
                     && !value.is_array()
                 {
-                    cells.push((key.clone(), cell_of(value)));
+                    cells.push((key.as_str().into(), cell_of(value)));
                 }
             }
         }
@@ -148,7 +148,7 @@ impl Mapper<'_> {
     /// the `waiting_when` pointer is not in the item at all.
     fn not_waiting(&self, item: &Value, cells: &CellRow) -> Option<Cell> {
         if let Some(states) = &self.settings.waiting_states {
-            let state = cells.iter().find(|(c, _)| c == "state").map(|(_, v)| v);
+            let state = cells.iter().find(|(c, _)| &**c == "state").map(|(_, v)| v);
             let waiting = state
                 .and_then(comparable)
                 .is_some_and(|t| states.contains(&t));
@@ -308,7 +308,7 @@ mod tests {
     }
 
     fn cell(cells: &CellRow, column: &str) -> Cell {
-        let found = cells.iter().find(|(c, _)| c == column);
+        let found = cells.iter().find(|(c, _)| &**c == column);
         found.map_or(Cell::Unsupported("absent".into()), |(_, v)| v.clone())
     }
 

@@ -385,11 +385,11 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_panics_is_a_failed_poll_that_cancels_nothing() {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let row = vec![
-            ("id".to_owned(), Cell::Int(7)),
-            ("state".to_owned(), Cell::Text("open".into())),
+        let row: sql::CellRow = vec![
+            ("id".into(), Cell::Int(7)),
+            ("state".into(), Cell::Text("open".into())),
             (
-                "waiting_since".to_owned(),
+                "waiting_since".into(),
                 Cell::Text("2026-12-01T08:00:00Z".into()),
             ),
         ];

@@ -85,14 +85,14 @@ fn key_text(cell: &Cell) -> Option<String> {
 /// The text of a row's column, as the cache keys it.
 pub(super) fn column_text(row: &CellRow, name: &str) -> Option<String> {
     row.iter()
-        .find(|(c, _)| c == name)
+        .find(|(c, _)| &**c == name)
         .and_then(|(_, cell)| key_text(cell))
 }
 
 /// A row whose ticket waits: its wait has a start.
 fn waits(row: &CellRow) -> bool {
     row.iter()
-        .any(|(c, cell)| c == "waiting_since" && !is_missing(cell))
+        .any(|(c, cell)| &**c == "waiting_since" && !is_missing(cell))
 }
 
 /// The member from an answer: the body at `items`, or the first listed
@@ -261,7 +261,7 @@ impl HttpSource {
         };
         for (column, field) in &self.settings().fields {
             if field.pointers.iter().any(|p| member(p) == name)
-                && let Some((_, cell)) = row.iter_mut().find(|(c, _)| c == column)
+                && let Some((_, cell)) = row.iter_mut().find(|(c, _)| **c == **column)
             {
                 *cell = mapper.field(&object, column, field);
             }

@@ -10,13 +10,17 @@ use sqlx::{AssertSqlSafe, Database};
 use tokio::sync::mpsc;
 
 use super::columns::Cell;
-use super::sql_cells::read_row;
+use super::sql_cells::{ColumnNames, read_row};
 use crate::config::SourceSettings;
 use crate::config::query_parameters::parameter_positions;
 use crate::secret::SecretUrl;
 
-/// One row as named cells.
-pub type CellRow = Vec<(String, Cell)>;
+/// One row as named cells. The names are shared by every row of a query
+/// (see [`ColumnNames`]), not copied per cell.
+pub type CellRow = Vec<(ColumnName, Cell)>;
+
+/// A column's name, lower-case where it came from SQL.
+pub type ColumnName = std::sync::Arc<str>;
 
 /// Binds the parameter, reads the rows of one query and sends them in
 /// chunks (a macro: each backend's query type is its own).
@@ -34,11 +38,12 @@ macro_rules! drain {
         }
         let mut rows = query.fetch($pool);
         let mut batch = Vec::with_capacity($chunk.min(10_000));
+        let mut names = ColumnNames::default();
         let mut outcome: Result<(), sqlx::Error> = Ok(());
         loop {
             match rows.try_next().await {
                 Ok(Some(row)) => {
-                    batch.push(read_row::<$db>(&row));
+                    batch.push(read_row::<$db>(&row, &mut names));
                     if batch.len() >= $chunk
                         && $tx.send(Ok(std::mem::take(&mut batch))).await.is_err()
                     {
