@@ -23,6 +23,7 @@ pub mod notice;
 pub mod planner;
 pub mod policy;
 pub mod private_files;
+pub mod promise;
 pub mod retry;
 pub mod row_counts;
 pub mod schedule;

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 
 use crate::config::{ChannelKind, FileFormat, FileSettings, Settings};
+use crate::ledger::{EndedWaits, WaitEnd, WaitWrite};
 use crate::notice::{SeriesKey, truncate_millis};
 use crate::policy::{Localised, Policy};
 use crate::source::RowError;
@@ -114,11 +115,80 @@ pub fn plan(
         );
     }
     for id in ended {
-        for state in by_ticket.get(id.as_str()).unwrap_or(&no_states) {
+        let states = by_ticket.get(id.as_str()).unwrap_or(&no_states);
+        for state in states {
             end_series(state, "the ticket is no longer waiting", false, &mut out);
+        }
+        if !states.is_empty() {
+            out.ended_waits.push(EndedWaits {
+                ticket_id: id.clone(),
+                except_episode: None,
+                how: WaitEnd::Left,
+            });
         }
     }
     out
+}
+
+/// What a poll saw of a ticket's wait: the policies that matched it.
+#[derive(Default)]
+struct WaitSeen {
+    policies: Vec<String>,
+    first_due_at: Option<DateTime<Utc>>,
+    /// Something of the wait was written: write the wait too.
+    changed: bool,
+}
+
+impl WaitSeen {
+    fn matched(&mut self, policy: &Policy, waiting_since: DateTime<Utc>) {
+        self.policies.push(policy.name.clone());
+        if let Some(due) = policy.due_at(waiting_since, 1, None) {
+            self.first_due_at = Some(self.first_due_at.map_or(due, |d| d.min(due)));
+        }
+    }
+
+    /// The wait in progress, and the end of every other open wait of the
+    /// ticket: an earlier one (its `waiting_since` moved: someone wrote),
+    /// or this one too when no policy matches any more. A wait has series
+    /// (one per policy that matched), so only a ticket with series of
+    /// another wait, or with series but no match, has waits to end.
+    /// Nothing new in cancel-only mode, which only ends.
+    fn write(
+        self,
+        ticket: &Ticket,
+        episode: DateTime<Utc>,
+        states: &[&SeriesState],
+        mode: Mode,
+        out: &mut Plan,
+    ) {
+        let matched = !self.policies.is_empty();
+        if matched && states.iter().any(|s| s.key.episode != episode) {
+            out.ended_waits.push(EndedWaits {
+                ticket_id: ticket.id.clone(),
+                except_episode: Some(episode),
+                how: WaitEnd::NewWait,
+            });
+        } else if !matched && !states.is_empty() {
+            out.ended_waits.push(EndedWaits {
+                ticket_id: ticket.id.clone(),
+                except_episode: None,
+                how: WaitEnd::Left,
+            });
+        }
+        if matched && self.changed && mode != Mode::CancelOnly {
+            out.waits.push(WaitWrite {
+                ticket_id: ticket.id.clone(),
+                episode,
+                ticket_number: ticket.number.clone(),
+                queue: ticket.queue.clone(),
+                priority: ticket.priority.clone(),
+                origin: ticket.origin.clone(),
+                language: ticket.language.clone(),
+                policies: self.policies,
+                first_due_at: self.first_due_at,
+            });
+        }
+    }
 }
 
 fn plan_ticket(
@@ -133,8 +203,11 @@ fn plan_ticket(
     let episode = truncate_millis(ticket.waiting_since);
     let mut handled: HashSet<&str> = HashSet::new();
     let mut record: Option<(String, i64)> = None;
+    let mut wait = WaitSeen::default();
+    let writes_before = (out.series.len(), out.upserts.len());
     for policy in Policy::applicable(&settings.policies, ticket) {
         handled.insert(policy.name.as_str());
+        wait.matched(policy, ticket.waiting_since);
         // A customer-local window is placed in the ticket's zone.
         let policy = &*localised.for_ticket(policy, ticket);
         let key = SeriesKey::new(&ticket.id, &policy.name, ticket.waiting_since);
@@ -177,6 +250,11 @@ fn plan_ticket(
             SeriesPlan::Unchanged | SeriesPlan::Finished => {}
         }
     }
+    // The wait is written with its series (new, or active again) and
+    // whenever a notice of it is written (the ticket changed, a reload):
+    // an unchanged poll writes nothing.
+    wait.changed = writes_before != (out.series.len(), out.upserts.len());
+    wait.write(ticket, episode, states, mode, out);
     for state in states {
         if handled.contains(state.key.policy.as_str()) && state.key.episode == episode {
             continue;

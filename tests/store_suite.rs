@@ -1251,6 +1251,91 @@ async fn the_notice_list_sorts_numeric_ids_by_value_and_finds_tickets_by_number(
     assert!(err.contains("ambiguous") && err.contains("2 (#1)"), "{err}");
 }
 
+/// The wait history: a wait a policy matched is recorded with the ticket's
+/// attributes and when its first threshold is crossed; it ends as
+/// `new_wait` when `waiting_since` moves, as `left` when the ticket stops
+/// waiting or leaves a full poll, and opens again when the ticket comes
+/// back with the same wait.
+async fn waits_are_recorded_and_end_as_new_wait_or_left(ctx: Ctx) {
+    use interim::ledger::WaitEnd;
+    let now = t0();
+    let first = ticket("T1", now - secs(30));
+    let other = Ticket {
+        queue: Some("billing".into()),
+        priority: Some("high".into()),
+        ..ticket("T2", now - secs(600))
+    };
+    ctx.poll(&[first.clone(), other.clone()], now).await;
+    let waits = |id: &'static str| {
+        let store = ctx.store.clone();
+        async move { store.waits_of_ticket(id, false).await.expect("read waits") }
+    };
+    let w = waits("T2").await;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].started_at, truncate_millis(other.waiting_since));
+    assert_eq!(w[0].ticket_number.as_deref(), Some("#T2"));
+    assert_eq!(
+        (w[0].queue.as_deref(), w[0].priority.as_deref()),
+        (Some("billing"), Some("high"))
+    );
+    assert_eq!(w[0].policies, vec![POLICY.to_owned()]);
+    assert_eq!(
+        w[0].first_due_at,
+        Some(truncate_millis(other.waiting_since + secs(60))),
+        "the policy's first notice is due 60 s into the wait"
+    );
+    assert_eq!((w[0].ended_at, w[0].ended), (None, None));
+
+    // Someone wrote on T1: its wait restarts.
+    let later = now + secs(300);
+    let moved = ticket("T1", later - secs(10));
+    ctx.poll(&[moved.clone(), other.clone()], later).await;
+    let w = waits("T1").await;
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(
+        (w[0].started_at, w[0].ended_at, w[0].ended),
+        (
+            truncate_millis(first.waiting_since),
+            Some(later),
+            Some(WaitEnd::NewWait)
+        )
+    );
+    assert_eq!(
+        (w[1].started_at, w[1].ended),
+        (truncate_millis(moved.waiting_since), None)
+    );
+
+    // T2 leaves the source; T1 stops waiting (an incremental poll's NULL).
+    let end = later + secs(60);
+    ledger::full_poll(&ctx.store, &ctx.settings, std::slice::from_ref(&moved), end).await;
+    let w = waits("T2").await;
+    assert_eq!(
+        (w[0].ended_at, w[0].ended),
+        (Some(end), Some(WaitEnd::Left))
+    );
+    let stop = end + secs(60);
+    ledger::changes(&ctx.store, &ctx.settings, &[], &["T1".to_owned()], stop).await;
+    let w = waits("T1").await;
+    assert_eq!(
+        (w[1].ended_at, w[1].ended),
+        (Some(stop), Some(WaitEnd::Left))
+    );
+
+    // T2 comes back with the same wait: it is open again, not a new one.
+    let back = stop + secs(60);
+    ledger::changes(
+        &ctx.store,
+        &ctx.settings,
+        std::slice::from_ref(&other),
+        &[],
+        back,
+    )
+    .await;
+    let w = waits("T2").await;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!((w[0].ended_at, w[0].ended), (None, None));
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -1349,6 +1434,7 @@ async fn committed_plans_wake_the_listening_instances(ctx: Ctx) {
 }
 
 suite!(
+    waits_are_recorded_and_end_as_new_wait_or_left,
     claims_return_due_notices_once_until_their_lease_ends,
     a_large_first_poll_gives_postgresql_fresh_statistics,
     a_late_writer_whose_claim_was_taken_over_records_nothing,

@@ -338,6 +338,25 @@ fn upgrade_and_continue(backend: Backend) {
             daemon.poll().await,
             "the first poll after the upgrade succeeds"
         );
+        // The waits in progress are in the history, open, with what the
+        // first poll saw of their tickets.
+        for (id, since) in [("1", e1), ("2", e2), ("3", e3)] {
+            let waits = daemon
+                .store
+                .waits_of_ticket(id, false)
+                .await
+                .expect("read the waits");
+            assert_eq!(waits.len(), 1, "ticket {id}: {waits:?}");
+            assert_eq!(
+                (
+                    waits[0].started_at,
+                    waits[0].ended,
+                    waits[0].queue.as_deref()
+                ),
+                (since, None, Some("support")),
+                "ticket {id}"
+            );
+        }
         daemon.dispatch().await;
         // The overdue notice 2 of ticket 1 goes out, and ticket 2's series
         // goes on after its dead notice; nothing sent is sent again.

@@ -11,10 +11,10 @@ mod traits;
 
 pub use delivery::{ClaimedNotice, Outcome, Recorded};
 pub use plan::{
-    Cancel, ChangedTickets, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState, SeriesWrite,
-    Swept,
+    Cancel, ChangedTickets, EndedWaits, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState,
+    SeriesWrite, Swept, WaitEnd, WaitWrite,
 };
-pub use rows::{NoticeFilter, NoticeRow, Suppression};
+pub use rows::{NoticeFilter, NoticeRow, Suppression, Wait};
 pub use traits::{DeliveryLedger, PlanLedger};
 
 pub use crate::notice::{SeriesKey, Status};

@@ -95,6 +95,59 @@ pub struct SeriesWrite {
     pub next_id: Option<String>,
 }
 
+/// A wait (ticket, episode) that a policy matched, as a poll saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitWrite {
+    pub ticket_id: String,
+    /// `waiting_since`: the wait's start.
+    pub episode: DateTime<Utc>,
+    pub ticket_number: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub origin: Option<String>,
+    pub language: Option<String>,
+    /// The policies that applied, in config order.
+    pub policies: Vec<String>,
+    /// When the first threshold is crossed: the earliest first notice.
+    pub first_due_at: Option<DateTime<Utc>>,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitEnd {
+    /// `waiting_since` moved: someone wrote, a new wait began.
+    NewWait,
+    /// The ticket no longer matched any policy, or left the source.
+    Left,
+}
+
+impl WaitEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitEnd::NewWait => "new_wait",
+            WaitEnd::Left => "left",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "new_wait" => Some(WaitEnd::NewWait),
+            "left" => Some(WaitEnd::Left),
+            _ => None,
+        }
+    }
+}
+
+/// The open waits of a ticket to end, but the one of `except_episode`
+/// (the wait in progress, when `waiting_since` moved).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedWaits {
+    pub ticket_id: String,
+    pub except_episode: Option<DateTime<Utc>>,
+    pub how: WaitEnd,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Whether the plan is about dry-run series (their own ids and rows).
@@ -107,6 +160,10 @@ pub struct Plan {
     pub series: Vec<SeriesWrite>,
     /// Series of waits that are over for good (`waiting_since` moved on).
     pub deleted_series: Vec<SeriesKey>,
+    /// Waits to record (new, or their ticket's attributes changed).
+    pub waits: Vec<WaitWrite>,
+    /// Waits that ended.
+    pub ended_waits: Vec<EndedWaits>,
     /// Tickets that could not be planned for a policy (bad address).
     #[serde(skip)]
     pub skipped: Vec<(String, RowError)>,
@@ -118,6 +175,8 @@ impl Plan {
             && self.cancels.is_empty()
             && self.series.is_empty()
             && self.deleted_series.is_empty()
+            && self.waits.is_empty()
+            && self.ended_waits.is_empty()
     }
 }
 

@@ -47,3 +47,25 @@ pub struct Suppression {
     pub source: String,
     pub created_at: DateTime<Utc>,
 }
+
+/// One wait of the history: an episode (ticket, `waiting_since`) that at
+/// least one policy matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wait {
+    pub ticket_id: String,
+    pub ticket_number: Option<String>,
+    /// `waiting_since`: when the wait began.
+    pub started_at: DateTime<Utc>,
+    pub dry_run: bool,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub origin: Option<String>,
+    pub language: Option<String>,
+    /// The policies that applied, in config order.
+    pub policies: Vec<String>,
+    /// When the first threshold is crossed (the earliest first notice).
+    pub first_due_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// None while the wait is open.
+    pub ended: Option<crate::ledger::WaitEnd>,
+}

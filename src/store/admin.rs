@@ -9,6 +9,17 @@ use super::rows::{listed, stored_number, suppression};
 use super::{NoticeFilter, NoticeRow, Store, Suppression, ms, on_pool, on_tx};
 
 impl Store {
+    /// The waits of one ticket, oldest first.
+    pub async fn waits_of_ticket(
+        &self,
+        ticket_id: &str,
+        dry_run: bool,
+    ) -> anyhow::Result<Vec<crate::ledger::Wait>> {
+        let rows = on_pool!(self, waits_of_ticket(ticket_id, i64::from(dry_run)))
+            .with_context(|| format!("failed to read the waits of ticket {ticket_id}"))?;
+        Ok(rows.into_iter().map(super::rows::wait).collect())
+    }
+
     pub async fn list(&self, filter: &NoticeFilter) -> anyhow::Result<Vec<NoticeRow>> {
         let status = filter.status.map(|s| s.as_str());
         let rows = on_pool!(self, list_notices(status, filter.ticket.as_deref()))

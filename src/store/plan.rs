@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use interim_store_rows::{PendingArgs, SeriesArgs};
+use interim_store_rows::{PendingArgs, SeriesArgs, WaitArgs};
 
 use super::rows::{key_args, series, series_notice};
 use super::{Db, Store, WriteTx, from_ms, ms, on_pool, on_tx};
@@ -297,6 +297,7 @@ impl Store {
                     policy: r.policy,
                 }));
                 on_tx!(tx, deactivate_series(dry_run, chunk))?;
+                on_tx!(tx, end_waits_of_tickets(now, dry_run, chunk))?;
             }
         }
         self.write_poll_meta(&mut tx, end.now, end.watermark)
@@ -346,6 +347,32 @@ impl Store {
         }
         for n in &plan.upserts {
             self.write_pending(tx, n, plan.dry_run, now).await?;
+        }
+        let dry_run = i64::from(plan.dry_run);
+        for w in &plan.waits {
+            let policies = w.policies.join(",");
+            let wait = WaitArgs {
+                ticket_id: &w.ticket_id,
+                episode: ms(w.episode),
+                dry_run,
+                ticket_number: w.ticket_number.as_deref(),
+                queue: w.queue.as_deref(),
+                priority: w.priority.as_deref(),
+                origin: w.origin.as_deref(),
+                language: w.language.as_deref(),
+                policies: &policies,
+                first_due_at: w.first_due_at.map(ms),
+                now: now_ms,
+            };
+            on_tx!(tx, upsert_wait(wait)).context("failed to record a wait")?;
+        }
+        for end in &plan.ended_waits {
+            let except = end.except_episode.map(ms);
+            on_tx!(
+                tx,
+                end_waits(&end.ticket_id, dry_run, except, end.how.as_str(), now_ms)
+            )
+            .context("failed to end a wait")?;
         }
         Ok(())
     }

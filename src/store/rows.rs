@@ -2,11 +2,13 @@
 //! engines' arguments.
 
 use interim_store_rows::{
-    ClaimedRow, ListedRow, SeriesKeyArgs, SeriesNoticeRow, SeriesRow, SuppressionRow,
+    ClaimedRow, ListedRow, SeriesKeyArgs, SeriesNoticeRow, SeriesRow, SuppressionRow, WaitRow,
 };
 
 use super::from_ms;
-use crate::ledger::{ClaimedNotice, NextNotice, NoticeRow, SeriesState, Status, Suppression};
+use crate::ledger::{
+    ClaimedNotice, NextNotice, NoticeRow, SeriesState, Status, Suppression, Wait, WaitEnd,
+};
 use crate::notice::SeriesKey;
 
 /// A count column as u32 (never negative, never wrapped).
@@ -154,5 +156,28 @@ pub(super) fn suppression(r: SuppressionRow) -> Suppression {
         reason: r.reason,
         source: r.source,
         created_at: from_ms(r.created_at),
+    }
+}
+
+/// A stored wait.
+pub(super) fn wait(r: WaitRow) -> Wait {
+    Wait {
+        ticket_id: r.ticket_id,
+        ticket_number: r.ticket_number,
+        started_at: from_ms(r.episode),
+        dry_run: r.dry_run != 0,
+        queue: r.queue,
+        priority: r.priority,
+        origin: r.origin,
+        language: r.language,
+        policies: r
+            .policies
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        first_due_at: r.first_due_at.map(from_ms),
+        ended_at: r.ended_at.map(from_ms),
+        ended: r.end_reason.as_deref().and_then(WaitEnd::parse),
     }
 }

@@ -137,6 +137,10 @@ pub const LEDGER_TABLES: &[Table] = &[
             // The fencing counter only grows; copied as it is so that it
             // keeps doing so.
             int("claim_token"),
+            text("promise_outcome"),
+            text("promise_reason"),
+            instant("promise_decided_at"),
+            text("hold_reason"),
         ],
     },
     Table {
@@ -150,6 +154,24 @@ pub const LEDGER_TABLES: &[Table] = &[
             instant("last_sent_at"),
             text("next_id"),
             flag("active"),
+        ],
+    },
+    Table {
+        name: "waits",
+        columns: &[
+            text("ticket_id"),
+            instant("episode"),
+            flag("dry_run"),
+            text("ticket_number"),
+            text("queue"),
+            text("priority"),
+            text("origin"),
+            text("language"),
+            text("policies"),
+            instant("first_due_at"),
+            instant("ended_at"),
+            text("end_reason"),
+            instant("updated_at"),
         ],
     },
     Table {

@@ -16,11 +16,13 @@ mod convert;
 mod delivery;
 mod locks;
 mod plan;
+mod waits;
 
 pub use admin::*;
 pub use delivery::*;
 pub use locks::*;
 pub use plan::*;
+pub use waits::*;
 
 /// The migrations of a PostgreSQL ledger.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

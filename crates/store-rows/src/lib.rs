@@ -212,3 +212,37 @@ pub struct RetryArgs<'a> {
     pub send_at: i64,
     pub error: &'a str,
 }
+
+/// A wait as the planner writes it (created, or its attributes refreshed
+/// and reopened).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitArgs<'a> {
+    pub ticket_id: &'a str,
+    pub episode: i64,
+    pub dry_run: i64,
+    pub ticket_number: Option<&'a str>,
+    pub queue: Option<&'a str>,
+    pub priority: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub language: Option<&'a str>,
+    pub policies: &'a str,
+    pub first_due_at: Option<i64>,
+    pub now: i64,
+}
+
+/// A wait as the history holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitRow {
+    pub ticket_id: String,
+    pub episode: i64,
+    pub dry_run: i64,
+    pub ticket_number: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub origin: Option<String>,
+    pub language: Option<String>,
+    pub policies: String,
+    pub first_due_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+}

@@ -90,6 +90,7 @@ pub async fn record_done(ex: impl SqliteExecutor<'_>, d: DoneArgs<'_>) -> sqlx::
                 first_attempt_at = COALESCE(first_attempt_at, ?3), last_attempt_at = ?3, sent_at = ?4,
                 finished_at = ?5, next_notice_at = ?6, last_error = COALESCE(?7, last_error),
                 cancel_reason = CASE WHEN ?2 = 'cancelled' THEN cancel_reason ELSE NULL END,
+                promise_outcome = CASE WHEN ?2 = 'sent' AND ?6 IS NOT NULL THEN 'pending' END,
                 claimed_by = NULL, claim_until = NULL, updated_at = ?5
          WHERE id = ?1 AND claim_token = ?8
            AND (status = 'pending' OR (?9 = 1 AND status = 'cancelled'))",

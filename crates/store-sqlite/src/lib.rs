@@ -10,10 +10,12 @@
 mod admin;
 mod delivery;
 mod plan;
+mod waits;
 
 pub use admin::*;
 pub use delivery::*;
 pub use plan::*;
+pub use waits::*;
 
 /// The migrations of a SQLite ledger.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

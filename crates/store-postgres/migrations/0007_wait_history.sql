@@ -1,0 +1,78 @@
+-- The wait history and promise outcomes (the promise-report issue).
+--
+-- A wait is one episode (ticket, waiting_since) that at least one policy
+-- matched; the planner writes it in the same transaction as the plan.
+CREATE TABLE waits (
+    ticket_id     TEXT NOT NULL,
+    episode       TIMESTAMPTZ NOT NULL,      -- waiting_since: the wait's start
+    dry_run       BOOLEAN NOT NULL,
+    ticket_number TEXT,
+    queue         TEXT,
+    priority      TEXT,
+    origin        TEXT,
+    language      TEXT,
+    policies      TEXT NOT NULL,             -- the policies that applied, comma-separated in config order
+    first_due_at  TIMESTAMPTZ,               -- when the first threshold is crossed (the earliest first notice)
+    ended_at      TIMESTAMPTZ,
+    end_reason    TEXT CHECK (end_reason IN ('new_wait', 'left')),
+    updated_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (ticket_id, episode, dry_run)
+);
+-- Reports read waits by start and by end; pruning by end.
+CREATE INDEX waits_started ON waits (episode);
+CREATE INDEX waits_ended ON waits (ended_at) WHERE ended_at IS NOT NULL;
+
+-- The waits in progress when this ledger was upgraded: the series that are
+-- active now. Their other columns are filled in by the next poll (a
+-- restarted daemon plans every ticket once).
+INSERT INTO waits (ticket_id, episode, dry_run, policies, updated_at)
+SELECT ticket_id, episode, dry_run, string_agg(policy, ',' ORDER BY policy), now()
+FROM series WHERE active
+GROUP BY ticket_id, episode, dry_run;
+
+-- Every sent notice with a next_notice_at made a promise; its outcome is
+-- decided as soon as it is known: 'kept', 'superseded' or 'broken' with a
+-- reason. Undecided it is 'pending', or 'due' once something happened
+-- that decides it (the next notice ended, the wait ended): the poller's
+-- next sweep decides those, and the pending ones whose deadline passed.
+ALTER TABLE notices
+    ADD COLUMN promise_outcome TEXT
+        CHECK (promise_outcome IN ('pending', 'due', 'kept', 'superseded', 'broken')),
+    ADD COLUMN promise_reason TEXT,
+    ADD COLUMN promise_decided_at TIMESTAMPTZ,
+    -- Why the dispatcher last held this notice back ('stale': no fresh
+    -- poll; 'limit': a rate or recipient limit), for the promise it was
+    -- to keep.
+    ADD COLUMN hold_reason TEXT CHECK (hold_reason IN ('stale', 'limit'));
+
+UPDATE notices SET promise_outcome = 'pending'
+WHERE status = 'sent' AND next_notice_at IS NOT NULL;
+
+-- Undecided promises, found without reading every notice.
+CREATE INDEX notices_promise_pending ON notices (next_notice_at) WHERE promise_outcome = 'pending';
+CREATE INDEX notices_promise_due ON notices (id) WHERE promise_outcome = 'due';
+
+-- The next notice of a series reached an end: the promise before it can
+-- be decided.
+CREATE FUNCTION interim_next_notice_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE notices SET promise_outcome = 'due'
+    WHERE ticket_id = NEW.ticket_id AND policy = NEW.policy AND episode = NEW.episode
+      AND dry_run = NEW.dry_run AND number = NEW.number - 1 AND promise_outcome = 'pending';
+    RETURN NULL;
+END $$;
+CREATE TRIGGER notices_promise_due AFTER UPDATE OF status ON notices FOR EACH ROW
+    WHEN (NEW.number > 1 AND OLD.status = 'pending' AND NEW.status <> 'pending')
+    EXECUTE FUNCTION interim_next_notice_ended();
+
+-- A wait ended: every promise made in it can be decided.
+CREATE FUNCTION interim_wait_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE notices SET promise_outcome = 'due'
+    WHERE ticket_id = NEW.ticket_id AND episode = NEW.episode AND dry_run = NEW.dry_run
+      AND promise_outcome = 'pending';
+    RETURN NULL;
+END $$;
+CREATE TRIGGER waits_promise_due AFTER UPDATE OF ended_at ON waits FOR EACH ROW
+    WHEN (NEW.ended_at IS NOT NULL AND OLD.ended_at IS NULL)
+    EXECUTE FUNCTION interim_wait_ended();

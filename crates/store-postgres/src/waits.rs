@@ -1,0 +1,127 @@
+//! The wait history: one row per wait (ticket, episode) a policy matched.
+
+use interim_store_rows::{WaitArgs, WaitRow};
+use sqlx::PgExecutor;
+
+use super::changed;
+use super::convert::{at, at_opt, flag, ms};
+
+/// Writes a wait as a poll saw it; one that had ended (its ticket left and
+/// came back with the same `waiting_since`) is open again.
+pub async fn upsert_wait(ex: impl PgExecutor<'_>, w: WaitArgs<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO waits (ticket_id, episode, dry_run, ticket_number, queue, priority, origin,
+                            language, policies, first_due_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (ticket_id, episode, dry_run) DO UPDATE SET
+             ticket_number = excluded.ticket_number, queue = excluded.queue,
+             priority = excluded.priority, origin = excluded.origin,
+             language = excluded.language, policies = excluded.policies,
+             first_due_at = excluded.first_due_at, ended_at = NULL, end_reason = NULL,
+             updated_at = excluded.updated_at",
+        w.ticket_id,
+        at(w.episode)?,
+        flag(w.dry_run),
+        w.ticket_number,
+        w.queue,
+        w.priority,
+        w.origin,
+        w.language,
+        w.policies,
+        at_opt(w.first_due_at)?,
+        at(w.now)?
+    )
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Ends the open waits of a ticket, but the one of `except_episode`.
+pub async fn end_waits(
+    ex: impl PgExecutor<'_>,
+    ticket_id: &str,
+    dry_run: i64,
+    except_episode: Option<i64>,
+    reason: &str,
+    now: i64,
+) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "UPDATE waits SET ended_at = $5, end_reason = $4, updated_at = $5
+         WHERE ticket_id = $1 AND dry_run = $2 AND ended_at IS NULL
+           AND episode IS DISTINCT FROM $3",
+        ticket_id,
+        flag(dry_run),
+        at_opt(except_episode)?,
+        reason,
+        at(now)?
+    )
+    .execute(ex)
+    .await
+    .map(changed)
+}
+
+/// Ends the open waits of some tickets that left the source.
+pub async fn end_waits_of_tickets(
+    ex: impl PgExecutor<'_>,
+    now: i64,
+    dry_run: i64,
+    ticket_ids: &[&str],
+) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "UPDATE waits SET ended_at = $1, end_reason = 'left', updated_at = $1
+         WHERE dry_run = $2 AND ended_at IS NULL AND ticket_id = ANY($3)",
+        at(now)?,
+        flag(dry_run),
+        ticket_ids as &[&str]
+    )
+    .execute(ex)
+    .await
+    .map(changed)
+}
+
+/// The waits of one ticket, oldest first.
+pub async fn waits_of_ticket(
+    ex: impl PgExecutor<'_>,
+    ticket_id: &str,
+    dry_run: i64,
+) -> sqlx::Result<Vec<WaitRow>> {
+    let rows = sqlx::query!(
+        "SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
+                policies, first_due_at, ended_at, end_reason
+         FROM waits WHERE ticket_id = $1 AND dry_run = $2 ORDER BY episode",
+        ticket_id,
+        flag(dry_run)
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| WaitRow {
+            ticket_id: r.ticket_id,
+            episode: ms(r.episode),
+            dry_run: i64::from(r.dry_run),
+            ticket_number: r.ticket_number,
+            queue: r.queue,
+            priority: r.priority,
+            origin: r.origin,
+            language: r.language,
+            policies: r.policies,
+            first_due_at: r.first_due_at.map(ms),
+            ended_at: r.ended_at.map(ms),
+            end_reason: r.end_reason,
+        })
+        .collect())
+}
+
+/// Deletes up to `limit` waits that ended before `before`.
+pub async fn prune_waits(ex: impl PgExecutor<'_>, before: i64, limit: i64) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "DELETE FROM waits WHERE ctid IN
+             (SELECT ctid FROM waits WHERE ended_at < $1 LIMIT $2)",
+        at(before)?,
+        limit
+    )
+    .execute(ex)
+    .await
+    .map(changed)
+}

@@ -1,0 +1,115 @@
+//! The wait history: one row per wait (ticket, episode) a policy matched.
+
+use interim_store_rows::{WaitArgs, WaitRow};
+use sqlx::SqliteExecutor;
+
+use super::{changed, id_set};
+
+/// Writes a wait as a poll saw it; one that had ended (its ticket left and
+/// came back with the same `waiting_since`) is open again.
+pub async fn upsert_wait(ex: impl SqliteExecutor<'_>, w: WaitArgs<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO waits (ticket_id, episode, dry_run, ticket_number, queue, priority, origin,
+                            language, policies, first_due_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (ticket_id, episode, dry_run) DO UPDATE SET
+             ticket_number = excluded.ticket_number, queue = excluded.queue,
+             priority = excluded.priority, origin = excluded.origin,
+             language = excluded.language, policies = excluded.policies,
+             first_due_at = excluded.first_due_at, ended_at = NULL, end_reason = NULL,
+             updated_at = excluded.updated_at",
+        w.ticket_id,
+        w.episode,
+        w.dry_run,
+        w.ticket_number,
+        w.queue,
+        w.priority,
+        w.origin,
+        w.language,
+        w.policies,
+        w.first_due_at,
+        w.now
+    )
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Ends the open waits of a ticket, but the one of `except_episode`.
+pub async fn end_waits(
+    ex: impl SqliteExecutor<'_>,
+    ticket_id: &str,
+    dry_run: i64,
+    except_episode: Option<i64>,
+    reason: &str,
+    now: i64,
+) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "UPDATE waits SET ended_at = ?5, end_reason = ?4, updated_at = ?5
+         WHERE ticket_id = ?1 AND dry_run = ?2 AND ended_at IS NULL AND episode IS NOT ?3",
+        ticket_id,
+        dry_run,
+        except_episode,
+        reason,
+        now
+    )
+    .execute(ex)
+    .await
+    .map(changed)
+}
+
+/// Ends the open waits of some tickets that left the source.
+pub async fn end_waits_of_tickets(
+    ex: impl SqliteExecutor<'_>,
+    now: i64,
+    dry_run: i64,
+    ticket_ids: &[&str],
+) -> sqlx::Result<u64> {
+    let ids = id_set(ticket_ids);
+    sqlx::query!(
+        "UPDATE waits SET ended_at = ?1, end_reason = 'left', updated_at = ?1
+         WHERE dry_run = ?2 AND ended_at IS NULL
+           AND ticket_id IN (SELECT value FROM json_each(?3))",
+        now,
+        dry_run,
+        ids
+    )
+    .execute(ex)
+    .await
+    .map(changed)
+}
+
+/// The waits of one ticket, oldest first.
+pub async fn waits_of_ticket(
+    ex: impl SqliteExecutor<'_>,
+    ticket_id: &str,
+    dry_run: i64,
+) -> sqlx::Result<Vec<WaitRow>> {
+    sqlx::query_as!(
+        WaitRow,
+        r#"SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
+                  policies, first_due_at, ended_at, end_reason
+           FROM waits WHERE ticket_id = ?1 AND dry_run = ?2 ORDER BY episode"#,
+        ticket_id,
+        dry_run
+    )
+    .fetch_all(ex)
+    .await
+}
+
+/// Deletes up to `limit` waits that ended before `before`.
+pub async fn prune_waits(
+    ex: impl SqliteExecutor<'_>,
+    before: i64,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "DELETE FROM waits WHERE rowid IN
+             (SELECT rowid FROM waits WHERE ended_at < ?1 LIMIT ?2)",
+        before,
+        limit
+    )
+    .execute(ex)
+    .await
+    .map(changed)
+}
