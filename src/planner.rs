@@ -271,7 +271,7 @@ fn plan_ticket(
             let reason = if settings.policies.iter().any(|p| &p.name == policy) {
                 format!("the ticket no longer matches policy {policy}")
             } else {
-                format!("policy {policy} is no longer configured")
+                unconfigured_reason(policy)
             };
             end_series(state, &reason, false, out);
         }
@@ -339,13 +339,7 @@ pub fn plan_series(
             Some(n) => SeriesPlan::Cancel(Cancel {
                 id: n.id.clone(),
                 key: state.key.clone(),
-                reason: format!(
-                    // Names the key, so the reason in the ledger leads to the
-                    // config change that caused it (issue 10, item 4).
-                    "policy {name} now sends at most {max} notice(s) (max_notices = {max})",
-                    name = policy.name,
-                    max = policy.max_notices
-                ),
+                reason: fewer_notices_reason(&policy.name, policy.max_notices),
             }),
             None => SeriesPlan::Finished,
         };
@@ -426,5 +420,37 @@ pub fn recipient_for(
         }
         ChannelKind::Webhook(w) => Ok(Some(w.url.redacted())),
         ChannelKind::File(f) => Ok(Some(f.path.display().to_string())),
+    }
+}
+
+/// Why a pending notice of a policy that a reload removed is cancelled
+/// (a reload's cancel: [`crate::promise::is_reload_cancel`] knows it).
+fn unconfigured_reason(policy: &str) -> String {
+    format!("policy {policy} is no longer configured")
+}
+
+/// Why a pending notice is cancelled when a reload lowered its policy's
+/// `max_notices`. Names the key, so the reason in the ledger leads to the
+/// config change that caused it (issue 10, item 4).
+fn fewer_notices_reason(policy: &str, max: u32) -> String {
+    format!("policy {policy} now sends at most {max} notice(s) (max_notices = {max})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reasons_of_a_reload_are_known_as_reload_cancels_and_a_ticket_change_is_not() {
+        assert!(crate::promise::is_reload_cancel(&unconfigured_reason("p")));
+        assert!(crate::promise::is_reload_cancel(&fewer_notices_reason(
+            "p", 2
+        )));
+        assert!(!crate::promise::is_reload_cancel(
+            "the ticket no longer matches policy p"
+        ));
+        assert!(!crate::promise::is_reload_cancel(
+            "the ticket is no longer waiting"
+        ));
     }
 }

@@ -86,6 +86,13 @@ impl BrokenBy {
     }
 }
 
+/// Whether a cancelled notice was taken away by a reload (the policy is
+/// gone, or sends fewer notices) rather than by a change of the ticket:
+/// the planner's reasons for the two (tested there).
+pub fn is_reload_cancel(reason: &str) -> bool {
+    reason.ends_with(" is no longer configured") || reason.contains(" now sends at most ")
+}
+
 /// Why the dispatcher last held a notice back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -93,6 +100,16 @@ pub enum Hold {
     Stale,
     /// A rate or recipient limit.
     Limit,
+}
+
+impl Hold {
+    /// The stored `hold_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::Stale => "stale",
+            Hold::Limit => "limit",
+        }
+    }
 }
 
 /// What became of the notice after the promise.
@@ -117,30 +134,51 @@ pub struct PromiseFacts {
     pub wait_ended_at: Option<DateTime<Utc>>,
 }
 
-/// The outcome of a promise at `now`, or None while it is undecided.
-/// `down_since`: the daemon is deciding for the first time after being
-/// down since then, so a deadline that fell while it was down was not
-/// its to keep (`not_planned`), even if the next notice goes out late
-/// now.
+/// A promise decided by a sweep, for the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecidedPromise {
+    /// The sent notice that made the promise.
+    pub notice_id: String,
+    pub policy: String,
+    pub outcome: PromiseOutcome,
+    /// How long after the promised instant the next notice went out
+    /// (negative: early), when it went out.
+    pub lateness: Option<chrono::Duration>,
+}
+
+/// A stretch of time in which the daemon could not keep promises: it was
+/// down (`NotPlanned`), or it had no fresh poll (`HeldStale`), from
+/// `since` until the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub since: DateTime<Utc>,
+    pub why: BrokenBy,
+}
+
+/// The outcome of a promise at `now`, or None while it is undecided. A
+/// deadline that fell in `gap` was not the daemon's to keep: broken for
+/// the gap's reason, even if the next notice goes out late now.
 pub fn decide(
     facts: &PromiseFacts,
     grace: chrono::Duration,
     now: DateTime<Utc>,
-    down_since: Option<DateTime<Utc>>,
+    gap: Option<Gap>,
 ) -> Option<PromiseOutcome> {
     let deadline = facts
         .promised
         .checked_add_signed(grace)
         .unwrap_or(facts.promised);
-    let was_down_at_deadline = down_since.is_some_and(|since| since < deadline && deadline <= now);
+    let gap = gap
+        .filter(|g| g.since < deadline && deadline <= now)
+        .map(|g| g.why);
     if let Some(next) = &facts.next {
         match next.status {
             Status::Sent => {
                 let sent = next.sent_at.unwrap_or(now);
                 return Some(if sent <= deadline {
                     PromiseOutcome::Kept
-                } else if was_down_at_deadline {
-                    PromiseOutcome::Broken(BrokenBy::NotPlanned)
+                } else if let Some(why) = gap {
+                    PromiseOutcome::Broken(why)
                 } else {
                     PromiseOutcome::Broken(BrokenBy::Late)
                 });
@@ -158,7 +196,7 @@ pub fn decide(
             PromiseOutcome::Superseded
         } else {
             // The deadline passed while the customer still waited.
-            late_by(facts.next.as_ref(), was_down_at_deadline)
+            late_by(facts.next.as_ref(), gap)
         });
     }
     if facts
@@ -171,13 +209,15 @@ pub fn decide(
         // series any more.
         return Some(PromiseOutcome::Superseded);
     }
-    (now >= deadline).then(|| late_by(facts.next.as_ref(), was_down_at_deadline))
+    (now >= deadline).then(|| late_by(facts.next.as_ref(), gap))
 }
 
 /// Why a deadline passed without the next notice.
-fn late_by(next: Option<&NextNoticeFacts>, was_down: bool) -> PromiseOutcome {
+fn late_by(next: Option<&NextNoticeFacts>, gap: Option<BrokenBy>) -> PromiseOutcome {
+    if let Some(why) = gap {
+        return PromiseOutcome::Broken(why);
+    }
     PromiseOutcome::Broken(match next {
-        _ if was_down => BrokenBy::NotPlanned,
         None => BrokenBy::NotPlanned,
         Some(n) => match n.held {
             Some(Hold::Stale) => BrokenBy::HeldStale,
@@ -193,6 +233,13 @@ mod tests {
 
     fn at(minutes: i64) -> DateTime<Utc> {
         DateTime::UNIX_EPOCH + chrono::Duration::minutes(minutes)
+    }
+
+    fn down(since: i64) -> Gap {
+        Gap {
+            since: at(since),
+            why: BrokenBy::NotPlanned,
+        }
     }
 
     fn grace() -> chrono::Duration {
@@ -312,18 +359,31 @@ mod tests {
     fn a_deadline_that_fell_while_the_daemon_was_down_was_not_planned() {
         let pending = facts(Some(next(Status::Pending, None)), None);
         assert_eq!(
-            decide(&pending, grace(), at(120), Some(at(50))),
+            decide(&pending, grace(), at(120), Some(down(50))),
             Some(PromiseOutcome::Broken(BrokenBy::NotPlanned))
         );
         let sent_late = facts(Some(next(Status::Sent, Some(at(121)))), None);
         assert_eq!(
-            decide(&sent_late, grace(), at(121), Some(at(50))),
+            decide(&sent_late, grace(), at(121), Some(down(50))),
             Some(PromiseOutcome::Broken(BrokenBy::NotPlanned))
         );
         assert_eq!(
-            decide(&pending, grace(), at(120), Some(at(100))),
+            decide(&pending, grace(), at(120), Some(down(100))),
             Some(PromiseOutcome::Broken(BrokenBy::Late)),
             "down only after the deadline: late, not unplanned"
+        );
+    }
+
+    #[test]
+    fn a_deadline_without_a_fresh_poll_was_held_stale() {
+        let pending = facts(Some(next(Status::Pending, None)), None);
+        let stale = Gap {
+            since: at(62),
+            why: BrokenBy::HeldStale,
+        };
+        assert_eq!(
+            decide(&pending, grace(), at(80), Some(stale)),
+            Some(PromiseOutcome::Broken(BrokenBy::HeldStale))
         );
     }
 

@@ -271,7 +271,7 @@ async fn claims_return_due_notices_once_until_their_lease_ends(ctx: Ctx) {
     // A released claim is free at once.
     assert_eq!(
         ctx.store
-            .release(&after[0], None, None)
+            .release(&after[0], None, None, None)
             .await
             .expect("release a claim"),
         Recorded::Done
@@ -306,7 +306,10 @@ async fn a_late_writer_whose_claim_was_taken_over_records_nothing(ctx: Ctx) {
         Recorded::Fenced
     );
     assert_eq!(
-        ctx.store.release(&a[0], None, None).await.expect("release"),
+        ctx.store
+            .release(&a[0], None, None, None)
+            .await
+            .expect("release"),
         Recorded::Fenced
     );
     assert!(!ctx.store.renew(&a[0], now, LEASE).await.expect("renew"));
@@ -580,7 +583,7 @@ async fn retry_puts_a_dead_notice_back_as_the_next_notice_of_its_series(ctx: Ctx
     assert_eq!(again[0].attempts, 0, "a fresh retry window");
     assert_eq!(again[0].first_attempt_at, None);
     ctx.store
-        .release(&again[0], None, None)
+        .release(&again[0], None, None, None)
         .await
         .expect("release");
     let refused = ctx
@@ -1336,6 +1339,166 @@ async fn waits_are_recorded_and_end_as_new_wait_or_left(ctx: Ctx) {
     assert_eq!((w[0].ended_at, w[0].ended), (None, None));
 }
 
+/// Promise outcomes (the promise-report issue): a sent notice's promise is
+/// pending until the next notice of its series goes out (kept by the
+/// promised instant + grace, else broken late), dies (broken dead), or
+/// the wait ends first (superseded); past the deadline with no next notice
+/// sent it is broken, and a deadline inside a gap takes the gap's reason.
+async fn promises_are_kept_superseded_or_broken_as_the_next_notice_and_the_wait_go(ctx: Ctx) {
+    use interim::promise::{BrokenBy, Gap, PromiseOutcome};
+    let grace = chrono::Duration::minutes(5);
+    let now = t0();
+    let ids = ["T1", "T2", "T3", "T4", "T5"];
+    let tickets: Vec<Ticket> = ids.iter().map(|id| ticket(id, now - secs(600))).collect();
+    ctx.poll(&tickets, now).await;
+    // Every first notice goes out at `now`, promising the next by now + 120 s.
+    let first = ctx.claim(now, 10, "a").await;
+    assert_eq!(first.len(), ids.len(), "every first notice is due");
+    for n in &first {
+        let recorded = ctx
+            .store
+            .record_done(n, &sent_at(now), None)
+            .await
+            .expect("record a send");
+        assert_eq!(recorded, Recorded::Done);
+    }
+    let promise_of = |id: &'static str| {
+        let store = ctx.store.clone();
+        async move {
+            let rows = store
+                .list(&NoticeFilter {
+                    ticket: Some(id.to_owned()),
+                    ..NoticeFilter::default()
+                })
+                .await
+                .expect("list");
+            rows.iter()
+                .find(|r| r.number == 1)
+                .and_then(|r| r.promise.clone())
+        }
+    };
+    assert_eq!(promise_of("T1").await.as_deref(), Some("pending"));
+    let decided = ctx
+        .store
+        .decide_promises(now + secs(1), grace, None)
+        .await
+        .expect("decide");
+    assert!(decided.is_empty(), "nothing is decided yet: {decided:?}");
+
+    // T2's wait ends (someone answered) before its promise falls due.
+    ledger::changes(
+        &ctx.store,
+        &ctx.settings,
+        &[],
+        &["T2".to_owned()],
+        now + secs(30),
+    )
+    .await;
+    // T1, T3, T4 get their next notice planned; T5 never does (its series
+    // is lost, as if the daemon had not planned it).
+    let later = now + secs(60);
+    let planned = [tickets[0].clone(), tickets[2].clone(), tickets[3].clone()];
+    ledger::changes(&ctx.store, &ctx.settings, &planned, &[], later).await;
+
+    // T1's next notice goes out on time, T3's 10 minutes late, T4's dies.
+    let second = ctx.claim(now + secs(120), 10, "b").await;
+    let by_ticket = |id: &str| {
+        second
+            .iter()
+            .find(|n| n.ticket_id == id)
+            .unwrap_or_else(|| panic!("{id}'s next notice is due: {second:?}"))
+    };
+    ctx.store
+        .record_done(by_ticket("T1"), &sent_at(now + secs(150)), None)
+        .await
+        .expect("record T1");
+    ctx.store
+        .record_done(by_ticket("T3"), &sent_at(now + secs(720)), None)
+        .await
+        .expect("record T3");
+    let dead = Outcome {
+        status: Status::Dead,
+        next_notice_at: None,
+        error: Some("gone"),
+        ..sent_at(now + secs(130))
+    };
+    ctx.store
+        .record_done(by_ticket("T4"), &dead, None)
+        .await
+        .expect("record T4");
+
+    // At now + 500 s every first promise (due by now + 120 s + grace) is
+    // decided; the second notices' promises are not yet.
+    let at = now + secs(500);
+    let decided = ctx
+        .store
+        .decide_promises(at, grace, None)
+        .await
+        .expect("decide");
+    let outcome_of = |id: &str| {
+        let notice = notice_id(&tickets[ids.iter().position(|t| *t == id).unwrap_or(0)], 1);
+        decided
+            .iter()
+            .find(|d| d.notice_id == notice)
+            .map(|d| d.outcome)
+    };
+    assert_eq!(outcome_of("T1"), Some(PromiseOutcome::Kept), "{decided:?}");
+    assert_eq!(outcome_of("T2"), Some(PromiseOutcome::Superseded));
+    assert_eq!(
+        outcome_of("T3"),
+        Some(PromiseOutcome::Broken(BrokenBy::Late))
+    );
+    assert_eq!(
+        outcome_of("T4"),
+        Some(PromiseOutcome::Broken(BrokenBy::Dead))
+    );
+    assert_eq!(
+        outcome_of("T5"),
+        Some(PromiseOutcome::Broken(BrokenBy::NotPlanned))
+    );
+    assert_eq!(decided.len(), 5, "{decided:?}");
+    let late = decided
+        .iter()
+        .find(|d| d.outcome == PromiseOutcome::Kept)
+        .and_then(|d| d.lateness);
+    assert_eq!(
+        late,
+        Some(secs(31)),
+        "T1 reached its customer 31 s after the promise (sent at the attempt's end)"
+    );
+    assert_eq!(promise_of("T1").await.as_deref(), Some("kept"));
+    assert_eq!(promise_of("T3").await.as_deref(), Some("broken (late)"));
+    assert!(
+        ctx.store
+            .decide_promises(at + secs(10), grace, None)
+            .await
+            .expect("decide again")
+            .is_empty(),
+        "a decided promise stays decided"
+    );
+
+    // T1's second notice promised the third by now + 271 s; the daemon
+    // was down from now + 200 s until after that deadline.
+    let down = Gap {
+        since: now + secs(200),
+        why: BrokenBy::NotPlanned,
+    };
+    let decided = ctx
+        .store
+        .decide_promises(now + secs(700), grace, Some(down))
+        .await
+        .expect("decide after the downtime");
+    let t1_second = notice_id(&tickets[0], 2);
+    assert_eq!(
+        decided
+            .iter()
+            .find(|d| d.notice_id == t1_second)
+            .map(|d| d.outcome),
+        Some(PromiseOutcome::Broken(BrokenBy::NotPlanned)),
+        "{decided:?}"
+    );
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -1434,6 +1597,7 @@ async fn committed_plans_wake_the_listening_instances(ctx: Ctx) {
 }
 
 suite!(
+    promises_are_kept_superseded_or_broken_as_the_next_notice_and_the_wait_go,
     waits_are_recorded_and_end_as_new_wait_or_left,
     claims_return_due_notices_once_until_their_lease_ends,
     a_large_first_poll_gives_postgresql_fresh_statistics,

@@ -60,6 +60,7 @@ pub struct RawDaemon {
     pub shutdown_timeout: Option<String>,
     pub log_format: Option<String>,
     pub repeat_log_every: Option<String>,
+    pub promise_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

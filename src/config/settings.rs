@@ -67,6 +67,9 @@ pub struct DaemonSettings {
     /// A failure that repeats (a poll) is logged at ERROR once, then
     /// reminded at this interval with its count.
     pub repeat_log_every: Duration,
+    /// A promise is kept when the next notice goes out by the promised
+    /// instant plus this.
+    pub promise_grace: Duration,
 }
 
 pub use crate::logging::LogFormat;
@@ -344,6 +347,7 @@ impl Settings {
                 &d.repeat_log_every,
                 "10m",
             ),
+            promise_grace: duration(&mut p, "daemon.promise_grace", &d.promise_grace, "5m"),
         };
 
         let store_url = raw

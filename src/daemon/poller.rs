@@ -11,6 +11,7 @@ use super::poll::{CHUNK, PollRejected, PollSchedule, PollSummary, ProblemLog, po
 use super::repeat;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
+use crate::promise::{BrokenBy, DecidedPromise, Gap, PromiseOutcome};
 use crate::source::Source;
 use crate::store::Store;
 
@@ -29,6 +30,14 @@ pub struct Poller {
     memo: PlanMemo,
     last_summary: Option<PollSummary>,
     chunk: usize,
+    /// Whether the ledger's last poll before this process started was read.
+    read_last_poll: bool,
+    /// The ledger's last successful poll before this process started: the
+    /// daemon was down since then (promises that fell due meanwhile were
+    /// not planned), until this process's first successful poll.
+    down_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// This process's last successful poll.
+    last_success: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Poller {
@@ -45,6 +54,9 @@ impl Poller {
             memo: PlanMemo::default(),
             last_summary: None,
             chunk: CHUNK,
+            read_last_poll: false,
+            down_since: None,
+            last_success: None,
         })
     }
 
@@ -73,6 +85,16 @@ impl Poller {
                     error = format!("{e:#}"),
                     "cannot use the reloaded source; polling the previous one"
                 ),
+            }
+        }
+        if !self.read_last_poll {
+            // Read before this process's first poll writes its own.
+            match self.store.last_poll_at().await {
+                Ok(at) => {
+                    self.down_since = at;
+                    self.read_last_poll = true;
+                }
+                Err(e) => debug!(error = format!("{e:#}"), "cannot read the last poll time"),
             }
         }
         let leading = self.store.lead_polling().await;
@@ -111,6 +133,7 @@ impl Poller {
                 }
                 debug!(?summary, "poll done");
                 self.last_summary = Some(summary);
+                self.decide_promises(&settings, now).await;
                 true
             }
             Err(e) => {
@@ -146,6 +169,44 @@ impl Poller {
         }
     }
 
+    /// Decides the promises that can be decided after a successful poll,
+    /// and counts them. A failure is logged and retried after the next
+    /// poll: nothing is lost, the promises stay undecided in the ledger.
+    async fn decide_promises(&mut self, settings: &Settings, now: chrono::DateTime<chrono::Utc>) {
+        let grace = chrono::Duration::from_std(settings.daemon.promise_grace)
+            .unwrap_or(chrono::Duration::zero());
+        let max_age = chrono::Duration::from_std(settings.daemon.max_snapshot_age)
+            .unwrap_or(chrono::Duration::MAX);
+        // Polls failed for longer than max_snapshot_age: nothing was sent
+        // from then on. Else, at the first decision of this process, the
+        // time it was down.
+        let stale = self
+            .last_success
+            .and_then(|last| last.checked_add_signed(max_age))
+            .filter(|stale_from| *stale_from < now)
+            .map(|since| Gap {
+                since,
+                why: BrokenBy::HeldStale,
+            });
+        let gap = stale.or(self.down_since.map(|since| Gap {
+            since,
+            why: BrokenBy::NotPlanned,
+        }));
+        self.last_success = Some(now);
+        match self.store.decide_promises(now, grace, gap).await {
+            Ok(decided) => {
+                self.down_since = None;
+                for d in decided {
+                    record_promise(&d);
+                }
+            }
+            Err(e) => warn!(
+                error = format!("{e:#}"),
+                "cannot decide promises now; they stay undecided until the next poll"
+            ),
+        }
+    }
+
     /// What the last successful poll did.
     pub fn last_summary(&self) -> Option<&PollSummary> {
         self.last_summary.as_ref()
@@ -153,5 +214,30 @@ impl Poller {
 
     pub async fn close(self) {
         self.source.close().await;
+    }
+}
+
+/// The promise metrics of one decided promise.
+fn record_promise(d: &DecidedPromise) {
+    let policy = d.policy.clone();
+    metrics::counter!(
+        "interim_promises_total",
+        "policy" => policy.clone(),
+        "outcome" => d.outcome.as_str()
+    )
+    .increment(1);
+    if let PromiseOutcome::Broken(by) = d.outcome {
+        metrics::counter!(
+            "interim_promises_broken_total",
+            "policy" => policy.clone(),
+            "reason" => by.as_str()
+        )
+        .increment(1);
+        info!(notice.id = %d.notice_id, policy = %d.policy, reason = by.as_str(), "promise broken");
+    }
+    if let Some(late) = d.lateness {
+        let seconds = late.num_milliseconds() as f64 / 1000.0;
+        metrics::histogram!("interim_promise_lateness_seconds", "policy" => policy)
+            .record(seconds.max(0.0));
     }
 }

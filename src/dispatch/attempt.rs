@@ -251,7 +251,7 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
             }
             Attempt::Release => {
                 self.persist(claim, |n| async move {
-                    self.ledger.release(&n, None, None).await
+                    self.ledger.release(&n, None, None, None).await
                 })
                 .await
             }

@@ -13,6 +13,7 @@ use crate::ledger::{ClaimedNotice, DeliveryLedger, Outcome, Recorded};
 use crate::notice::{Status, truncate_millis};
 use crate::planner::{self, PlannedNotice, SeriesPlan, SeriesState, TicketFacts};
 use crate::policy::Policy;
+use crate::promise::Hold;
 use crate::ticket::Ticket;
 
 /// Whether a channel writes to the customer's address (email, or an .eml
@@ -95,7 +96,7 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
             debug!(next = %crate::clock::rfc3339(at), "outside the send window; held for the next one");
             self.persist(claim, |n| async move {
                 self.ledger
-                    .release(&n, Some(at), next.map(truncate_millis))
+                    .release(&n, Some(at), next.map(truncate_millis), None)
                     .await
             })
             .await?;
@@ -135,7 +136,9 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
                 .and_then(|d| now.checked_add_signed(d))
                 .unwrap_or(now);
             self.persist(claim, |n| async move {
-                self.ledger.release(&n, Some(next), None).await
+                self.ledger
+                    .release(&n, Some(next), None, Some(Hold::Limit))
+                    .await
             })
             .await?;
             return Ok(());
@@ -189,7 +192,7 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
                     + chrono::Duration::from_std(live.config.settings.daemon.poll_interval)
                         .unwrap_or(chrono::Duration::minutes(1));
                 self.persist(claim, |n| async move {
-                    self.ledger.release(&n, Some(retry), None).await
+                    self.ledger.release(&n, Some(retry), None, None).await
                 })
                 .await?;
                 return Ok(None);
@@ -249,7 +252,12 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
                 debug!(recipient, next = %crate::clock::rfc3339(next.unwrap_or(free_at)), "held by limits.per_recipient");
                 self.persist(claim, |n| async move {
                     self.ledger
-                        .release(&n, Some(next.unwrap_or(free_at)), next.map(truncate_millis))
+                        .release(
+                            &n,
+                            Some(next.unwrap_or(free_at)),
+                            next.map(truncate_millis),
+                            Some(Hold::Limit),
+                        )
                         .await
                 })
                 .await?;
@@ -259,7 +267,12 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
             if !self.recipients_guard().insert(recipient.to_owned()) {
                 self.persist(claim, |n| async move {
                     self.ledger
-                        .release(&n, Some(now + chrono::Duration::seconds(1)), None)
+                        .release(
+                            &n,
+                            Some(now + chrono::Duration::seconds(1)),
+                            None,
+                            Some(Hold::Limit),
+                        )
                         .await
                 })
                 .await?;

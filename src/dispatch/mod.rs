@@ -295,7 +295,9 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
                     // Cannot happen (we claimed no more than the free slots);
                     // give the claim back rather than exceed the limit.
                     self.in_flight_guard().remove(&claim.id);
-                    self.ledger.release(&claim.current(), None, None).await?;
+                    self.ledger
+                        .release(&claim.current(), None, None, None)
+                        .await?;
                     continue;
                 };
                 let number = claim

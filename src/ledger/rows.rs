@@ -28,6 +28,9 @@ pub struct NoticeRow {
     pub next_notice_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
     pub waiting_since: DateTime<Utc>,
+    /// The outcome of the promise this notice made (`pending`, `kept`,
+    /// `superseded`, `broken (REASON)`); None when it made none.
+    pub promise: Option<String>,
     #[serde(skip)]
     pub ticket_json: String,
 }

@@ -111,12 +111,14 @@ pub trait DeliveryLedger: Send + Sync {
         send_at: DateTime<Utc>,
         error: &str,
     ) -> impl Future<Output = anyhow::Result<Recorded>> + Send;
-    /// Gives a claim back, optionally for a later attempt.
+    /// Gives a claim back, optionally for a later attempt; `hold` says
+    /// when a limit held it back (the promise it was to keep).
     fn release(
         &self,
         n: &ClaimedNotice,
         next_attempt: Option<DateTime<Utc>>,
         send_at: Option<DateTime<Utc>>,
+        hold: Option<crate::promise::Hold>,
     ) -> impl Future<Output = anyhow::Result<Recorded>> + Send;
     /// Cancels a claimed notice (its wait ended before the send).
     fn cancel_claimed(

@@ -247,10 +247,15 @@ impl Store {
         n: &ClaimedNotice,
         next_attempt: Option<DateTime<Utc>>,
         send_at: Option<DateTime<Utc>>,
+        hold: Option<crate::promise::Hold>,
     ) -> anyhow::Result<Recorded> {
         let (next_attempt, send_at) = (next_attempt.map(ms), send_at.map(ms));
-        let done = on_pool!(self, release(&n.id, n.claim_token, next_attempt, send_at))
-            .with_context(|| format!("failed to release notice {}", n.id))?;
+        let hold = hold.map(crate::promise::Hold::as_str);
+        let done = on_pool!(
+            self,
+            release(&n.id, n.claim_token, next_attempt, send_at, hold)
+        )
+        .with_context(|| format!("failed to release notice {}", n.id))?;
         Ok(fenced_unless(done))
     }
 

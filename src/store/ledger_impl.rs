@@ -106,8 +106,9 @@ impl DeliveryLedger for Store {
         n: &ClaimedNotice,
         next_attempt: Option<DateTime<Utc>>,
         send_at: Option<DateTime<Utc>>,
+        hold: Option<crate::promise::Hold>,
     ) -> anyhow::Result<Recorded> {
-        Store::release(self, n, next_attempt, send_at).await
+        Store::release(self, n, next_attempt, send_at, hold).await
     }
     async fn cancel_claimed(
         &self,

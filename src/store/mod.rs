@@ -9,6 +9,7 @@ mod group;
 mod leader;
 mod ledger_impl;
 mod plan;
+mod promises;
 mod rows;
 mod tables;
 mod wakeup;

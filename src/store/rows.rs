@@ -136,6 +136,7 @@ pub(super) fn listed(r: ListedRow) -> NoticeRow {
         next_notice_at: r.next_notice_at.map(from_ms),
         cancel_reason: r.cancel_reason,
         waiting_since: from_ms(r.episode),
+        promise: promise_of(r.promise_outcome.as_deref(), r.promise_reason.as_deref()),
     }
 }
 
@@ -180,4 +181,15 @@ pub(super) fn wait(r: WaitRow) -> Wait {
         ended_at: r.ended_at.map(from_ms),
         ended: r.end_reason.as_deref().and_then(WaitEnd::parse),
     }
+}
+
+/// A stored promise outcome as the operator reads it: `pending`, `kept`,
+/// `superseded`, `broken (late)`; None for a notice that made no promise.
+fn promise_of(outcome: Option<&str>, reason: Option<&str>) -> Option<String> {
+    Some(match (outcome?, reason) {
+        // Marked for the next sweep: still undecided.
+        ("due", _) => "pending".to_owned(),
+        ("broken", Some(reason)) => format!("broken ({reason})"),
+        (outcome, _) => outcome.to_owned(),
+    })
 }

@@ -186,6 +186,8 @@ pub(crate) struct PgListed {
     pub cancel_reason: Option<String>,
     pub episode: DateTime<Utc>,
     pub ticket: String,
+    pub promise_outcome: Option<String>,
+    pub promise_reason: Option<String>,
 }
 
 impl From<PgListed> for ListedRow {
@@ -210,6 +212,8 @@ impl From<PgListed> for ListedRow {
             cancel_reason: r.cancel_reason,
             episode: ms(r.episode),
             ticket: r.ticket,
+            promise_outcome: r.promise_outcome,
+            promise_reason: r.promise_reason,
         }
     }
 }

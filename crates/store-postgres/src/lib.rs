@@ -16,12 +16,14 @@ mod convert;
 mod delivery;
 mod locks;
 mod plan;
+mod promises;
 mod waits;
 
 pub use admin::*;
 pub use delivery::*;
 pub use locks::*;
 pub use plan::*;
+pub use promises::*;
 pub use waits::*;
 
 /// The migrations of a PostgreSQL ledger.

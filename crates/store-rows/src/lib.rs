@@ -120,6 +120,8 @@ pub struct ListedRow {
     pub cancel_reason: Option<String>,
     pub episode: i64,
     pub ticket: String,
+    pub promise_outcome: Option<String>,
+    pub promise_reason: Option<String>,
 }
 
 /// A stored suppression.
@@ -245,4 +247,19 @@ pub struct WaitRow {
     pub first_due_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+}
+
+/// An undecided promise that may be decided now: the sent notice that
+/// made it, and what became of the next notice of its series and of its
+/// wait (every `next_*` and `wait_*` field None when the ledger has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromiseRow {
+    pub id: String,
+    pub policy: String,
+    pub promised: i64,
+    pub next_status: Option<String>,
+    pub next_sent_at: Option<i64>,
+    pub next_cancel_reason: Option<String>,
+    pub next_hold_reason: Option<String>,
+    pub wait_ended_at: Option<i64>,
 }

@@ -152,22 +152,26 @@ pub async fn record_retry(ex: impl SqliteExecutor<'_>, r: RetryArgs<'_>) -> sqlx
     .map(changed)
 }
 
-/// Gives a claim back, moved when `next_attempt`/`send_at` are given.
+/// Gives a claim back, moved when `next_attempt`/`send_at` are given,
+/// with why it was held back (`stale`, `limit`; None: no hold).
 pub async fn release(
     ex: impl SqliteExecutor<'_>,
     id: &str,
     claim_token: i64,
     next_attempt: Option<i64>,
     send_at: Option<i64>,
+    hold_reason: Option<&str>,
 ) -> sqlx::Result<u64> {
     sqlx::query!(
         "UPDATE notices SET claimed_by = NULL, claim_until = NULL,
-                next_attempt_at = COALESCE(?3, next_attempt_at), send_at = COALESCE(?4, send_at)
+                next_attempt_at = COALESCE(?3, next_attempt_at), send_at = COALESCE(?4, send_at),
+                hold_reason = ?5
          WHERE id = ?1 AND claim_token = ?2 AND status = 'pending'",
         id,
         claim_token,
         next_attempt,
-        send_at
+        send_at,
+        hold_reason
     )
     .execute(ex)
     .await

@@ -10,11 +10,13 @@
 mod admin;
 mod delivery;
 mod plan;
+mod promises;
 mod waits;
 
 pub use admin::*;
 pub use delivery::*;
 pub use plan::*;
+pub use promises::*;
 pub use waits::*;
 
 /// The migrations of a SQLite ledger.
