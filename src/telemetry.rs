@@ -62,6 +62,19 @@ fn describe() {
         "Notices planned (new or rescheduled), by policy"
     );
     describe_counter!(
+        "interim_promises_total",
+        "Promises decided (a sent notice's next update by then), by policy and outcome (kept, superseded, broken)"
+    );
+    describe_counter!(
+        "interim_promises_broken_total",
+        "Broken promises by policy and reason (late, dead, suppressed, held_stale, held_limit, not_planned, cancelled_by_reload)"
+    );
+    describe_histogram!(
+        "interim_promise_lateness_seconds",
+        Unit::Seconds,
+        "How late a promised next notice went out (0 when on time), by policy"
+    );
+    describe_counter!(
         "interim_notices_cancelled_total",
         "Pending notices cancelled because the wait ended"
     );
@@ -184,6 +197,11 @@ pub fn register(settings: &crate::config::Settings) {
         for status in ["sent", "dead", "suppressed"] {
             metrics::counter!("interim_notices_total", "status" => status,
                 "policy" => policy.name.clone(), "channel" => policy.channel.clone())
+            .increment(0);
+        }
+        for outcome in ["kept", "superseded", "broken"] {
+            metrics::counter!("interim_promises_total",
+                "policy" => policy.name.clone(), "outcome" => outcome)
             .increment(0);
         }
     }

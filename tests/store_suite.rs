@@ -1499,6 +1499,53 @@ async fn promises_are_kept_superseded_or_broken_as_the_next_notice_and_the_wait_
     );
 }
 
+/// The wait history keeps what `store.history_retention` says: pruning
+/// deletes waits that ended before the cutoff, never an open one or one
+/// that ended after it.
+async fn pruning_deletes_only_waits_that_ended_before_the_cutoff(ctx: Ctx) {
+    let now = t0();
+    let tickets = [
+        ticket("T1", now - secs(600)),
+        ticket("T2", now - secs(600)),
+        ticket("T3", now - secs(600)),
+    ];
+    ctx.poll(&tickets, now).await;
+    // T1 stops waiting early, T2 later; T3 still waits.
+    ledger::changes(
+        &ctx.store,
+        &ctx.settings,
+        &[],
+        &["T1".to_owned()],
+        now + secs(10),
+    )
+    .await;
+    ledger::changes(
+        &ctx.store,
+        &ctx.settings,
+        &[],
+        &["T2".to_owned()],
+        now + secs(100),
+    )
+    .await;
+    let pruned = ctx.store.prune_waits(now + secs(50)).await.expect("prune");
+    assert_eq!(pruned, 1, "only T1's wait ended before the cutoff");
+    let count = |id: &'static str| {
+        let store = ctx.store.clone();
+        async move { store.waits_of_ticket(id, false).await.expect("waits").len() }
+    };
+    assert_eq!(
+        (count("T1").await, count("T2").await, count("T3").await),
+        (0, 1, 1)
+    );
+    assert_eq!(
+        ctx.store
+            .prune_waits(now + secs(50))
+            .await
+            .expect("prune again"),
+        0
+    );
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -1597,6 +1644,7 @@ async fn committed_plans_wake_the_listening_instances(ctx: Ctx) {
 }
 
 suite!(
+    pruning_deletes_only_waits_that_ended_before_the_cutoff,
     promises_are_kept_superseded_or_broken_as_the_next_notice_and_the_wait_go,
     waits_are_recorded_and_end_as_new_wait_or_left,
     claims_return_due_notices_once_until_their_lease_ends,

@@ -388,6 +388,7 @@ pub fn notices_text(rows: &[NoticeRow], format: Format) -> String {
             "TRIES",
             "PLANNED",
             "SENT",
+            "PROMISE",
             "RECIPIENT",
             "NOTE",
         ],
@@ -401,6 +402,7 @@ pub fn notices_text(rows: &[NoticeRow], format: Format) -> String {
                 r.attempts.to_string(),
                 rfc3339(r.send_at),
                 r.sent_at.map(rfc3339).unwrap_or_default(),
+                r.promise.clone().unwrap_or_default(),
                 r.recipient.clone().unwrap_or_default(),
                 r.last_error
                     .clone()

@@ -68,6 +68,7 @@ pub struct RawDaemon {
 pub struct RawStore {
     pub url: Option<String>,
     pub claim_lease: Option<String>,
+    pub history_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

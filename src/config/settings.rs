@@ -78,6 +78,8 @@ pub use crate::logging::LogFormat;
 pub struct StoreSettings {
     pub url: SecretUrl,
     pub claim_lease: Duration,
+    /// Waits that ended longer ago than this leave the history.
+    pub history_retention: Duration,
 }
 
 /// The admin endpoint and its bounds.
@@ -370,6 +372,12 @@ impl Settings {
         let store = StoreSettings {
             url: SecretUrl::new(store_url),
             claim_lease: duration(&mut p, "store.claim_lease", &raw.store.claim_lease, "30s"),
+            history_retention: duration(
+                &mut p,
+                "store.history_retention",
+                &raw.store.history_retention,
+                "400d",
+            ),
         };
 
         let listen = raw

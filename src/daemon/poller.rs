@@ -134,6 +134,7 @@ impl Poller {
                 debug!(?summary, "poll done");
                 self.last_summary = Some(summary);
                 self.decide_promises(&settings, now).await;
+                self.prune_history(&settings, now).await;
                 true
             }
             Err(e) => {
@@ -203,6 +204,26 @@ impl Poller {
             Err(e) => warn!(
                 error = format!("{e:#}"),
                 "cannot decide promises now; they stay undecided until the next poll"
+            ),
+        }
+    }
+
+    /// A batch of the waits older than `store.history_retention` leaves
+    /// the history after each poll, so a large backlog (a shorter
+    /// retention) is worked off without holding the writer.
+    async fn prune_history(&self, settings: &Settings, now: chrono::DateTime<chrono::Utc>) {
+        let Some(before) = chrono::Duration::from_std(settings.store.history_retention)
+            .ok()
+            .and_then(|keep| now.checked_sub_signed(keep))
+        else {
+            return;
+        };
+        match self.store.prune_waits(before).await {
+            Ok(0) => {}
+            Ok(pruned) => debug!(pruned, "waits past store.history_retention deleted"),
+            Err(e) => warn!(
+                error = format!("{e:#}"),
+                "cannot prune the wait history now"
             ),
         }
     }

@@ -1,4 +1,4 @@
-//! Deciding promises: the engine finds the ones that can be decided (marked
+//! Deciding promises, and pruning the wait history they are read with: the engine finds the ones that can be decided (marked
 //! due by a trigger, or past their deadline), [`crate::promise::decide`]
 //! decides each, and the outcomes are written in one transaction per batch.
 
@@ -38,7 +38,17 @@ fn facts(r: &PromiseRow) -> PromiseFacts {
     }
 }
 
+/// Waits deleted per call at most: pruning never holds the writer long.
+const PRUNE_BATCH: i64 = 1_000;
+
 impl Store {
+    /// Deletes a batch of the waits that ended before `before` (the history
+    /// retention); how many.
+    pub async fn prune_waits(&self, before: DateTime<Utc>) -> anyhow::Result<u64> {
+        on_pool!(self, prune_waits(ms(before), PRUNE_BATCH))
+            .context("failed to prune the wait history")
+    }
+
     /// Decides every promise that can be decided at `now`; what was decided,
     /// for the metrics.
     pub async fn decide_promises(
