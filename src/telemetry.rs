@@ -75,6 +75,14 @@ fn describe() {
         "How late a promised next notice went out (0 when on time), by policy"
     );
     describe_counter!(
+        "interim_waits_exhausted_total",
+        "Waits whose last notice went out while the customer still waited (a human must step in), by policy"
+    );
+    describe_gauge!(
+        "interim_waits_open",
+        "Waits in progress that a policy matched, by policy"
+    );
+    describe_counter!(
         "interim_notices_cancelled_total",
         "Pending notices cancelled because the wait ended"
     );
@@ -199,6 +207,8 @@ pub fn register(settings: &crate::config::Settings) {
                 "policy" => policy.name.clone(), "channel" => policy.channel.clone())
             .increment(0);
         }
+        metrics::counter!("interim_waits_exhausted_total", "policy" => policy.name.clone())
+            .increment(0);
         for outcome in ["kept", "superseded", "broken"] {
             metrics::counter!("interim_promises_total",
                 "policy" => policy.name.clone(), "outcome" => outcome)

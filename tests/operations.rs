@@ -718,6 +718,20 @@ fn metrics_are_prometheus_text_and_count_what_the_sinks_received() {
         "interim_build_info names commit {commit:?}"
     );
     assert_eq!(metric(&samples, "interim_tickets_tracked", &[]), 5.0);
+    // Each policy sends one notice: every wait got its last one and the
+    // customers still wait.
+    let exhausted = |policy| {
+        metric(
+            &samples,
+            "interim_waits_exhausted_total",
+            &[("policy", policy)],
+        )
+    };
+    assert_eq!((exhausted("customer"), exhausted("team")), (3.0, 2.0));
+    setup.wait_until(SOON, "the open waits are counted", || {
+        metric_now(&setup, "interim_waits_open", &[("policy", "customer")]) == 3.0
+            && metric_now(&setup, "interim_waits_open", &[("policy", "team")]) == 2.0
+    });
     let durations = samples
         .iter()
         .find(|s| s.metric == "interim_delivery_duration_seconds")

@@ -1288,6 +1288,12 @@ async fn waits_are_recorded_and_end_as_new_wait_or_left(ctx: Ctx) {
         "the policy's first notice is due 60 s into the wait"
     );
     assert_eq!((w[0].ended_at, w[0].ended), (None, None));
+    let open = ctx
+        .store
+        .open_waits_per_policy(false)
+        .await
+        .expect("count open waits");
+    assert_eq!(open.get(POLICY), Some(&2), "{open:?}");
 
     // Someone wrote on T1: its wait restarts.
     let later = now + secs(300);
@@ -1323,6 +1329,12 @@ async fn waits_are_recorded_and_end_as_new_wait_or_left(ctx: Ctx) {
         (w[1].ended_at, w[1].ended),
         (Some(stop), Some(WaitEnd::Left))
     );
+    let open = ctx
+        .store
+        .open_waits_per_policy(false)
+        .await
+        .expect("count open waits");
+    assert_eq!(open.get(POLICY), None, "no wait is open: {open:?}");
 
     // T2 comes back with the same wait: it is open again, not a new one.
     let back = stop + secs(60);

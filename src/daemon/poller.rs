@@ -38,6 +38,8 @@ pub struct Poller {
     down_since: Option<chrono::DateTime<chrono::Utc>>,
     /// This process's last successful poll.
     last_success: Option<chrono::DateTime<chrono::Utc>>,
+    /// When `interim_waits_open` was last counted.
+    waits_counted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Poller {
@@ -57,6 +59,7 @@ impl Poller {
             read_last_poll: false,
             down_since: None,
             last_success: None,
+            waits_counted_at: None,
         })
     }
 
@@ -101,8 +104,11 @@ impl Poller {
         metrics::gauge!("interim_poller").set(if leading { 1.0 } else { 0.0 });
         if !leading {
             // Another instance plans meanwhile; when this one leads again
-            // it starts from what the ledger holds then.
+            // it starts from what the ledger holds then. That instance
+            // decides promises too: no gap of this one's counts for them.
             self.memo.clear();
+            self.down_since = None;
+            self.last_success = None;
             return false;
         }
         let outcome = match self
@@ -135,6 +141,7 @@ impl Poller {
                 self.last_summary = Some(summary);
                 self.decide_promises(&settings, now).await;
                 self.prune_history(&settings, now).await;
+                self.count_open_waits(&settings, now).await;
                 true
             }
             Err(e) => {
@@ -225,6 +232,32 @@ impl Poller {
                 error = format!("{e:#}"),
                 "cannot prune the wait history now"
             ),
+        }
+    }
+
+    /// `interim_waits_open{policy}`, counted at most once a minute (a
+    /// count of every open wait, from an index).
+    async fn count_open_waits(&mut self, settings: &Settings, now: chrono::DateTime<chrono::Utc>) {
+        if self
+            .waits_counted_at
+            .is_some_and(|at| now >= at && now - at < chrono::Duration::minutes(1))
+        {
+            return;
+        }
+        match self
+            .store
+            .open_waits_per_policy(settings.daemon.dry_run)
+            .await
+        {
+            Ok(open) => {
+                self.waits_counted_at = Some(now);
+                for policy in &settings.policies {
+                    let waits = open.get(&policy.name).copied().unwrap_or(0);
+                    metrics::gauge!("interim_waits_open", "policy" => policy.name.clone())
+                        .set(waits as f64);
+                }
+            }
+            Err(e) => debug!(error = format!("{e:#}"), "cannot count the open waits now"),
         }
     }
 

@@ -359,6 +359,12 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
         })
         .await?;
         metrics::counter!("interim_notices_total", "status" => status.as_str(), "policy" => claim.policy.clone(), "channel" => claim.channel.clone()).increment(1);
+        if status == Status::Sent && claim.number >= claim.max_notices {
+            // The last notice went out and the customer still waits: from
+            // here a human must step in.
+            metrics::counter!("interim_waits_exhausted_total", "policy" => claim.policy.clone())
+                .increment(1);
+        }
         Ok(())
     }
 

@@ -20,6 +20,24 @@ impl Store {
         Ok(rows.into_iter().map(super::rows::wait).collect())
     }
 
+    /// How many waits are open, per policy that applies to them.
+    pub async fn open_waits_per_policy(
+        &self,
+        dry_run: bool,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let rows = on_pool!(self, open_waits_by_policies(i64::from(dry_run)))
+            .context("failed to count the open waits")?;
+        let mut per_policy = std::collections::BTreeMap::new();
+        for (policies, waits) in rows {
+            let waits = u64::try_from(waits).unwrap_or(0);
+            for policy in policies.split(',').filter(|p| !p.is_empty()) {
+                let n: &mut u64 = per_policy.entry(policy.to_owned()).or_default();
+                *n = n.saturating_add(waits);
+            }
+        }
+        Ok(per_policy)
+    }
+
     pub async fn list(&self, filter: &NoticeFilter) -> anyhow::Result<Vec<NoticeRow>> {
         let status = filter.status.map(|s| s.as_str());
         let rows = on_pool!(self, list_notices(status, filter.ticket.as_deref()))

@@ -113,3 +113,18 @@ pub async fn prune_waits(
     .await
     .map(changed)
 }
+
+/// The open waits of one mode, counted by their list of policies.
+pub async fn open_waits_by_policies(
+    ex: impl SqliteExecutor<'_>,
+    dry_run: i64,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT policies, COUNT(*) AS "waits!: i64" FROM waits
+           WHERE dry_run = ?1 AND ended_at IS NULL GROUP BY policies"#,
+        dry_run
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.policies, r.waits)).collect())
+}
