@@ -62,11 +62,13 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         policy: Option<String>,
     },
-    /// Show the ledger
+    /// Show the ledger; with --ticket, that ticket's waits and each
+    /// notice's promise
     Notices {
         #[arg(long, value_name = "STATUS")]
         status: Option<String>,
-        /// The ticket's id or number (id:VALUE for the id only)
+        /// The ticket's id or number (id:VALUE for the id only): in a table,
+        /// its story wait by wait
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -332,8 +334,22 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 Some(t) => Some(store.resolve_ticket(&t).await?.map_err(Failure::Usage)?),
                 None => None,
             };
-            let rows = store.list(&NoticeFilter { status, ticket }).await?;
-            emit(&report::notices_text(&rows, format))?;
+            let rows = store
+                .list(&NoticeFilter {
+                    status,
+                    ticket: ticket.clone(),
+                })
+                .await?;
+            match (&ticket, format) {
+                // One ticket in a table: its story, wait by wait.
+                (Some(id), Format::Table) => {
+                    let waits = store
+                        .waits_of_ticket(id, config.settings.daemon.dry_run)
+                        .await?;
+                    emit(&report::ticket_timeline_text(&waits, &rows))?;
+                }
+                _ => emit(&report::notices_text(&rows, format))?,
+            }
         }
         Command::Retry { ids } => {
             let config = load(config_flag, quiet)?;

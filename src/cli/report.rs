@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::Format;
 use crate::clock::rfc3339;
 use crate::config::{ChannelKind, Settings};
+use crate::ledger::Wait;
 use crate::planner;
 use crate::policy::Policy;
 use crate::row_counts::RowCounts;
@@ -411,6 +412,75 @@ pub fn notices_text(rows: &[NoticeRow], format: Format) -> String {
             ]
         },
     )
+}
+
+/// One ticket's story (`interim notices --ticket ID`, table format): each
+/// wait of the history, oldest first, with its notices, the promise each
+/// made and how it turned out. Notices of a wait the history does not
+/// hold (pruned, or from before the history) come last.
+pub fn ticket_timeline_text(waits: &[Wait], rows: &[NoticeRow]) -> String {
+    let mut out = String::new();
+    let notice_cells = |n: &NoticeRow| {
+        vec![
+            format!("{}/{}", n.number, n.max_notices),
+            n.policy.clone(),
+            n.status.to_string(),
+            rfc3339(n.send_at),
+            n.sent_at.map(rfc3339).unwrap_or_default(),
+            n.next_notice_at.map(rfc3339).unwrap_or_default(),
+            n.promise.clone().unwrap_or_default(),
+        ]
+    };
+    let headers = [
+        "NO.",
+        "POLICY",
+        "STATUS",
+        "PLANNED",
+        "SENT",
+        "PROMISED BY",
+        "PROMISE",
+    ];
+    let table = |notices: Vec<&NoticeRow>, out: &mut String| {
+        if notices.is_empty() {
+            let _ = writeln!(out, "  no notice");
+            return;
+        }
+        let cells: Vec<Vec<String>> = notices.into_iter().map(notice_cells).collect();
+        for line in render_table(&headers, &cells).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    };
+    for (i, wait) in waits.iter().enumerate() {
+        let end = match (wait.ended_at, wait.ended) {
+            (Some(at), Some(how)) => format!("ended {} ({})", rfc3339(at), how.as_str()),
+            _ => "open".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "wait {}: since {}, {end}; policies {}",
+            i + 1,
+            rfc3339(wait.started_at),
+            wait.policies.join(", ")
+        );
+        table(
+            rows.iter()
+                .filter(|n| n.waiting_since == wait.started_at)
+                .collect(),
+            &mut out,
+        );
+    }
+    let outside: Vec<&NoticeRow> = rows
+        .iter()
+        .filter(|n| !waits.iter().any(|w| w.started_at == n.waiting_since))
+        .collect();
+    if !outside.is_empty() {
+        let _ = writeln!(out, "notices of waits not in the history:");
+        table(outside, &mut out);
+    }
+    if waits.is_empty() && rows.is_empty() {
+        let _ = writeln!(out, "no wait and no notice");
+    }
+    out
 }
 
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
