@@ -105,6 +105,21 @@ impl Calendar {
         }
         None
     }
+
+    /// The working time between `from` and `to` (zero when `to` is not
+    /// after `from`): how long a wait lasted in business hours. Bounded
+    /// like every walk here: a wait longer than about three years counts
+    /// its first three.
+    pub fn business_time_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+        let mut total = chrono::Duration::zero();
+        for (start, end) in self.intervals_from(from) {
+            if start >= to {
+                break;
+            }
+            total += end.min(to) - start;
+        }
+        total.to_std().unwrap_or(Duration::ZERO)
+    }
 }
 
 /// Converts a local wall-clock time to an instant. A time inside a DST gap
@@ -223,6 +238,31 @@ mod tests {
                 .and_then(|d| d.and_hms_opt(h, min, 0))
                 .unwrap_or_default(),
         )
+    }
+
+    #[test]
+    fn a_wait_across_a_weekend_and_a_holiday_counts_only_working_hours() {
+        let office = office();
+        // Friday 16:00 to Monday 09:00: Friday's last hour and Monday's first.
+        assert_eq!(
+            office.business_time_between(berlin(2026, 12, 4, 16, 0), berlin(2026, 12, 7, 9, 0)),
+            Duration::from_secs(2 * 3600)
+        );
+        // Wednesday 23 December 16:00 to Friday 25 December 10:00: one hour
+        // on the 23rd, Christmas Eve a holiday, two hours on the 25th.
+        assert_eq!(
+            office.business_time_between(berlin(2026, 12, 23, 16, 0), berlin(2026, 12, 25, 10, 0)),
+            Duration::from_secs(3 * 3600)
+        );
+        // The lunch break does not count; an end before the start is zero.
+        assert_eq!(
+            office.business_time_between(berlin(2026, 12, 7, 11, 0), berlin(2026, 12, 7, 14, 0)),
+            Duration::from_secs(2 * 3600)
+        );
+        assert_eq!(
+            office.business_time_between(berlin(2026, 12, 7, 14, 0), berlin(2026, 12, 7, 11, 0)),
+            Duration::ZERO
+        );
     }
 
     #[test]

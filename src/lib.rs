@@ -24,6 +24,7 @@ pub mod planner;
 pub mod policy;
 pub mod private_files;
 pub mod promise;
+pub mod promise_report;
 pub mod retry;
 pub mod row_counts;
 pub mod schedule;
