@@ -40,11 +40,11 @@ async fn step(daemon: &mut InProcess, at: DateTime<Utc>) -> usize {
 }
 
 #[test]
-fn a_tickets_timeline_shows_each_wait_with_its_notices_promises_and_outcomes() {
+fn a_tickets_story_reads_back_as_its_timeline_and_in_the_reports_numbers() {
     let setup = setup();
+    let start = Utc::now();
     support::block_on(async {
         let config = interim::setup::load(&setup.write_config()).unwrap_or_else(|e| panic!("{e}"));
-        let start = Utc::now();
         let mut daemon = InProcess::start(config, ManualClock::new(start)).await;
         assert!(daemon.poll().await);
         // Notice 1 after an hour (the ticket already waited 10 minutes),
@@ -103,4 +103,32 @@ fn a_tickets_timeline_shows_each_wait_with_its_notices_promises_and_outcomes() {
         "the wait ended before notice 3 was due:\n{text}"
     );
     assert!(notice("3/3").contains("cancelled"), "{text}");
+
+    // The same story in the report's numbers (the clock ran ahead of the
+    // real one, so the period reaches into the future).
+    let until = (start + Duration::days(1)).to_rfc3339();
+    let report = setup
+        .json(&[
+            "report", "--since", "1d", "--until", &until, "--format", "json",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let total = &report["total"];
+    assert_eq!(total["waits_started"], 2, "{report:#}");
+    assert_eq!(total["waits_ended"], 1, "{report:#}");
+    assert_eq!(total["waits_open"], 1, "{report:#}");
+    assert_eq!(total["notices_sent"], 2, "{report:#}");
+    assert_eq!(total["promises"]["made"], 2, "{report:#}");
+    assert_eq!(total["promises"]["kept"], 1, "{report:#}");
+    assert_eq!(total["promises"]["superseded"], 1, "{report:#}");
+    assert_eq!(total["promises"]["kept_rate"], 1.0, "{report:#}");
+    assert_eq!(report["by"], "queue");
+    assert_eq!(report["groups"][0]["key"], "support");
+    let table = setup.cli(&["report", "--since", "1d", "--until", &until]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{text}");
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 100),
+        "fits 100 columns:\n{text}"
+    );
+    assert!(text.contains("total"), "{text}");
 }

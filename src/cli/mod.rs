@@ -74,6 +74,25 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Waits and promises for the service lead: how long customers waited, how many promises were kept
+    Report {
+        /// Start of the period: a duration back from now (30d) or a date
+        /// (2026-11-01, RFC 3339)
+        #[arg(long, value_name = "30d|DATE", default_value = "30d")]
+        since: String,
+        /// End of the period (a date or RFC 3339); default now
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// queue, policy, priority, origin, language, week or month
+        #[arg(long, value_name = "FIELD", default_value = "queue")]
+        by: String,
+        /// Candidate promises: the share of waits that ended within each
+        /// (e.g. 4h,8h,1d,2d,5d; business time where a calendar applies)
+        #[arg(long, value_name = "LIST")]
+        promise: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Put dead notices back to pending
     Retry {
         #[arg(required = true, value_name = "ID")]
@@ -350,6 +369,22 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
                 }
                 _ => emit(&report::notices_text(&rows, format))?,
             }
+        }
+        Command::Report {
+            since,
+            until,
+            by,
+            promise,
+            format,
+        } => {
+            let config = load(config_flag, quiet)?;
+            let now = Utc::now();
+            let request =
+                report::report_request(&since, until.as_deref(), &by, promise.as_deref(), now)
+                    .map_err(Failure::Usage)?;
+            let store = Store::open(&config.settings.store.url).await?;
+            let text = report::promise_report(&config, &store, &request, format, now).await?;
+            emit(&text)?;
         }
         Command::Retry { ids } => {
             let config = load(config_flag, quiet)?;

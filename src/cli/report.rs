@@ -968,3 +968,168 @@ pub async fn sources_test(config: &Config, shown: usize) -> anyhow::Result<Sourc
         rejected,
     })
 }
+
+/// The period, grouping and candidates of `interim report`, from its
+/// arguments; a usage error names the argument.
+pub fn report_request(
+    since: &str,
+    until: Option<&str>,
+    by: &str,
+    promise: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<crate::promise_report::ReportRequest, String> {
+    use crate::promise_report::{GroupBy, ReportRequest};
+    let instant = |flag: &str, text: &str| -> Result<DateTime<Utc>, String> {
+        let t = text.trim();
+        if let Ok(at) = DateTime::parse_from_rfc3339(t) {
+            return Ok(at.with_timezone(&Utc));
+        }
+        if let Ok(day) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+        }
+        Err(format!(
+            "{flag}: \"{text}\" is not a date (2026-11-01), an RFC 3339 time or, for --since, a duration back from now (30d)"
+        ))
+    };
+    let since = match crate::config::parse_duration(since) {
+        Ok(back) => chrono::Duration::from_std(back)
+            .ok()
+            .and_then(|back| now.checked_sub_signed(back))
+            .ok_or_else(|| format!("--since: {since} reaches too far back"))?,
+        Err(_) => instant("--since", since)?,
+    };
+    let until = match until {
+        Some(text) => instant("--until", text)?,
+        None => now,
+    };
+    if until <= since {
+        return Err("--until must be after --since".into());
+    }
+    let by = GroupBy::parse(by.trim()).ok_or_else(|| {
+        format!(
+            "--by: \"{by}\" is not one of {}",
+            GroupBy::ALL.map(|(name, _)| name).join(", ")
+        )
+    })?;
+    let mut candidates = Vec::new();
+    for part in promise
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let within = crate::config::parse_duration(part).map_err(|e| format!("--promise: {e}"))?;
+        candidates.push((part.to_owned(), within));
+    }
+    Ok(ReportRequest {
+        since,
+        until,
+        by,
+        candidates,
+    })
+}
+
+/// `interim report`: the waits and promises of the period, from the
+/// ledger alone.
+pub async fn promise_report(
+    config: &Config,
+    store: &Store,
+    request: &crate::promise_report::ReportRequest,
+    format: Format,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
+    let settings = &config.settings;
+    let dry_run = settings.daemon.dry_run;
+    let waits = store
+        .waits_touching(dry_run, request.since, request.until)
+        .await?;
+    let notices: Vec<NoticeRow> = store
+        .list(&crate::store::NoticeFilter {
+            status: Some(crate::notice::Status::Sent),
+            ticket: None,
+        })
+        .await?
+        .into_iter()
+        .filter(|n| n.dry_run == dry_run)
+        .collect();
+    let calendar_of = |policy: &str| {
+        settings
+            .policies
+            .iter()
+            .find(|p| p.name == policy)
+            .and_then(|p| p.window.calendar.as_deref())
+    };
+    let report = crate::promise_report::build(request, &waits, &notices, now, calendar_of);
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Table => report_table(&report),
+    })
+}
+
+/// The report as a table of at most 100 columns: one row per group and a
+/// total.
+fn report_table(report: &crate::promise_report::Report) -> String {
+    let hours = |secs: u64| format!("{:.1}h", secs as f64 / 3600.0);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for g in report.groups.iter().chain(std::iter::once(&report.total)) {
+        let key = match (&g.key, std::ptr::eq(g, &report.total)) {
+            (_, true) => "total".to_owned(),
+            (Some(k), false) => crate::logging::clip(k, 16).to_string(),
+            (None, false) => "-".to_owned(),
+        };
+        let spread = g
+            .business_wait_seconds
+            .or(g.wait_seconds)
+            .map(|s| format!("{}/{}", hours(s.p50), hours(s.p90)))
+            .unwrap_or_else(|| "-".into());
+        let mut row = vec![
+            key,
+            g.waits_started.to_string(),
+            g.waits_ended.to_string(),
+            g.waits_open.to_string(),
+            g.waits_crossed.to_string(),
+            spread,
+            g.notices_sent.to_string(),
+            g.promises.made.to_string(),
+            g.promises
+                .kept_rate
+                .map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            g.promises.broken.to_string(),
+            g.exhausted.to_string(),
+        ];
+        if let Some(within) = &g.ended_within {
+            row.push(
+                within
+                    .iter()
+                    .map(|(label, share)| format!("{label}:{:.0}%", share * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        rows.push(row);
+    }
+    let mut headers = vec![
+        report.by.to_uppercase(),
+        "STARTED".into(),
+        "ENDED".into(),
+        "OPEN".into(),
+        "CROSSED".into(),
+        "P50/P90".into(),
+        "SENT".into(),
+        "PROMISES".into(),
+        "KEPT".into(),
+        "BROKEN".into(),
+        "EXHAUSTED".into(),
+    ];
+    if report.total.ended_within.is_some() {
+        headers.push("ENDED WITHIN".into());
+    }
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    format!(
+        "{} to {}\n{}",
+        rfc3339(report.since),
+        rfc3339(report.until),
+        render_table(&headers, &rows)
+    )
+}

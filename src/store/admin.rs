@@ -20,6 +20,21 @@ impl Store {
         Ok(rows.into_iter().map(super::rows::wait).collect())
     }
 
+    /// Every wait a report over [`since`, `until`) counts.
+    pub async fn waits_touching(
+        &self,
+        dry_run: bool,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<crate::ledger::Wait>> {
+        let rows = on_pool!(
+            self,
+            waits_touching(i64::from(dry_run), ms(since), ms(until))
+        )
+        .context("failed to read the wait history")?;
+        Ok(rows.into_iter().map(super::rows::wait).collect())
+    }
+
     /// How many waits are open, per policy that applies to them.
     pub async fn open_waits_per_policy(
         &self,

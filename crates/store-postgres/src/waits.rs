@@ -140,3 +140,43 @@ pub async fn open_waits_by_policies(
     .await?;
     Ok(rows.into_iter().map(|r| (r.policies, r.waits)).collect())
 }
+
+/// The waits of one mode that started before `until` and were still open
+/// at `since` (or ended after it): every wait a report over
+/// [`since`, `until`) counts.
+pub async fn waits_touching(
+    ex: impl PgExecutor<'_>,
+    dry_run: i64,
+    since: i64,
+    until: i64,
+) -> sqlx::Result<Vec<WaitRow>> {
+    let rows = sqlx::query!(
+        "SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
+                policies, first_due_at, ended_at, end_reason
+         FROM waits
+         WHERE dry_run = $1 AND episode < $3 AND (ended_at IS NULL OR ended_at >= $2)
+         ORDER BY episode, ticket_id",
+        flag(dry_run),
+        at(since)?,
+        at(until)?
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| WaitRow {
+            ticket_id: r.ticket_id,
+            episode: ms(r.episode),
+            dry_run: i64::from(r.dry_run),
+            ticket_number: r.ticket_number,
+            queue: r.queue,
+            priority: r.priority,
+            origin: r.origin,
+            language: r.language,
+            policies: r.policies,
+            first_due_at: r.first_due_at.map(ms),
+            ended_at: r.ended_at.map(ms),
+            end_reason: r.end_reason,
+        })
+        .collect())
+}

@@ -128,3 +128,27 @@ pub async fn open_waits_by_policies(
     .await?;
     Ok(rows.into_iter().map(|r| (r.policies, r.waits)).collect())
 }
+
+/// The waits of one mode that started before `until` and were still open
+/// at `since` (or ended after it): every wait a report over
+/// [`since`, `until`) counts.
+pub async fn waits_touching(
+    ex: impl SqliteExecutor<'_>,
+    dry_run: i64,
+    since: i64,
+    until: i64,
+) -> sqlx::Result<Vec<WaitRow>> {
+    sqlx::query_as!(
+        WaitRow,
+        r#"SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
+                  policies, first_due_at, ended_at, end_reason
+           FROM waits
+           WHERE dry_run = ?1 AND episode < ?3 AND (ended_at IS NULL OR ended_at >= ?2)
+           ORDER BY episode, ticket_id"#,
+        dry_run,
+        since,
+        until
+    )
+    .fetch_all(ex)
+    .await
+}
