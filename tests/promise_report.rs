@@ -7,27 +7,13 @@ mod support;
 use chrono::{DateTime, Duration, Utc};
 use interim::clock::ManualClock;
 use sqlx::Connection;
+use support::Setup;
 use support::library::InProcess;
-use support::{Setup, Ticket, toml_str};
 
 /// Ticket 1 waits; policy `p` sends after 1 h, then every hour, three at
 /// most, into a file channel.
 fn setup() -> Setup {
-    let mut setup = Setup::new();
-    let outbox = setup.path("outbox");
-    setup
-        .toml(&format!(
-            "[channels.outbox]\nkind = \"file\"\npath = {}\nformat = \"json\"",
-            toml_str(&outbox.display().to_string())
-        ))
-        .set("daemon.max_snapshot_age", &toml_str("1d"))
-        .policy(
-            "p",
-            "match = { state = [\"open\"] }\nafter = \"1h\"\nrepeat_every = \"1h\"\nmax_notices = 3\n\
-             channel = \"outbox\"\ntemplate = \"interim\"",
-        );
-    setup.helpdesk().insert(&[Ticket::new(1)]);
-    setup
+    support::library::hourly_outbox(1)
 }
 
 async fn step(daemon: &mut InProcess, at: DateTime<Utc>) -> usize {

@@ -11,30 +11,14 @@ use interim::clock::ManualClock;
 use interim::notice::Status;
 use sqlx::Connection;
 use support::library::InProcess;
-use support::{Setup, Ticket, toml_str};
+use support::{Setup, Ticket};
 
 const TICKETS: i64 = 4;
 
 /// Four open tickets waiting 10 minutes; policy `p` sends the first notice
 /// after 1 h, then every hour, into a file channel.
 fn setup() -> Setup {
-    let mut setup = Setup::new();
-    let outbox = setup.path("outbox");
-    setup
-        .toml(&format!(
-            "[channels.outbox]\nkind = \"file\"\npath = {}\nformat = \"json\"",
-            toml_str(&outbox.display().to_string())
-        ))
-        .set("daemon.max_snapshot_age", &toml_str("1d"))
-        .policy(
-            "p",
-            "match = { state = [\"open\"] }\nafter = \"1h\"\nrepeat_every = \"1h\"\nmax_notices = 3\n\
-             channel = \"outbox\"\ntemplate = \"interim\"",
-        );
-    setup
-        .helpdesk()
-        .insert(&(1..=TICKETS).map(Ticket::new).collect::<Vec<_>>());
-    setup
+    support::library::hourly_outbox(TICKETS)
 }
 
 async fn start(setup: &Setup) -> InProcess {

@@ -118,3 +118,26 @@ pub async fn start_parts(
     let poller = Poller::new(store.clone(), dispatcher.clone()).expect("a poller");
     (store, dispatcher, poller)
 }
+
+/// Tickets 1..=`tickets`, open and waiting 10 minutes; policy `p` sends
+/// after 1 h, then every hour, three at most, into a JSON file channel
+/// (`outbox/`); the source may be a day old before sends are held.
+pub fn hourly_outbox(tickets: i64) -> super::Setup {
+    let mut setup = super::Setup::new();
+    let outbox = setup.path("outbox");
+    setup
+        .toml(&format!(
+            "[channels.outbox]\nkind = \"file\"\npath = {}\nformat = \"json\"",
+            super::toml_str(&outbox.display().to_string())
+        ))
+        .set("daemon.max_snapshot_age", &super::toml_str("1d"))
+        .policy(
+            "p",
+            "match = { state = [\"open\"] }\nafter = \"1h\"\nrepeat_every = \"1h\"\nmax_notices = 3\n\
+             channel = \"outbox\"\ntemplate = \"interim\"",
+        );
+    setup
+        .helpdesk()
+        .insert(&(1..=tickets).map(super::Ticket::new).collect::<Vec<_>>());
+    setup
+}

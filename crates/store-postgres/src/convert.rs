@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use interim_store_rows::{
     ClaimedRow, LaterRow, ListedRow, RetryRow, SeriesNoticeRow, SeriesRow, StoredTicketRow,
-    SuppressionRow,
+    SuppressionRow, WaitRow,
 };
 
 /// An instant (Unix milliseconds) as PostgreSQL stores it.
@@ -162,6 +162,40 @@ impl From<PgClaimed> for ClaimedRow {
             ticket: r.ticket,
             ticket_hash: r.ticket_hash,
             claim_token: r.claim_token,
+        }
+    }
+}
+
+pub(crate) struct PgWait {
+    pub ticket_id: String,
+    pub episode: DateTime<Utc>,
+    pub dry_run: bool,
+    pub ticket_number: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub origin: Option<String>,
+    pub language: Option<String>,
+    pub policies: String,
+    pub first_due_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+}
+
+impl From<PgWait> for WaitRow {
+    fn from(r: PgWait) -> Self {
+        WaitRow {
+            ticket_id: r.ticket_id,
+            episode: ms(r.episode),
+            dry_run: bit(r.dry_run),
+            ticket_number: r.ticket_number,
+            queue: r.queue,
+            priority: r.priority,
+            origin: r.origin,
+            language: r.language,
+            policies: r.policies,
+            first_due_at: r.first_due_at.map(ms),
+            ended_at: r.ended_at.map(ms),
+            end_reason: r.end_reason,
         }
     }
 }

@@ -4,7 +4,7 @@ use interim_store_rows::{WaitArgs, WaitRow};
 use sqlx::PgExecutor;
 
 use super::changed;
-use super::convert::{at, at_opt, flag, ms};
+use super::convert::{PgWait, all, at, at_opt, flag};
 
 /// Writes a wait as a poll saw it; one that had ended (its ticket left and
 /// came back with the same `waiting_since`) is open again.
@@ -85,7 +85,8 @@ pub async fn waits_of_ticket(
     ticket_id: &str,
     dry_run: i64,
 ) -> sqlx::Result<Vec<WaitRow>> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        PgWait,
         "SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
                 policies, first_due_at, ended_at, end_reason
          FROM waits WHERE ticket_id = $1 AND dry_run = $2 ORDER BY episode",
@@ -94,23 +95,7 @@ pub async fn waits_of_ticket(
     )
     .fetch_all(ex)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| WaitRow {
-            ticket_id: r.ticket_id,
-            episode: ms(r.episode),
-            dry_run: i64::from(r.dry_run),
-            ticket_number: r.ticket_number,
-            queue: r.queue,
-            priority: r.priority,
-            origin: r.origin,
-            language: r.language,
-            policies: r.policies,
-            first_due_at: r.first_due_at.map(ms),
-            ended_at: r.ended_at.map(ms),
-            end_reason: r.end_reason,
-        })
-        .collect())
+    Ok(all(rows))
 }
 
 /// Deletes up to `limit` waits that ended before `before`.
@@ -150,7 +135,8 @@ pub async fn waits_touching(
     since: i64,
     until: i64,
 ) -> sqlx::Result<Vec<WaitRow>> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        PgWait,
         "SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
                 policies, first_due_at, ended_at, end_reason
          FROM waits
@@ -162,21 +148,5 @@ pub async fn waits_touching(
     )
     .fetch_all(ex)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| WaitRow {
-            ticket_id: r.ticket_id,
-            episode: ms(r.episode),
-            dry_run: i64::from(r.dry_run),
-            ticket_number: r.ticket_number,
-            queue: r.queue,
-            priority: r.priority,
-            origin: r.origin,
-            language: r.language,
-            policies: r.policies,
-            first_due_at: r.first_due_at.map(ms),
-            ended_at: r.ended_at.map(ms),
-            end_reason: r.end_reason,
-        })
-        .collect())
+    Ok(all(rows))
 }
