@@ -59,6 +59,17 @@ impl PromiseOutcome {
 }
 
 impl BrokenBy {
+    /// Every reason, in the order reports list them.
+    pub const ALL: [BrokenBy; 7] = [
+        BrokenBy::Late,
+        BrokenBy::Dead,
+        BrokenBy::Suppressed,
+        BrokenBy::HeldStale,
+        BrokenBy::HeldLimit,
+        BrokenBy::NotPlanned,
+        BrokenBy::CancelledByReload,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             BrokenBy::Late => "late",
@@ -72,17 +83,7 @@ impl BrokenBy {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            BrokenBy::Late,
-            BrokenBy::Dead,
-            BrokenBy::Suppressed,
-            BrokenBy::HeldStale,
-            BrokenBy::HeldLimit,
-            BrokenBy::NotPlanned,
-            BrokenBy::CancelledByReload,
-        ]
-        .into_iter()
-        .find(|by| by.as_str() == text)
+        Self::ALL.into_iter().find(|by| by.as_str() == text)
     }
 }
 

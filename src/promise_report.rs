@@ -10,8 +10,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 
 use crate::calendar::Calendar;
-use crate::ledger::{NoticeRow, Wait};
-use crate::notice::Status;
+use crate::ledger::{PromiseState, SentNotice, Wait};
 
 /// What the report groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +112,40 @@ pub struct Group {
     pub notices_by_number: BTreeMap<String, u64>,
     pub promises: Promises,
     pub exhausted: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ended_within: Option<BTreeMap<String, f64>>,
+    /// The waits open longest at the end of the period, longest first.
+    pub longest_open: Vec<OpenWait>,
+    /// Per candidate promise, in the order given, the share of ended
+    /// waits that ended within it (a JSON object).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "shares_as_object"
+    )]
+    pub ended_within: Option<Vec<(String, f64)>>,
 }
+
+/// Candidate shares as one JSON object, keys in the candidates' order.
+fn shares_as_object<S: serde::Serializer>(
+    shares: &Option<Vec<(String, f64)>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match shares {
+        Some(shares) => serializer.collect_map(shares.iter().map(|(k, v)| (k, v))),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A wait still open at the end of the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenWait {
+    pub ticket_id: String,
+    pub ticket_number: Option<String>,
+    pub since: DateTime<Utc>,
+    /// From `since` to the end of the period (or now, if that is earlier).
+    pub waited_seconds: u64,
+}
+
+/// How many of a group's open waits the report names.
+pub const LONGEST_OPEN: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -129,7 +159,7 @@ pub struct Report {
 /// The facts of one wait the report counts.
 struct Counted<'a> {
     wait: &'a Wait,
-    notices: Vec<&'a NoticeRow>,
+    notices: Vec<&'a SentNotice>,
     /// How long it lasted (ended waits): wall-clock, and business time
     /// where its first policy has a calendar.
     lasted: Option<(Duration, Option<Duration>)>,
@@ -140,12 +170,12 @@ struct Counted<'a> {
 pub fn build<'c>(
     request: &ReportRequest,
     waits: &[Wait],
-    notices: &[NoticeRow],
+    notices: &[SentNotice],
     now: DateTime<Utc>,
     calendar_of: impl Fn(&str) -> Option<&'c Calendar>,
 ) -> Report {
     let in_range = |at: DateTime<Utc>| request.since <= at && at < request.until;
-    let mut by_wait: BTreeMap<(&str, DateTime<Utc>), Vec<&NoticeRow>> = BTreeMap::new();
+    let mut by_wait: BTreeMap<(&str, DateTime<Utc>), Vec<&SentNotice>> = BTreeMap::new();
     for n in notices {
         by_wait
             .entry((n.ticket_id.as_str(), n.waiting_since))
@@ -227,32 +257,23 @@ fn group(
     for c in counted {
         let mut got_last = false;
         for n in &c.notices {
-            let Some(sent) = n
-                .sent_at
-                .filter(|at| n.status == Status::Sent && in_range(*at))
-            else {
+            let sent = n.sent_at;
+            if !in_range(sent) {
                 continue;
-            };
+            }
             notices_sent += 1;
             *by_number.entry(n.number.to_string()).or_default() += 1;
             if n.number >= n.max_notices && c.wait.ended_at.is_none_or(|end| sent < end) {
                 got_last = true;
             }
-            match n.promise.as_deref() {
+            match &n.promise {
                 None => {}
-                Some("kept") => promises.kept += 1,
-                Some("superseded") => promises.superseded += 1,
-                Some("pending") => promises.pending += 1,
-                Some(broken) => {
+                Some(PromiseState::Kept) => promises.kept += 1,
+                Some(PromiseState::Superseded) => promises.superseded += 1,
+                Some(PromiseState::Pending) => promises.pending += 1,
+                Some(PromiseState::Broken(reason)) => {
                     promises.broken += 1;
-                    let reason = broken
-                        .strip_prefix("broken (")
-                        .and_then(|r| r.strip_suffix(')'))
-                        .unwrap_or("unknown");
-                    *promises
-                        .broken_by_reason
-                        .entry(reason.to_owned())
-                        .or_default() += 1;
+                    *promises.broken_by_reason.entry(reason.clone()).or_default() += 1;
                 }
             }
             if n.promise.is_some() {
@@ -283,14 +304,17 @@ fn group(
             })
             .collect()
     });
+    let open_at_end: Vec<&Wait> = counted
+        .iter()
+        .map(|c| c.wait)
+        .filter(|w| w.ended_at.is_none_or(|end| end >= request.until))
+        .collect();
     Group {
         key,
         waits_started: started.len() as u64,
         waits_ended: lasted.len() as u64,
-        waits_open: counted
-            .iter()
-            .filter(|c| c.wait.ended_at.is_none_or(|end| end >= request.until))
-            .count() as u64,
+        waits_open: open_at_end.len() as u64,
+        longest_open: longest_open(&open_at_end, request.until.min(now)),
         waits_crossed: started
             .iter()
             .filter(|c| {
@@ -307,6 +331,25 @@ fn group(
         exhausted,
         ended_within,
     }
+}
+
+/// The [`LONGEST_OPEN`] waits that began first, with how long they had
+/// waited at `end`.
+fn longest_open(open: &[&Wait], end: DateTime<Utc>) -> Vec<OpenWait> {
+    let mut open = open.to_vec();
+    open.sort_by(|a, b| (a.started_at, &a.ticket_id).cmp(&(b.started_at, &b.ticket_id)));
+    open.iter()
+        .take(LONGEST_OPEN)
+        .map(|w| OpenWait {
+            ticket_id: w.ticket_id.clone(),
+            ticket_number: w.ticket_number.clone(),
+            since: w.started_at,
+            waited_seconds: end
+                .signed_duration_since(w.started_at)
+                .to_std()
+                .map_or(0, |d| d.as_secs()),
+        })
+        .collect()
 }
 
 /// Nearest-rank percentiles of some durations, in whole seconds.
@@ -349,29 +392,20 @@ mod tests {
         }
     }
 
-    fn sent(id: &str, started: i64, number: u32, at_hour: i64, promise: Option<&str>) -> NoticeRow {
-        NoticeRow {
-            id: format!("{id}-{number}"),
+    fn sent(
+        id: &str,
+        started: i64,
+        number: u32,
+        at_hour: i64,
+        promise: Option<PromiseState>,
+    ) -> SentNotice {
+        SentNotice {
             ticket_id: id.into(),
-            ticket_number: None,
-            policy: "p".into(),
+            waiting_since: at(started),
             number,
             max_notices: 2,
-            status: Status::Sent,
-            attempts: 1,
-            due_at: at(at_hour),
-            send_at: at(at_hour),
-            next_attempt_at: at(at_hour),
-            sent_at: Some(at(at_hour)),
-            last_error: None,
-            channel: "out".into(),
-            recipient: None,
-            dry_run: false,
-            next_notice_at: None,
-            cancel_reason: None,
-            waiting_since: at(started),
-            promise: promise.map(str::to_owned),
-            ticket_json: String::new(),
+            sent_at: at(at_hour),
+            promise,
         }
     }
 
@@ -387,9 +421,9 @@ mod tests {
             wait("C", "support", 0, None),
         ];
         let notices = [
-            sent("B", 0, 1, 1, Some("superseded")),
-            sent("C", 0, 1, 1, Some("kept")),
-            sent("C", 0, 2, 2, Some("broken (late)")),
+            sent("B", 0, 1, 1, Some(PromiseState::Superseded)),
+            sent("C", 0, 1, 1, Some(PromiseState::Kept)),
+            sent("C", 0, 2, 2, Some(PromiseState::Broken("late".into()))),
         ];
         let request = ReportRequest {
             since: at(0),
@@ -422,10 +456,7 @@ mod tests {
             })
         );
         assert_eq!(billing.business_wait_seconds, None, "no calendar");
-        assert_eq!(
-            billing.ended_within.as_ref().and_then(|e| e.get("1h")),
-            Some(&0.5)
-        );
+        assert_eq!(billing.ended_within, Some(vec![("1h".to_owned(), 0.5)]));
         let t = &report.total;
         assert_eq!((t.waits_started, t.waits_open, t.exhausted), (3, 1, 1));
         assert_eq!(t.notices_sent, 3);
@@ -441,6 +472,17 @@ mod tests {
         );
         assert_eq!(t.promises.broken_by_reason.get("late"), Some(&1));
         assert_eq!(t.promises.kept_rate, Some(2.0 / 3.0));
+        assert_eq!(
+            t.longest_open,
+            [OpenWait {
+                ticket_id: "C".into(),
+                ticket_number: None,
+                since: at(0),
+                waited_seconds: 10 * 3600,
+            }],
+            "C still waits at the end of the period"
+        );
+        assert!(billing.longest_open.is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! quietly with 0; a closed stderr loses only the messages.
 
 mod demo;
+mod promise_report;
 mod report;
 
 use std::io::{ErrorKind, Write};
@@ -90,8 +91,8 @@ enum Command {
         /// (e.g. 4h,8h,1d,2d,5d; business time where a calendar applies)
         #[arg(long, value_name = "LIST")]
         promise: Option<String>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = promise_report::ReportFormat::Table)]
+        format: promise_report::ReportFormat,
     },
     /// Put dead notices back to pending
     Retry {
@@ -379,12 +380,17 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         } => {
             let config = load(config_flag, quiet)?;
             let now = Utc::now();
-            let request =
-                report::report_request(&since, until.as_deref(), &by, promise.as_deref(), now)
-                    .map_err(Failure::Usage)?;
+            let request = promise_report::report_request(
+                &since,
+                until.as_deref(),
+                &by,
+                promise.as_deref(),
+                now,
+            )
+            .map_err(Failure::Usage)?;
             let store = Store::open(&config.settings.store.url).await?;
-            let text = report::promise_report(&config, &store, &request, format, now).await?;
-            emit(&text)?;
+            let report = promise_report::promise_report(&config, &store, &request, now).await?;
+            emit(&promise_report::report_text(&report, format)?)?;
         }
         Command::Retry { ids } => {
             let config = load(config_flag, quiet)?;

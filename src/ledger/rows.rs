@@ -51,6 +51,53 @@ pub struct Suppression {
     pub created_at: DateTime<Utc>,
 }
 
+/// A sent notice as `interim report` counts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentNotice {
+    pub ticket_id: String,
+    pub waiting_since: DateTime<Utc>,
+    pub number: u32,
+    pub max_notices: u32,
+    pub sent_at: DateTime<Utc>,
+    /// The promise it made; None when it made none.
+    pub promise: Option<PromiseState>,
+}
+
+/// Where a promise stands, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromiseState {
+    Pending,
+    Kept,
+    Superseded,
+    /// Broken, with its reason (`late`, `dead`, ...).
+    Broken(String),
+}
+
+impl PromiseState {
+    /// From the stored outcome and reason columns; `due` (marked for the
+    /// next sweep) is still pending.
+    pub fn parse(outcome: Option<&str>, reason: Option<&str>) -> Option<Self> {
+        Some(match outcome? {
+            "kept" => PromiseState::Kept,
+            "superseded" => PromiseState::Superseded,
+            "broken" => PromiseState::Broken(reason.unwrap_or("unknown").to_owned()),
+            _ => PromiseState::Pending,
+        })
+    }
+}
+
+/// As the operator reads it: `pending`, `kept`, `superseded`, `broken (late)`.
+impl std::fmt::Display for PromiseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PromiseState::Pending => f.write_str("pending"),
+            PromiseState::Kept => f.write_str("kept"),
+            PromiseState::Superseded => f.write_str("superseded"),
+            PromiseState::Broken(reason) => write!(f, "broken ({reason})"),
+        }
+    }
+}
+
 /// One wait of the history: an episode (ticket, `waiting_since`) that at
 /// least one policy matched.
 #[derive(Debug, Clone, PartialEq, Serialize)]

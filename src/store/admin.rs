@@ -35,6 +35,21 @@ impl Store {
         Ok(rows.into_iter().map(super::rows::wait).collect())
     }
 
+    /// The notices sent in [`since`, `until`), for the report.
+    pub async fn sent_notices_between(
+        &self,
+        dry_run: bool,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<crate::ledger::SentNotice>> {
+        let rows = on_pool!(
+            self,
+            sent_notices_between(i64::from(dry_run), ms(since), ms(until))
+        )
+        .context("failed to read the sent notices")?;
+        Ok(rows.into_iter().map(super::rows::sent_notice).collect())
+    }
+
     /// How many waits are open, per policy that applies to them.
     pub async fn open_waits_per_policy(
         &self,

@@ -2,12 +2,14 @@
 //! engines' arguments.
 
 use interim_store_rows::{
-    ClaimedRow, ListedRow, SeriesKeyArgs, SeriesNoticeRow, SeriesRow, SuppressionRow, WaitRow,
+    ClaimedRow, ListedRow, SentNoticeRow, SeriesKeyArgs, SeriesNoticeRow, SeriesRow,
+    SuppressionRow, WaitRow,
 };
 
 use super::from_ms;
 use crate::ledger::{
-    ClaimedNotice, NextNotice, NoticeRow, SeriesState, Status, Suppression, Wait, WaitEnd,
+    ClaimedNotice, NextNotice, NoticeRow, PromiseState, SentNotice, SeriesState, Status,
+    Suppression, Wait, WaitEnd,
 };
 use crate::notice::SeriesKey;
 
@@ -183,13 +185,20 @@ pub(super) fn wait(r: WaitRow) -> Wait {
     }
 }
 
+/// A sent notice as the report counts it.
+pub(super) fn sent_notice(r: SentNoticeRow) -> SentNotice {
+    SentNotice {
+        ticket_id: r.ticket_id,
+        waiting_since: from_ms(r.episode),
+        number: count(r.number),
+        max_notices: count(r.max_notices),
+        sent_at: from_ms(r.sent_at),
+        promise: PromiseState::parse(r.promise_outcome.as_deref(), r.promise_reason.as_deref()),
+    }
+}
+
 /// A stored promise outcome as the operator reads it: `pending`, `kept`,
 /// `superseded`, `broken (late)`; None for a notice that made no promise.
 fn promise_of(outcome: Option<&str>, reason: Option<&str>) -> Option<String> {
-    Some(match (outcome?, reason) {
-        // Marked for the next sweep: still undecided.
-        ("due", _) => "pending".to_owned(),
-        ("broken", Some(reason)) => format!("broken ({reason})"),
-        (outcome, _) => outcome.to_owned(),
-    })
+    PromiseState::parse(outcome, reason).map(|p| p.to_string())
 }

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use interim_store_rows::{
-    ClaimedRow, LaterRow, ListedRow, RetryRow, SeriesNoticeRow, SeriesRow, StoredTicketRow,
-    SuppressionRow, WaitRow,
+    ClaimedRow, LaterRow, ListedRow, RetryRow, SentNoticeRow, SeriesNoticeRow, SeriesRow,
+    StoredTicketRow, SuppressionRow, WaitRow,
 };
 
 /// An instant (Unix milliseconds) as PostgreSQL stores it.
@@ -196,6 +196,30 @@ impl From<PgWait> for WaitRow {
             first_due_at: r.first_due_at.map(ms),
             ended_at: r.ended_at.map(ms),
             end_reason: r.end_reason,
+        }
+    }
+}
+
+pub(crate) struct PgSentNotice {
+    pub ticket_id: String,
+    pub episode: DateTime<Utc>,
+    pub number: i64,
+    pub max_notices: i64,
+    pub sent_at: DateTime<Utc>,
+    pub promise_outcome: Option<String>,
+    pub promise_reason: Option<String>,
+}
+
+impl From<PgSentNotice> for SentNoticeRow {
+    fn from(r: PgSentNotice) -> Self {
+        SentNoticeRow {
+            ticket_id: r.ticket_id,
+            episode: ms(r.episode),
+            number: r.number,
+            max_notices: r.max_notices,
+            sent_at: ms(r.sent_at),
+            promise_outcome: r.promise_outcome,
+            promise_reason: r.promise_reason,
         }
     }
 }

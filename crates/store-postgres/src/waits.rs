@@ -1,10 +1,10 @@
 //! The wait history: one row per wait (ticket, episode) a policy matched.
 
-use interim_store_rows::{WaitArgs, WaitRow};
+use interim_store_rows::{SentNoticeRow, WaitArgs, WaitRow};
 use sqlx::PgExecutor;
 
 use super::changed;
-use super::convert::{PgWait, all, at, at_opt, flag};
+use super::convert::{PgSentNotice, PgWait, all, at, at_opt, flag};
 
 /// Writes a wait as a poll saw it; one that had ended (its ticket left and
 /// came back with the same `waiting_since`) is open again.
@@ -142,6 +142,28 @@ pub async fn waits_touching(
          FROM waits
          WHERE dry_run = $1 AND episode < $3 AND (ended_at IS NULL OR ended_at >= $2)
          ORDER BY episode, ticket_id",
+        flag(dry_run),
+        at(since)?,
+        at(until)?
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(all(rows))
+}
+
+/// The notices sent in [`since`, `until`), for the report.
+pub async fn sent_notices_between(
+    ex: impl PgExecutor<'_>,
+    dry_run: i64,
+    since: i64,
+    until: i64,
+) -> sqlx::Result<Vec<SentNoticeRow>> {
+    let rows = sqlx::query_as!(
+        PgSentNotice,
+        r#"SELECT ticket_id, episode, number, max_notices, sent_at AS "sent_at!",
+                  promise_outcome, promise_reason
+           FROM notices
+           WHERE status = 'sent' AND dry_run = $1 AND sent_at >= $2 AND sent_at < $3"#,
         flag(dry_run),
         at(since)?,
         at(until)?

@@ -249,6 +249,18 @@ pub struct WaitRow {
     pub end_reason: Option<String>,
 }
 
+/// A sent notice as the report counts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentNoticeRow {
+    pub ticket_id: String,
+    pub episode: i64,
+    pub number: i64,
+    pub max_notices: i64,
+    pub sent_at: i64,
+    pub promise_outcome: Option<String>,
+    pub promise_reason: Option<String>,
+}
+
 /// An undecided promise that may be decided now: the sent notice that
 /// made it, and what became of the next notice of its series and of its
 /// wait (every `next_*` and `wait_*` field None when the ledger has none).

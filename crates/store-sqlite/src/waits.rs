@@ -1,6 +1,6 @@
 //! The wait history: one row per wait (ticket, episode) a policy matched.
 
-use interim_store_rows::{WaitArgs, WaitRow};
+use interim_store_rows::{SentNoticeRow, WaitArgs, WaitRow};
 use sqlx::SqliteExecutor;
 
 use super::{changed, id_set};
@@ -145,6 +145,27 @@ pub async fn waits_touching(
            FROM waits
            WHERE dry_run = ?1 AND episode < ?3 AND (ended_at IS NULL OR ended_at >= ?2)
            ORDER BY episode, ticket_id"#,
+        dry_run,
+        since,
+        until
+    )
+    .fetch_all(ex)
+    .await
+}
+
+/// The notices sent in [`since`, `until`), for the report.
+pub async fn sent_notices_between(
+    ex: impl SqliteExecutor<'_>,
+    dry_run: i64,
+    since: i64,
+    until: i64,
+) -> sqlx::Result<Vec<SentNoticeRow>> {
+    sqlx::query_as!(
+        SentNoticeRow,
+        r#"SELECT ticket_id, episode, number, max_notices, sent_at AS "sent_at!",
+                  promise_outcome, promise_reason
+           FROM notices
+           WHERE status = 'sent' AND dry_run = ?1 AND sent_at >= ?2 AND sent_at < ?3"#,
         dry_run,
         since,
         until
