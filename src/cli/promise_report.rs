@@ -300,7 +300,10 @@ fn report_csv(report: &Report) -> anyhow::Result<String> {
         .collect();
     header.extend(candidates.iter().map(|c| format!("ended_within.{c}")));
 
-    let mut csv = csv::Writer::from_writer(Vec::new());
+    // RFC 4180 ends records with CRLF; the crate's default is LF.
+    let mut csv = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
     csv.write_record(&header)?;
     let groups = report.groups.iter().map(|g| ("group", g));
     for (row, g) in groups.chain(std::iter::once(("total", total))) {
