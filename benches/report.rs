@@ -3,9 +3,9 @@
 //! Fills a ledger with a wait history of N waits over 60 days (one in 50
 //! still open) and 3 sent notices per wait with their promise outcomes,
 //! then measures `interim report` over all of it three ways: the bare
-//! baseline (the same rows read with sqlx into plain values, nothing
-//! counted), the report in this process (the store's two reads and
-//! `promise_report::build`), and the binary end to end (`interim report
+//! baseline (the rows of the report's statement read with sqlx into plain
+//! values, nothing counted), the report in this process (the store's read
+//! folded into `promise_report::ReportBuilder`), and the binary end to end (`interim report
 //! --format json`, with its peak RSS when /usr/bin/time is there).
 //!
 //! Environment: INTERIM_BENCH_REPORT_WAITS (default "100000"; the issue's
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use interim::promise_report::{GroupBy, ReportRequest};
+use interim::promise_report::{GroupBy, ReportBuilder, ReportRequest};
 use interim::store::Store;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
@@ -92,8 +92,6 @@ async fn measure(n: usize, store_name: &str, admin: Option<&str>) -> anyhow::Res
     row(&format!("bare read of the same rows: {label}"), &secs(bare));
 
     let t = Instant::now();
-    let waits = store.waits_touching(false, since, now).await?;
-    let notices = store.sent_notices_between(false, since, now).await?;
     let request = ReportRequest {
         since,
         until: now,
@@ -103,7 +101,11 @@ async fn measure(n: usize, store_name: &str, admin: Option<&str>) -> anyhow::Res
             .filter_map(|c| Some(((*c).to_owned(), humantime::parse_duration(c).ok()?)))
             .collect(),
     };
-    let report = interim::promise_report::build(&request, &waits, &notices, now, |_| None);
+    let mut builder = ReportBuilder::new(&request, now, |_| None);
+    store
+        .fold_report_waits(false, since, now, |w| builder.add(&w))
+        .await?;
+    let report = builder.finish();
     let ours = t.elapsed().as_secs_f64();
     assert_eq!(report.total.waits_started as usize, n, "every wait counted");
     assert_eq!(
@@ -112,10 +114,9 @@ async fn measure(n: usize, store_name: &str, admin: Option<&str>) -> anyhow::Res
         "every notice counted"
     );
     row(
-        &format!("**report in process (reads + build): {label}**"),
+        &format!("**report in process (read + fold): {label}**"),
         &format!("**{}** ({:.1}× bare)", secs(ours), ours / bare.max(1e-9)),
     );
-    drop((waits, notices, report));
     store.close().await;
 
     let (elapsed, rss) = binary_report(dir.path(), &url)?;
@@ -237,61 +238,69 @@ async fn fill(url: &str, n: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The rows the report reads, streamed with sqlx into plain values and
-/// dropped: what reading them costs before anything is counted.
+/// The rows the report reads (its statement: one row per wait with its
+/// notices aggregated), streamed with sqlx into plain values and dropped:
+/// what reading them costs before anything is counted.
 async fn bare_read(url: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> anyhow::Result<f64> {
     let mut conn = sqlx::AnyConnection::connect(url).await?;
-    let (waits, notices) = if url.starts_with("sqlite:") {
+    let sql = if url.starts_with("sqlite:") {
         let (s, u) = (since.timestamp_millis(), until.timestamp_millis());
-        (
-            format!(
-                "SELECT ticket_id, episode, ticket_number, queue, priority, origin, language, policies,
-                        first_due_at, ended_at, end_reason
-                 FROM waits WHERE dry_run = 0 AND episode < {u} AND (ended_at IS NULL OR ended_at >= {s})"
-            ),
-            format!(
-                "SELECT ticket_id, episode, number, max_notices, sent_at, promise_outcome, promise_reason
-                 FROM notices WHERE status = 'sent' AND dry_run = 0 AND sent_at >= {s} AND sent_at < {u}"
-            ),
+        format!(
+            "SELECT w.ticket_id, w.episode, w.ticket_number, w.queue, w.priority, w.origin,
+                    w.language, w.policies, w.first_due_at, w.ended_at, w.end_reason,
+                    group_concat(n.number),
+                    coalesce(sum(n.promise_outcome = 'kept'), 0),
+                    coalesce(sum(n.promise_outcome = 'superseded'), 0),
+                    coalesce(sum(n.promise_outcome IN ('pending', 'due')), 0),
+                    group_concat(CASE WHEN n.promise_outcome = 'broken' THEN n.promise_reason END),
+                    coalesce(max(n.number >= n.max_notices
+                                 AND (w.ended_at IS NULL OR n.sent_at < w.ended_at)), 0)
+             FROM waits w LEFT JOIN notices n
+               ON n.ticket_id = w.ticket_id AND n.episode = w.episode AND n.dry_run = w.dry_run
+              AND n.status = 'sent' AND n.sent_at >= {s} AND n.sent_at < {u}
+             WHERE w.dry_run = 0 AND w.episode < {u} AND (w.ended_at IS NULL OR w.ended_at >= {s})
+             GROUP BY w.ticket_id, w.episode, w.dry_run"
         )
     } else {
-        // Text and epoch numbers: the Any driver decodes no timestamptz.
+        // Epoch numbers: the Any driver decodes no timestamptz.
         let ms = |c: &str| format!("(extract(epoch FROM {c}) * 1000)::bigint");
         let (s, u) = (since.to_rfc3339(), until.to_rfc3339());
-        (
-            format!(
-                "SELECT ticket_id, {}, ticket_number, queue, priority, origin, language, policies,
-                        {}, {}, end_reason
-                 FROM waits WHERE NOT dry_run AND episode < '{u}'
-                   AND (ended_at IS NULL OR ended_at >= '{s}')",
-                ms("episode"),
-                ms("first_due_at"),
-                ms("ended_at")
-            ),
-            format!(
-                "SELECT ticket_id, {}, number, max_notices, {}, promise_outcome, promise_reason
-                 FROM notices WHERE status = 'sent' AND NOT dry_run AND sent_at >= '{s}' AND sent_at < '{u}'",
-                ms("episode"),
-                ms("sent_at")
-            ),
+        format!(
+            "SELECT w.ticket_id, {}, w.ticket_number, w.queue, w.priority, w.origin,
+                    w.language, w.policies, {}, {}, w.end_reason,
+                    string_agg(n.number::text, ','),
+                    count(*) FILTER (WHERE n.promise_outcome = 'kept'),
+                    count(*) FILTER (WHERE n.promise_outcome = 'superseded'),
+                    count(*) FILTER (WHERE n.promise_outcome IN ('pending', 'due')),
+                    string_agg(n.promise_reason, ',') FILTER (WHERE n.promise_outcome = 'broken'),
+                    coalesce(bool_or(n.number >= n.max_notices
+                                     AND (w.ended_at IS NULL OR n.sent_at < w.ended_at)), false)::int::int8
+             FROM waits w LEFT JOIN notices n
+               ON n.ticket_id = w.ticket_id AND n.episode = w.episode AND n.dry_run = w.dry_run
+              AND n.status = 'sent' AND n.sent_at >= '{s}' AND n.sent_at < '{u}'
+             WHERE NOT w.dry_run AND w.episode < '{u}' AND (w.ended_at IS NULL OR w.ended_at >= '{s}')
+             GROUP BY w.ticket_id, w.episode, w.dry_run",
+            ms("w.episode"),
+            ms("w.first_due_at"),
+            ms("w.ended_at")
         )
     };
     let t = Instant::now();
     let mut seen = 0usize;
-    for (sql, numbers) in [(waits, &[1usize, 8, 9][..]), (notices, &[1, 2, 3, 4][..])] {
-        let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
-        while let Some(r) = rows.try_next().await? {
-            for i in 0..r.len() {
-                if numbers.contains(&i) {
-                    let v: Option<i64> = r.try_get(i)?;
-                    seen += usize::from(v.is_some());
-                } else {
-                    let v: Option<String> = r.try_get(i)?;
-                    seen += v.map_or(0, |s| s.len());
-                }
+    let numbers = [1usize, 8, 9, 12, 13, 14, 16];
+    let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
+    while let Some(r) = rows.try_next().await? {
+        for i in 0..r.len() {
+            if numbers.contains(&i) {
+                let v: Option<i64> = r.try_get(i)?;
+                seen += usize::from(v.is_some());
+            } else {
+                let v: Option<String> = r.try_get(i)?;
+                seen += v.map_or(0, |s| s.len());
             }
         }
     }
+    drop(rows);
     std::hint::black_box(seen);
     Ok(t.elapsed().as_secs_f64())
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 
 use crate::calendar::Calendar;
-use crate::ledger::{PromiseState, SentNotice, Wait};
+use crate::ledger::{ReportWait, Wait};
 
 /// What the report groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,8 @@ pub struct Group {
     /// Ended waits in business time, where a calendar applies.
     pub business_wait_seconds: Option<Spread>,
     pub notices_sent: u64,
-    pub notices_by_number: BTreeMap<String, u64>,
+    /// Keyed by the notice's number (a string in JSON), in order.
+    pub notices_by_number: BTreeMap<u32, u64>,
     pub promises: Promises,
     pub exhausted: u64,
     /// The waits open longest at the end of the period, longest first.
@@ -156,39 +157,54 @@ pub struct Report {
     pub total: Group,
 }
 
-/// The facts of one wait the report counts.
-struct Counted<'a> {
-    wait: &'a Wait,
-    notices: Vec<&'a SentNotice>,
-    /// How long it lasted (ended waits): wall-clock, and business time
-    /// where its first policy has a calendar.
-    lasted: Option<(Duration, Option<Duration>)>,
+/// What a group adds up to while the waits stream in.
+#[derive(Default)]
+struct Tally {
+    started: u64,
+    open: u64,
+    crossed: u64,
+    /// How long the ended waits lasted: wall clock, and business time
+    /// where their first policy has a calendar.
+    lasted: Vec<(Duration, Option<Duration>)>,
+    notices_sent: u64,
+    by_number: BTreeMap<u32, u64>,
+    promises: Promises,
+    exhausted: u64,
+    /// The waits open at the end that began first, at most [`LONGEST_OPEN`].
+    longest_open: Vec<OpenWait>,
 }
 
-/// The report over `waits` (and the notices of the ticket ids among
-/// `notices`), as of `now`. `calendar_of` gives a policy's calendar.
-pub fn build<'c>(
-    request: &ReportRequest,
-    waits: &[Wait],
-    notices: &[SentNotice],
+/// Folds waits into the report one by one, so that a report over a
+/// million waits holds their durations, not their rows.
+pub struct ReportBuilder<'r, F> {
+    request: &'r ReportRequest,
     now: DateTime<Utc>,
-    calendar_of: impl Fn(&str) -> Option<&'c Calendar>,
-) -> Report {
-    let in_range = |at: DateTime<Utc>| request.since <= at && at < request.until;
-    let mut by_wait: BTreeMap<(&str, DateTime<Utc>), Vec<&SentNotice>> = BTreeMap::new();
-    for n in notices {
-        by_wait
-            .entry((n.ticket_id.as_str(), n.waiting_since))
-            .or_default()
-            .push(n);
+    calendar_of: F,
+    groups: BTreeMap<Option<String>, Tally>,
+    total: Tally,
+}
+
+impl<'r, 'c, F: Fn(&str) -> Option<&'c Calendar>> ReportBuilder<'r, F> {
+    /// A report as of `now`; `calendar_of` gives a policy's calendar.
+    pub fn new(request: &'r ReportRequest, now: DateTime<Utc>, calendar_of: F) -> Self {
+        Self {
+            request,
+            now,
+            calendar_of,
+            groups: BTreeMap::new(),
+            total: Tally::default(),
+        }
     }
-    let mut groups: BTreeMap<Option<String>, Vec<Counted<'_>>> = BTreeMap::new();
-    for wait in waits {
+
+    /// Counts one wait (one that does not touch the period counts nothing).
+    pub fn add(&mut self, w: &ReportWait) {
+        let (request, wait) = (self.request, &w.wait);
         let touches =
             wait.started_at < request.until && wait.ended_at.is_none_or(|end| end >= request.since);
         if !touches {
-            continue;
+            return;
         }
+        let in_range = |at: DateTime<Utc>| request.since <= at && at < request.until;
         let lasted = wait.ended_at.filter(|end| in_range(*end)).map(|end| {
             let wall = end
                 .signed_duration_since(wait.started_at)
@@ -197,159 +213,138 @@ pub fn build<'c>(
             let business = wait
                 .policies
                 .first()
-                .and_then(|p| calendar_of(p))
+                .and_then(|p| (self.calendar_of)(p))
                 .map(|c| c.business_time_between(wait.started_at, end));
             (wall, business)
         });
-        let notices = by_wait
-            .get(&(wait.ticket_id.as_str(), wait.started_at))
-            .cloned()
-            .unwrap_or_default();
-        groups
-            .entry(request.by.key(wait))
-            .or_default()
-            .push(Counted {
-                wait,
-                notices,
-                lasted,
-            });
+        let started = in_range(wait.started_at);
+        let crossed = started
+            && wait
+                .first_due_at
+                .is_some_and(|due| due < wait.ended_at.unwrap_or(self.now));
+        let open_at_end = wait.ended_at.is_none_or(|end| end >= request.until);
+        let end = request.until.min(self.now);
+        let group = self.groups.entry(request.by.key(wait)).or_default();
+        for tally in [group, &mut self.total] {
+            tally.started += u64::from(started);
+            tally.crossed += u64::from(crossed);
+            tally.lasted.extend(lasted);
+            tally.notices_sent += w.sent_numbers.len() as u64;
+            for n in &w.sent_numbers {
+                *tally.by_number.entry(*n).or_default() += 1;
+            }
+            let p = &mut tally.promises;
+            p.kept += w.kept;
+            p.superseded += w.superseded;
+            p.pending += w.pending;
+            p.broken += w.broken.len() as u64;
+            p.made += w.kept + w.superseded + w.pending + w.broken.len() as u64;
+            for reason in &w.broken {
+                *p.broken_by_reason.entry(reason.clone()).or_default() += 1;
+            }
+            tally.exhausted += u64::from(w.got_last);
+            if open_at_end {
+                tally.open += 1;
+                keep_longest(&mut tally.longest_open, wait, end);
+            }
+        }
     }
-    let all: Vec<&Counted<'_>> = groups.values().flatten().collect();
-    let total = group(None, &all, request, now);
-    Report {
-        since: request.since,
-        until: request.until,
-        by: request.by.as_str(),
-        groups: groups
-            .iter()
-            .map(|(key, counted)| {
-                group(
-                    key.clone(),
-                    &counted.iter().collect::<Vec<_>>(),
-                    request,
-                    now,
-                )
-            })
-            .collect(),
-        total,
+
+    pub fn finish(self) -> Report {
+        let request = self.request;
+        Report {
+            since: request.since,
+            until: request.until,
+            by: request.by.as_str(),
+            groups: self
+                .groups
+                .into_iter()
+                .map(|(key, tally)| group(key, tally, request))
+                .collect(),
+            total: group(None, self.total, request),
+        }
     }
 }
 
-fn group(
-    key: Option<String>,
-    counted: &[&Counted<'_>],
+/// The report over `waits` as of `now`: [`ReportBuilder`] over a slice.
+pub fn build<'c>(
     request: &ReportRequest,
+    waits: &[ReportWait],
     now: DateTime<Utc>,
-) -> Group {
-    let in_range = |at: DateTime<Utc>| request.since <= at && at < request.until;
-    let started: Vec<&&Counted<'_>> = counted
-        .iter()
-        .filter(|c| in_range(c.wait.started_at))
-        .collect();
-    let lasted: Vec<(Duration, Option<Duration>)> =
-        counted.iter().filter_map(|c| c.lasted).collect();
-    let walls: Vec<Duration> = lasted.iter().map(|(w, _)| *w).collect();
-    let business: Vec<Duration> = lasted.iter().filter_map(|(_, b)| *b).collect();
-    let mut promises = Promises::default();
-    let mut notices_sent = 0;
-    let mut by_number: BTreeMap<String, u64> = BTreeMap::new();
-    let mut exhausted = 0;
-    for c in counted {
-        let mut got_last = false;
-        for n in &c.notices {
-            let sent = n.sent_at;
-            if !in_range(sent) {
-                continue;
-            }
-            notices_sent += 1;
-            *by_number.entry(n.number.to_string()).or_default() += 1;
-            if n.number >= n.max_notices && c.wait.ended_at.is_none_or(|end| sent < end) {
-                got_last = true;
-            }
-            match &n.promise {
-                None => {}
-                Some(PromiseState::Kept) => promises.kept += 1,
-                Some(PromiseState::Superseded) => promises.superseded += 1,
-                Some(PromiseState::Pending) => promises.pending += 1,
-                Some(PromiseState::Broken(reason)) => {
-                    promises.broken += 1;
-                    *promises.broken_by_reason.entry(reason.clone()).or_default() += 1;
-                }
-            }
-            if n.promise.is_some() {
-                promises.made += 1;
-            }
-        }
-        exhausted += u64::from(got_last);
+    calendar_of: impl Fn(&str) -> Option<&'c Calendar>,
+) -> Report {
+    let mut builder = ReportBuilder::new(request, now, calendar_of);
+    for w in waits {
+        builder.add(w);
     }
-    let decided = promises.kept + promises.superseded + promises.broken;
-    promises.kept_rate =
-        (decided > 0).then(|| (promises.kept + promises.superseded) as f64 / decided as f64);
+    builder.finish()
+}
+
+fn group(key: Option<String>, mut tally: Tally, request: &ReportRequest) -> Group {
+    let p = &mut tally.promises;
+    let decided = p.kept + p.superseded + p.broken;
+    p.kept_rate = (decided > 0).then(|| (p.kept + p.superseded) as f64 / decided as f64);
+    let lasted = &tally.lasted;
     let ended_within = (!request.candidates.is_empty()).then(|| {
         request
             .candidates
             .iter()
             .map(|(label, within)| {
-                let ended = lasted.len().max(1) as f64;
                 let inside = lasted
                     .iter()
                     .filter(|(wall, business)| business.unwrap_or(*wall) <= *within)
-                    .count() as f64;
-                let share = if lasted.is_empty() {
-                    0.0
-                } else {
-                    inside / ended
+                    .count();
+                let share = match lasted.len() {
+                    0 => 0.0,
+                    ended => inside as f64 / ended as f64,
                 };
                 (label.clone(), share)
             })
             .collect()
     });
-    let open_at_end: Vec<&Wait> = counted
-        .iter()
-        .map(|c| c.wait)
-        .filter(|w| w.ended_at.is_none_or(|end| end >= request.until))
-        .collect();
+    let walls: Vec<Duration> = lasted.iter().map(|(w, _)| *w).collect();
+    let business: Vec<Duration> = lasted.iter().filter_map(|(_, b)| *b).collect();
     Group {
         key,
-        waits_started: started.len() as u64,
+        waits_started: tally.started,
         waits_ended: lasted.len() as u64,
-        waits_open: open_at_end.len() as u64,
-        longest_open: longest_open(&open_at_end, request.until.min(now)),
-        waits_crossed: started
-            .iter()
-            .filter(|c| {
-                c.wait
-                    .first_due_at
-                    .is_some_and(|due| due < c.wait.ended_at.unwrap_or(now))
-            })
-            .count() as u64,
+        waits_open: tally.open,
+        longest_open: tally.longest_open,
+        waits_crossed: tally.crossed,
         wait_seconds: spread(&walls),
         business_wait_seconds: spread(&business),
-        notices_sent,
-        notices_by_number: by_number,
-        promises,
-        exhausted,
+        notices_sent: tally.notices_sent,
+        notices_by_number: tally.by_number,
+        promises: tally.promises,
+        exhausted: tally.exhausted,
         ended_within,
     }
 }
 
-/// The [`LONGEST_OPEN`] waits that began first, with how long they had
-/// waited at `end`.
-fn longest_open(open: &[&Wait], end: DateTime<Utc>) -> Vec<OpenWait> {
-    let mut open = open.to_vec();
-    open.sort_by(|a, b| (a.started_at, &a.ticket_id).cmp(&(b.started_at, &b.ticket_id)));
-    open.iter()
-        .take(LONGEST_OPEN)
-        .map(|w| OpenWait {
-            ticket_id: w.ticket_id.clone(),
-            ticket_number: w.ticket_number.clone(),
-            since: w.started_at,
+/// Keeps `wait` among the [`LONGEST_OPEN`] open waits that began first,
+/// with how long it had waited at `end`.
+fn keep_longest(longest: &mut Vec<OpenWait>, wait: &Wait, end: DateTime<Utc>) {
+    let this = (wait.started_at, wait.ticket_id.as_str());
+    let at = longest
+        .iter()
+        .position(|o| this < (o.since, o.ticket_id.as_str()))
+        .unwrap_or(longest.len());
+    if at >= LONGEST_OPEN {
+        return;
+    }
+    longest.insert(
+        at,
+        OpenWait {
+            ticket_id: wait.ticket_id.clone(),
+            ticket_number: wait.ticket_number.clone(),
+            since: wait.started_at,
             waited_seconds: end
-                .signed_duration_since(w.started_at)
+                .signed_duration_since(wait.started_at)
                 .to_std()
                 .map_or(0, |d| d.as_secs()),
-        })
-        .collect()
+        },
+    );
+    longest.truncate(LONGEST_OPEN);
 }
 
 /// Nearest-rank percentiles of some durations, in whole seconds.
@@ -375,37 +370,37 @@ mod tests {
         DateTime::UNIX_EPOCH + chrono::Duration::hours(hours)
     }
 
-    fn wait(id: &str, queue: &str, started: i64, ended: Option<i64>) -> Wait {
-        Wait {
-            ticket_id: id.into(),
-            ticket_number: None,
-            started_at: at(started),
-            dry_run: false,
-            queue: Some(queue.into()),
-            priority: None,
-            origin: None,
-            language: None,
-            policies: vec!["p".into()],
-            first_due_at: Some(at(started + 1)),
-            ended_at: ended.map(at),
-            ended: None,
-        }
-    }
-
-    fn sent(
+    /// A wait of `queue` with the numbers of its sent notices and
+    /// their promises.
+    fn wait(
         id: &str,
-        started: i64,
-        number: u32,
-        at_hour: i64,
-        promise: Option<PromiseState>,
-    ) -> SentNotice {
-        SentNotice {
-            ticket_id: id.into(),
-            waiting_since: at(started),
-            number,
-            max_notices: 2,
-            sent_at: at(at_hour),
-            promise,
+        queue: &str,
+        (started, ended): (i64, Option<i64>),
+        sent_numbers: &[u32],
+        (kept, superseded, broken): (u64, u64, &[&str]),
+        got_last: bool,
+    ) -> ReportWait {
+        ReportWait {
+            wait: Wait {
+                ticket_id: id.into(),
+                ticket_number: None,
+                started_at: at(started),
+                dry_run: false,
+                queue: Some(queue.into()),
+                priority: None,
+                origin: None,
+                language: None,
+                policies: vec!["p".into()],
+                first_due_at: Some(at(started + 1)),
+                ended_at: ended.map(at),
+                ended: None,
+            },
+            sent_numbers: sent_numbers.to_vec(),
+            kept,
+            superseded,
+            pending: 0,
+            broken: broken.iter().map(|r| (*r).to_owned()).collect(),
+            got_last,
         }
     }
 
@@ -413,17 +408,12 @@ mod tests {
     fn a_known_history_gives_every_number() {
         let waits = [
             // Answered before the first threshold.
-            wait("A", "billing", 0, Some(0)),
+            wait("A", "billing", (0, Some(0)), &[], (0, 0, &[]), false),
             // Answered after notice 1, whose promise it superseded.
-            wait("B", "billing", 0, Some(3)),
+            wait("B", "billing", (0, Some(3)), &[1], (0, 1, &[]), false),
             // Got both notices and still waits: exhausted; notice 1's
-            // promise kept by notice 2.
-            wait("C", "support", 0, None),
-        ];
-        let notices = [
-            sent("B", 0, 1, 1, Some(PromiseState::Superseded)),
-            sent("C", 0, 1, 1, Some(PromiseState::Kept)),
-            sent("C", 0, 2, 2, Some(PromiseState::Broken("late".into()))),
+            // promise kept by notice 2, whose own promise was late.
+            wait("C", "support", (0, None), &[1, 2], (1, 0, &["late"]), true),
         ];
         let request = ReportRequest {
             since: at(0),
@@ -431,7 +421,7 @@ mod tests {
             by: GroupBy::Queue,
             candidates: vec![("1h".into(), Duration::from_secs(3600))],
         };
-        let report = build(&request, &waits, &notices, at(10), |_| None);
+        let report = build(&request, &waits, at(10), |_| None);
         assert_eq!(report.groups.len(), 2);
         let billing = &report.groups[0];
         assert_eq!(billing.key.as_deref(), Some("billing"));
@@ -460,7 +450,7 @@ mod tests {
         let t = &report.total;
         assert_eq!((t.waits_started, t.waits_open, t.exhausted), (3, 1, 1));
         assert_eq!(t.notices_sent, 3);
-        assert_eq!(t.notices_by_number.get("2"), Some(&1));
+        assert_eq!(t.notices_by_number.get(&2), Some(&1));
         assert_eq!(
             (
                 t.promises.made,

@@ -375,6 +375,22 @@ fn the_scripted_day_gives_every_number_of_the_report_in_json_csv_and_metrics() {
     let report = report_json(&setup, s);
     assert_eq!(report, expected_report(s), "the report:\n{report:#}");
 
+    // The table: within 100 columns, the candidates as a second table,
+    // the open wait named.
+    let args = report_args(s, &["--promise", "1h,2h,4h"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = setup.cli(&args);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
+    for line in [
+        "support  6        5      1     5        2.8h/3.5h  8     7         67%   2       1",
+        "total    17%   33%   100%",
+        "support  #7      ",
+    ] {
+        assert!(table.contains(line), "{line:?} in:\n{table}");
+    }
+
     // The same numbers as CSV rows: billing, support and the total.
     let args = report_args(s, &["--promise", "1h,2h,4h", "--format", "csv"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

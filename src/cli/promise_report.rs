@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::report::render_table;
 use crate::clock::rfc3339;
 use crate::promise::BrokenBy;
-use crate::promise_report::{GroupBy, LONGEST_OPEN, Report, ReportRequest};
+use crate::promise_report::{GroupBy, LONGEST_OPEN, Report, ReportBuilder, ReportRequest};
 use crate::setup::Config;
 use crate::store::Store;
 
@@ -92,12 +92,6 @@ pub async fn promise_report(
 ) -> anyhow::Result<Report> {
     let settings = &config.settings;
     let dry_run = settings.daemon.dry_run;
-    let waits = store
-        .waits_touching(dry_run, request.since, request.until)
-        .await?;
-    let notices = store
-        .sent_notices_between(dry_run, request.since, request.until)
-        .await?;
     let calendar_of = |policy: &str| {
         settings
             .policies
@@ -105,13 +99,11 @@ pub async fn promise_report(
             .find(|p| p.name == policy)
             .and_then(|p| p.window.calendar.as_deref())
     };
-    Ok(crate::promise_report::build(
-        request,
-        &waits,
-        &notices,
-        now,
-        calendar_of,
-    ))
+    let mut report = ReportBuilder::new(request, now, calendar_of);
+    store
+        .fold_report_waits(dry_run, request.since, request.until, |w| report.add(&w))
+        .await?;
+    Ok(report.finish())
 }
 
 pub fn report_text(report: &Report, format: ReportFormat) -> anyhow::Result<String> {
@@ -258,8 +250,7 @@ fn report_csv(report: &Report) -> anyhow::Result<String> {
     .map(str::to_owned)
     .to_vec();
     // The total holds every notice number, reason and candidate a group has.
-    let mut numbers: Vec<&String> = total.notices_by_number.keys().collect();
-    numbers.sort_by_key(|n| n.parse::<u64>().unwrap_or(u64::MAX));
+    let numbers: Vec<&u32> = total.notices_by_number.keys().collect();
     header.extend(numbers.iter().map(|n| format!("notices_by_number.{n}")));
     header.extend(
         [

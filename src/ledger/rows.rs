@@ -51,18 +51,6 @@ pub struct Suppression {
     pub created_at: DateTime<Utc>,
 }
 
-/// A sent notice as `interim report` counts it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SentNotice {
-    pub ticket_id: String,
-    pub waiting_since: DateTime<Utc>,
-    pub number: u32,
-    pub max_notices: u32,
-    pub sent_at: DateTime<Utc>,
-    /// The promise it made; None when it made none.
-    pub promise: Option<PromiseState>,
-}
-
 /// Where a promise stands, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromiseState {
@@ -96,6 +84,23 @@ impl std::fmt::Display for PromiseState {
             PromiseState::Broken(reason) => write!(f, "broken ({reason})"),
         }
     }
+}
+
+/// A wait as `interim report` counts it: the wait, and what its notices
+/// sent in the report's period add up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportWait {
+    pub wait: Wait,
+    /// The number of each notice sent in the period.
+    pub sent_numbers: Vec<u32>,
+    /// Their promises: kept, superseded, still pending.
+    pub kept: u64,
+    pub superseded: u64,
+    pub pending: u64,
+    /// The reason of each broken one.
+    pub broken: Vec<String>,
+    /// Its last notice went out in the period while it still waited.
+    pub got_last: bool,
 }
 
 /// One wait of the history: an episode (ticket, `waiting_since`) that at

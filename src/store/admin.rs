@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use interim_store_rows::{SeriesKeyArgs, SuppressionRow};
 
 use super::rows::{listed, stored_number, suppression};
-use super::{NoticeFilter, NoticeRow, Store, Suppression, ms, on_pool, on_tx};
+use super::{Db, NoticeFilter, NoticeRow, Store, Suppression, ms, on_pool, on_tx};
 
 impl Store {
     /// The waits of one ticket, oldest first.
@@ -20,34 +20,30 @@ impl Store {
         Ok(rows.into_iter().map(super::rows::wait).collect())
     }
 
-    /// Every wait a report over [`since`, `until`) counts.
-    pub async fn waits_touching(
+    /// Hands `add` every wait a report over [`since`, `until`) counts,
+    /// with what its notices sent in the period add up to, as the rows
+    /// stream in: a report over a million waits never holds them all.
+    pub async fn fold_report_waits(
         &self,
         dry_run: bool,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<crate::ledger::Wait>> {
-        let rows = on_pool!(
-            self,
-            waits_touching(i64::from(dry_run), ms(since), ms(until))
-        )
-        .context("failed to read the wait history")?;
-        Ok(rows.into_iter().map(super::rows::wait).collect())
-    }
-
-    /// The notices sent in [`since`, `until`), for the report.
-    pub async fn sent_notices_between(
-        &self,
-        dry_run: bool,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<crate::ledger::SentNotice>> {
-        let rows = on_pool!(
-            self,
-            sent_notices_between(i64::from(dry_run), ms(since), ms(until))
-        )
-        .context("failed to read the sent notices")?;
-        Ok(rows.into_iter().map(super::rows::sent_notice).collect())
+        mut add: impl FnMut(crate::ledger::ReportWait),
+    ) -> anyhow::Result<()> {
+        use futures::TryStreamExt;
+        let (dry_run, since, until) = (i64::from(dry_run), ms(since), ms(until));
+        let mut rows = match &self.db {
+            Db::Sqlite(pool) => interim_store_sqlite::report_waits(pool, dry_run, since, until),
+            Db::Postgres(pool) => interim_store_postgres::report_waits(pool, dry_run, since, until),
+        };
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .context("failed to read the wait history")?
+        {
+            add(super::rows::report_wait(row));
+        }
+        Ok(())
     }
 
     /// How many waits are open, per policy that applies to them.

@@ -2,13 +2,13 @@
 //! engines' arguments.
 
 use interim_store_rows::{
-    ClaimedRow, ListedRow, SentNoticeRow, SeriesKeyArgs, SeriesNoticeRow, SeriesRow,
+    ClaimedRow, ListedRow, ReportWaitRow, SeriesKeyArgs, SeriesNoticeRow, SeriesRow,
     SuppressionRow, WaitRow,
 };
 
 use super::from_ms;
 use crate::ledger::{
-    ClaimedNotice, NextNotice, NoticeRow, PromiseState, SentNotice, SeriesState, Status,
+    ClaimedNotice, NextNotice, NoticeRow, PromiseState, ReportWait, SeriesState, Status,
     Suppression, Wait, WaitEnd,
 };
 use crate::notice::SeriesKey;
@@ -185,15 +185,43 @@ pub(super) fn wait(r: WaitRow) -> Wait {
     }
 }
 
-/// A sent notice as the report counts it.
-pub(super) fn sent_notice(r: SentNoticeRow) -> SentNotice {
-    SentNotice {
-        ticket_id: r.ticket_id,
-        waiting_since: from_ms(r.episode),
-        number: count(r.number),
-        max_notices: count(r.max_notices),
-        sent_at: from_ms(r.sent_at),
-        promise: PromiseState::parse(r.promise_outcome.as_deref(), r.promise_reason.as_deref()),
+/// A wait as the report counts it. A list that does not parse (the
+/// engines write it) counts nothing rather than something wrong.
+pub(super) fn report_wait(r: ReportWaitRow) -> ReportWait {
+    let list = |text: Option<&str>| -> Vec<String> {
+        text.unwrap_or("")
+            .split(',')
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let sent_numbers = list(r.numbers.as_deref())
+        .iter()
+        .filter_map(|n| n.trim().parse::<u32>().ok())
+        .collect();
+    let broken = list(r.broken.as_deref());
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    ReportWait {
+        sent_numbers,
+        kept: count(r.kept),
+        superseded: count(r.superseded),
+        pending: count(r.pending),
+        broken,
+        got_last: r.got_last != 0,
+        wait: wait(WaitRow {
+            ticket_id: r.ticket_id,
+            episode: r.episode,
+            dry_run: r.dry_run,
+            ticket_number: r.ticket_number,
+            queue: r.queue,
+            priority: r.priority,
+            origin: r.origin,
+            language: r.language,
+            policies: r.policies,
+            first_due_at: r.first_due_at,
+            ended_at: r.ended_at,
+            end_reason: r.end_reason,
+        }),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use interim_store_rows::{
-    ClaimedRow, LaterRow, ListedRow, RetryRow, SentNoticeRow, SeriesNoticeRow, SeriesRow,
+    ClaimedRow, LaterRow, ListedRow, ReportWaitRow, RetryRow, SeriesNoticeRow, SeriesRow,
     StoredTicketRow, SuppressionRow, WaitRow,
 };
 
@@ -200,26 +200,48 @@ impl From<PgWait> for WaitRow {
     }
 }
 
-pub(crate) struct PgSentNotice {
+pub(crate) struct PgReportWait {
     pub ticket_id: String,
     pub episode: DateTime<Utc>,
-    pub number: i64,
-    pub max_notices: i64,
-    pub sent_at: DateTime<Utc>,
-    pub promise_outcome: Option<String>,
-    pub promise_reason: Option<String>,
+    pub dry_run: bool,
+    pub ticket_number: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub origin: Option<String>,
+    pub language: Option<String>,
+    pub policies: String,
+    pub first_due_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+    pub numbers: Option<String>,
+    pub kept: i64,
+    pub superseded: i64,
+    pub pending: i64,
+    pub broken: Option<String>,
+    pub got_last: bool,
 }
 
-impl From<PgSentNotice> for SentNoticeRow {
-    fn from(r: PgSentNotice) -> Self {
-        SentNoticeRow {
+impl From<PgReportWait> for ReportWaitRow {
+    fn from(r: PgReportWait) -> Self {
+        ReportWaitRow {
             ticket_id: r.ticket_id,
             episode: ms(r.episode),
-            number: r.number,
-            max_notices: r.max_notices,
-            sent_at: ms(r.sent_at),
-            promise_outcome: r.promise_outcome,
-            promise_reason: r.promise_reason,
+            dry_run: bit(r.dry_run),
+            ticket_number: r.ticket_number,
+            queue: r.queue,
+            priority: r.priority,
+            origin: r.origin,
+            language: r.language,
+            policies: r.policies,
+            first_due_at: r.first_due_at.map(ms),
+            ended_at: r.ended_at.map(ms),
+            end_reason: r.end_reason,
+            numbers: r.numbers,
+            kept: r.kept,
+            superseded: r.superseded,
+            pending: r.pending,
+            broken: r.broken,
+            got_last: bit(r.got_last),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The wait history: one row per wait (ticket, episode) a policy matched.
 
-use interim_store_rows::{SentNoticeRow, WaitArgs, WaitRow};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use interim_store_rows::{ReportWaitRow, WaitArgs, WaitRow};
 use sqlx::PgExecutor;
 
 use super::changed;
-use super::convert::{PgSentNotice, PgWait, all, at, at_opt, flag};
+use super::convert::{PgReportWait, PgWait, all, at, at_opt, flag};
 
 /// Writes a wait as a poll saw it; one that had ended (its ticket left and
 /// came back with the same `waiting_since`) is open again.
@@ -126,49 +127,42 @@ pub async fn open_waits_by_policies(
     Ok(rows.into_iter().map(|r| (r.policies, r.waits)).collect())
 }
 
-/// The waits of one mode that started before `until` and were still open
-/// at `since` (or ended after it): every wait a report over
-/// [`since`, `until`) counts.
-pub async fn waits_touching(
-    ex: impl PgExecutor<'_>,
+/// Every wait a report over [`since`, `until`) counts, one row each,
+/// with what its notices sent in the period add up to; streamed.
+pub fn report_waits<'e>(
+    ex: impl PgExecutor<'e> + 'e,
     dry_run: i64,
     since: i64,
     until: i64,
-) -> sqlx::Result<Vec<WaitRow>> {
-    let rows = sqlx::query_as!(
-        PgWait,
-        "SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
-                policies, first_due_at, ended_at, end_reason
-         FROM waits
-         WHERE dry_run = $1 AND episode < $3 AND (ended_at IS NULL OR ended_at >= $2)
-         ORDER BY episode, ticket_id",
+) -> BoxStream<'e, sqlx::Result<ReportWaitRow>> {
+    let (since, until) = match (at(since), at(until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => return futures::stream::once(async move { Err(e) }).boxed(),
+    };
+    sqlx::query_as!(
+        PgReportWait,
+        r#"SELECT w.ticket_id, w.episode, w.dry_run, w.ticket_number, w.queue, w.priority, w.origin,
+                  w.language, w.policies, w.first_due_at, w.ended_at, w.end_reason,
+                  string_agg(n.number::text, ',') AS numbers,
+                  count(*) FILTER (WHERE n.promise_outcome = 'kept') AS "kept!",
+                  count(*) FILTER (WHERE n.promise_outcome = 'superseded') AS "superseded!",
+                  count(*) FILTER (WHERE n.promise_outcome IN ('pending', 'due')) AS "pending!",
+                  string_agg(coalesce(n.promise_reason, 'unknown'), ',')
+                    FILTER (WHERE n.promise_outcome = 'broken') AS broken,
+                  coalesce(bool_or(n.number >= n.max_notices
+                                   AND (w.ended_at IS NULL OR n.sent_at < w.ended_at)), false)
+                    AS "got_last!"
+           FROM waits w
+           LEFT JOIN notices n
+             ON n.ticket_id = w.ticket_id AND n.episode = w.episode AND n.dry_run = w.dry_run
+            AND n.status = 'sent' AND n.sent_at >= $2 AND n.sent_at < $3
+           WHERE w.dry_run = $1 AND w.episode < $3 AND (w.ended_at IS NULL OR w.ended_at >= $2)
+           GROUP BY w.ticket_id, w.episode, w.dry_run"#,
         flag(dry_run),
-        at(since)?,
-        at(until)?
+        since,
+        until
     )
-    .fetch_all(ex)
-    .await?;
-    Ok(all(rows))
-}
-
-/// The notices sent in [`since`, `until`), for the report.
-pub async fn sent_notices_between(
-    ex: impl PgExecutor<'_>,
-    dry_run: i64,
-    since: i64,
-    until: i64,
-) -> sqlx::Result<Vec<SentNoticeRow>> {
-    let rows = sqlx::query_as!(
-        PgSentNotice,
-        r#"SELECT ticket_id, episode, number, max_notices, sent_at AS "sent_at!",
-                  promise_outcome, promise_reason
-           FROM notices
-           WHERE status = 'sent' AND dry_run = $1 AND sent_at >= $2 AND sent_at < $3"#,
-        flag(dry_run),
-        at(since)?,
-        at(until)?
-    )
-    .fetch_all(ex)
-    .await?;
-    Ok(all(rows))
+    .fetch(ex)
+    .map_ok(ReportWaitRow::from)
+    .boxed()
 }

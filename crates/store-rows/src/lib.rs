@@ -249,16 +249,30 @@ pub struct WaitRow {
     pub end_reason: Option<String>,
 }
 
-/// A sent notice as the report counts it.
+/// A wait of the history with what its notices sent in a period add up to.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SentNoticeRow {
+pub struct ReportWaitRow {
     pub ticket_id: String,
     pub episode: i64,
-    pub number: i64,
-    pub max_notices: i64,
-    pub sent_at: i64,
-    pub promise_outcome: Option<String>,
-    pub promise_reason: Option<String>,
+    pub dry_run: i64,
+    pub ticket_number: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub origin: Option<String>,
+    pub language: Option<String>,
+    pub policies: String,
+    pub first_due_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+    /// The numbers of the sent notices, comma-separated.
+    pub numbers: Option<String>,
+    pub kept: i64,
+    pub superseded: i64,
+    pub pending: i64,
+    /// The reasons of the broken promises, comma-separated.
+    pub broken: Option<String>,
+    /// 1 when the last notice went out while the wait went on.
+    pub got_last: i64,
 }
 
 /// An undecided promise that may be decided now: the sent notice that

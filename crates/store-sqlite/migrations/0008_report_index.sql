@@ -1,6 +1,6 @@
--- interim report reads the notices sent in its period: without this index
--- it would scan the whole ledger. It covers every column the report reads,
--- so the read never visits the table (3M notices: 4.6 s → 2.5 s).
-CREATE INDEX notices_sent ON notices
-    (dry_run, sent_at, ticket_id, episode, number, max_notices, promise_outcome, promise_reason)
+-- interim report reads every wait of its period with the notices sent in
+-- it (a LEFT JOIN per wait). This index covers every column of a notice
+-- that the join reads, so it never visits the notices table.
+CREATE INDEX notices_report ON notices
+    (ticket_id, episode, dry_run, sent_at, number, max_notices, promise_outcome, promise_reason)
     WHERE status = 'sent';

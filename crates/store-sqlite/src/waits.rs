@@ -1,6 +1,7 @@
 //! The wait history: one row per wait (ticket, episode) a policy matched.
 
-use interim_store_rows::{SentNoticeRow, WaitArgs, WaitRow};
+use futures::stream::BoxStream;
+use interim_store_rows::{ReportWaitRow, WaitArgs, WaitRow};
 use sqlx::SqliteExecutor;
 
 use super::{changed, id_set};
@@ -129,47 +130,36 @@ pub async fn open_waits_by_policies(
     Ok(rows.into_iter().map(|r| (r.policies, r.waits)).collect())
 }
 
-/// The waits of one mode that started before `until` and were still open
-/// at `since` (or ended after it): every wait a report over
-/// [`since`, `until`) counts.
-pub async fn waits_touching(
-    ex: impl SqliteExecutor<'_>,
+/// Every wait a report over [`since`, `until`) counts, one row each,
+/// with what its notices sent in the period add up to; streamed.
+pub fn report_waits<'e>(
+    ex: impl SqliteExecutor<'e> + 'e,
     dry_run: i64,
     since: i64,
     until: i64,
-) -> sqlx::Result<Vec<WaitRow>> {
+) -> BoxStream<'e, sqlx::Result<ReportWaitRow>> {
     sqlx::query_as!(
-        WaitRow,
-        r#"SELECT ticket_id, episode, dry_run, ticket_number, queue, priority, origin, language,
-                  policies, first_due_at, ended_at, end_reason
-           FROM waits
-           WHERE dry_run = ?1 AND episode < ?3 AND (ended_at IS NULL OR ended_at >= ?2)
-           ORDER BY episode, ticket_id"#,
+        ReportWaitRow,
+        r#"SELECT w.ticket_id AS "ticket_id!", w.episode AS "episode!", w.dry_run AS "dry_run!",
+                  w.ticket_number, w.queue, w.priority, w.origin, w.language,
+                  w.policies AS "policies!", w.first_due_at, w.ended_at, w.end_reason,
+                  group_concat(n.number) AS "numbers: String",
+                  coalesce(sum(n.promise_outcome = 'kept'), 0) AS "kept!: i64",
+                  coalesce(sum(n.promise_outcome = 'superseded'), 0) AS "superseded!: i64",
+                  coalesce(sum(n.promise_outcome IN ('pending', 'due')), 0) AS "pending!: i64",
+                  group_concat(CASE WHEN n.promise_outcome = 'broken'
+                                    THEN coalesce(n.promise_reason, 'unknown') END) AS "broken: String",
+                  coalesce(max(n.number >= n.max_notices
+                               AND (w.ended_at IS NULL OR n.sent_at < w.ended_at)), 0) AS "got_last!: i64"
+           FROM waits w
+           LEFT JOIN notices n
+             ON n.ticket_id = w.ticket_id AND n.episode = w.episode AND n.dry_run = w.dry_run
+            AND n.status = 'sent' AND n.sent_at >= ?2 AND n.sent_at < ?3
+           WHERE w.dry_run = ?1 AND w.episode < ?3 AND (w.ended_at IS NULL OR w.ended_at >= ?2)
+           GROUP BY w.ticket_id, w.episode, w.dry_run"#,
         dry_run,
         since,
         until
     )
-    .fetch_all(ex)
-    .await
-}
-
-/// The notices sent in [`since`, `until`), for the report.
-pub async fn sent_notices_between(
-    ex: impl SqliteExecutor<'_>,
-    dry_run: i64,
-    since: i64,
-    until: i64,
-) -> sqlx::Result<Vec<SentNoticeRow>> {
-    sqlx::query_as!(
-        SentNoticeRow,
-        r#"SELECT ticket_id, episode, number, max_notices, sent_at AS "sent_at!",
-                  promise_outcome, promise_reason
-           FROM notices
-           WHERE status = 'sent' AND dry_run = ?1 AND sent_at >= ?2 AND sent_at < ?3"#,
-        dry_run,
-        since,
-        until
-    )
-    .fetch_all(ex)
-    .await
+    .fetch(ex)
 }
