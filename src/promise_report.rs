@@ -233,12 +233,16 @@ impl<'r, 'c, F: Fn(&str) -> Option<&'c Calendar>> ReportBuilder<'r, F> {
             for n in &w.sent_numbers {
                 *tally.by_number.entry(*n).or_default() += 1;
             }
+            // The counts come from the store's rows: saturating, never wrapping.
             let p = &mut tally.promises;
-            p.kept += w.kept;
-            p.superseded += w.superseded;
-            p.pending += w.pending;
-            p.broken += w.broken.len() as u64;
-            p.made += w.kept + w.superseded + w.pending + w.broken.len() as u64;
+            let broken = w.broken.len() as u64;
+            p.kept = p.kept.saturating_add(w.kept);
+            p.superseded = p.superseded.saturating_add(w.superseded);
+            p.pending = p.pending.saturating_add(w.pending);
+            p.broken = p.broken.saturating_add(broken);
+            p.made = [w.kept, w.superseded, w.pending, broken]
+                .into_iter()
+                .fold(p.made, u64::saturating_add);
             for reason in &w.broken {
                 *p.broken_by_reason.entry(reason.clone()).or_default() += 1;
             }
@@ -282,8 +286,9 @@ pub fn build<'c>(
 
 fn group(key: Option<String>, mut tally: Tally, request: &ReportRequest) -> Group {
     let p = &mut tally.promises;
-    let decided = p.kept + p.superseded + p.broken;
-    p.kept_rate = (decided > 0).then(|| (p.kept + p.superseded) as f64 / decided as f64);
+    let held = p.kept.saturating_add(p.superseded);
+    let decided = held.saturating_add(p.broken);
+    p.kept_rate = (decided > 0).then(|| held as f64 / decided as f64);
     let lasted = &tally.lasted;
     let ended_within = (!request.candidates.is_empty()).then(|| {
         request

@@ -80,6 +80,7 @@ pub struct RawHttp {
     pub idle_timeout: Option<String>,
     pub admin_token_env: Option<String>,
     pub admin_token_file: Option<String>,
+    pub ui: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

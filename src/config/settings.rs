@@ -98,6 +98,8 @@ pub struct HttpSettings {
     /// Bearer token for write actions (`POST /-/reload`); None: write
     /// actions only from loopback, and only as a browser cannot send them.
     pub admin_token: Option<SecretString>,
+    /// The status pages (`/`, ...) on the admin endpoint.
+    pub ui: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -412,6 +414,7 @@ impl Settings {
             ),
             idle_timeout: positive(&mut p, "http.idle_timeout", &raw.http.idle_timeout, "30s"),
             admin_token: admin_token(&mut p, &raw.http, &mut warnings),
+            ui: raw.http.ui.unwrap_or(true),
         };
 
         let source = super::source::source_settings(&mut p, &raw);

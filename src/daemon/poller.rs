@@ -10,7 +10,7 @@ use super::memo::PlanMemo;
 use super::poll::{CHUNK, PollRejected, PollSchedule, PollSummary, ProblemLog, poll_in_chunks};
 use super::repeat;
 use crate::config::Settings;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, PollStatus};
 use crate::promise::{BrokenBy, DecidedPromise, Gap, PromiseOutcome};
 use crate::source::Source;
 use crate::store::Store;
@@ -111,6 +111,7 @@ impl Poller {
             self.last_success = None;
             return false;
         }
+        let started = std::time::Instant::now();
         let outcome = match self
             .schedule
             .next_kind(&self.source, &self.store, &settings, now)
@@ -134,6 +135,12 @@ impl Poller {
             Ok((kind, summary)) => {
                 self.schedule.done(kind, now);
                 self.dispatcher.note_poll(now);
+                self.dispatcher.note_poll_status(PollStatus {
+                    at: now,
+                    took: started.elapsed(),
+                    full: summary.full,
+                    tracked: summary.full.then_some(summary.tickets),
+                });
                 if let Some(failures) = self.failures.recovered() {
                     info!(failures, "poll succeeded again");
                 }

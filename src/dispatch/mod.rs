@@ -72,6 +72,17 @@ impl Live {
     }
 }
 
+/// A successful poll as the status pages show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollStatus {
+    pub at: DateTime<Utc>,
+    /// How long it took, from asking the source to the plan written.
+    pub took: std::time::Duration,
+    pub full: bool,
+    /// The tickets the last full poll saw (None before the first).
+    pub tracked: Option<usize>,
+}
+
 /// Delivers due notices. It claims and records through `L`, a
 /// [`DeliveryLedger`], and names no backend: the daemon chooses one where
 /// it opens the store.
@@ -87,6 +98,8 @@ pub struct Dispatcher<L> {
     /// Why the last poll was rejected (every row, or too many, skipped);
     /// None after a poll that was taken. `/readyz` shows it.
     poll_problem: Mutex<Option<String>>,
+    /// This process's last successful poll, for the status pages.
+    last_poll: Mutex<Option<PollStatus>>,
     /// Notices being sent by this process right now, each with the fencing
     /// token of its current claim. A claim that this process takes again
     /// while its send still runs (its lease ran out meanwhile) hands the new
@@ -140,6 +153,7 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
             stale_logged: AtomicBool::new(false),
             last_poll_cache: Mutex::new(None),
             poll_problem: Mutex::new(None),
+            last_poll: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
             recipients: Mutex::new(HashSet::new()),
             slot_freed: tokio::sync::Notify::new(),
@@ -194,6 +208,22 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), Some(at)));
         self.set_poll_problem(None);
+    }
+
+    /// What the last successful poll of this process did (a full poll
+    /// sets the tickets tracked; an incremental one keeps the last count).
+    pub fn note_poll_status(&self, mut status: PollStatus) {
+        let mut last = self.last_poll.lock().unwrap_or_else(|e| e.into_inner());
+        if !status.full
+            && let Some(before) = last.as_ref()
+        {
+            status.tracked = before.tracked;
+        }
+        *last = Some(status);
+    }
+
+    pub fn last_poll_status(&self) -> Option<PollStatus> {
+        *self.last_poll.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records why the last poll was rejected (None: it was taken).

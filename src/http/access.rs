@@ -93,32 +93,15 @@ pub fn check(
     if let Some(token) = token {
         return check_token(headers, token);
     }
-    if !is_loopback(peer.ip()) {
-        return Err(forbidden(
+    local_only(
+        peer,
+        headers,
+        [
             "write actions from another host need the admin token (http.admin_token_env or http.admin_token_file)",
-        ));
-    }
-    if [
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-real-ip",
-    ]
-    .iter()
-    .any(|name| headers.contains_key(*name))
-    {
-        return Err(forbidden(
             "the request came through a proxy: write actions through a proxy need the admin token",
-        ));
-    }
+        ],
+    )?;
     let host = text(headers, header::HOST.as_str());
-    if let Some(host) = host
-        && !is_loopback_host(host)
-    {
-        return Err(forbidden(
-            "the Host header names no loopback address: use 127.0.0.1, [::1] or localhost, or the admin token",
-        ));
-    }
     if headers.contains_key("sec-fetch-site")
         && text(headers, "sec-fetch-site") != Some("same-origin")
     {
@@ -136,6 +119,60 @@ pub fn check(
     if !headers.contains_key(ADMIN_HEADER) && !has_non_simple_content_type(headers) {
         return Err(forbidden(
             "send Content-Type: application/json or the header X-Interim-Admin (a web page cannot send either without asking first)",
+        ));
+    }
+    Ok(())
+}
+
+/// Who may read the status pages: with the admin token, a request that
+/// carries it; without one, only a request from this host that did not
+/// come through a proxy and names a loopback `Host` (so no page on another
+/// site can read them by rebinding a name to 127.0.0.1).
+pub fn check_read(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    token: Option<&SecretString>,
+) -> Result<(), Refusal> {
+    match token {
+        Some(token) => check_token(headers, token),
+        None => local_only(
+            peer,
+            headers,
+            [
+                "the status pages from another host need the admin token (http.admin_token_env or http.admin_token_file)",
+                "the request came through a proxy: the status pages through a proxy need the admin token",
+            ],
+        ),
+    }
+}
+
+/// From a loopback peer, not through a proxy, to a loopback `Host`;
+/// `[from_elsewhere, proxied]` are the refusals' reasons.
+fn local_only(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    [from_elsewhere, proxied]: [&'static str; 2],
+) -> Result<(), Refusal> {
+    if !is_loopback(peer.ip()) {
+        return Err(forbidden(from_elsewhere));
+    }
+    if [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name))
+    {
+        return Err(forbidden(proxied));
+    }
+    let host = text(headers, header::HOST.as_str());
+    if let Some(host) = host
+        && !is_loopback_host(host)
+    {
+        return Err(forbidden(
+            "the Host header names no loopback address: use 127.0.0.1, [::1] or localhost, or the admin token",
         ));
     }
     Ok(())

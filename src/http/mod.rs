@@ -1,10 +1,11 @@
 //! The admin endpoint on `http.listen`: `/healthz` (alive), `/readyz`
 //! (the store takes writes and a fresh poll; answered within 2 s),
-//! `/metrics` (Prometheus text) and `POST /-/reload`, a write action
-//! (see [`access`]). [`serve`] bounds connections, time and bytes so that
+//! `/metrics` (Prometheus text), the status pages ([`pages`]) and
+//! `POST /-/reload`, a write action (see [`access`]). [`serve`] bounds connections, time and bytes so that
 //! no client of this port can hurt polling or delivery.
 
 pub mod access;
+pub mod pages;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -70,11 +71,18 @@ pub fn router(state: AdminState) -> Router {
     let writes = Router::new().route("/-/reload", post(reload)).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), access::require_write_access),
     );
+    let ui = state.dispatcher.live().config.settings.http.ui;
+    let pages = if ui {
+        pages::routes(state.clone())
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(writes)
+        .merge(pages)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))

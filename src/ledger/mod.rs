@@ -14,7 +14,9 @@ pub use plan::{
     Cancel, ChangedTickets, EndedWaits, NextNotice, Plan, PlannedNotice, PollEnd, SeriesState,
     SeriesWrite, Swept, WaitEnd, WaitWrite,
 };
-pub use rows::{NoticeFilter, NoticeRow, PromiseState, ReportWait, Suppression, Wait};
+pub use rows::{
+    NoticeFilter, NoticeRow, OverviewCounts, PromiseState, ReportWait, Suppression, Wait,
+};
 pub use traits::{DeliveryLedger, PlanLedger};
 
 pub use crate::notice::{SeriesKey, Status};

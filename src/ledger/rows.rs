@@ -86,6 +86,24 @@ impl std::fmt::Display for PromiseState {
     }
 }
 
+/// The counts of the status page's overview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OverviewCounts {
+    /// Pending notices planned to go out within the next hour (overdue
+    /// ones included), and within the next day.
+    pub due_next_hour: u64,
+    pub due_next_day: u64,
+    /// Sent since midnight in `daemon.timezone`.
+    pub sent_today: u64,
+    pub dead: u64,
+    /// Promises decided in the last 30 days, by outcome.
+    pub kept: u64,
+    pub superseded: u64,
+    pub broken: u64,
+    /// Open waits that got their last notice: a person must step in.
+    pub exhausted: u64,
+}
+
 /// A wait as `interim report` counts it: the wait, and what its notices
 /// sent in the report's period add up to.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@ mod delivery;
 mod group;
 mod leader;
 mod ledger_impl;
+mod pages;
 mod plan;
 mod promises;
 mod rows;

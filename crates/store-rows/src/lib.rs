@@ -249,6 +249,19 @@ pub struct WaitRow {
     pub end_reason: Option<String>,
 }
 
+/// The counts of the status page's overview.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverviewRow {
+    pub due_hour: i64,
+    pub due_day: i64,
+    pub sent_today: i64,
+    pub dead: i64,
+    pub kept: i64,
+    pub superseded: i64,
+    pub broken: i64,
+    pub exhausted: i64,
+}
+
 /// A wait of the history with what its notices sent in a period add up to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportWaitRow {

@@ -9,12 +9,14 @@
 
 mod admin;
 mod delivery;
+mod pages;
 mod plan;
 mod promises;
 mod waits;
 
 pub use admin::*;
 pub use delivery::*;
+pub use pages::*;
 pub use plan::*;
 pub use promises::*;
 pub use waits::*;

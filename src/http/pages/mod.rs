@@ -1,0 +1,180 @@
+//! The status pages on the admin endpoint (`http.ui`, default on):
+//! server-rendered HTML from templates embedded in the binary (minijinja,
+//! auto-escaped as HTML), readable without JavaScript, in English or
+//! German, times in `daemon.timezone`. Every page also answers
+//! `Accept: application/json` with the data it shows. Who may read them
+//! is [`access::check_read`](super::access::check_read)'s.
+
+mod overview;
+mod texts;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use minijinja::{Environment, Value, context};
+use serde::Serialize;
+use tracing::{error, warn};
+
+use super::AdminState;
+pub use texts::Lang;
+
+/// The templates, compiled once. A `.html` name auto-escapes everything
+/// a template prints.
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, source) in [
+            ("layout.html", include_str!("templates/layout.html")),
+            ("overview.html", include_str!("templates/overview.html")),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                // A broken embedded template is a build mistake; the
+                // test suite renders every page, so it never ships.
+                error!(template = name, error = %e, "status page template does not compile");
+            }
+        }
+        env.add_filter("local", local_time);
+        env.add_filter("seconds", seconds_text);
+        env
+    })
+}
+
+/// The page routes, behind the read check.
+pub fn routes(state: AdminState) -> Router<AdminState> {
+    Router::new()
+        .route("/", get(overview::page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            require_read_access,
+        ))
+}
+
+async fn require_read_access(
+    State(state): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let live = state.dispatcher.live();
+    let token = live.config.settings.http.admin_token.as_ref();
+    match super::access::check_read(peer, request.headers(), token) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            warn!(peer = %peer, path = request.uri().path(), reason = refusal.reason, "status page refused");
+            refusal.into_response()
+        }
+    }
+}
+
+/// How a page was asked for: its language, and HTML or JSON.
+pub struct Asked {
+    pub lang: Lang,
+    pub json: bool,
+}
+
+impl Asked {
+    pub fn from(headers: &HeaderMap, query_lang: Option<&str>) -> Self {
+        let header_text = |name: header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let accept = header_text(header::ACCEPT).unwrap_or_default();
+        Self {
+            lang: Lang::choose(query_lang, header_text(header::ACCEPT_LANGUAGE).as_deref()),
+            json: accept.contains("application/json") && !accept.contains("text/html"),
+        }
+    }
+}
+
+/// The page `template` with `data`, or `data` as JSON.
+pub fn respond<T: Serialize>(
+    asked: &Asked,
+    template: &str,
+    title_key: &str,
+    data: &T,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Response {
+    if asked.json {
+        return Json(data).into_response();
+    }
+    let t = texts::texts(asked.lang);
+    let title = t.get(title_key).copied().unwrap_or(title_key);
+    let rendered = templates().get_template(template).and_then(|tmpl| {
+        tmpl.render(context! {
+            t => t,
+            lang => asked.lang.code(),
+            page => template.trim_end_matches(".html"),
+            title => title,
+            tz => tz.name(),
+            now => crate::clock::rfc3339(now),
+            data => Value::from_serialize(data),
+        })
+    });
+    match rendered {
+        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Err(e) => {
+            error!(template, error = %e, "cannot render a status page");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot render this page; see the log\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `{{ at|local(tz) }}`: an RFC 3339 instant as `2026-12-08 14:00 CET` in
+/// the zone `tz` names; anything else as it is.
+fn local_time(value: String, tz: String) -> String {
+    let Ok(at) = DateTime::parse_from_rfc3339(&value) else {
+        return value;
+    };
+    let zone: Tz = tz.parse().unwrap_or(Tz::UTC);
+    at.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+/// `{{ ms|seconds }}`: milliseconds as `850 ms` or `2.4 s`.
+fn seconds_text(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        for name in ["layout.html", "overview.html"] {
+            assert!(templates().get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn instants_print_in_the_zone_and_milliseconds_as_seconds() {
+        assert_eq!(
+            local_time("2026-12-08T13:00:00Z".into(), "Europe/Berlin".into()),
+            "2026-12-08 14:00 CET"
+        );
+        assert_eq!(seconds_text(850), "850 ms");
+        assert_eq!(seconds_text(2400), "2.4 s");
+    }
+}

@@ -1,0 +1,147 @@
+//! The status pages' words in English and German. A key without a German
+//! text falls back to English, so a page never shows a key.
+
+use serde::Serialize;
+
+/// The languages of the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    En,
+    De,
+}
+
+impl Lang {
+    /// `?lang=` first, then the first supported language of
+    /// `Accept-Language` (quality values are ignored: browsers list by
+    /// preference), else English.
+    pub fn choose(query: Option<&str>, accept_language: Option<&str>) -> Lang {
+        let pick = |tag: &str| {
+            let primary = tag.split(['-', '_', ';']).next().unwrap_or("").trim();
+            match primary.to_ascii_lowercase().as_str() {
+                "de" => Some(Lang::De),
+                "en" => Some(Lang::En),
+                _ => None,
+            }
+        };
+        query
+            .and_then(pick)
+            .or_else(|| accept_language?.split(',').find_map(pick))
+            .unwrap_or(Lang::En)
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::De => "de",
+        }
+    }
+}
+
+/// (key, English, German).
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("overview", "Overview", "Übersicht"),
+    ("ready", "Ready", "Bereit"),
+    ("not_ready", "Not ready", "Nicht bereit"),
+    ("last_poll", "Last poll", "Letzte Abfrage"),
+    (
+        "no_poll",
+        "no successful poll yet",
+        "noch keine erfolgreiche Abfrage",
+    ),
+    ("took", "took", "Dauer"),
+    ("tickets_tracked", "Tickets tracked", "Beobachtete Tickets"),
+    (
+        "due_hour",
+        "Due in the next hour",
+        "Fällig in der nächsten Stunde",
+    ),
+    (
+        "due_day",
+        "Due in the next day",
+        "Fällig in den nächsten 24 Stunden",
+    ),
+    ("sent_today", "Sent today", "Heute gesendet"),
+    ("dead", "Dead", "Fehlgeschlagen"),
+    (
+        "dead_hint",
+        "failed for good: see Notices, retry",
+        "endgültig fehlgeschlagen: siehe Bescheide, erneut senden",
+    ),
+    (
+        "kept_30d",
+        "Promises kept, last 30 days",
+        "Eingehaltene Zusagen, letzte 30 Tage",
+    ),
+    ("kept", "kept", "eingehalten"),
+    ("superseded", "superseded", "überholt"),
+    ("broken", "broken", "gebrochen"),
+    (
+        "no_promises",
+        "no promise decided yet",
+        "noch keine Zusage entschieden",
+    ),
+    ("exhausted", "Exhausted waits", "Ausgeschöpfte Wartezeiten"),
+    (
+        "exhausted_hint",
+        "got every notice and still wait: a person must step in",
+        "haben jeden Bescheid erhalten und warten noch: ein Mensch muss übernehmen",
+    ),
+    (
+        "open_waits",
+        "Open waits by policy",
+        "Offene Wartezeiten nach Regel",
+    ),
+    ("policy", "Policy", "Regel"),
+    ("waits", "Waits", "Wartezeiten"),
+    (
+        "no_waits",
+        "No customer waits under any policy right now.",
+        "Gerade wartet kein Kunde unter einer Regel.",
+    ),
+    (
+        "empty",
+        "Nothing has happened yet. Check that source.url reaches the helpdesk (interim sources test) and that a policy matches its tickets (interim plan).",
+        "Noch ist nichts geschehen. Prüfen Sie, ob source.url den Helpdesk erreicht (interim sources test) und eine Regel auf seine Tickets passt (interim plan).",
+    ),
+    ("language", "Language", "Sprache"),
+    ("times_in", "Times in", "Zeiten in"),
+];
+
+/// Every text of the pages in `lang`, keyed for the templates (`t.ready`).
+pub fn texts(lang: Lang) -> std::collections::BTreeMap<&'static str, &'static str> {
+    TEXTS
+        .iter()
+        .map(|(key, en, de)| {
+            let text = match lang {
+                Lang::En => en,
+                Lang::De if de.is_empty() => en,
+                Lang::De => de,
+            };
+            (*key, *text)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_wins_then_the_first_supported_accept_language() {
+        assert_eq!(Lang::choose(Some("de"), Some("en-US")), Lang::De);
+        assert_eq!(
+            Lang::choose(None, Some("fr-FR, de-DE;q=0.8, en;q=0.5")),
+            Lang::De
+        );
+        assert_eq!(Lang::choose(None, Some("fr")), Lang::En);
+        assert_eq!(Lang::choose(Some("xx"), None), Lang::En);
+    }
+
+    #[test]
+    fn every_text_has_both_languages() {
+        for (key, en, de) in TEXTS {
+            assert!(!en.is_empty() && !de.is_empty(), "{key}");
+        }
+    }
+}
