@@ -301,6 +301,39 @@ mod tests {
     }
 
     #[test]
+    fn pages_are_read_from_this_host_only_or_with_the_token() {
+        let host = ("host", "127.0.0.1:9464");
+        // A browser on this host: a plain GET is enough.
+        assert_eq!(
+            check_read(peer("127.0.0.1:5000"), &headers(&[host]), None),
+            Ok(())
+        );
+        for (from, sent) in [
+            ("192.0.2.7:5000", headers(&[host])),
+            (
+                "127.0.0.1:5000",
+                headers(&[host, ("x-forwarded-for", "192.0.2.7")]),
+            ),
+            ("127.0.0.1:5000", headers(&[("host", "evil.example:9464")])),
+        ] {
+            let refused = check_read(peer(from), &sent, None);
+            assert_eq!(
+                refused.map_err(|r| r.status),
+                Err(StatusCode::FORBIDDEN),
+                "{from} {sent:?}"
+            );
+        }
+        let token = SecretString::from("a-long-enough-admin-token");
+        let bearer = ("authorization", "Bearer a-long-enough-admin-token");
+        assert_eq!(
+            check_read(peer("192.0.2.7:5000"), &headers(&[bearer]), Some(&token)),
+            Ok(())
+        );
+        let missing = check_read(peer("127.0.0.1:5000"), &headers(&[host]), Some(&token));
+        assert_eq!(missing.map_err(|r| r.status), Err(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
     fn without_a_token_only_what_a_browser_cannot_send_is_allowed() {
         let local = peer("127.0.0.1:5000");
         let json = ("content-type", "application/json");

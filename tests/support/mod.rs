@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod browser;
 pub mod cluster;
 pub mod faults;
 mod helpdesk;

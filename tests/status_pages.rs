@@ -1,0 +1,176 @@
+//! The status pages (issue 15) in a real browser: headless chromium over
+//! WebDriver against the real daemon, a SQLite helpdesk, a real SMTP sink
+//! and a webhook receiver that refuses everything.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::browser::{Browser, html_problems};
+use support::{Setup, SmtpSink, Ticket, WebhookReceiver, http};
+
+/// Tickets 1 and 2 (support) get notice 1 by email at once and notice 2
+/// half an hour later; ticket 3 (billing) gets one webhook notice, which
+/// the receiver refuses for good.
+fn setup(sink: &SmtpSink, receiver: &WebhookReceiver) -> Setup {
+    let mut setup = Setup::new();
+    setup
+        .email_channel("mail", sink.port(), "")
+        .webhook_channel("hook", receiver.url(), "")
+        .policy(
+            "mail",
+            "match = { state = [\"open\"], queue = [\"support\"] }\nafter = \"1s\"\n\
+             repeat_every = \"30m\"\nmax_notices = 2\nchannel = \"mail\"\ntemplate = \"interim\"",
+        )
+        .policy(
+            "hook",
+            "match = { state = [\"open\"], queue = [\"billing\"] }\nafter = \"1s\"\n\
+             channel = \"hook\"\ntemplate = \"interim\"",
+        );
+    setup.helpdesk().insert(&[
+        Ticket::new(1),
+        Ticket::new(2),
+        Ticket {
+            queue: "billing".into(),
+            ..Ticket::new(3)
+        },
+    ]);
+    setup
+}
+
+/// The overview's JSON, as a tool asks for it.
+fn overview_json(setup: &Setup) -> Option<Value> {
+    let response = http::request_with(
+        &setup.admin(),
+        "GET",
+        "/",
+        &[("Accept", "application/json")],
+    )
+    .ok()?;
+    (response.status == 200).then(|| response.json())
+}
+
+#[test]
+fn the_overview_shows_the_ledgers_counts_in_a_real_browser() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let setup = setup(&sink, &receiver);
+    let _daemon = setup.start();
+    let mut overview = Value::Null;
+    setup.wait_until(
+        Duration::from_secs(30),
+        "two notices are sent, one is dead and the daemon is ready",
+        || {
+            overview = overview_json(&setup).unwrap_or(Value::Null);
+            let counts = &overview["counts"];
+            overview["ready"] == true
+                && counts["sent_today"] == 2
+                && counts["dead"] == 1
+                && overview["tickets_tracked"] == 3
+        },
+    );
+    // Notice 2 of tickets 1 and 2 is due within the hour (and the day).
+    assert_eq!(overview["counts"]["due_next_hour"], 2, "{overview:#}");
+    assert_eq!(overview["counts"]["due_next_day"], 2, "{overview:#}");
+    assert_eq!(overview["open_waits"]["mail"], 2, "{overview:#}");
+    assert_eq!(overview["open_waits"]["hook"], 1, "{overview:#}");
+    assert_eq!(overview["kept_rate"], Value::Null, "nothing decided yet");
+
+    let url = format!("http://{}/", setup.admin());
+    support::block_on(async {
+        for (width, height, name) in [(1280, 800, "overview-1280"), (390, 844, "overview-390")] {
+            let Some(browser) = Browser::start(width, height).await else {
+                return;
+            };
+            browser.client.goto(&url).await.expect("open the overview");
+            let title = browser.client.title().await.expect("a title");
+            assert!(title.starts_with("interim"), "{title}");
+            assert_eq!(browser.text("#readiness").await, "Ready");
+            for (card, value) in [
+                ("#sent-today .value", "2"),
+                ("#dead .value", "1"),
+                ("#due-hour .value", "2"),
+                ("#due-day .value", "2"),
+                ("#tickets-tracked .value", "3"),
+                ("#exhausted .value", "0"),
+            ] {
+                assert_eq!(browser.text(card).await, value, "{card}");
+            }
+            let waits = browser.text("#open-waits").await;
+            assert!(
+                waits.contains("mail 2") && waits.contains("hook 1"),
+                "{waits}"
+            );
+            browser.screenshot(name).await;
+
+            // The German page, by the switch.
+            browser
+                .client
+                .goto(&format!("{url}?lang=de"))
+                .await
+                .expect("open the German overview");
+            assert_eq!(browser.text("h1").await, "Übersicht");
+            assert_eq!(browser.text("#readiness").await, "Bereit");
+            browser.close().await;
+        }
+    });
+}
+
+#[test]
+fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let setup = setup(&sink, &receiver);
+    let _daemon = setup.start();
+    setup.wait_until(Duration::from_secs(30), "the daemon serves pages", || {
+        overview_json(&setup).is_some()
+    });
+    for path in ["/", "/?lang=de"] {
+        let page = http::get(&setup.admin(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(page.status, 200, "{path}");
+        let (problems, title) = html_problems(&page.body);
+        assert!(problems.is_empty(), "{path}: {problems:#?}");
+        assert!(title.starts_with("interim"), "{path}: {title}");
+    }
+}
+
+#[test]
+fn pages_are_refused_through_a_proxy_and_without_the_token_when_one_is_set() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let mut setup = setup(&sink, &receiver);
+    let daemon = setup.start();
+    setup.wait_until(Duration::from_secs(30), "the daemon serves pages", || {
+        overview_json(&setup).is_some()
+    });
+    let proxied = http::request_with(
+        &setup.admin(),
+        "GET",
+        "/",
+        &[("X-Forwarded-For", "203.0.113.9")],
+    )
+    .expect("an answer");
+    assert_eq!(proxied.status, 403, "{}", proxied.body);
+    drop(daemon);
+
+    // With an admin token every page needs it.
+    setup
+        .env("INTERIM_TEST_ADMIN_TOKEN", "a-long-enough-admin-token")
+        .set("http.admin_token_env", "\"INTERIM_TEST_ADMIN_TOKEN\"");
+    let _daemon = setup.start();
+    setup.wait_until(Duration::from_secs(30), "the daemon answers", || {
+        http::get(&setup.admin(), "/healthz").is_ok_and(|r| r.status == 200)
+    });
+    let without = http::get(&setup.admin(), "/").expect("an answer");
+    assert_eq!(without.status, 401, "{}", without.body);
+    let with = http::request_with(
+        &setup.admin(),
+        "GET",
+        "/",
+        &[("Authorization", "Bearer a-long-enough-admin-token")],
+    )
+    .expect("an answer");
+    assert_eq!(with.status, 200, "{}", with.body);
+    assert!(with.body.contains("<title>interim"), "{}", with.body);
+}
