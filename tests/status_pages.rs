@@ -174,3 +174,23 @@ fn pages_are_refused_through_a_proxy_and_without_the_token_when_one_is_set() {
     assert_eq!(with.status, 200, "{}", with.body);
     assert!(with.body.contains("<title>interim"), "{}", with.body);
 }
+
+/// The checker itself finds what it looks for (else a page test passes
+/// for a checker that sees nothing).
+#[test]
+fn the_html_checker_reports_parse_errors_and_unlabelled_controls() {
+    let (problems, title) = html_problems(
+        "<!DOCTYPE html><html><head><title>interim · x</title></head>\
+         <body><form><input id=q name=q></form><svg></svg></span></body></html>",
+    );
+    assert_eq!(title, "interim · x");
+    assert!(
+        problems.iter().any(|p| p.contains("without a label")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("SVG without a title")),
+        "{problems:?}"
+    );
+    assert!(problems.len() >= 3, "and the stray </span>: {problems:?}");
+}
