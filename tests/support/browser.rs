@@ -118,8 +118,10 @@ pub fn html_problems(html: &str) -> (Vec<String>, String) {
         .expect("reading from memory");
     let mut problems: Vec<String> = dom.errors.borrow().iter().map(|e| e.to_string()).collect();
 
-    /// Every element under `node`: (name, attributes, the node).
-    fn elements(node: &Handle, out: &mut Vec<(String, Vec<(String, String)>, Handle)>) {
+    /// An element: its name, its attributes, the node.
+    type Element = (String, Vec<(String, String)>, Handle);
+    /// Every element under `node`.
+    fn elements(node: &Handle, out: &mut Vec<Element>) {
         if let NodeData::Element { name, attrs, .. } = &node.data {
             let attrs = attrs
                 .borrow()
