@@ -118,6 +118,69 @@ fn the_overview_shows_the_ledgers_counts_in_a_real_browser() {
 }
 
 #[test]
+fn the_notices_page_filters_the_ledger_and_shows_why_a_notice_died() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let setup = setup(&sink, &receiver);
+    let _daemon = setup.start();
+    setup.wait_for_notices("two sent, two pending and one dead", |n| {
+        let count = |status: &str| n.iter().filter(|n| n.status == status).count();
+        (count("sent"), count("pending"), count("dead")) == (2, 2, 1)
+    });
+    let url = format!("http://{}/notices", setup.admin());
+    support::block_on(async {
+        let Some(browser) = Browser::start(1280, 800).await else {
+            return;
+        };
+        browser.client.goto(&url).await.expect("open the ledger");
+        let rows = browser
+            .client
+            .find_all(fantoccini::Locator::Css("#notices tbody tr[id^=notice-]"))
+            .await
+            .expect("the rows");
+        assert_eq!(rows.len(), 5, "every notice of the ledger");
+        let all = browser.text("#notices").await;
+        assert!(
+            all.contains("c***@example.com"),
+            "recipients are masked:\n{all}"
+        );
+        assert!(!all.contains("customer1@example.com"), "{all}");
+        browser.screenshot("notices-1280").await;
+
+        // Filtered by the form: only the dead one, with its error and how
+        // to retry it without a token.
+        let form = browser
+            .client
+            .form(fantoccini::Locator::Css("form.filters"))
+            .await
+            .expect("the filter form");
+        form.set_by_name("status", "dead")
+            .await
+            .expect("choose dead");
+        form.submit().await.expect("filter");
+        let rows = browser
+            .client
+            .find_all(fantoccini::Locator::Css("#notices tbody tr[id^=notice-]"))
+            .await
+            .expect("the rows");
+        assert_eq!(rows.len(), 1, "only the dead notice");
+        let dead = browser.text("#notices").await;
+        assert!(
+            dead.contains("HTTP 400") && dead.contains("interim retry"),
+            "{dead}"
+        );
+        browser.close().await;
+    });
+    let bad = http::get(&setup.admin(), "/notices?status=lost").expect("an answer");
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("status") && bad.body.contains("lost"),
+        "{}",
+        bad.body
+    );
+}
+
+#[test]
 fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
     let sink = SmtpSink::start();
     let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
@@ -126,7 +189,7 @@ fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
     setup.wait_until(Duration::from_secs(30), "the daemon serves pages", || {
         overview_json(&setup).is_some()
     });
-    for path in ["/", "/?lang=de"] {
+    for path in ["/", "/?lang=de", "/notices", "/notices?status=dead&lang=de"] {
         let page = http::get(&setup.admin(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(page.status, 200, "{path}");
         let (problems, title) = html_problems(&page.body);

@@ -15,7 +15,8 @@ pub use plan::{
     SeriesWrite, Swept, WaitEnd, WaitWrite,
 };
 pub use rows::{
-    NoticeFilter, NoticeRow, OverviewCounts, PromiseState, ReportWait, Suppression, Wait,
+    NoticeFilter, NoticePage, NoticeRow, OverviewCounts, PromiseState, ReportWait, Suppression,
+    Wait,
 };
 pub use traits::{DeliveryLedger, PlanLedger};
 

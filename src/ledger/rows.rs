@@ -31,6 +31,8 @@ pub struct NoticeRow {
     /// The outcome of the promise this notice made (`pending`, `kept`,
     /// `superseded`, `broken (REASON)`); None when it made none.
     pub promise: Option<String>,
+    /// When the notice was planned: the ledger's order.
+    pub created_at: DateTime<Utc>,
     #[serde(skip)]
     pub ticket_json: String,
 }
@@ -84,6 +86,20 @@ impl std::fmt::Display for PromiseState {
             PromiseState::Broken(reason) => write!(f, "broken ({reason})"),
         }
     }
+}
+
+/// Which notices a page of the ledger shows, newest first: every filter
+/// optional, `before` the cursor of the page before (its last notice's
+/// `created_at` and id).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NoticePage {
+    pub dry_run: bool,
+    pub status: Option<Status>,
+    pub policy: Option<String>,
+    pub channel: Option<String>,
+    pub ticket_id: Option<String>,
+    pub before: Option<(DateTime<Utc>, String)>,
+    pub limit: u32,
 }
 
 /// The counts of the status page's overview.

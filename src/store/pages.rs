@@ -4,7 +4,10 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::{Store, ms, on_pool};
-use crate::ledger::OverviewCounts;
+use interim_store_rows::NoticePageArgs;
+
+use super::rows::listed;
+use crate::ledger::{NoticePage, NoticeRow, OverviewCounts};
 
 impl Store {
     /// The overview's counts as of `now`; `today` is the start of the day
@@ -38,5 +41,21 @@ impl Store {
             broken: count(r.broken),
             exhausted: count(r.exhausted),
         })
+    }
+
+    /// A page of the ledger, newest first.
+    pub async fn page_notices(&self, page: &NoticePage) -> anyhow::Result<Vec<NoticeRow>> {
+        let args = NoticePageArgs {
+            dry_run: i64::from(page.dry_run),
+            status: page.status.map(|s| s.as_str()),
+            policy: page.policy.as_deref(),
+            channel: page.channel.as_deref(),
+            ticket_id: page.ticket_id.as_deref(),
+            before: page.before.as_ref().map(|(at, id)| (ms(*at), id.as_str())),
+            limit: i64::from(page.limit),
+        };
+        let rows =
+            on_pool!(self, page_notices(args)).context("failed to read a page of the ledger")?;
+        Ok(rows.into_iter().map(listed).collect())
     }
 }

@@ -139,6 +139,7 @@ pub(super) fn listed(r: ListedRow) -> NoticeRow {
         cancel_reason: r.cancel_reason,
         waiting_since: from_ms(r.episode),
         promise: promise_of(r.promise_outcome.as_deref(), r.promise_reason.as_deref()),
+        created_at: from_ms(r.created_at),
     }
 }
 

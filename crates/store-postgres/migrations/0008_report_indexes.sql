@@ -11,3 +11,5 @@ CREATE INDEX notices_sent ON notices (dry_run, sent_at)
 CREATE INDEX notices_pending_send ON notices (dry_run, send_at) WHERE status = 'pending';
 CREATE INDEX notices_promise_decided ON notices (dry_run, promise_outcome, promise_decided_at)
     WHERE promise_outcome IN ('kept', 'superseded', 'broken');
+-- The status page's ledger lists the newest notices first, a page at a time.
+CREATE INDEX notices_created ON notices (created_at, id);

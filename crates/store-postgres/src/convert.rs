@@ -268,6 +268,7 @@ pub(crate) struct PgListed {
     pub ticket: String,
     pub promise_outcome: Option<String>,
     pub promise_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<PgListed> for ListedRow {
@@ -294,6 +295,7 @@ impl From<PgListed> for ListedRow {
             ticket: r.ticket,
             promise_outcome: r.promise_outcome,
             promise_reason: r.promise_reason,
+            created_at: ms(r.created_at),
         }
     }
 }

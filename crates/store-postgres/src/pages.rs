@@ -1,9 +1,9 @@
 //! What the status pages read.
 
-use interim_store_rows::OverviewRow;
+use interim_store_rows::{ListedRow, NoticePageArgs, OverviewRow};
 use sqlx::PgExecutor;
 
-use super::convert::{at, flag};
+use super::convert::{PgListed, all, at, flag};
 
 /// The overview's counts at once: pending notices planned before
 /// `hour` and before `day`, sent since `today`, dead, the promises decided
@@ -48,4 +48,40 @@ pub async fn overview_counts(
     )
     .fetch_one(ex)
     .await
+}
+
+/// A page of the ledger, newest first (see [`NoticePageArgs`]).
+pub async fn page_notices(
+    ex: impl PgExecutor<'_>,
+    a: NoticePageArgs<'_>,
+) -> sqlx::Result<Vec<ListedRow>> {
+    let (before_at, before_id) = match a.before {
+        Some((at_ms, id)) => (Some(at(at_ms)?), Some(id)),
+        None => (None, None),
+    };
+    let rows = sqlx::query_as!(
+        PgListed,
+        r#"SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at,
+                  next_attempt_at, sent_at, last_error, channel, recipient, dry_run, next_notice_at,
+                  cancel_reason, episode, ticket, promise_outcome, promise_reason, created_at
+           FROM notices
+           WHERE dry_run = $1 AND ($2::text IS NULL OR status = $2)
+             AND ($3::text IS NULL OR policy = $3) AND ($4::text IS NULL OR channel = $4)
+             AND ($5::text IS NULL OR ticket_id = $5)
+             AND ($6::timestamptz IS NULL OR created_at < $6
+                  OR (created_at = $6 AND id < $7))
+           ORDER BY created_at DESC, id DESC
+           LIMIT $8"#,
+        flag(a.dry_run),
+        a.status,
+        a.policy,
+        a.channel,
+        a.ticket_id,
+        before_at,
+        before_id,
+        a.limit
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(all(rows))
 }

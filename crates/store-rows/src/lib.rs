@@ -122,6 +122,7 @@ pub struct ListedRow {
     pub ticket: String,
     pub promise_outcome: Option<String>,
     pub promise_reason: Option<String>,
+    pub created_at: i64,
 }
 
 /// A stored suppression.
@@ -247,6 +248,19 @@ pub struct WaitRow {
     pub first_due_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+}
+
+/// Which notices a page of the ledger shows: every filter optional, the
+/// page before the cursor (`created_at`, `id`), newest first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoticePageArgs<'a> {
+    pub dry_run: i64,
+    pub status: Option<&'a str>,
+    pub policy: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub ticket_id: Option<&'a str>,
+    pub before: Option<(i64, &'a str)>,
+    pub limit: i64,
 }
 
 /// The counts of the status page's overview.

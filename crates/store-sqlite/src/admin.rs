@@ -17,7 +17,7 @@ pub async fn list_notices(
         ListedRow,
         "SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at, next_attempt_at,
                 sent_at, last_error, channel, recipient, dry_run, next_notice_at, cancel_reason, episode, ticket,
-                promise_outcome, promise_reason
+                promise_outcome, promise_reason, created_at
          FROM notices
          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR ticket_id = ?2)
          ORDER BY created_at,

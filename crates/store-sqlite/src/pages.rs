@@ -1,6 +1,6 @@
 //! What the status pages read.
 
-use interim_store_rows::OverviewRow;
+use interim_store_rows::{ListedRow, NoticePageArgs, OverviewRow};
 use sqlx::SqliteExecutor;
 
 /// The overview's counts at once: pending notices planned before
@@ -45,5 +45,38 @@ pub async fn overview_counts(
         decided_since
     )
     .fetch_one(ex)
+    .await
+}
+
+/// A page of the ledger, newest first (see [`NoticePageArgs`]).
+pub async fn page_notices(
+    ex: impl SqliteExecutor<'_>,
+    a: NoticePageArgs<'_>,
+) -> sqlx::Result<Vec<ListedRow>> {
+    let (before_at, before_id) = match a.before {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
+    sqlx::query_as!(
+        ListedRow,
+        r#"SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at,
+                  next_attempt_at, sent_at, last_error, channel, recipient, dry_run, next_notice_at,
+                  cancel_reason, episode, ticket, promise_outcome, promise_reason, created_at
+           FROM notices
+           WHERE dry_run = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR policy = ?3)
+             AND (?4 IS NULL OR channel = ?4) AND (?5 IS NULL OR ticket_id = ?5)
+             AND (?6 IS NULL OR created_at < ?6 OR (created_at = ?6 AND id < ?7))
+           ORDER BY created_at DESC, id DESC
+           LIMIT ?8"#,
+        a.dry_run,
+        a.status,
+        a.policy,
+        a.channel,
+        a.ticket_id,
+        before_at,
+        before_id,
+        a.limit
+    )
+    .fetch_all(ex)
     .await
 }

@@ -5,6 +5,7 @@
 //! `Accept: application/json` with the data it shows. Who may read them
 //! is [`access::check_read`](super::access::check_read)'s.
 
+mod notices;
 mod overview;
 mod texts;
 
@@ -36,6 +37,7 @@ fn templates() -> &'static Environment<'static> {
         for (name, source) in [
             ("layout.html", include_str!("templates/layout.html")),
             ("overview.html", include_str!("templates/overview.html")),
+            ("notices.html", include_str!("templates/notices.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A broken embedded template is a build mistake; the
@@ -53,6 +55,7 @@ fn templates() -> &'static Environment<'static> {
 pub fn routes(state: AdminState) -> Router<AdminState> {
     Router::new()
         .route("/", get(overview::page))
+        .route("/notices", get(notices::page))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             require_read_access,
@@ -163,7 +166,7 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        for name in ["layout.html", "overview.html"] {
+        for name in ["layout.html", "overview.html", "notices.html"] {
             assert!(templates().get_template(name).is_ok(), "{name}");
         }
     }
