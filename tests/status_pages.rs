@@ -257,3 +257,100 @@ fn the_html_checker_reports_parse_errors_and_unlabelled_controls() {
     );
     assert!(problems.len() >= 3, "and the stray </span>: {problems:?}");
 }
+
+#[test]
+fn retry_on_a_dead_notice_after_logging_in_sends_it_once_the_receiver_recovers() {
+    let sink = SmtpSink::start();
+    // The first attempt is refused for good; the retried one is accepted.
+    let receiver = WebhookReceiver::start(&[400], 200, Duration::ZERO);
+    let mut setup = setup(&sink, &receiver);
+    setup
+        .env("INTERIM_TEST_ADMIN_TOKEN", "a-long-enough-admin-token")
+        .set("http.admin_token_env", "\"INTERIM_TEST_ADMIN_TOKEN\"");
+    let _daemon = setup.start();
+    let notices = setup.wait_for_notices("ticket 3's notice is dead", |n| {
+        n.iter().any(|n| n.ticket_id == "3" && n.status == "dead")
+    });
+    let dead = notices
+        .iter()
+        .find(|n| n.ticket_id == "3")
+        .map(|n| n.id.clone())
+        .expect("the dead notice");
+
+    let base = format!("http://{}/", setup.admin());
+    support::block_on(async {
+        let Some(browser) = Browser::start(1280, 800).await else {
+            return;
+        };
+        // Without a session the ledger sends the browser to the login form.
+        browser
+            .client
+            .goto(&format!("{base}notices"))
+            .await
+            .expect("open the ledger");
+        let at = browser.client.current_url().await.expect("a URL");
+        assert_eq!(at.path(), "/login", "{at}");
+        let form = browser
+            .client
+            .form(fantoccini::Locator::Css("form.login"))
+            .await
+            .expect("the login form");
+        form.set_by_name("token", "a-long-enough-admin-token")
+            .await
+            .expect("type the token");
+        form.submit().await.expect("log in");
+        let at = browser.client.current_url().await.expect("a URL");
+        assert_eq!(at.path(), "/notices", "back where the login began: {at}");
+
+        // A form without the session's CSRF token is refused, and so is
+        // one without the session.
+        let cookie = browser
+            .client
+            .get_named_cookie("interim_session")
+            .await
+            .expect("the session cookie");
+        let path = format!("/notices/{dead}/retry");
+        let form_type = ("Content-Type", "application/x-www-form-urlencoded");
+        let session = format!("interim_session={}", cookie.value());
+        let forged = http::request_with(
+            &setup.admin(),
+            "POST",
+            &path,
+            &[form_type, ("Cookie", &session)],
+        )
+        .expect("an answer");
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        let anonymous =
+            http::request_with(&setup.admin(), "POST", &path, &[form_type]).expect("an answer");
+        assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+        assert_eq!(receiver.requests().len(), 1, "nothing was retried yet");
+
+        // The Retry button.
+        browser
+            .client
+            .find(fantoccini::Locator::Css(&format!("#retry-{dead}")))
+            .await
+            .expect("the Retry button of the dead notice")
+            .click()
+            .await
+            .expect("click Retry");
+        let banner = browser.text("#retried").await;
+        assert!(banner.contains(&dead), "{banner}");
+        browser.screenshot("notices-retried-1280").await;
+        browser.close().await;
+    });
+    setup.wait_for_notices("the retried notice is sent", |n| {
+        n.iter().any(|n| n.id == dead && n.status == "sent")
+    });
+    assert_eq!(receiver.requests().len(), 2, "refused once, sent once");
+    let log = std::fs::read_to_string(setup.path("daemon.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("notice retried from the status page") && l.contains("session")),
+        "the action is logged with who did it"
+    );
+    assert!(
+        !log.contains("a-long-enough-admin-token"),
+        "the token is never logged"
+    );
+}

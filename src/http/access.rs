@@ -197,14 +197,19 @@ fn check_token(headers: &HeaderMap, token: &SecretString) -> Result<(), Refusal>
             ));
         }
     };
-    // Equal-length digests: the comparison takes as long for any token.
-    let expected = Sha256::digest(token.expose_secret().as_bytes());
-    let given = Sha256::digest(given);
-    if bool::from(expected.ct_eq(&given)) {
+    if token_matches(given, token) {
         Ok(())
     } else {
         Err(unauthorized("wrong bearer token"))
     }
+}
+
+/// Whether `given` is the admin token. Equal-length digests: the
+/// comparison takes as long for any token.
+pub fn token_matches(given: &[u8], token: &SecretString) -> bool {
+    let expected = Sha256::digest(token.expose_secret().as_bytes());
+    let given = Sha256::digest(given);
+    bool::from(expected.ct_eq(&given))
 }
 
 fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

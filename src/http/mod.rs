@@ -45,6 +45,8 @@ pub struct AdminState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// The last write probe: a flood of `/readyz` writes once a second.
     probe: Arc<Mutex<Option<Probed>>>,
+    /// The status pages' logged-in browsers.
+    pub sessions: pages::Sessions,
 }
 
 /// When the write probe ran, and what it found.
@@ -63,6 +65,7 @@ impl AdminState {
             metrics,
             reload,
             probe: Arc::default(),
+            sessions: pages::Sessions::default(),
         }
     }
 }

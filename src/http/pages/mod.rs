@@ -5,8 +5,10 @@
 //! `Accept: application/json` with the data it shows. Who may read them
 //! is [`access::check_read`](super::access::check_read)'s.
 
+mod login;
 mod notices;
 mod overview;
+mod session;
 mod texts;
 
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use minijinja::{Environment, Value, context};
@@ -25,6 +27,7 @@ use serde::Serialize;
 use tracing::{error, warn};
 
 use super::AdminState;
+pub use session::Sessions;
 pub use texts::Lang;
 
 /// The templates, compiled once. A `.html` name auto-escapes everything
@@ -38,6 +41,7 @@ fn templates() -> &'static Environment<'static> {
             ("layout.html", include_str!("templates/layout.html")),
             ("overview.html", include_str!("templates/overview.html")),
             ("notices.html", include_str!("templates/notices.html")),
+            ("login.html", include_str!("templates/login.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A broken embedded template is a build mistake; the
@@ -51,15 +55,21 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
-/// The page routes, behind the read check.
+/// The page routes: reading behind the read check; logging in open; the
+/// write actions check for themselves ([`authorize_write`]).
 pub fn routes(state: AdminState) -> Router<AdminState> {
-    Router::new()
+    let read = Router::new()
         .route("/", get(overview::page))
         .route("/notices", get(notices::page))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             require_read_access,
-        ))
+        ));
+    Router::new()
+        .merge(read)
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/notices/{id}/retry", post(notices::retry))
 }
 
 async fn require_read_access(
@@ -70,23 +80,101 @@ async fn require_read_access(
 ) -> Response {
     let live = state.dispatcher.live();
     let token = live.config.settings.http.admin_token.as_ref();
+    if token.is_some() && state.sessions.of(request.headers()).is_some() {
+        return next.run(request).await;
+    }
     match super::access::check_read(peer, request.headers(), token) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             warn!(peer = %peer, path = request.uri().path(), reason = refusal.reason, "status page refused");
+            let wants_html = request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            if token.is_some() && wants_html {
+                // A browser: to the login form, and back here after it.
+                let path = request.uri().path();
+                let back = request
+                    .uri()
+                    .path_and_query()
+                    .map_or(path, |p| p.as_str())
+                    .trim_start_matches('/');
+                let mut target = url::form_urlencoded::Serializer::new(String::new());
+                target.append_pair("next", back);
+                let location = format!("{}login?{}", root_of(path), target.finish());
+                return (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+            }
             refusal.into_response()
         }
     }
 }
 
-/// How a page was asked for: its language, and HTML or JSON.
+/// Who may use a write action of the pages, and who they are for the
+/// log: always with the admin token (none configured: refused), as a
+/// bearer token (a script), or as a logged-in browser whose form carries
+/// the session's CSRF token and that comes from this site.
+pub fn authorize_write(
+    state: &AdminState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<String, super::access::Refusal> {
+    use super::access::Refusal;
+    let refuse = |status, reason| Err(Refusal { status, reason });
+    let live = state.dispatcher.live();
+    let Some(token) = live.config.settings.http.admin_token.as_ref() else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "write actions from the status pages need the admin token (http.admin_token_env or http.admin_token_file)",
+        );
+    };
+    if headers.contains_key(header::AUTHORIZATION) {
+        let bearer = super::access::check_read(([127, 0, 0, 1], 0).into(), headers, Some(token));
+        return bearer.map(|()| "bearer token".to_owned());
+    }
+    let Some(session) = state.sessions.of(headers) else {
+        return refuse(StatusCode::UNAUTHORIZED, "log in first (/login)");
+    };
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if site.is_some_and(|s| s != "same-origin") {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a browser sent this request from another site",
+        );
+    }
+    if !session.csrf_matches(csrf) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or stale: reload the page and try again",
+        );
+    }
+    Ok(format!("session {}", session.label))
+}
+
+/// The way from `path` up to the pages' root, as a relative URL prefix
+/// (`""` for `/notices`, `"../"` for `/tickets/7`), so the pages also work
+/// under a proxy's path prefix.
+pub fn root_of(path: &str) -> String {
+    let depth = path.trim_start_matches('/').matches('/').count();
+    "../".repeat(depth)
+}
+
+/// How a page was asked for: its language, HTML or JSON, the way to the
+/// pages' root, and the session's CSRF token for its forms.
 pub struct Asked {
     pub lang: Lang,
     pub json: bool,
+    pub root: String,
+    pub csrf: Option<String>,
 }
 
 impl Asked {
-    pub fn from(headers: &HeaderMap, query_lang: Option<&str>) -> Self {
+    pub fn from(
+        headers: &HeaderMap,
+        query_lang: Option<&str>,
+        path: &str,
+        sessions: &Sessions,
+    ) -> Self {
         let header_text = |name: header::HeaderName| {
             headers
                 .get(name)
@@ -97,6 +185,8 @@ impl Asked {
         Self {
             lang: Lang::choose(query_lang, header_text(header::ACCEPT_LANGUAGE).as_deref()),
             json: accept.contains("application/json") && !accept.contains("text/html"),
+            root: root_of(path),
+            csrf: sessions.of(headers).map(|s| s.csrf),
         }
     }
 }
@@ -119,6 +209,9 @@ pub fn respond<T: Serialize>(
         tmpl.render(context! {
             t => t,
             lang => asked.lang.code(),
+            root => asked.root,
+            csrf => asked.csrf,
+            logged_in => asked.csrf.is_some(),
             page => template.trim_end_matches(".html"),
             title => title,
             tz => tz.name(),
@@ -166,7 +259,7 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        for name in ["layout.html", "overview.html", "notices.html"] {
+        for name in ["layout.html", "overview.html", "notices.html", "login.html"] {
             assert!(templates().get_template(name).is_ok(), "{name}");
         }
     }

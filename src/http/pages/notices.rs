@@ -2,13 +2,14 @@
 //! channel and ticket, a page at a time; a dead notice with its last error
 //! and a Retry button.
 
-use axum::extract::{Query, State};
+use axum::Form;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Asked, respond};
+use super::{Asked, authorize_write, respond};
 use crate::http::AdminState;
 use crate::ledger::{NoticePage, NoticeRow};
 use crate::logging::{mask_address, mask_address_in};
@@ -26,6 +27,16 @@ pub struct NoticesQuery {
     ticket: Option<String>,
     /// The cursor of the page before: `MILLIS~ID`.
     before: Option<String>,
+    /// A notice just retried from this page.
+    retried: Option<String>,
+    /// Why a retry from this page was refused.
+    refused: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    csrf: String,
 }
 
 /// A notice as the page shows it (recipients and errors masked unless the
@@ -63,6 +74,8 @@ pub struct NoticesPage {
     pub older: Option<String>,
     /// Whether this reader may retry (write actions need the admin token).
     pub can_retry: bool,
+    pub retried: Option<String>,
+    pub refused: Option<String>,
 }
 
 pub async fn page(
@@ -70,7 +83,7 @@ pub async fn page(
     Query(query): Query<NoticesQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let asked = Asked::from(&headers, query.lang.as_deref());
+    let asked = Asked::from(&headers, query.lang.as_deref(), "/notices", &state.sessions);
     let now = Utc::now();
     let live = state.dispatcher.live();
     let settings = &live.config.settings;
@@ -110,6 +123,8 @@ pub async fn page(
         notices: rows.iter().map(|n| view(n, authenticated)).collect(),
         older,
         can_retry: authenticated,
+        retried: query.retried.clone(),
+        refused: query.refused.clone(),
     };
     respond(
         &asked,
@@ -219,4 +234,46 @@ fn view(n: &NoticeRow, authenticated: bool) -> NoticeView {
         last_error: n.last_error.as_deref().map(shown),
         attempts: n.attempts,
     }
+}
+
+/// `POST /notices/{id}/retry`: a dead notice back to pending, as `interim
+/// retry` does; back to the ledger with what happened.
+pub async fn retry(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<RetryForm>,
+) -> Response {
+    let who = match authorize_write(&state, &headers, &form.csrf) {
+        Ok(who) => who,
+        Err(refusal) => {
+            tracing::warn!(notice.id = %id, reason = refusal.reason, "retry from the status page refused");
+            return refusal.into_response();
+        }
+    };
+    let refused = match state
+        .store
+        .retry(std::slice::from_ref(&id), Utc::now())
+        .await
+    {
+        Ok(refused) => refused,
+        Err(e) => return unavailable(&e),
+    };
+    let mut back = url::form_urlencoded::Serializer::new(String::new());
+    match refused.first() {
+        None => {
+            tracing::info!(who = %who, notice.id = %id, "notice retried from the status page");
+            back.append_pair("retried", &id);
+        }
+        Some((_, reason)) => {
+            tracing::info!(who = %who, notice.id = %id, reason = %reason, "retry from the status page refused");
+            back.append_pair("refused", reason);
+        }
+    }
+    let location = format!("../../notices?{}", back.finish());
+    (
+        StatusCode::SEE_OTHER,
+        [(axum::http::header::LOCATION, location)],
+    )
+        .into_response()
 }

@@ -43,7 +43,7 @@ pub async fn page(
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let asked = Asked::from(&headers, query.lang.as_deref());
+    let asked = Asked::from(&headers, query.lang.as_deref(), "/", &state.sessions);
     let now = Utc::now();
     let live = state.dispatcher.live();
     let settings = &live.config.settings;

@@ -130,6 +130,26 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Erneut senden auf dieser Seite braucht das Admin-Token (http.admin_token_env); auf dem Rechner:",
     ),
     ("older", "Older", "Ältere"),
+    ("retried", "Pending again:", "Wieder ausstehend:"),
+    ("retry_refused", "Not retried", "Nicht erneut gesendet"),
+    ("login", "Log in", "Anmelden"),
+    ("logout", "Log out", "Abmelden"),
+    ("admin_token", "Admin token", "Admin-Token"),
+    (
+        "login_failed",
+        "That is not the admin token.",
+        "Das ist nicht das Admin-Token.",
+    ),
+    (
+        "login_hint",
+        "The token of http.admin_token_env or http.admin_token_file. The login lasts 8 hours or until the daemon restarts.",
+        "Das Token aus http.admin_token_env oder http.admin_token_file. Die Anmeldung gilt 8 Stunden oder bis der Dienst neu startet.",
+    ),
+    (
+        "no_token",
+        "No admin token is configured: the pages can be read on this host without logging in, and nothing can be changed from them. Set http.admin_token_env or http.admin_token_file to log in and retry from here.",
+        "Kein Admin-Token eingerichtet: Die Seiten sind auf diesem Rechner ohne Anmeldung lesbar, ändern lässt sich über sie nichts. Setzen Sie http.admin_token_env oder http.admin_token_file, um sich anzumelden und von hier erneut zu senden.",
+    ),
     ("times_in", "Times in", "Zeiten in"),
 ];
 
