@@ -189,7 +189,17 @@ fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
     setup.wait_until(Duration::from_secs(30), "the daemon serves pages", || {
         overview_json(&setup).is_some()
     });
-    for path in ["/", "/?lang=de", "/notices", "/notices?status=dead&lang=de"] {
+    setup.wait_for_notices("ticket 1 has a notice", |n| {
+        n.iter().any(|n| n.ticket_id == "1")
+    });
+    for path in [
+        "/",
+        "/?lang=de",
+        "/notices",
+        "/notices?status=dead&lang=de",
+        "/tickets/1",
+        "/login",
+    ] {
         let page = http::get(&setup.admin(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(page.status, 200, "{path}");
         let (problems, title) = html_problems(&page.body);
@@ -353,4 +363,50 @@ fn retry_on_a_dead_notice_after_logging_in_sends_it_once_the_receiver_recovers()
         !log.contains("a-long-enough-admin-token"),
         "the token is never logged"
     );
+}
+
+#[test]
+fn the_ticket_page_shows_each_promise_its_outcome_and_the_notice_as_sent() {
+    let sink = SmtpSink::start();
+    let mut setup = Setup::new();
+    setup.email_channel("mail", sink.port(), "").policy(
+        "mail",
+        "match = { state = [\"open\"] }\nafter = \"1s\"\nrepeat_every = \"2s\"\nmax_notices = 2\n\
+         channel = \"mail\"\ntemplate = \"interim\"",
+    );
+    setup.helpdesk().insert(&[Ticket::new(1)]);
+    let _daemon = setup.start();
+    let notices = setup.wait_for_notices("notice 2 keeps notice 1's promise", |n| {
+        n.iter()
+            .any(|n| n.number == 1 && n.promise.as_deref() == Some("kept"))
+    });
+    let first = notices
+        .iter()
+        .find(|n| n.number == 1)
+        .map(|n| n.id.clone())
+        .expect("notice 1");
+    let url = format!("http://{}/tickets/%231", setup.admin());
+    support::block_on(async {
+        let Some(browser) = Browser::start(390, 844).await else {
+            return;
+        };
+        browser
+            .client
+            .goto(&url)
+            .await
+            .expect("open the ticket by its number");
+        assert_eq!(browser.text("h1").await, "Ticket #1");
+        let wait = browser.text("#wait-1 h2").await;
+        assert!(wait.contains("still waiting"), "{wait}");
+        let promise = browser.text(&format!("#notice-{first} .promise")).await;
+        assert_eq!(promise, "kept");
+        let summary = browser
+            .text(&format!("#notice-{first} + tr.message summary"))
+            .await;
+        assert!(summary.contains("Update on #1"), "{summary}");
+        browser.screenshot("ticket-390").await;
+        browser.close().await;
+    });
+    let missing = http::get(&setup.admin(), "/tickets/404").expect("an answer");
+    assert_eq!(missing.status, 404, "{}", missing.body);
 }

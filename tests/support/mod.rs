@@ -127,6 +127,8 @@ pub struct Notice {
     pub channel: String,
     pub recipient: Option<String>,
     pub dry_run: bool,
+    /// What became of its promise (`kept`, `broken (late)`, ...).
+    pub promise: Option<String>,
 }
 
 /// Text of a JSON scalar: ids may be strings or integers; null is "".

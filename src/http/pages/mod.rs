@@ -10,6 +10,7 @@ mod notices;
 mod overview;
 mod session;
 mod texts;
+mod ticket;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -42,6 +43,7 @@ fn templates() -> &'static Environment<'static> {
             ("overview.html", include_str!("templates/overview.html")),
             ("notices.html", include_str!("templates/notices.html")),
             ("login.html", include_str!("templates/login.html")),
+            ("ticket.html", include_str!("templates/ticket.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A broken embedded template is a build mistake; the
@@ -61,6 +63,7 @@ pub fn routes(state: AdminState) -> Router<AdminState> {
     let read = Router::new()
         .route("/", get(overview::page))
         .route("/notices", get(notices::page))
+        .route("/tickets/{id}", get(ticket::page))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             require_read_access,
@@ -259,7 +262,13 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        for name in ["layout.html", "overview.html", "notices.html", "login.html"] {
+        for name in [
+            "layout.html",
+            "overview.html",
+            "notices.html",
+            "login.html",
+            "ticket.html",
+        ] {
             assert!(templates().get_template(name).is_ok(), "{name}");
         }
     }

@@ -136,7 +136,7 @@ pub async fn page(
     )
 }
 
-fn unavailable(e: &anyhow::Error) -> Response {
+pub(super) fn unavailable(e: &anyhow::Error) -> Response {
     tracing::warn!(
         error = format!("{e:#}"),
         "cannot read the ledger for a page"
@@ -205,7 +205,7 @@ fn older_query(q: &NoticesQuery, last: &NoticeRow) -> String {
     query.finish()
 }
 
-fn view(n: &NoticeRow, authenticated: bool) -> NoticeView {
+pub(super) fn view(n: &NoticeRow, authenticated: bool) -> NoticeView {
     let recipient = n.recipient.clone();
     let shown = |text: &str| match (&recipient, authenticated) {
         (Some(address), false) => mask_address_in(text, address),

@@ -133,6 +133,26 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("retried", "Pending again:", "Wieder ausstehend:"),
     ("retry_refused", "Not retried", "Nicht erneut gesendet"),
     ("login", "Log in", "Anmelden"),
+    ("wait", "Wait", "Wartezeit"),
+    ("since", "since", "seit"),
+    ("ended", "ended", "beendet"),
+    ("open", "still waiting", "wartet noch"),
+    ("promised_by", "Promised by", "Zugesagt bis"),
+    (
+        "as_sent",
+        "As the customer got it",
+        "Wie der Kunde ihn erhielt",
+    ),
+    (
+        "no_notice_yet",
+        "No notice in this wait.",
+        "Kein Bescheid in dieser Wartezeit.",
+    ),
+    (
+        "other_notices",
+        "Notices of earlier waits",
+        "Bescheide früherer Wartezeiten",
+    ),
     ("logout", "Log out", "Abmelden"),
     ("admin_token", "Admin token", "Admin-Token"),
     (
