@@ -380,7 +380,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         } => {
             let config = load(config_flag, quiet)?;
             let now = Utc::now();
-            let request = promise_report::report_request(
+            let request = crate::promise_report::parse_request(
                 &since,
                 until.as_deref(),
                 &by,
@@ -389,7 +389,8 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
             )
             .map_err(Failure::Usage)?;
             let store = Store::open(&config.settings.store.url).await?;
-            let report = promise_report::promise_report(&config, &store, &request, now).await?;
+            let report =
+                crate::promise_report::read(&config.settings, &store, &request, now).await?;
             emit(&promise_report::report_text(&report, format)?)?;
         }
         Command::Retry { ids } => {

@@ -3,6 +3,14 @@
 //! so both stores give the same report. One pure function over the rows;
 //! reading them and printing the result are the command's.
 
+mod csv;
+mod read;
+mod request;
+
+pub use csv::csv;
+pub use read::read;
+pub use request::parse as parse_request;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
