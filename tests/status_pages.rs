@@ -199,6 +199,8 @@ fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
         "/notices?status=dead&lang=de",
         "/tickets/1",
         "/login",
+        "/report",
+        "/report?by=week&lang=de",
     ] {
         let page = http::get(&setup.admin(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(page.status, 200, "{path}");
@@ -409,4 +411,92 @@ fn the_ticket_page_shows_each_promise_its_outcome_and_the_notice_as_sent() {
     });
     let missing = http::get(&setup.admin(), "/tickets/404").expect("an answer");
     assert_eq!(missing.status, 404, "{}", missing.body);
+}
+
+#[test]
+fn the_report_page_gives_the_numbers_of_interim_report_with_charts_and_a_csv() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let setup = setup(&sink, &receiver);
+    let _daemon = setup.start();
+    setup.wait_for_notices("two sent and one dead", |n| {
+        let count = |status: &str| n.iter().filter(|n| n.status == status).count();
+        (count("sent"), count("dead")) == (2, 1)
+    });
+    let since = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let until = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let cli = setup
+        .json(&[
+            "report",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--promise",
+            "1h,1d",
+            "--format",
+            "json",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("since", &since)
+        .append_pair("until", &until)
+        .append_pair("promise", "1h,1d");
+    let query = query.finish();
+    let page = http::request_with(
+        &setup.admin(),
+        "GET",
+        &format!("/report?{query}"),
+        &[("Accept", "application/json")],
+    )
+    .expect("an answer");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.json()["report"],
+        cli,
+        "the page's numbers are the command's"
+    );
+    assert_eq!(cli["total"]["waits_started"], 3, "{cli:#}");
+
+    let csv = http::get(&setup.admin(), &format!("/report.csv?{query}")).expect("an answer");
+    assert_eq!(csv.status, 200);
+    let cli_csv = setup.cli(&[
+        "report",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--promise",
+        "1h,1d",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        csv.body.as_bytes(),
+        cli_csv.stdout.as_slice(),
+        "the download is the command's CSV"
+    );
+
+    let url = format!("http://{}/report?{query}", setup.admin());
+    support::block_on(async {
+        let Some(browser) = Browser::start(1280, 800).await else {
+            return;
+        };
+        browser.client.goto(&url).await.expect("open the report");
+        let total = browser.text("#report-numbers tfoot").await;
+        assert!(total.starts_with("total 3 0 3 3 2 2"), "{total}");
+        let charts = browser
+            .client
+            .find_all(fantoccini::Locator::Css("svg.chart"))
+            .await
+            .expect("the charts");
+        // No wait ended and no promise is decided yet: only the candidates'
+        // chart, and the other two say why they are empty.
+        assert_eq!(charts.len(), 1, "the candidates' chart");
+        let empty = browser.text(".charts").await;
+        assert!(empty.contains("No wait ended in this period."), "{empty}");
+        browser.screenshot("report-1280").await;
+        browser.close().await;
+    });
 }

@@ -8,6 +8,7 @@
 mod login;
 mod notices;
 mod overview;
+mod report;
 mod session;
 mod texts;
 mod ticket;
@@ -44,6 +45,7 @@ fn templates() -> &'static Environment<'static> {
             ("notices.html", include_str!("templates/notices.html")),
             ("login.html", include_str!("templates/login.html")),
             ("ticket.html", include_str!("templates/ticket.html")),
+            ("report.html", include_str!("templates/report.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A broken embedded template is a build mistake; the
@@ -64,6 +66,8 @@ pub fn routes(state: AdminState) -> Router<AdminState> {
         .route("/", get(overview::page))
         .route("/notices", get(notices::page))
         .route("/tickets/{id}", get(ticket::page))
+        .route("/report", get(report::page))
+        .route("/report.csv", get(report::csv))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             require_read_access,
