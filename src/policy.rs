@@ -104,6 +104,67 @@ impl Matcher {
 }
 
 impl Policy {
+    /// Why a notice goes out when it does: how its wait is counted, which
+    /// window or slot moved it, and the send time in the window's zone.
+    pub fn explain_send(
+        &self,
+        ticket: &Ticket,
+        daemon_zone: Tz,
+        due: DateTime<Utc>,
+        send: DateTime<Utc>,
+    ) -> String {
+        let policy = self;
+        let mut why = Vec::new();
+        if let Some(c) = &policy.window.calendar {
+            why.push(format!("working time of calendar {}", c.name));
+        }
+        if send > due {
+            match (&policy.window.calendar, &policy.window.send_at) {
+                (Some(c), Some(s)) => why.push(format!(
+                    "next \"{}\" slot inside calendar {}",
+                    s.expression, c.name
+                )),
+                (Some(c), None) => why.push(format!("next opening of calendar {}", c.name)),
+                (None, Some(s)) => why.push(format!("next \"{}\" slot", s.expression)),
+                (None, None) => {}
+            }
+        } else {
+            why.push("sent when due".into());
+        }
+        if policy.window.customer_local.is_some()
+            && let Some(window) = policy.window_text(ticket, send)
+        {
+            return format!("{}; {window}", why.join(", "));
+        }
+        let zone = policy.window.zone().unwrap_or(daemon_zone);
+        format!(
+            "{}; {}",
+            why.join(", "),
+            send.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z")
+        )
+    }
+
+    /// The send instant in the zone the window is read in, and whose zone
+    /// that is; `self` is the policy [`Policy::for_ticket`] gave for `ticket`.
+    pub fn window_text(&self, ticket: &Ticket, send: DateTime<Utc>) -> Option<String> {
+        let policy = self;
+        let zone = policy.window.zone()?;
+        let home = if policy.window.calendar.is_some() {
+            "calendar's zone"
+        } else {
+            "daemon.timezone"
+        };
+        let whose = match (policy.window.customer_local, ticket.zone()) {
+            (Some(_), Some(_)) => "customer's zone".to_owned(),
+            (Some(_), None) => format!("{home}, the ticket has no valid timezone"),
+            (None, _) => home.to_owned(),
+        };
+        Some(format!(
+            "{} in {zone}, {whose}",
+            send.with_timezone(&zone).format("%a %Y-%m-%d %H:%M")
+        ))
+    }
+
     /// The policy as it applies to `ticket`: with `window_zone =
     /// "customer"`, its calendar and `send_at` read in the ticket's zone
     /// (the configured one when the ticket has no valid zone). Planner,

@@ -201,6 +201,7 @@ fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
         "/login",
         "/report",
         "/report?by=week&lang=de",
+        "/upcoming",
     ] {
         let page = http::get(&setup.admin(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(page.status, 200, "{path}");
@@ -497,6 +498,51 @@ fn the_report_page_gives_the_numbers_of_interim_report_with_charts_and_a_csv() {
         let empty = browser.text(".charts").await;
         assert!(empty.contains("No wait ended in this period."), "{empty}");
         browser.screenshot("report-1280").await;
+        browser.close().await;
+    });
+}
+
+#[test]
+fn upcoming_lists_what_goes_out_next_in_order_with_why_and_a_preview() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let setup = setup(&sink, &receiver);
+    let _daemon = setup.start();
+    let notices = setup.wait_for_notices("notice 2 of tickets 1 and 2 is planned", |n| {
+        let pending = |number| {
+            n.iter()
+                .filter(|n| n.status == "pending" && n.number == number)
+                .count()
+        };
+        pending(1) == 0 && pending(2) == 2
+    });
+    let mut pending: Vec<&support::Notice> =
+        notices.iter().filter(|n| n.status == "pending").collect();
+    pending.sort_by(|a, b| (&a.send_at, &a.id).cmp(&(&b.send_at, &b.id)));
+    let url = format!("http://{}/upcoming", setup.admin());
+    support::block_on(async {
+        let Some(browser) = Browser::start(1280, 800).await else {
+            return;
+        };
+        browser.client.goto(&url).await.expect("open upcoming");
+        let rows = browser
+            .client
+            .find_all(fantoccini::Locator::Css("#upcoming tbody tr[id^=notice-]"))
+            .await
+            .expect("the rows");
+        let mut ids = Vec::new();
+        for row in &rows {
+            ids.push(row.attr("id").await.expect("an id").unwrap_or_default());
+        }
+        let expected: Vec<String> = pending.iter().map(|n| format!("notice-{}", n.id)).collect();
+        assert_eq!(ids, expected, "the pending notices, the earliest first");
+        let why = browser.text(&format!("#{} .why", expected[0])).await;
+        assert!(why.starts_with("sent when due"), "{why}");
+        let preview = browser
+            .text(&format!("#{} + tr.message summary", expected[0]))
+            .await;
+        assert!(preview.contains("Update on #"), "{preview}");
+        browser.screenshot("upcoming-1280").await;
         browser.close().await;
     });
 }

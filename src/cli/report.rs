@@ -189,8 +189,8 @@ pub async fn plan_rows(
                 .unwrap_or_else(|| planner::SeriesState::fresh(key.clone()));
             for (number, due_at, send_at) in upcoming(policy, ticket, &state, at, until, dry_run) {
                 rows.push(PlanRow {
-                    why: explain(policy, ticket, settings, due_at, send_at),
-                    window: window_text(policy, ticket, send_at),
+                    why: policy.explain_send(ticket, settings.daemon.timezone, due_at, send_at),
+                    window: policy.window_text(ticket, send_at),
                     ticket_id: ticket.id.clone(),
                     ticket_number: ticket.number.clone(),
                     policy: policy.name.clone(),
@@ -264,69 +264,6 @@ fn upcoming(
         last_sent = Some(send);
     }
     out
-}
-
-/// Why a notice goes out when it does: how its wait is counted, which
-/// window or slot moved it, and the send time in the window's zone.
-fn explain(
-    policy: &Policy,
-    ticket: &crate::ticket::Ticket,
-    settings: &crate::config::Settings,
-    due: DateTime<Utc>,
-    send: DateTime<Utc>,
-) -> String {
-    let mut why = Vec::new();
-    if let Some(c) = &policy.window.calendar {
-        why.push(format!("working time of calendar {}", c.name));
-    }
-    if send > due {
-        match (&policy.window.calendar, &policy.window.send_at) {
-            (Some(c), Some(s)) => why.push(format!(
-                "next \"{}\" slot inside calendar {}",
-                s.expression, c.name
-            )),
-            (Some(c), None) => why.push(format!("next opening of calendar {}", c.name)),
-            (None, Some(s)) => why.push(format!("next \"{}\" slot", s.expression)),
-            (None, None) => {}
-        }
-    } else {
-        why.push("sent when due".into());
-    }
-    if policy.window.customer_local.is_some()
-        && let Some(window) = window_text(policy, ticket, send)
-    {
-        return format!("{}; {window}", why.join(", "));
-    }
-    let zone = policy.window.zone().unwrap_or(settings.daemon.timezone);
-    format!(
-        "{}; {}",
-        why.join(", "),
-        send.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z")
-    )
-}
-
-/// The send instant in the zone the window is read in, and whose zone
-/// that is; `policy` is the one [`Policy::for_ticket`] gave for `ticket`.
-fn window_text(
-    policy: &Policy,
-    ticket: &crate::ticket::Ticket,
-    send: DateTime<Utc>,
-) -> Option<String> {
-    let zone = policy.window.zone()?;
-    let home = if policy.window.calendar.is_some() {
-        "calendar's zone"
-    } else {
-        "daemon.timezone"
-    };
-    let whose = match (policy.window.customer_local, ticket.zone()) {
-        (Some(_), Some(_)) => "customer's zone".to_owned(),
-        (Some(_), None) => format!("{home}, the ticket has no valid timezone"),
-        (None, _) => home.to_owned(),
-    };
-    Some(format!(
-        "{} in {zone}, {whose}",
-        send.with_timezone(&zone).format("%a %Y-%m-%d %H:%M")
-    ))
 }
 
 /// JSON for tools, or an aligned table for people.

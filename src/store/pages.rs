@@ -58,4 +58,15 @@ impl Store {
             on_pool!(self, page_notices(args)).context("failed to read a page of the ledger")?;
         Ok(rows.into_iter().map(listed).collect())
     }
+
+    /// The `limit` pending notices that go out next, earliest first.
+    pub async fn upcoming_notices(
+        &self,
+        dry_run: bool,
+        limit: u32,
+    ) -> anyhow::Result<Vec<NoticeRow>> {
+        let rows = on_pool!(self, upcoming_notices(i64::from(dry_run), i64::from(limit)))
+            .context("failed to read the upcoming notices")?;
+        Ok(rows.into_iter().map(listed).collect())
+    }
 }

@@ -85,3 +85,26 @@ pub async fn page_notices(
     .await?;
     Ok(all(rows))
 }
+
+/// The pending notices that go out next, earliest first.
+pub async fn upcoming_notices(
+    ex: impl PgExecutor<'_>,
+    dry_run: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ListedRow>> {
+    let rows = sqlx::query_as!(
+        PgListed,
+        r#"SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at,
+                  next_attempt_at, sent_at, last_error, channel, recipient, dry_run, next_notice_at,
+                  cancel_reason, episode, ticket, promise_outcome, promise_reason, created_at
+           FROM notices
+           WHERE status = 'pending' AND dry_run = $1
+           ORDER BY send_at, id
+           LIMIT $2"#,
+        flag(dry_run),
+        limit
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(all(rows))
+}

@@ -80,3 +80,25 @@ pub async fn page_notices(
     .fetch_all(ex)
     .await
 }
+
+/// The pending notices that go out next, earliest first.
+pub async fn upcoming_notices(
+    ex: impl SqliteExecutor<'_>,
+    dry_run: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ListedRow>> {
+    sqlx::query_as!(
+        ListedRow,
+        r#"SELECT id, ticket_id, policy, number, max_notices, status, attempts, due_at, send_at,
+                  next_attempt_at, sent_at, last_error, channel, recipient, dry_run, next_notice_at,
+                  cancel_reason, episode, ticket, promise_outcome, promise_reason, created_at
+           FROM notices
+           WHERE status = 'pending' AND dry_run = ?1
+           ORDER BY send_at, id
+           LIMIT ?2"#,
+        dry_run,
+        limit
+    )
+    .fetch_all(ex)
+    .await
+}

@@ -12,6 +12,7 @@ mod report;
 mod session;
 mod texts;
 mod ticket;
+mod upcoming;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -46,6 +47,7 @@ fn templates() -> &'static Environment<'static> {
             ("login.html", include_str!("templates/login.html")),
             ("ticket.html", include_str!("templates/ticket.html")),
             ("report.html", include_str!("templates/report.html")),
+            ("upcoming.html", include_str!("templates/upcoming.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A broken embedded template is a build mistake; the
@@ -64,6 +66,7 @@ fn templates() -> &'static Environment<'static> {
 pub fn routes(state: AdminState) -> Router<AdminState> {
     let read = Router::new()
         .route("/", get(overview::page))
+        .route("/upcoming", get(upcoming::page))
         .route("/notices", get(notices::page))
         .route("/tickets/{id}", get(ticket::page))
         .route("/report", get(report::page))

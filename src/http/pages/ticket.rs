@@ -127,34 +127,50 @@ pub async fn page(
 }
 
 /// A notice with, when it was sent, its message rendered again from the
-/// ticket as it was then (the recipient masked unless authenticated).
+/// ticket as it was then.
 fn told(
     n: &NoticeRow,
     settings: &Settings,
     templates: &crate::templates::Templates,
     authenticated: bool,
 ) -> TicketNotice {
-    let message = n.sent_at.and_then(|sent| {
-        let ticket: crate::ticket::Ticket = serde_json::from_str(&n.ticket_json).ok()?;
-        let policy = settings.policies.iter().find(|p| p.name == n.policy)?;
-        let facts = NoticeFacts {
-            ticket: &ticket,
-            policy,
-            notice_id: &n.id,
-            number: n.number,
-            now: sent,
-            due_at: n.due_at,
-            next_notice_at: n.next_notice_at,
-        };
-        templates.render(settings, &facts).ok()
-    });
+    let message = n
+        .sent_at
+        .and_then(|sent| message_at(n, sent, settings, templates, authenticated));
+    let (subject, text) = message.unzip();
+    TicketNotice {
+        notice: view(n, authenticated),
+        subject,
+        text,
+    }
+}
+
+/// A notice's subject and text as they read at `at`, from the ticket the
+/// ledger holds for it (the recipient masked unless authenticated); None
+/// when its policy is gone or it does not render.
+pub(super) fn message_at(
+    n: &NoticeRow,
+    at: chrono::DateTime<Utc>,
+    settings: &Settings,
+    templates: &crate::templates::Templates,
+    authenticated: bool,
+) -> Option<(String, String)> {
+    let ticket: crate::ticket::Ticket = serde_json::from_str(&n.ticket_json).ok()?;
+    let policy = settings.policies.iter().find(|p| p.name == n.policy)?;
+    let policy = policy.for_ticket(&ticket);
+    let facts = NoticeFacts {
+        ticket: &ticket,
+        policy: &policy,
+        notice_id: &n.id,
+        number: n.number,
+        now: at,
+        due_at: n.due_at,
+        next_notice_at: n.next_notice_at,
+    };
+    let message = templates.render(settings, &facts).ok()?;
     let mask = |text: String| match (&n.recipient, authenticated) {
         (Some(address), false) => mask_address_in(&text, address),
         _ => text,
     };
-    TicketNotice {
-        notice: view(n, authenticated),
-        subject: message.as_ref().map(|m| mask(m.subject.clone())),
-        text: message.map(|m| mask(m.text)),
-    }
+    Some((mask(message.subject), mask(message.text)))
 }
