@@ -79,7 +79,10 @@ fn the_overview_shows_the_ledgers_counts_in_a_real_browser() {
 
     let url = format!("http://{}/", setup.admin());
     support::block_on(async {
-        for (width, height, name) in [(1280, 800, "overview-1280"), (390, 844, "overview-390")] {
+        for (width, height, name) in [
+            (1280, 800, "overview-counts-1280"),
+            (390, 844, "overview-counts-390"),
+        ] {
             let Some(browser) = Browser::start(width, height).await else {
                 return;
             };
@@ -145,7 +148,7 @@ fn the_notices_page_filters_the_ledger_and_shows_why_a_notice_died() {
             "recipients are masked:\n{all}"
         );
         assert!(!all.contains("customer1@example.com"), "{all}");
-        browser.screenshot("notices-1280").await;
+        browser.screenshot("notices-all-1280").await;
 
         // Filtered by the form: only the dead one, with its error and how
         // to retry it without a token.
@@ -202,6 +205,7 @@ fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
         "/report",
         "/report?by=week&lang=de",
         "/upcoming",
+        "/config",
     ] {
         let page = http::get(&setup.admin(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(page.status, 200, "{path}");
@@ -407,7 +411,7 @@ fn the_ticket_page_shows_each_promise_its_outcome_and_the_notice_as_sent() {
             .text(&format!("#notice-{first} + tr.message summary"))
             .await;
         assert!(summary.contains("Update on #1"), "{summary}");
-        browser.screenshot("ticket-390").await;
+        browser.screenshot("ticket-kept-390").await;
         browser.close().await;
     });
     let missing = http::get(&setup.admin(), "/tickets/404").expect("an answer");
@@ -497,7 +501,7 @@ fn the_report_page_gives_the_numbers_of_interim_report_with_charts_and_a_csv() {
         assert_eq!(charts.len(), 1, "the candidates' chart");
         let empty = browser.text(".charts").await;
         assert!(empty.contains("No wait ended in this period."), "{empty}");
-        browser.screenshot("report-1280").await;
+        browser.screenshot("report-query-1280").await;
         browser.close().await;
     });
 }
@@ -542,7 +546,74 @@ fn upcoming_lists_what_goes_out_next_in_order_with_why_and_a_preview() {
             .text(&format!("#{} + tr.message summary", expected[0]))
             .await;
         assert!(preview.contains("Update on #"), "{preview}");
-        browser.screenshot("upcoming-1280").await;
+        browser.screenshot("upcoming-order-1280").await;
         browser.close().await;
+    });
+}
+
+#[test]
+fn the_config_page_shows_what_is_in_force_without_a_secret() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let mut setup = setup(&sink, &receiver);
+    setup
+        .env("INTERIM_TEST_ADMIN_TOKEN", "a-long-enough-admin-token")
+        .set("http.admin_token_env", "\"INTERIM_TEST_ADMIN_TOKEN\"");
+    let _daemon = setup.start();
+    let bearer = [("Authorization", "Bearer a-long-enough-admin-token")];
+    let mut page = None;
+    setup.wait_until(Duration::from_secs(30), "the config page answers", || {
+        page = http::request_with(&setup.admin(), "GET", "/config", &bearer)
+            .ok()
+            .filter(|r| r.status == 200);
+        page.is_some()
+    });
+    let body = page.map(|p| p.body).unwrap_or_default();
+    for shown in ["mail", "hook", "interim", "interim.toml"] {
+        assert!(body.contains(shown), "{shown} in:\n{body}");
+    }
+    for secret in [support::WEBHOOK_SECRET, "a-long-enough-admin-token"] {
+        assert!(!body.contains(secret), "a secret on the page:\n{body}");
+    }
+}
+
+/// A screenshot of every page at laptop and phone size under
+/// `target/screenshots/` for a reviewer; each page has its title there.
+#[test]
+fn every_page_is_captured_at_laptop_and_phone_size() {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
+    let setup = setup(&sink, &receiver);
+    let _daemon = setup.start();
+    setup.wait_for_notices("two sent and one dead", |n| {
+        let count = |status: &str| n.iter().filter(|n| n.status == status).count();
+        (count("sent"), count("dead")) == (2, 1)
+    });
+    let base = format!("http://{}", setup.admin());
+    support::block_on(async {
+        for (width, height) in [(1280, 800), (390, 844)] {
+            let Some(browser) = Browser::start(width, height).await else {
+                return;
+            };
+            for (path, name) in [
+                ("/", "overview"),
+                ("/upcoming", "upcoming"),
+                ("/notices", "notices"),
+                ("/tickets/1", "ticket"),
+                ("/report", "report"),
+                ("/config", "config"),
+                ("/login", "login"),
+            ] {
+                browser
+                    .client
+                    .goto(&format!("{base}{path}"))
+                    .await
+                    .expect("open the page");
+                let title = browser.client.title().await.expect("a title");
+                assert!(title.starts_with("interim · "), "{path}: {title}");
+                browser.screenshot(&format!("{name}-{width}")).await;
+            }
+            browser.close().await;
+        }
     });
 }

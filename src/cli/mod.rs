@@ -300,7 +300,7 @@ async fn dispatch(cli: Cli, quiet: bool) -> Result<(), Failure> {
         }
         Command::CheckConfig => {
             let config = load(config_flag, quiet)?;
-            emit(&report::config_summary(&config))?;
+            emit(&crate::setup::summary(&config))?;
         }
         Command::Plan {
             at,

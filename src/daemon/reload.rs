@@ -34,6 +34,7 @@ pub(super) fn reload(path: &std::path::Path, dispatcher: &Dispatcher<Store>) -> 
     crate::systemd::reloading();
     let outcome = try_reload(path, dispatcher);
     crate::systemd::reloaded();
+    dispatcher.note_reload(chrono::Utc::now(), outcome.as_ref().err().cloned());
     match &outcome {
         Ok(()) => {
             metrics::counter!("interim_config_reloads_total", "result" => "success").increment(1);

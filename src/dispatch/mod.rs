@@ -37,6 +37,8 @@ pub struct Live {
     pub suppressor: Suppressor,
     /// The source for `source.recheck_query`, where configured.
     pub recheck: Option<Source>,
+    /// When this config was loaded (for the status pages).
+    pub loaded_at: DateTime<Utc>,
 }
 
 impl Live {
@@ -68,6 +70,7 @@ impl Live {
             recheck,
             channels,
             config,
+            loaded_at: Utc::now(),
         })
     }
 }
@@ -100,6 +103,8 @@ pub struct Dispatcher<L> {
     poll_problem: Mutex<Option<String>>,
     /// This process's last successful poll, for the status pages.
     last_poll: Mutex<Option<PollStatus>>,
+    /// The last reload: when, and why it was rejected (None: taken).
+    last_reload: Mutex<Option<(DateTime<Utc>, Option<String>)>>,
     /// Notices being sent by this process right now, each with the fencing
     /// token of its current claim. A claim that this process takes again
     /// while its send still runs (its lease ran out meanwhile) hands the new
@@ -154,6 +159,7 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
             last_poll_cache: Mutex::new(None),
             poll_problem: Mutex::new(None),
             last_poll: Mutex::new(None),
+            last_reload: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
             recipients: Mutex::new(HashSet::new()),
             slot_freed: tokio::sync::Notify::new(),
@@ -220,6 +226,18 @@ impl<L: DeliveryLedger + 'static> Dispatcher<L> {
             status.tracked = before.tracked;
         }
         *last = Some(status);
+    }
+
+    /// A reload's outcome at `at`: None when it was taken, else why not.
+    pub fn note_reload(&self, at: DateTime<Utc>, rejected: Option<String>) {
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, rejected));
+    }
+
+    pub fn last_reload(&self) -> Option<(DateTime<Utc>, Option<String>)> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn last_poll_status(&self) -> Option<PollStatus> {

@@ -4,7 +4,10 @@
 //! (which reads `config::Settings`), so config does not depend on
 //! templates.
 
+mod summary;
 mod wording;
+
+pub use summary::summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

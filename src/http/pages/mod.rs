@@ -5,6 +5,7 @@
 //! `Accept: application/json` with the data it shows. Who may read them
 //! is [`access::check_read`](super::access::check_read)'s.
 
+mod config;
 mod login;
 mod notices;
 mod overview;
@@ -48,6 +49,7 @@ fn templates() -> &'static Environment<'static> {
             ("ticket.html", include_str!("templates/ticket.html")),
             ("report.html", include_str!("templates/report.html")),
             ("upcoming.html", include_str!("templates/upcoming.html")),
+            ("config.html", include_str!("templates/config.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A broken embedded template is a build mistake; the
@@ -71,6 +73,7 @@ pub fn routes(state: AdminState) -> Router<AdminState> {
         .route("/tickets/{id}", get(ticket::page))
         .route("/report", get(report::page))
         .route("/report.csv", get(report::csv))
+        .route("/config", get(config::page))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             require_read_access,

@@ -134,6 +134,23 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("retry_refused", "Not retried", "Nicht erneut gesendet"),
     ("login", "Log in", "Anmelden"),
     ("wait", "Wait", "Wartezeit"),
+    ("config", "Config", "Konfiguration"),
+    ("loaded_from", "Loaded from", "Geladen aus"),
+    (
+        "reload_taken",
+        "The last reload was taken",
+        "Das letzte Neuladen wurde übernommen",
+    ),
+    (
+        "reload_rejected",
+        "The last reload was rejected; the previous config keeps running",
+        "Das letzte Neuladen wurde abgelehnt; die vorherige Konfiguration läuft weiter",
+    ),
+    ("warnings", "Warnings", "Warnungen"),
+    ("in_force", "In force", "In Kraft"),
+    ("templates", "Templates", "Vorlagen"),
+    ("template", "Template", "Vorlage"),
+    ("languages", "Languages", "Sprachen"),
     ("upcoming", "Upcoming", "Demnächst"),
     (
         "nothing_upcoming",
