@@ -119,6 +119,8 @@ async fn measure(n: usize, store_name: &str, admin: Option<&str>) -> anyhow::Res
     );
     store.close().await;
 
+    pages(&url, &label, now).await?;
+
     let (elapsed, rss) = binary_report(dir.path(), &url)?;
     row(
         &format!("**`interim report --format json` end to end: {label}**"),
@@ -140,8 +142,70 @@ async fn measure(n: usize, store_name: &str, admin: Option<&str>) -> anyhow::Res
     Ok(())
 }
 
+/// What the status pages read from this ledger, each the best of five
+/// runs, against a bare round trip (`SELECT 1`) on the same pool.
+async fn pages(url: &str, label: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+    use interim::ledger::NoticePage;
+    let store = Store::open(&interim::secret::SecretUrl::new(url.to_owned())).await?;
+    let mut any = sqlx::AnyConnection::connect(url).await?;
+    let mut bare = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        sqlx::query("SELECT 1").execute(&mut any).await?;
+        bare = bare.min(t.elapsed().as_secs_f64());
+    }
+    let first = NoticePage {
+        limit: 50,
+        ..NoticePage::default()
+    };
+    let filtered = NoticePage {
+        status: Some(interim::notice::Status::Sent),
+        policy: Some("p3".into()),
+        ..first.clone()
+    };
+    // The history ends a day ago: count "today" and "the last 30 days"
+    // from its last day, so that the counts read real ranges.
+    let now = now - chrono::Duration::days(1);
+    let today = now - chrono::Duration::hours(24);
+    let mut times = Vec::new();
+    for what in [
+        "overview counts",
+        "ledger, first page",
+        "ledger, sent of one policy",
+        "upcoming",
+    ] {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            match what {
+                "overview counts" => drop(store.overview_counts(false, now, today).await?),
+                "ledger, first page" => drop(store.page_notices(&first).await?),
+                "ledger, sent of one policy" => drop(store.page_notices(&filtered).await?),
+                _ => drop(store.upcoming_notices(false, 101).await?),
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        times.push((what, best));
+    }
+    for (what, best) in times {
+        row(
+            &format!("status page read, {what}: {label}"),
+            &format!(
+                "{} ({:.0}× a bare round trip of {})",
+                secs(best),
+                best / bare.max(1e-9),
+                secs(bare)
+            ),
+        );
+    }
+    store.close().await;
+    Ok(())
+}
+
 fn secs(s: f64) -> String {
-    if s < 1.0 {
+    if s < 0.01 {
+        format!("{:.2} ms", s * 1000.0)
+    } else if s < 1.0 {
         format!("{:.0} ms", s * 1000.0)
     } else {
         format!("{s:.2} s")
@@ -176,14 +240,16 @@ async fn fill(url: &str, n: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
             format!(
                 "{} INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices,
                     status, channel, due_at, send_at, next_attempt_at, attempts, sent_at,
-                    next_notice_at, ticket, created_at, updated_at, promise_outcome, promise_reason)
+                    next_notice_at, ticket, created_at, updated_at, promise_outcome, promise_reason,
+                    promise_decided_at)
                  SELECT 'n' || i, CAST(i / 3 AS TEXT), 'p' || (i / 3 % 5), {base} + i / 3 * {step}, 0,
                     i % 3 + 1, 3, 'sent', 'out', t, t, t, 1, t,
-                    CASE WHEN i % 3 < 2 THEN t + 3600000 END, '{{}}', {base}, {base},
+                    CASE WHEN i % 3 < 2 THEN t + 3600000 END, '{{}}', t, t,
                     CASE WHEN i % 3 = 2 THEN NULL WHEN i % 7 = 0 THEN 'broken'
                          WHEN i % 5 = 0 THEN 'superseded' WHEN i % 11 = 0 THEN 'pending'
                          ELSE 'kept' END,
-                    CASE WHEN i % 3 < 2 AND i % 7 = 0 THEN 'late' END
+                    CASE WHEN i % 3 < 2 AND i % 7 = 0 THEN 'late' END,
+                    CASE WHEN i % 3 < 2 AND i % 11 <> 0 THEN t + 3600000 END
                  FROM (SELECT i, {base} + i / 3 * {step} + (i % 3 + 1) * 3600000 AS t FROM s)",
                 series(3 * n)
             ),
@@ -208,19 +274,20 @@ async fn fill(url: &str, n: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
             format!(
                 "INSERT INTO notices (id, ticket_id, policy, episode, dry_run, number, max_notices,
                     status, channel, due_at, send_at, next_attempt_at, attempts, sent_at,
-                    next_notice_at, ticket, created_at, updated_at, promise_outcome, promise_reason)
+                    next_notice_at, ticket, created_at, updated_at, promise_outcome, promise_reason,
+                    promise_decided_at)
                  SELECT 'n' || i, (i / 3)::text, 'p' || (i / 3 % 5), {}, false, i % 3 + 1, 3,
                     'sent', 'out', t, t, t, 1, t,
-                    CASE WHEN i % 3 < 2 THEN t + interval '1 hour' END, '{{}}', {b}, {b},
+                    CASE WHEN i % 3 < 2 THEN t + interval '1 hour' END, '{{}}', t, t,
                     CASE WHEN i % 3 = 2 THEN NULL WHEN i % 7 = 0 THEN 'broken'
                          WHEN i % 5 = 0 THEN 'superseded' WHEN i % 11 = 0 THEN 'pending'
                          ELSE 'kept' END,
-                    CASE WHEN i % 3 < 2 AND i % 7 = 0 THEN 'late' END
+                    CASE WHEN i % 3 < 2 AND i % 7 = 0 THEN 'late' END,
+                    CASE WHEN i % 3 < 2 AND i % 11 <> 0 THEN t + interval '1 hour' END
                  FROM (SELECT i, {} AS t FROM generate_series(0::bigint, {}) AS i) AS s",
                 at(&format!("{base} + i / 3 * {step}")),
                 at(&format!("{base} + i / 3 * {step} + (i % 3 + 1) * 3600000")),
                 3 * n - 1,
-                b = at(&base.to_string()),
             ),
         )
     };
