@@ -39,6 +39,45 @@ fn setup(sink: &SmtpSink, receiver: &WebhookReceiver) -> Setup {
     setup
 }
 
+/// What a test's daemon needs alive: the SMTP sink, the webhook receiver
+/// and the daemon itself.
+struct Running {
+    _sink: SmtpSink,
+    receiver: WebhookReceiver,
+    _daemon: support::Daemon,
+}
+
+/// [`setup`], changed by `configure`, with its daemon started; the
+/// webhook answers `statuses`, then `then` for ever.
+fn running(statuses: &[u16], then: u16, configure: impl FnOnce(&mut Setup)) -> (Setup, Running) {
+    let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start(statuses, then, Duration::ZERO);
+    let mut setup = setup(&sink, &receiver);
+    configure(&mut setup);
+    let daemon = setup.start();
+    let running = Running {
+        _sink: sink,
+        receiver,
+        _daemon: daemon,
+    };
+    (setup, running)
+}
+
+/// Every page needs the admin token `a-long-enough-admin-token`.
+fn with_token(setup: &mut Setup) {
+    setup
+        .env("INTERIM_TEST_ADMIN_TOKEN", "a-long-enough-admin-token")
+        .set("http.admin_token_env", "\"INTERIM_TEST_ADMIN_TOKEN\"");
+}
+
+/// Waits until notice 1 of tickets 1 and 2 is sent and ticket 3's is dead.
+fn two_sent_and_one_dead(setup: &Setup) {
+    setup.wait_for_notices("two sent and one dead", |n| {
+        let count = |status: &str| n.iter().filter(|n| n.status == status).count();
+        (count("sent"), count("dead")) == (2, 1)
+    });
+}
+
 /// The overview's JSON, as a tool asks for it.
 fn overview_json(setup: &Setup) -> Option<Value> {
     let response = http::request_with(
@@ -53,10 +92,7 @@ fn overview_json(setup: &Setup) -> Option<Value> {
 
 #[test]
 fn the_overview_shows_the_ledgers_counts_in_a_real_browser() {
-    let sink = SmtpSink::start();
-    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
-    let setup = setup(&sink, &receiver);
-    let _daemon = setup.start();
+    let (setup, _running) = running(&[], 400, |_| {});
     let mut overview = Value::Null;
     setup.wait_until(
         Duration::from_secs(30),
@@ -122,10 +158,7 @@ fn the_overview_shows_the_ledgers_counts_in_a_real_browser() {
 
 #[test]
 fn the_notices_page_filters_the_ledger_and_shows_why_a_notice_died() {
-    let sink = SmtpSink::start();
-    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
-    let setup = setup(&sink, &receiver);
-    let _daemon = setup.start();
+    let (setup, _running) = running(&[], 400, |_| {});
     setup.wait_for_notices("two sent, two pending and one dead", |n| {
         let count = |status: &str| n.iter().filter(|n| n.status == status).count();
         (count("sent"), count("pending"), count("dead")) == (2, 2, 1)
@@ -185,10 +218,7 @@ fn the_notices_page_filters_the_ledger_and_shows_why_a_notice_died() {
 
 #[test]
 fn every_page_is_valid_html_with_a_title_labels_and_titled_images() {
-    let sink = SmtpSink::start();
-    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
-    let setup = setup(&sink, &receiver);
-    let _daemon = setup.start();
+    let (setup, _running) = running(&[], 400, |_| {});
     setup.wait_until(Duration::from_secs(30), "the daemon serves pages", || {
         overview_json(&setup).is_some()
     });
@@ -277,14 +307,9 @@ fn the_html_checker_reports_parse_errors_and_unlabelled_controls() {
 
 #[test]
 fn retry_on_a_dead_notice_after_logging_in_sends_it_once_the_receiver_recovers() {
-    let sink = SmtpSink::start();
     // The first attempt is refused for good; the retried one is accepted.
-    let receiver = WebhookReceiver::start(&[400], 200, Duration::ZERO);
-    let mut setup = setup(&sink, &receiver);
-    setup
-        .env("INTERIM_TEST_ADMIN_TOKEN", "a-long-enough-admin-token")
-        .set("http.admin_token_env", "\"INTERIM_TEST_ADMIN_TOKEN\"");
-    let _daemon = setup.start();
+    let (setup, running) = running(&[400], 200, with_token);
+    let receiver = &running.receiver;
     let notices = setup.wait_for_notices("ticket 3's notice is dead", |n| {
         n.iter().any(|n| n.ticket_id == "3" && n.status == "dead")
     });
@@ -420,14 +445,8 @@ fn the_ticket_page_shows_each_promise_its_outcome_and_the_notice_as_sent() {
 
 #[test]
 fn the_report_page_gives_the_numbers_of_interim_report_with_charts_and_a_csv() {
-    let sink = SmtpSink::start();
-    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
-    let setup = setup(&sink, &receiver);
-    let _daemon = setup.start();
-    setup.wait_for_notices("two sent and one dead", |n| {
-        let count = |status: &str| n.iter().filter(|n| n.status == status).count();
-        (count("sent"), count("dead")) == (2, 1)
-    });
+    let (setup, _running) = running(&[], 400, |_| {});
+    two_sent_and_one_dead(&setup);
     let since = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
     let until = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
     let cli = setup
@@ -508,10 +527,7 @@ fn the_report_page_gives_the_numbers_of_interim_report_with_charts_and_a_csv() {
 
 #[test]
 fn upcoming_lists_what_goes_out_next_in_order_with_why_and_a_preview() {
-    let sink = SmtpSink::start();
-    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
-    let setup = setup(&sink, &receiver);
-    let _daemon = setup.start();
+    let (setup, _running) = running(&[], 400, |_| {});
     let notices = setup.wait_for_notices("notice 2 of tickets 1 and 2 is planned", |n| {
         let pending = |number| {
             n.iter()
@@ -553,13 +569,7 @@ fn upcoming_lists_what_goes_out_next_in_order_with_why_and_a_preview() {
 
 #[test]
 fn the_config_page_shows_what_is_in_force_without_a_secret() {
-    let sink = SmtpSink::start();
-    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
-    let mut setup = setup(&sink, &receiver);
-    setup
-        .env("INTERIM_TEST_ADMIN_TOKEN", "a-long-enough-admin-token")
-        .set("http.admin_token_env", "\"INTERIM_TEST_ADMIN_TOKEN\"");
-    let _daemon = setup.start();
+    let (setup, _running) = running(&[], 400, with_token);
     let bearer = [("Authorization", "Bearer a-long-enough-admin-token")];
     let mut page = None;
     setup.wait_until(Duration::from_secs(30), "the config page answers", || {
@@ -581,14 +591,8 @@ fn the_config_page_shows_what_is_in_force_without_a_secret() {
 /// `target/screenshots/` for a reviewer; each page has its title there.
 #[test]
 fn every_page_is_captured_at_laptop_and_phone_size() {
-    let sink = SmtpSink::start();
-    let receiver = WebhookReceiver::start(&[], 400, Duration::ZERO);
-    let setup = setup(&sink, &receiver);
-    let _daemon = setup.start();
-    setup.wait_for_notices("two sent and one dead", |n| {
-        let count = |status: &str| n.iter().filter(|n| n.status == status).count();
-        (count("sent"), count("dead")) == (2, 1)
-    });
+    let (setup, _running) = running(&[], 400, |_| {});
+    two_sent_and_one_dead(&setup);
     let base = format!("http://{}", setup.admin());
     support::block_on(async {
         for (width, height) in [(1280, 800), (390, 844)] {

@@ -178,7 +178,8 @@ fn local_only(
     Ok(())
 }
 
-fn check_token(headers: &HeaderMap, token: &SecretString) -> Result<(), Refusal> {
+/// `Authorization: Bearer TOKEN` with the admin token.
+pub fn check_token(headers: &HeaderMap, token: &SecretString) -> Result<(), Refusal> {
     let unauthorized = |reason| Refusal {
         status: StatusCode::UNAUTHORIZED,
         reason,

@@ -128,7 +128,12 @@ fn show(
 /// A return target that stays on these pages: a relative path without a
 /// scheme, host or way up.
 fn safe_next(next: &str) -> String {
-    let next = next.trim().trim_start_matches('/');
+    let given = next.trim();
+    if given.starts_with("//") {
+        // A scheme-relative URL: another host.
+        return String::new();
+    }
+    let next = given.trim_start_matches('/');
     let harmless = next
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "/?&=-_.~%+".contains(c));
