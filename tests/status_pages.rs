@@ -194,6 +194,7 @@ fn the_notices_page_filters_the_ledger_and_shows_why_a_notice_died() {
             .await
             .expect("choose dead");
         form.submit().await.expect("filter");
+        browser.wait_for_page("/notices", "status=dead").await;
         let rows = browser
             .client
             .find_all(fantoccini::Locator::Css("#notices tbody tr[id^=notice-]"))
@@ -330,8 +331,7 @@ fn retry_on_a_dead_notice_after_logging_in_sends_it_once_the_receiver_recovers()
             .goto(&format!("{base}notices"))
             .await
             .expect("open the ledger");
-        let at = browser.client.current_url().await.expect("a URL");
-        assert_eq!(at.path(), "/login", "{at}");
+        browser.wait_for_page("/login", "next=notices").await;
         let form = browser
             .client
             .form(fantoccini::Locator::Css("form.login"))
@@ -341,8 +341,8 @@ fn retry_on_a_dead_notice_after_logging_in_sends_it_once_the_receiver_recovers()
             .await
             .expect("type the token");
         form.submit().await.expect("log in");
-        let at = browser.client.current_url().await.expect("a URL");
-        assert_eq!(at.path(), "/notices", "back where the login began: {at}");
+        // Back where the login began.
+        browser.wait_for_page("/notices", "").await;
 
         // A form without the session's CSRF token is refused, and so is
         // one without the session.
@@ -376,6 +376,7 @@ fn retry_on_a_dead_notice_after_logging_in_sends_it_once_the_receiver_recovers()
             .click()
             .await
             .expect("click Retry");
+        browser.wait_for_page("/notices", "retried=").await;
         let banner = browser.text("#retried").await;
         assert!(banner.contains(&dead), "{banner}");
         browser.screenshot("notices-retried-1280").await;

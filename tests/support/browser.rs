@@ -69,6 +69,24 @@ impl Browser {
         Some(Self { client, driver })
     }
 
+    /// Waits (polling, 20 s at most) until the page's URL is `path` with
+    /// `query` in its query string: a click or a submit returns before the
+    /// browser has loaded the page it leads to.
+    pub async fn wait_for_page(&self, path: &str, query: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let at = self.client.current_url().await.expect("a URL");
+            if at.path() == path && at.query().unwrap_or("").contains(query) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still at {at}, not at {path}?{query}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The text of the element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         let element = self
