@@ -448,8 +448,12 @@ fn the_ticket_page_shows_each_promise_its_outcome_and_the_notice_as_sent() {
 fn the_report_page_gives_the_numbers_of_interim_report_with_charts_and_a_csv() {
     let (setup, _running) = running(&[], 400, |_| {});
     two_sent_and_one_dead(&setup);
-    let since = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
-    let until = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    // A period that has ended: how long the open waits had waited by its
+    // end is then the same for the command and for the page, whenever
+    // each of them runs.
+    let end = chrono::Utc::now();
+    let since = (end - chrono::Duration::days(1)).to_rfc3339();
+    let until = end.to_rfc3339();
     let cli = setup
         .json(&[
             "report",
