@@ -169,12 +169,11 @@ fn the_notices_page_filters_the_ledger_and_shows_why_a_notice_died() {
             return;
         };
         browser.client.goto(&url).await.expect("open the ledger");
-        let rows = browser
-            .client
-            .find_all(fantoccini::Locator::Css("#notices tbody tr[id^=notice-]"))
-            .await
-            .expect("the rows");
-        assert_eq!(rows.len(), 5, "every notice of the ledger");
+        assert_eq!(
+            browser.count("#notices tbody tr[id^=notice-]").await,
+            5,
+            "every notice of the ledger"
+        );
         let all = browser.text("#notices").await;
         assert!(
             all.contains("c***@example.com"),
@@ -185,22 +184,13 @@ fn the_notices_page_filters_the_ledger_and_shows_why_a_notice_died() {
 
         // Filtered by the form: only the dead one, with its error and how
         // to retry it without a token.
-        let form = browser
-            .client
-            .form(fantoccini::Locator::Css("form.filters"))
-            .await
-            .expect("the filter form");
-        form.set_by_name("status", "dead")
-            .await
-            .expect("choose dead");
-        form.submit().await.expect("filter");
+        browser.submit("form.filters", "status", "dead").await;
         browser.wait_for_page("/notices", "status=dead").await;
-        let rows = browser
-            .client
-            .find_all(fantoccini::Locator::Css("#notices tbody tr[id^=notice-]"))
-            .await
-            .expect("the rows");
-        assert_eq!(rows.len(), 1, "only the dead notice");
+        assert_eq!(
+            browser.count("#notices tbody tr[id^=notice-]").await,
+            1,
+            "only the dead notice"
+        );
         let dead = browser.text("#notices").await;
         assert!(
             dead.contains("HTTP 400") && dead.contains("interim retry"),
@@ -332,15 +322,9 @@ fn retry_on_a_dead_notice_after_logging_in_sends_it_once_the_receiver_recovers()
             .await
             .expect("open the ledger");
         browser.wait_for_page("/login", "next=notices").await;
-        let form = browser
-            .client
-            .form(fantoccini::Locator::Css("form.login"))
-            .await
-            .expect("the login form");
-        form.set_by_name("token", "a-long-enough-admin-token")
-            .await
-            .expect("type the token");
-        form.submit().await.expect("log in");
+        browser
+            .submit("form.login", "token", "a-long-enough-admin-token")
+            .await;
         // Back where the login began.
         browser.wait_for_page("/notices", "").await;
 

@@ -87,6 +87,31 @@ impl Browser {
         }
     }
 
+    /// Fills `field` of the form `css` selects with `value` and submits it
+    /// (the caller waits for the page it leads to).
+    pub async fn submit(&self, css: &str, field: &str, value: &str) {
+        let form = self
+            .client
+            .form(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no form {css}: {e}"));
+        form.set_by_name(field, value)
+            .await
+            .unwrap_or_else(|e| panic!("{field} of {css}: {e}"));
+        form.submit()
+            .await
+            .unwrap_or_else(|e| panic!("submit {css}: {e}"));
+    }
+
+    /// How many elements `css` selects.
+    pub async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .len()
+    }
+
     /// The text of the element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         let element = self
